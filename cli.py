@@ -1,0 +1,200 @@
+"""The ``vsearch`` command: a thin typer adapter over the Python API in :mod:`vsearch`."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated, List, Optional
+
+import typer
+
+from vsearch.commands.common import (
+    DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, console, err_console, handle_errors, resolve_device, setup_logging,
+)
+
+app = typer.Typer(
+    help="vsearch: index a photo collection, then search it by text or by example image.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False) -> None:
+    setup_logging(verbose)
+
+
+def _open(db, db_url, model="auto", device="cpu", create=True):
+    import vsearch
+
+    return vsearch.open(db, model=model, url=db_url, device=resolve_device(device), create=create)
+
+
+class _RichProgress:
+    """Progress bar with images/s and ETA for the indexer."""
+
+    def __init__(self, enabled: bool):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.progress = Progress(
+            TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=err_console, disable=not enabled, transient=False,
+        )
+        self.task = None
+
+    def start(self, total: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("index", total=total, rate="")
+
+    def advance(self, n: int) -> None:
+        self.progress.advance(self.task, n)
+        speed = self.progress.tasks[0].speed
+        self.progress.update(self.task, rate=f"{speed:.1f} img/s" if speed else "")
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+@app.command()
+@handle_errors
+def index(
+    paths: Annotated[List[str], typer.Argument(help="Folders or image files to index (recursively).")],
+    db: DbOpt = None,
+    db_url: DbUrlOpt = None,
+    model: ModelOpt = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per encoder batch.")] = 32,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=0,
+                       help="Decode worker processes (0: decode in this process). Default: cores - 1.")] = None,
+    device: DeviceOpt = "cpu",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Add new and changed photos under PATHS to the catalog, drop deleted ones, skip unchanged ones.
+
+    Safe to interrupt (Ctrl-C or kill): run it again and it resumes where it stopped.
+    """
+    coll = _open(db, db_url, model, device)
+    encoder = coll.encoder
+    if coll.notice:
+        err_console.print(coll.notice, highlight=False)
+    bar = _RichProgress(enabled=not quiet)
+    try:
+        summary = coll.index(paths, batch_size=batch_size, workers=workers, progress=bar)
+    finally:
+        bar.stop()
+        coll.close()
+    err_console.print(
+        f"[green]done[/] in {summary.seconds:.1f}s with {encoder.info.name}: "
+        f"added {summary.added}, unchanged {summary.unchanged}, moved {summary.moved}, "
+        f"copied {summary.copied}, removed {summary.removed}, failed {len(summary.failed)}"
+        + (f" (+{summary.known_failures} known bad, not retried)" if summary.known_failures else "")
+        + (f" — {summary.images_per_second:.1f} img/s" if summary.added else ""),
+        highlight=False,
+    )
+    for path, reason in summary.failed:
+        err_console.print(f"  [red]failed[/] {path}: {reason}", highlight=False, soft_wrap=True)
+    if summary.indexed_ok == 0 and summary.removed == 0:
+        err_console.print("[red]nothing could be indexed[/]" if summary.failed else
+                          f"[red]no image files found under[/] {' '.join(paths)}")
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="Text to search for, e.g. \"a dog on the beach\".")] = None,
+    image: Annotated[Optional[str], typer.Option("--image", "-i", help="Search by an example image.")] = None,
+    plus: Annotated[List[str], typer.Option("--plus", help="Add a text concept; \"snow=0.5\" sets its weight.")] = [],  # noqa: B006 - typer needs a list
+    minus: Annotated[List[str], typer.Option("--minus", help="Subtract a text concept; \"night=0.5\" sets its weight.")] = [],  # noqa: B006
+    k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score}.")] = False,
+    html_out: Annotated[Optional[str], typer.Option("--html", help="Write a self-contained gallery page here.")] = None,
+    db: DbOpt = None,
+    db_url: DbUrlOpt = None,
+    model: ModelOpt = "auto",
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Find photos by text, by example image, or both (with --plus/--minus concepts)."""
+    from vsearch.errors import QueryError
+
+    if query is None and image is None and not plus:
+        raise QueryError("give a text query, --image FILE, or --plus terms")
+    coll = _open(db, db_url, model, device, create=False)
+    hits = coll.search(text=query, image=image, plus=plus, minus=minus, k=k)
+    if html_out:
+        from vsearch.report import gallery_html
+
+        title = " + ".join(x for x in [query, image and f"image {os.path.basename(image)}"] if x) or "search"
+        with open(html_out, "w", encoding="utf-8") as fh:
+            fh.write(gallery_html(f"vsearch: {title}", hits))
+        err_console.print(f"wrote {html_out}")
+    if as_json:
+        print(json.dumps([{"path": h.path, "score": round(h.score, 6)} for h in hits], ensure_ascii=False))
+        return
+    if not hits:
+        console.print("no results (is the catalog empty?)")
+        return
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("path", overflow="fold")
+    for h in hits:
+        table.add_row(str(h.rank), f"{h.score:.3f}", h.path)
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def verify(
+    repair: Annotated[bool, typer.Option("--repair", help="Rewrite index files to match the database.")] = False,
+    db: DbOpt = None,
+    db_url: DbUrlOpt = None,
+) -> None:
+    """Check that the database and the FAISS index files hold the same ids (exit 1 if not)."""
+    from vsearch.catalog import Catalog
+
+    import vsearch
+
+    cat = Catalog(db or vsearch.default_db_dir(), url=db_url, create=False)
+    reports = cat.verify()
+    bad = [r for r in reports if not r.ok]
+    for r in reports:
+        status = "[green]ok[/]" if r.ok else "[red]MISMATCH[/]"
+        console.print(f"{r.space}: {status} — {r.sql_count} in database, {r.index_count} in index file"
+                      + (" (index file missing)" if r.index_file_missing else ""), highlight=False)
+        if r.missing_from_index:
+            console.print(f"  ids missing from the index: {list(r.missing_from_index)[:20]}"
+                          + (" …" if len(r.missing_from_index) > 20 else ""))
+        if r.extra_in_index:
+            console.print(f"  ids in the index but not the database: {list(r.extra_in_index)[:20]}"
+                          + (" …" if len(r.extra_in_index) > 20 else ""))
+    if bad and repair:
+        cat.repair()
+        again = [r for r in cat.verify() if not r.ok]
+        console.print("[green]repaired[/]" if not again else "[red]repair failed[/]")
+        raise typer.Exit(1 if again else 0)
+    cat.engine.dispose()
+    if bad:
+        console.print("run [bold]vsearch verify --repair[/] to fix")
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def doctor(db: DbOpt = None, db_url: DbUrlOpt = None) -> None:
+    """Versions, devices, FAISS CPU/GPU, models available offline, and catalog stats."""
+    from vsearch.doctor import collect
+
+    report = collect(db, db_url)
+    for section, items in report.items():
+        console.print(f"[bold]{section}[/]")
+        for key, value in items.items():
+            console.print(f"  {key}: {value}", highlight=False)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,87 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_explains_commands():
+    out = invoke("--help")
+    assert out.exit_code == 0
+    for cmd in ("index", "search", "verify", "doctor"):
+        assert cmd in out.output
+
+
+def test_index_search_json_html_verify(photos, tmp_path, tiny_clip_spec):
+    db = tmp_path / "db"
+    r = invoke("index", photos, "--db", db, "--model", tiny_clip_spec, "--workers", "0", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "added 10" in r.output
+
+    r = invoke("search", "--image", photos / "horse.jpg", "--db", db, "-k", "3", "--json")
+    assert r.exit_code == 0, r.output
+    results = json.loads(r.stdout)
+    assert results[0]["path"].endswith("horse.jpg") and len(results) == 3
+    assert results[0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+    html = tmp_path / "out.html"
+    r = invoke("search", "a horse", "--db", db, "--html", html)
+    assert r.exit_code == 0 and "data:image/jpeg;base64," in html.read_text()
+
+    r = invoke("search", "a horse", "--plus", "grass=0.5", "--minus", "night", "--db", db, "-k", "2")
+    assert r.exit_code == 0 and "score" in r.output
+
+    r = invoke("verify", "--db", db)
+    assert r.exit_code == 0 and "ok" in r.output
+
+
+def test_querying_with_another_model_is_a_clear_error(photos, tmp_path, tiny_clip_spec):
+    db = tmp_path / "db"
+    invoke("index", photos, "--db", db, "--model", tiny_clip_spec, "--workers", "0", "--quiet")
+    r = invoke("search", "cat", "--db", db, "--model", "packaged")
+    assert r.exit_code == 2
+    assert "built with clip:" in r.output
+
+
+def test_search_without_catalog_says_what_to_do(tmp_path):
+    r = invoke("search", "cat", "--db", tmp_path / "none")
+    assert r.exit_code == 2 and "vsearch index" in r.output
+
+
+def test_index_of_folder_with_only_bad_files_exits_nonzero(tmp_path, tiny_clip_spec):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.jpg").write_text("nope")
+    r = invoke("index", tmp_path / "bad", "--db", tmp_path / "db", "--model", tiny_clip_spec, "--workers", "0", "-q")
+    assert r.exit_code == 1 and "nothing could be indexed" in r.output and "x.jpg" in r.output
+
+
+def test_verify_reports_and_repairs_mismatch(photos, tmp_path, tiny_clip_spec):
+    db = tmp_path / "db"
+    invoke("index", photos, "--db", db, "--model", tiny_clip_spec, "--workers", "0", "-q")
+    (db / "image.faiss").unlink()
+    r = invoke("verify", "--db", db)
+    assert r.exit_code == 1 and "MISMATCH" in r.output
+    r = invoke("verify", "--db", db, "--repair")
+    assert r.exit_code == 0 and "repaired" in r.output
+    assert invoke("verify", "--db", db).exit_code == 0
+
+
+def test_unknown_model_and_missing_weights_messages(tmp_path, photos):
+    r = invoke("index", photos, "--db", tmp_path / "a", "--model", "nonsense:xyz")
+    assert r.exit_code == 2 and "unknown model" in r.output
+    r = invoke("index", photos, "--db", tmp_path / "b", "--model", "clip:ViT-B-32@/no/such/file.pt")
+    assert r.exit_code == 2 and "weights file not found" in r.output
+    r = invoke("index", photos, "--db", tmp_path / "c", "--model", "clip:ViT-B-32")
+    assert r.exit_code == 2 and "clip:ViT-B-32@/path/to/weights.pt" in r.output
+
+
+def test_doctor(tmp_path):
+    r = invoke("doctor", "--db", tmp_path / "db")
+    assert r.exit_code == 0 and "faiss" in r.output and "torch" in r.output

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from vsearch.vector_index import VectorIndex, ivf_params
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def clustered(n, dim, n_clusters, seed, noise=0.8):
+    """Vectors around random centres (cosine to their centre about 0.78), like real embeddings;
+    uniform random ones are the worst case for IVF and not what a photo collection looks like."""
+    rng = np.random.default_rng(seed)
+    centres = _unit(rng.normal(size=(n_clusters, dim)))
+    labels = rng.integers(0, n_clusters, size=n)
+    return _unit(centres[labels] + noise * rng.normal(size=(n, dim)) / np.sqrt(dim))
+
+
+def brute_force(db, ids, q, k):
+    scores = q @ db.T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, 1), ids[order]
+
+
+def test_flat_matches_numpy_brute_force():
+    rng = np.random.default_rng(0)
+    db = _unit(rng.normal(size=(500, 24)))
+    ids = np.arange(1000, 1500, dtype=np.int64)
+    q = _unit(rng.normal(size=(20, 24)))
+    vi = VectorIndex.build(24, db, ids)
+    assert vi.kind == "flat"
+    scores, got = vi.search(q, 10)
+    want_scores, want_ids = brute_force(db, ids, q, 10)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
+    assert (got == want_ids).mean() > 0.99  # ties aside, identical
+
+
+def test_remove_and_ids():
+    rng = np.random.default_rng(1)
+    db = _unit(rng.normal(size=(50, 8)))
+    vi = VectorIndex.build(8, db, np.arange(50) + 10)
+    assert vi.remove([10, 11, 12]) == 3
+    assert sorted(vi.ids().tolist()) == list(range(13, 60))
+    _, got = vi.search(db[:3], 1)
+    assert not set(got.ravel().tolist()) & {10, 11, 12}
+
+
+def test_search_never_pads_with_minus_one():
+    vi = VectorIndex.build(4, _unit(np.eye(4, dtype=np.float32)[:2]), [5, 6])
+    scores, ids = vi.search(np.eye(4, dtype=np.float32)[:1], 10)
+    assert ids.shape == (1, 2) and (ids >= 0).all()
+
+
+def test_ivf_recall_against_exact_on_clustered_vectors():
+    n, dim = 20_000, 64
+    db = clustered(n, dim, 200, seed=2)
+    ids = np.arange(n, dtype=np.int64) * 3 + 7
+    q = clustered(200, dim, 200, seed=3)
+    vi = VectorIndex.build(dim, db, ids, ann_threshold=1000)
+    assert vi.kind == "ivf"
+    _, got = vi.search(q, 10)
+    _, want = brute_force(db, ids, q, 10)
+    recall = np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got, want)])
+    assert recall >= 0.95, recall
+    # removal works on IVF (the reason we use it instead of HNSW)
+    assert vi.remove(ids[:100]) == 100
+    assert len(vi) == n - 100 and not set(vi.ids().tolist()) & set(ids[:100].tolist())
+
+
+def test_save_is_atomic_and_roundtrips(tmp_path):
+    rng = np.random.default_rng(4)
+    vi = VectorIndex.build(8, _unit(rng.normal(size=(30, 8))), np.arange(30))
+    path = tmp_path / "x.faiss"
+    vi.save(str(path))
+    loaded = VectorIndex.load(str(path), 8)
+    assert sorted(loaded.ids().tolist()) == list(range(30))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.faiss"]  # no temp file left behind
+    with pytest.raises(ValueError):
+        VectorIndex.load(str(path), 16)
+
+
+def test_ivf_params_grow_with_n():
+    assert ivf_params(10_000)[0] < ivf_params(1_000_000)[0]
+    nlist, nprobe = ivf_params(1_000_000)
+    assert 1 <= nprobe <= nlist

@@ -1,0 +1,151 @@
+"""The Python API: ``vsearch.open(db)`` returns a :class:`Collection` (a catalog + its encoder).
+
+The CLI is a thin adapter over this module; everything it does can be done from Python.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from vsearch.catalog import IMAGE_SPACE, Catalog, SearchHit
+from vsearch.encoders import canonical_spec, load_encoder, resolve_auto
+from vsearch.errors import ModelMismatchError, QueryError
+from vsearch.images import decode_image
+
+
+def default_db_dir() -> str:
+    """$VSEARCH_DB, else $XDG_DATA_HOME/vsearch (~/.local/share/vsearch)."""
+    if os.environ.get("VSEARCH_DB"):
+        return os.path.abspath(os.path.expanduser(os.environ["VSEARCH_DB"]))
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "vsearch")
+
+
+@dataclass(frozen=True)
+class QueryTerm:
+    """One part of a combined query: a text or an image, with a signed weight."""
+
+    weight: float
+    text: str | None = None
+    image: str | None = None
+
+
+def parse_weighted(term: str, default: float = 1.0) -> tuple[str, float]:
+    """'snow=0.5' -> ('snow', 0.5); 'snow' -> ('snow', default). Only a trailing number counts."""
+    head, sep, tail = term.rpartition("=")
+    if sep:
+        try:
+            return head, float(tail)
+        except ValueError:
+            pass
+    return term, default
+
+
+class Collection:
+    """A photo collection: its catalog and, loaded on first use, the model that filled it."""
+
+    def __init__(self, catalog: Catalog, model: str | None = None, device: str = "cpu"):
+        self.catalog = catalog
+        self.device = device
+        self._requested = None if model in (None, "auto") else canonical_spec(model)
+        self._encoder = None
+        self.notice: str | None = None  # which model `auto` picked, for the CLI to show once
+        recorded = catalog.space_model(IMAGE_SPACE)
+        if recorded and self._requested and self._requested != recorded[0]:
+            raise ModelMismatchError(
+                f"this catalog was built with {recorded[0]}; it cannot be used with --model "
+                f"{self._requested}. Leave --model out (or pass {recorded[0]}), or use another --db"
+            )
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            recorded = self.catalog.space_model(IMAGE_SPACE)
+            if recorded:
+                self._encoder = load_encoder(recorded[0], self.device)
+            elif self._requested:
+                self._encoder = load_encoder(self._requested, self.device)
+            else:
+                self._encoder, self.notice = resolve_auto(self.device)
+        return self._encoder
+
+    # -- indexing --------------------------------------------------------------------------------
+    def index(self, paths: Sequence[str], batch_size: int = 32, workers: int | None = None, progress=None):
+        from indexer import index_paths
+
+        return index_paths(self.catalog, self.encoder, paths, batch_size=batch_size, workers=workers, progress=progress)
+
+    # -- queries ---------------------------------------------------------------------------------
+    def embed_image_file(self, path: str) -> np.ndarray:
+        """A query image's vector; for a file already in the catalog, its stored vector."""
+        path = os.path.abspath(os.path.expanduser(path))
+        known = self.catalog.media_under([path]).get(path)
+        if known is not None and known.status == "indexed":
+            st = os.stat(path)
+            if st.st_size == known.size and st.st_mtime == known.mtime:
+                vec = self.catalog.media_vector(known.id, IMAGE_SPACE)
+                if vec is not None:
+                    return vec
+        image = decode_image(path).image
+        pixels = self.encoder.preprocess(image).unsqueeze(0)
+        return self.encoder.encode_pixels(pixels)[0]
+
+    def query_vector(self, terms: Sequence[QueryTerm]) -> np.ndarray:
+        if not terms:
+            raise QueryError("empty query: give a text, --image, or --plus terms")
+        texts = [t for t in terms if t.text is not None]
+        for t in texts:
+            if not t.text.strip():
+                raise QueryError("a text query is empty")
+        total = None
+        if texts:
+            vecs = self.encoder.encode_text([t.text for t in texts])
+            total = sum(t.weight * v for t, v in zip(texts, vecs))
+        for t in (t for t in terms if t.image is not None):
+            v = t.weight * self.embed_image_file(t.image)
+            total = v if total is None else total + v
+        norm = float(np.linalg.norm(total))
+        if norm < 1e-6:
+            raise QueryError("the query terms cancel out (weights sum to a zero vector)")
+        return (total / norm).astype(np.float32)
+
+    def search(self, text: str | None = None, image: str | None = None, plus: Sequence[str] = (),
+               minus: Sequence[str] = (), k: int = 10, text_weight: float = 1.0,
+               image_weight: float = 1.0) -> list[SearchHit]:
+        """Ranked photos for a text, an example image, or a combination:
+        ``text·w + image·w + Σ plus − Σ minus``, renormalised. Plus/minus terms take ``"snow=0.5"``."""
+        terms: list[QueryTerm] = []
+        if text is not None:
+            terms.append(QueryTerm(text_weight, text=text))
+        if image is not None:
+            terms.append(QueryTerm(image_weight, image=image))
+        for p in plus:
+            t, w = parse_weighted(p)
+            terms.append(QueryTerm(w, text=t))
+        for m in minus:
+            t, w = parse_weighted(m)
+            terms.append(QueryTerm(-w, text=t))
+        if k < 1:
+            raise QueryError("-k must be at least 1")
+        if self.catalog.space_model(IMAGE_SPACE) is None:
+            return []
+        return self.catalog.search(self.query_vector(terms), k=k, space=IMAGE_SPACE)[0]
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> "Collection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open(db: str | os.PathLike | None = None, model: str | None = None, url: str | None = None,
+         device: str = "cpu", create: bool = True) -> Collection:  # noqa: A001 - mirrors builtins.open on purpose
+    """Open (or create) the collection stored in ``db`` (a folder; metadata goes to ``url`` if given)."""
+    directory = os.fspath(db) if db is not None else default_db_dir()
+    return Collection(Catalog(directory, url=url, create=create), model=model, device=device)

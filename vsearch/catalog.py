@@ -1,0 +1,542 @@
+"""The catalog: SQL metadata and FAISS indexes behind one object that keeps them consistent.
+
+Rules that make it crash-safe:
+
+* SQL is the source of truth. Every change commits to the database first; the in-memory FAISS
+  index follows, and :meth:`Catalog.save` writes it to a temporary file that is renamed over the
+  old one, so an index file is always complete.
+* Database ids are FAISS ids (``add_with_ids``), and embeddings are kept in SQL too. After a crash
+  between a commit and a save, the index file lags behind the database; :meth:`Catalog.index`
+  notices (it compares the two id sets) and brings the index up to date from SQL before use.
+* The encoder name and dimension of every vector space and the schema version are recorded and
+  checked when the catalog is opened with a model.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import create_engine, delete, event, func, inspect, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from vsearch.errors import CatalogError, ModelMismatchError
+from vsearch.schema import SCHEMA_VERSION, Base, Media, Meta, Vector, migrate
+from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
+
+log = logging.getLogger(__name__)
+
+DB_FILENAME = "catalog.sqlite"
+IMAGE_SPACE = "image"
+
+
+@dataclass(frozen=True)
+class MediaRecord:
+    """What the indexer learned about one file."""
+
+    path: str
+    size: int
+    mtime: float
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    taken_at: str | None = None
+    orientation: int | None = None
+
+
+@dataclass(frozen=True)
+class MediaState:
+    """The catalog's view of a file, used by the indexer to decide what changed."""
+
+    id: int
+    path: str
+    size: int
+    mtime: float
+    sha256: str | None
+    status: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    media_id: int
+    path: str
+    score: float
+    rank: int
+    vector_id: int
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Differences between a space's SQL rows and its index file on disk."""
+
+    space: str
+    sql_count: int
+    index_count: int
+    missing_from_index: tuple[int, ...] = ()
+    extra_in_index: tuple[int, ...] = ()
+    index_file_missing: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing_from_index and not self.extra_in_index
+
+
+@dataclass
+class SyncResult:
+    added: int = 0
+    removed: int = 0
+    rebuilt: bool = False
+    details: list[str] = field(default_factory=list)
+
+
+def _to_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _from_blobs(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim).copy()
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")  # readers (search, serve) do not block the indexer
+    cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Catalog:
+    """SQL + FAISS for one collection. ``directory`` holds the index files (and the SQLite file
+    unless ``url`` points at another database such as PostgreSQL)."""
+
+    def __init__(self, directory: str | os.PathLike, url: str | None = None, create: bool = True,
+                 ann_threshold: int = ANN_THRESHOLD):
+        self.directory = os.path.abspath(os.fspath(directory))
+        db_path = os.path.join(self.directory, DB_FILENAME)
+        if not create and url is None and not os.path.exists(db_path):
+            raise CatalogError(
+                f"no catalog at {self.directory}: run `vsearch index PATH --db {self.directory}` first"
+            )
+        os.makedirs(self.directory, exist_ok=True)
+        self.url = url or f"sqlite:///{db_path}"
+        self.ann_threshold = ann_threshold
+        self.engine: Engine = create_engine(self.url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._indexes: dict[str, VectorIndex] = {}
+        self._dirty: set[str] = set()
+        self._init_schema()
+
+    # -- schema and metadata ---------------------------------------------------------------------
+    def _init_schema(self) -> None:
+        with self.engine.begin() as conn:
+            if not inspect(conn).has_table("meta"):
+                Base.metadata.create_all(conn)
+                conn.execute(Meta.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                return
+            row = conn.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
+            version = int(row or 0)
+            if version > SCHEMA_VERSION:
+                raise CatalogError(
+                    f"catalog schema version {version} is newer than this vsearch understands "
+                    f"({SCHEMA_VERSION}); upgrade vsearch"
+                )
+            if version < SCHEMA_VERSION:
+                Base.metadata.create_all(conn)  # new tables; column changes are in migrations
+                migrate(conn, version)
+                conn.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+            else:
+                Base.metadata.create_all(conn)  # tables added by later features, idempotent
+
+    def get_meta(self, key: str) -> str | None:
+        with Session(self.engine) as s:
+            return s.get(Meta, key).value if s.get(Meta, key) else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.merge(Meta(key=key, value=value))
+
+    def space_model(self, space: str = IMAGE_SPACE) -> tuple[str, int] | None:
+        """(encoder name, dimension) recorded for a vector space, or None if it is still empty."""
+        name = self.get_meta(f"space.{space}.encoder")
+        dim = self.get_meta(f"space.{space}.dim")
+        return (name, int(dim)) if name and dim else None
+
+    def bind_space(self, space: str, encoder_name: str, dim: int) -> None:
+        """Record which model fills a space, or refuse a different one."""
+        recorded = self.space_model(space)
+        if recorded is None:
+            self.set_meta(f"space.{space}.encoder", encoder_name)
+            self.set_meta(f"space.{space}.dim", str(dim))
+            return
+        if recorded != (encoder_name, dim):
+            raise ModelMismatchError(
+                f"this catalog's {space!r} vectors were made with {recorded[0]} ({recorded[1]}-d); "
+                f"it cannot be queried or extended with {encoder_name} ({dim}-d). Use --model "
+                f"{recorded[0]} or a new --db"
+            )
+
+    def spaces(self) -> list[str]:
+        with Session(self.engine) as s:
+            keys = s.scalars(select(Meta.key).where(Meta.key.like("space.%.encoder"))).all()
+        return sorted(k[len("space."):-len(".encoder")] for k in keys)
+
+    # -- vector indexes --------------------------------------------------------------------------
+    def index_path(self, space: str) -> str:
+        return os.path.join(self.directory, f"{space}.faiss")
+
+    def _dim(self, space: str) -> int:
+        recorded = self.space_model(space)
+        if recorded is None:
+            raise CatalogError(f"vector space {space!r} has no model recorded yet")
+        return recorded[1]
+
+    def _sql_ids(self, space: str) -> np.ndarray:
+        with Session(self.engine) as s:
+            ids = s.scalars(select(Vector.id).where(Vector.space == space)).all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def _load_vectors(self, space: str, ids: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        dim = self._dim(space)
+        with Session(self.engine) as s:
+            query = select(Vector.id, Vector.embedding).where(Vector.space == space)
+            if ids is not None:
+                wanted = [int(i) for i in ids]
+                rows = []
+                for start in range(0, len(wanted), 900):  # stay under SQLite's variable limit
+                    rows += s.execute(query.where(Vector.id.in_(wanted[start : start + 900]))).all()
+            else:
+                rows = s.execute(query).all()
+        ids_out = np.asarray([r[0] for r in rows], dtype=np.int64)
+        return ids_out, _from_blobs([r[1] for r in rows], dim)
+
+    def index(self, space: str = IMAGE_SPACE) -> VectorIndex:
+        """The space's index, loaded from disk and brought level with SQL if it lags behind."""
+        if space not in self._indexes:
+            dim = self._dim(space)
+            path = self.index_path(space)
+            vindex = None
+            if os.path.exists(path):
+                try:
+                    vindex = VectorIndex.load(path, dim)
+                except Exception as exc:  # unreadable or wrong-size file: rebuild from SQL
+                    log.warning("index file %s unusable (%s); rebuilding from the database", path, exc)
+            if vindex is None:
+                vindex = VectorIndex(dim)
+            self._indexes[space] = vindex
+            result = self.sync(space)
+            if result.added or result.removed or result.rebuilt:
+                log.info("index %s brought level with the database: %s", space, result)
+        return self._indexes[space]
+
+    def sync(self, space: str) -> SyncResult:
+        """Make the in-memory index hold exactly the SQL ids of ``space`` (rebuilding if its kind
+        no longer suits the size). Marks it dirty when anything changed."""
+        vindex = self._indexes[space] if space in self._indexes else self.index(space)
+        sql_ids = self._sql_ids(space)
+        index_ids = vindex.ids()
+        missing = np.setdiff1d(sql_ids, index_ids, assume_unique=True)
+        extra = np.setdiff1d(index_ids, sql_ids, assume_unique=True)
+        result = SyncResult()
+        if len(extra):
+            result.removed = vindex.remove(extra)
+        if len(missing):
+            ids, vectors = self._load_vectors(space, missing)
+            vindex.add(vectors, ids)
+            result.added = len(ids)
+        if vindex.needs_rebuild(self.ann_threshold):
+            self.rebuild(space)
+            result.rebuilt = True
+        if result.added or result.removed or result.rebuilt:
+            self._dirty.add(space)
+        return result
+
+    def rebuild(self, space: str) -> VectorIndex:
+        """A fresh index of the kind that suits the space's size, from the SQL embeddings."""
+        ids, vectors = self._load_vectors(space)
+        self._indexes[space] = VectorIndex.build(self._dim(space), vectors, ids, self.ann_threshold)
+        self._dirty.add(space)
+        return self._indexes[space]
+
+    def save(self) -> None:
+        """Write every changed index atomically (temporary file + rename)."""
+        for space in sorted(self._dirty):
+            vindex = self._indexes.get(space)
+            if vindex is not None:
+                if vindex.needs_rebuild(self.ann_threshold):
+                    vindex = self.rebuild(space)
+                vindex.save(self.index_path(space))
+        self._dirty.clear()
+
+    # -- writing ---------------------------------------------------------------------------------
+    def add_vectors(self, space: str, vectors: np.ndarray, media_ids: Sequence[int | None],
+                    session: Session | None = None) -> list[int]:
+        """Insert vector rows (commit happens in the caller's session if given)."""
+        rows = [Vector(space=space, media_id=m, embedding=_to_blob(v)) for v, m in zip(vectors, media_ids)]
+        own = session is None
+        s = session or Session(self.engine)
+        try:
+            s.add_all(rows)
+            s.flush()
+            ids = [r.id for r in rows]
+            if own:
+                s.commit()
+        finally:
+            if own:
+                s.close()
+        if own:
+            self._index_add(space, vectors, ids)
+        return ids
+
+    def _index_add(self, space: str, vectors: np.ndarray, ids: Sequence[int]) -> None:
+        if space in self._indexes:
+            self._indexes[space].add(vectors, ids)
+        else:
+            self.index(space)  # loading syncs from SQL, which already holds these rows
+        self._dirty.add(space)
+
+    def _index_remove(self, by_space: dict[str, list[int]]) -> None:
+        for space, ids in by_space.items():
+            if space in self._indexes and ids:
+                self._indexes[space].remove(ids)
+            self._dirty.add(space)
+
+    def add_media(self, records: Sequence[MediaRecord], vectors: np.ndarray,
+                  space: str = IMAGE_SPACE) -> list[int]:
+        """Insert (or replace, when a path is re-indexed) media rows with their vectors, in one
+        transaction. Returns the media ids."""
+        if len(records) != len(vectors):
+            raise ValueError("one vector per record")
+        now = time.time()
+        removed: dict[str, list[int]] = defaultdict(list)
+        with Session(self.engine) as s, s.begin():
+            existing = {m.path: m for m in s.scalars(select(Media).where(Media.path.in_([r.path for r in records])))}
+            media_rows = []
+            for rec in records:
+                row = existing.get(rec.path)
+                if row is None:
+                    row = Media(path=rec.path)
+                    s.add(row)
+                else:  # changed file: its old vectors (all spaces) go
+                    for vid, vspace in s.execute(select(Vector.id, Vector.space).where(Vector.media_id == row.id)):
+                        removed[vspace].append(vid)
+                    s.execute(delete(Vector).where(Vector.media_id == row.id))
+                self._fill(row, rec, now)
+                media_rows.append(row)
+            s.flush()
+            media_ids = [m.id for m in media_rows]
+            vector_rows = [Vector(space=space, media_id=m, embedding=_to_blob(v)) for v, m in zip(vectors, media_ids)]
+            s.add_all(vector_rows)
+            s.flush()
+            vector_ids = [v.id for v in vector_rows]
+        self._index_remove(removed)
+        self._index_add(space, vectors, vector_ids)
+        return media_ids
+
+    @staticmethod
+    def _fill(row: Media, rec: MediaRecord, now: float) -> None:
+        row.size, row.mtime, row.sha256 = rec.size, rec.mtime, rec.sha256
+        row.width, row.height = rec.width, rec.height
+        row.taken_at, row.orientation = rec.taken_at, rec.orientation
+        row.status, row.error, row.indexed_at = "indexed", None, now
+
+    def record_failures(self, failures: Sequence[tuple[MediaRecord, str]]) -> None:
+        """Remember files that could not be indexed (so an unchanged bad file is not retried)."""
+        if not failures:
+            return
+        now = time.time()
+        removed: dict[str, list[int]] = defaultdict(list)
+        with Session(self.engine) as s, s.begin():
+            existing = {m.path: m for m in s.scalars(select(Media).where(Media.path.in_([r.path for r, _ in failures])))}
+            for rec, reason in failures:
+                row = existing.get(rec.path)
+                if row is None:
+                    row = Media(path=rec.path)
+                    s.add(row)
+                else:
+                    for vid, vspace in s.execute(select(Vector.id, Vector.space).where(Vector.media_id == row.id)):
+                        removed[vspace].append(vid)
+                    s.execute(delete(Vector).where(Vector.media_id == row.id))
+                self._fill(row, rec, now)
+                row.status, row.error = "failed", reason
+        self._index_remove(removed)
+
+    def reuse_media(self, source_id: int, record: MediaRecord, move: bool) -> int:
+        """A file whose content (sha256) is already indexed: either the same file moved (``move``:
+        the row takes the new path) or a copy (a new row gets copies of the source's vectors)."""
+        with Session(self.engine) as s, s.begin():
+            src = s.get(Media, source_id)
+            stale = s.scalars(select(Media).where(Media.path == record.path)).first()
+            removed: dict[str, list[int]] = defaultdict(list)
+            if stale is not None and stale.id != source_id:
+                for vid, vspace in s.execute(select(Vector.id, Vector.space).where(Vector.media_id == stale.id)):
+                    removed[vspace].append(vid)
+                s.execute(delete(Vector).where(Vector.media_id == stale.id))
+                s.delete(stale)
+                s.flush()
+            if move:
+                src.path, src.size, src.mtime = record.path, record.size, record.mtime
+                return_id, added = src.id, []
+            else:
+                copy = Media(path=record.path)
+                s.add(copy)
+                self._fill(copy, record, time.time())
+                copy.width, copy.height = src.width, src.height
+                copy.taken_at, copy.orientation = src.taken_at, src.orientation
+                s.flush()
+                added = []
+                for v in s.scalars(select(Vector).where(Vector.media_id == src.id)).all():
+                    nv = Vector(space=v.space, media_id=copy.id, embedding=v.embedding)
+                    s.add(nv)
+                    added.append(nv)
+                s.flush()
+                added = [(v.space, v.id, v.embedding) for v in added]
+                return_id = copy.id
+        self._index_remove(removed)
+        for space, vid, blob in added:
+            dim = self._dim(space)
+            self._index_add(space, _from_blobs([blob], dim), [vid])
+        return return_id
+
+    def remove_media(self, media_ids: Sequence[int]) -> int:
+        """Delete media rows and all their vectors; returns how many rows went."""
+        if not media_ids:
+            return 0
+        removed: dict[str, list[int]] = defaultdict(list)
+        ids = [int(i) for i in media_ids]
+        with Session(self.engine) as s, s.begin():
+            for start in range(0, len(ids), 900):
+                chunk = ids[start : start + 900]
+                for vid, vspace in s.execute(select(Vector.id, Vector.space).where(Vector.media_id.in_(chunk))):
+                    removed[vspace].append(vid)
+                s.execute(delete(Vector).where(Vector.media_id.in_(chunk)))
+                s.execute(delete(Media).where(Media.id.in_(chunk)))
+        self._index_remove(removed)
+        return len(ids)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def media_under(self, roots: Sequence[str]) -> dict[str, MediaState]:
+        """Catalog rows whose path is one of ``roots`` or lies below one of them."""
+        out: dict[str, MediaState] = {}
+        with Session(self.engine) as s:
+            for root in roots:
+                root = os.path.abspath(root)
+                prefix = root.rstrip(os.sep) + os.sep
+                # '/' + 1 == '0': a range scan over the path index instead of LIKE and its escaping
+                upper = prefix[:-1] + chr(ord(os.sep) + 1)
+                query = select(Media).where(
+                    (Media.path == root) | ((Media.path >= prefix) & (Media.path < upper))
+                )
+                for m in s.scalars(query):
+                    out[m.path] = MediaState(m.id, m.path, m.size, m.mtime, m.sha256, m.status, m.error)
+        return out
+
+    def media_by_sha(self, sha256: str) -> list[MediaState]:
+        with Session(self.engine) as s:
+            rows = s.scalars(select(Media).where(Media.sha256 == sha256, Media.status == "indexed")).all()
+            return [MediaState(m.id, m.path, m.size, m.mtime, m.sha256, m.status, m.error) for m in rows]
+
+    def media(self, media_id: int) -> Media | None:
+        with Session(self.engine, expire_on_commit=False) as s:
+            return s.get(Media, media_id)
+
+    def media_vector(self, media_id: int, space: str = IMAGE_SPACE) -> np.ndarray | None:
+        with Session(self.engine) as s:
+            blob = s.scalars(
+                select(Vector.embedding).where(Vector.media_id == media_id, Vector.space == space)
+            ).first()
+        return None if blob is None else _from_blobs([blob], self._dim(space))[0]
+
+    def search(self, queries: np.ndarray, k: int = 10, space: str = IMAGE_SPACE) -> list[list[SearchHit]]:
+        """Top-k media for each query vector (rows of ``queries``), best first."""
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        vindex = self.index(space)
+        scores, ids = vindex.search(queries, k)
+        wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
+        with Session(self.engine) as s:
+            rows = {}
+            for start in range(0, len(wanted), 900):
+                chunk = wanted[start : start + 900]
+                for vid, mid, path in s.execute(
+                    select(Vector.id, Media.id, Media.path).join(Media, Media.id == Vector.media_id).where(Vector.id.in_(chunk))
+                ):
+                    rows[vid] = (mid, path)
+        results = []
+        for qscores, qids in zip(scores, ids):
+            hits = []
+            for score, vid in zip(qscores, qids):
+                if vid < 0 or int(vid) not in rows:
+                    continue
+                mid, path = rows[int(vid)]
+                hits.append(SearchHit(mid, path, float(score), len(hits) + 1, int(vid)))
+            results.append(hits)
+        return results
+
+    def stats(self) -> dict:
+        with Session(self.engine) as s:
+            by_status = dict(s.execute(select(Media.status, func.count()).group_by(Media.status)).all())
+            by_space = dict(s.execute(select(Vector.space, func.count()).group_by(Vector.space)).all())
+        return {
+            "directory": self.directory,
+            "database": self.engine.url.render_as_string(hide_password=True),
+            "media_indexed": by_status.get("indexed", 0),
+            "media_failed": by_status.get("failed", 0),
+            "vectors": by_space,
+            "models": {sp: self.space_model(sp) for sp in self.spaces()},
+        }
+
+    def failures(self) -> list[tuple[str, str]]:
+        with Session(self.engine) as s:
+            return [(p, e or "") for p, e in s.execute(select(Media.path, Media.error).where(Media.status == "failed"))]
+
+    # -- consistency -----------------------------------------------------------------------------
+    def verify(self) -> list[VerifyReport]:
+        """Compare each space's SQL ids with its index *file* (not the in-memory copy)."""
+        reports = []
+        for space in self.spaces():
+            sql_ids = self._sql_ids(space)
+            path = self.index_path(space)
+            exists = os.path.exists(path)
+            try:
+                file_ids = VectorIndex.load(path, self._dim(space)).ids() if exists else np.zeros(0, np.int64)
+            except Exception:
+                file_ids, exists = np.zeros(0, np.int64), False
+            reports.append(VerifyReport(
+                space=space,
+                sql_count=len(sql_ids),
+                index_count=len(file_ids),
+                missing_from_index=tuple(int(i) for i in np.setdiff1d(sql_ids, file_ids)),
+                extra_in_index=tuple(int(i) for i in np.setdiff1d(file_ids, sql_ids)),
+                index_file_missing=not exists and len(sql_ids) > 0,
+            ))
+        return reports
+
+    def repair(self) -> dict[str, SyncResult]:
+        """Bring every index file level with SQL and write it."""
+        out = {}
+        for space in self.spaces():
+            self._indexes.pop(space, None)
+            self.index(space)  # load + sync
+            out[space] = SyncResult()
+            self._dirty.add(space)
+        self.save()
+        return out
+
+    def close(self) -> None:
+        self.save()
+        self.engine.dispose()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""typer sub-apps and shared CLI helpers; ``cli.py`` joins them into the ``vsearch`` command."""

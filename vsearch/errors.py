@@ -1,0 +1,29 @@
+"""Typed exceptions of the library. Only the CLI turns them into exit codes and messages."""
+
+
+class VSearchError(Exception):
+    """Base class: every error the library raises on purpose."""
+
+
+class ModelUnavailableError(VSearchError):
+    """An encoder's weights cannot be found or loaded (the message says what to pass instead)."""
+
+
+class UnknownModelError(VSearchError):
+    """A model spec names no registered encoder."""
+
+
+class ModelMismatchError(VSearchError):
+    """The catalog was built with another model than the one asked for."""
+
+
+class CatalogError(VSearchError):
+    """The catalog is missing, of an unknown schema version, or inconsistent."""
+
+
+class ImageDecodeError(VSearchError):
+    """A file could not be decoded as an image; the message is the reason shown to the user."""
+
+
+class QueryError(VSearchError):
+    """A search query is empty or malformed."""
