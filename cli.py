@@ -69,19 +69,26 @@ def index(
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=0,
                        help="Decode worker processes (0: decode in this process). Default: cores - 1.")] = None,
     device: DeviceOpt = "cpu",
+    faces: Annotated[bool, typer.Option("--faces", help="Also detect faces and index each one (see `vsearch faces`).")] = False,
+    regions: Annotated[Optional[str], typer.Option("--regions", help="Also index regions: proposals | detector:WEIGHTS.pt.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Add new and changed photos under PATHS to the catalog, drop deleted ones, skip unchanged ones.
 
     Safe to interrupt (Ctrl-C or kill): run it again and it resumes where it stopped.
     """
+    from vsearch.extractors import build_extractor
+
     coll = _open(db, db_url, model, device)
     encoder = coll.encoder
     if coll.notice:
         err_console.print(coll.notice, highlight=False)
+    device = resolve_device(device)
+    extractors = ([build_extractor("faces", "", device)] if faces else []) + \
+        ([build_extractor("regions", regions, device)] if regions else [])
     bar = _RichProgress(enabled=not quiet)
     try:
-        summary = coll.index(paths, batch_size=batch_size, workers=workers, progress=bar)
+        summary = coll.index(paths, batch_size=batch_size, workers=workers, progress=bar, extractors=extractors)
     finally:
         bar.stop()
         coll.close()
@@ -90,6 +97,7 @@ def index(
         f"added {summary.added}, unchanged {summary.unchanged}, moved {summary.moved}, "
         f"copied {summary.copied}, removed {summary.removed}, failed {len(summary.failed)}"
         + (f" (+{summary.known_failures} known bad, not retried)" if summary.known_failures else "")
+        + (f", revisited {summary.revisited} for --faces/--regions" if summary.revisited else "")
         + (f" — {summary.images_per_second:.1f} img/s" if summary.added else ""),
         highlight=False,
     )

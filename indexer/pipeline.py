@@ -12,10 +12,11 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from indexer.scan import FileEntry, scan_paths
@@ -24,6 +25,38 @@ from vsearch.errors import ImageDecodeError, VSearchError
 from vsearch.images import decode_image
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExtractInput:
+    """What an extractor sees: the upright RGB photo, at most ``max_side`` pixels on its long
+    side, and the size of the original file so that boxes can be given in original pixels."""
+
+    image: Image.Image
+    original_size: tuple[int, int]  # (width, height)
+
+    @property
+    def scale(self) -> float:
+        """Multiply coordinates in ``image`` by this to get original-image pixels."""
+        return self.original_size[0] / self.image.size[0]
+
+
+class RegionExtractor(Protocol):
+    """Adds vectors for parts of a photo (faces, objects) to a space of its own while indexing.
+
+    ``extract`` does the model work outside any transaction; ``write`` stores its rows and vectors
+    (``catalog.new_vector_rows``) inside the transaction that stores the photo, so a crash never
+    leaves a photo half-processed. ``pending`` names already-indexed photos this extractor has not
+    seen yet (first run with ``--faces`` on an old catalog, copies), which are then processed.
+    """
+
+    name: str
+    max_side: int
+
+    def prepare(self, catalog: Catalog) -> None: ...
+    def pending(self, catalog: Catalog, media_ids: Sequence[int]) -> set[int]: ...
+    def extract(self, item: ExtractInput) -> Any: ...
+    def write(self, catalog: Catalog, session, media_id: int, payload: Any) -> list[tuple[str, np.ndarray, list[int]]]: ...
 
 
 class ProgressHook(Protocol):
@@ -48,6 +81,7 @@ class IndexSummary:
     removed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run
     known_failures: int = 0  # unchanged files that failed in an earlier run (not retried)
+    revisited: int = 0  # unchanged photos processed only by extractors (faces, regions)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"decode_wait": 0.0, "encode": 0.0, "write": 0.0})
 
@@ -66,15 +100,20 @@ class _Item:
     record: MediaRecord | None
     pixels: torch.Tensor | None
     error: str | None
+    extract_input: ExtractInput | None = None
+    media_id: int | None = None  # set for already-indexed photos that only extractors need
 
 
 class _DecodeDataset(Dataset):
     """Reads each file once: hashes its bytes and decodes them. Runs in loader workers."""
 
-    def __init__(self, entries: Sequence[FileEntry], preprocess, draft_size: int):
+    def __init__(self, entries: Sequence[FileEntry], preprocess, draft_size: int,
+                 extract_side: int = 0, media_ids: Sequence[int | None] | None = None):
         self.entries = list(entries)
         self.preprocess = preprocess
-        self.draft_size = draft_size
+        self.draft_size = max(draft_size, extract_side // 2)
+        self.extract_side = extract_side
+        self.media_ids = list(media_ids) if media_ids is not None else [None] * len(self.entries)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -87,16 +126,24 @@ class _DecodeDataset(Dataset):
         except OSError as exc:
             return _Item(entry, None, None, f"cannot read: {exc.strerror or exc}")
         record = MediaRecord(entry.path, entry.size, entry.mtime, hashlib.sha256(data).hexdigest())
+        media_id = self.media_ids[i]
         try:
             decoded = decode_image(data, draft_size=self.draft_size)
-            pixels = self.preprocess(decoded.image)
+            pixels = self.preprocess(decoded.image) if media_id is None else None
         except ImageDecodeError as exc:
-            return _Item(entry, record, None, str(exc))
+            return _Item(entry, record, None, str(exc), media_id=media_id)
         except Exception as exc:  # a preprocessing failure is this file's problem, not the run's
-            return _Item(entry, record, None, f"preprocessing failed: {type(exc).__name__}: {exc}")
+            return _Item(entry, record, None, f"preprocessing failed: {type(exc).__name__}: {exc}", media_id=media_id)
         record = MediaRecord(entry.path, entry.size, entry.mtime, record.sha256, decoded.width,
                              decoded.height, decoded.taken_at, decoded.orientation)
-        return _Item(entry, record, pixels, None)
+        extract_input = None
+        if self.extract_side:
+            image = decoded.image
+            if max(image.size) > self.extract_side:
+                image = image.copy()
+                image.thumbnail((self.extract_side, self.extract_side), Image.Resampling.BILINEAR)
+            extract_input = ExtractInput(image, (decoded.width, decoded.height))
+        return _Item(entry, record, pixels, None, extract_input, media_id)
 
 
 def _collate(items: list[_Item]) -> list[_Item]:
@@ -115,6 +162,7 @@ def index_paths(
     workers: int | None = None,
     progress: ProgressHook | None = None,
     checkpoint_seconds: float = 30.0,
+    extractors: Sequence[RegionExtractor] = (),
 ) -> IndexSummary:
     """Index every image under ``paths`` into ``catalog`` with ``encoder``.
 
@@ -146,9 +194,26 @@ def index_paths(
         else:
             todo.append(entry)
 
-    progress.start(len(todo))
+    # photos indexed before that an extractor has not processed yet
+    revisit: list[tuple[FileEntry, int]] = []
+    if extractors:
+        for extractor in extractors:
+            extractor.prepare(catalog)
+        todo_paths = {e.path for e in todo}
+        unchanged = {known[e.path].id: e for e in scan.files
+                     if e.path in known and known[e.path].status == "indexed" and e.path not in todo_paths}
+        wanted: set[int] = set()
+        for extractor in extractors:
+            wanted |= extractor.pending(catalog, sorted(unchanged))
+        revisit = [(unchanged[m], m) for m in sorted(wanted)]
+
+    progress.start(len(todo) + len(revisit))
     gone_ids = {s.id for p, s in known.items() if p not in seen}
-    dataset = _DecodeDataset(todo, encoder.preprocess, draft_size=encoder.info.image_size)
+    dataset = _DecodeDataset(
+        todo + [e for e, _ in revisit], encoder.preprocess, draft_size=encoder.info.image_size,
+        extract_side=max((x.max_side for x in extractors), default=0),
+        media_ids=[None] * len(todo) + [m for _, m in revisit],
+    )
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
         worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
@@ -158,7 +223,7 @@ def index_paths(
         wait_start = time.perf_counter()
         for batch in loader:
             summary.timings["decode_wait"] += time.perf_counter() - wait_start
-            _process_batch(catalog, encoder, batch, known, gone_ids, summary)
+            _process_batch(catalog, encoder, batch, known, gone_ids, summary, extractors)
             progress.advance(len(batch))
             if time.perf_counter() - last_save > checkpoint_seconds:
                 catalog.save()
@@ -173,8 +238,45 @@ def index_paths(
     return summary
 
 
+def _run_extractors(extractors, items: list[_Item], summary: IndexSummary) -> list[dict[str, Any]]:
+    """Model work of every extractor for every item (outside any transaction)."""
+    payloads = []
+    for item in items:
+        per_item = {}
+        for extractor in extractors:
+            try:
+                per_item[extractor.name] = extractor.extract(item.extract_input)
+            except Exception as exc:  # one extractor failing on one photo keeps the photo indexed
+                summary.failed.append((item.entry.path, f"{extractor.name}: {type(exc).__name__}: {exc}"))
+        payloads.append(per_item)
+    return payloads
+
+
+def _attach_fn(catalog: Catalog, extractors, payloads: list[dict[str, Any]]):
+    def attach(session, media_ids: list[int]):
+        added = []
+        for media_id, per_item in zip(media_ids, payloads):
+            for extractor in extractors:
+                if extractor.name in per_item:
+                    added += extractor.write(catalog, session, media_id, per_item[extractor.name])
+        return added
+
+    return attach
+
+
 def _process_batch(catalog: Catalog, encoder, batch: list[_Item], known, gone_ids: set[int],
-                   summary: IndexSummary) -> None:
+                   summary: IndexSummary, extractors: Sequence[RegionExtractor] = ()) -> None:
+    revisits = [i for i in batch if i.media_id is not None and not i.error]
+    if revisits:  # already indexed: only the extractors have work to do
+        t = time.perf_counter()
+        payloads = _run_extractors(extractors, revisits, summary)
+        summary.timings["extract"] = summary.timings.get("extract", 0.0) + time.perf_counter() - t
+        catalog.attach([i.media_id for i in revisits], _attach_fn(catalog, extractors, payloads))
+        summary.revisited += len(revisits)
+    for item in batch:
+        if item.media_id is not None and item.error:
+            summary.failed.append((item.entry.path, item.error))
+    batch = [i for i in batch if i.media_id is None]
     t0 = time.perf_counter()
     failures = [(item.record or MediaRecord(item.entry.path, item.entry.size, item.entry.mtime), item.error)
                 for item in batch if item.error]
@@ -205,9 +307,14 @@ def _process_batch(catalog: Catalog, encoder, batch: list[_Item], known, gone_id
         return
     t1 = time.perf_counter()
     vectors = encoder.encode_pixels(torch.stack([i.pixels for i in to_encode]))
+    summary.timings["encode"] += time.perf_counter() - t1
+    attach = None
+    if extractors:
+        te = time.perf_counter()
+        attach = _attach_fn(catalog, extractors, _run_extractors(extractors, to_encode, summary))
+        summary.timings["extract"] = summary.timings.get("extract", 0.0) + time.perf_counter() - te
     t2 = time.perf_counter()
-    catalog.add_media([i.record for i in to_encode], vectors)
-    summary.timings["encode"] += t2 - t1
+    catalog.add_media([i.record for i in to_encode], vectors, attach=attach)
     summary.timings["write"] += time.perf_counter() - t2
     summary.added += len(to_encode)
 
@@ -219,4 +326,4 @@ def _reusable_source(catalog: Catalog, sha256: str, exclude: int | None):
     return None
 
 
-__all__ = ["index_paths", "IndexSummary", "ProgressHook", "VSearchError"]
+__all__ = ["index_paths", "IndexSummary", "ProgressHook", "RegionExtractor", "ExtractInput", "VSearchError"]

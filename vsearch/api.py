@@ -73,10 +73,13 @@ class Collection:
         return self._encoder
 
     # -- indexing --------------------------------------------------------------------------------
-    def index(self, paths: Sequence[str], batch_size: int = 32, workers: int | None = None, progress=None):
+    def index(self, paths: Sequence[str], batch_size: int = 32, workers: int | None = None, progress=None,
+              extractors: Sequence = ()):
+        """Index photos under ``paths``; ``extractors`` (faces, regions) add vectors for parts."""
         from indexer import index_paths
 
-        return index_paths(self.catalog, self.encoder, paths, batch_size=batch_size, workers=workers, progress=progress)
+        return index_paths(self.catalog, self.encoder, paths, batch_size=batch_size, workers=workers,
+                           progress=progress, extractors=extractors)
 
     # -- queries ---------------------------------------------------------------------------------
     def embed_image_file(self, path: str) -> np.ndarray:

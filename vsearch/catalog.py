@@ -18,7 +18,7 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from sqlalchemy import create_engine, delete, event, func, inspect, select, update
@@ -93,6 +93,10 @@ class SyncResult:
     removed: int = 0
     rebuilt: bool = False
     details: list[str] = field(default_factory=list)
+
+
+# attach(session, media_ids) -> [(space, vectors (N, D), vector_ids)], see Catalog.add_media
+AttachFn = Callable[[Session, list[int]], list[tuple[str, np.ndarray, list[int]]]]
 
 
 def _to_blob(vector: np.ndarray) -> bytes:
@@ -278,24 +282,21 @@ class Catalog:
         self._dirty.clear()
 
     # -- writing ---------------------------------------------------------------------------------
-    def add_vectors(self, space: str, vectors: np.ndarray, media_ids: Sequence[int | None],
-                    session: Session | None = None) -> list[int]:
-        """Insert vector rows (commit happens in the caller's session if given)."""
-        rows = [Vector(space=space, media_id=m, embedding=_to_blob(v)) for v, m in zip(vectors, media_ids)]
-        own = session is None
-        s = session or Session(self.engine)
-        try:
-            s.add_all(rows)
-            s.flush()
-            ids = [r.id for r in rows]
-            if own:
-                s.commit()
-        finally:
-            if own:
-                s.close()
-        if own:
-            self._index_add(space, vectors, ids)
+    def add_vectors(self, space: str, vectors: np.ndarray, media_ids: Sequence[int | None]) -> list[int]:
+        """Insert vectors not tied to an indexing run (enrolled faces, captions), commit, index."""
+        with Session(self.engine) as s, s.begin():
+            ids = self.new_vector_rows(s, space, vectors, media_ids)
+        self._index_add(space, vectors, ids)
         return ids
+
+    def remove_vectors(self, space: str, vector_ids: Sequence[int]) -> int:
+        """Delete vector rows (and, by foreign-key cascade, rows that hang off them)."""
+        ids = [int(i) for i in vector_ids]
+        with Session(self.engine) as s, s.begin():
+            for start in range(0, len(ids), 900):
+                s.execute(delete(Vector).where(Vector.space == space, Vector.id.in_(ids[start : start + 900])))
+        self._index_remove({space: ids})
+        return len(ids)
 
     def _index_add(self, space: str, vectors: np.ndarray, ids: Sequence[int]) -> None:
         if space in self._indexes:
@@ -311,9 +312,13 @@ class Catalog:
             self._dirty.add(space)
 
     def add_media(self, records: Sequence[MediaRecord], vectors: np.ndarray,
-                  space: str = IMAGE_SPACE) -> list[int]:
+                  space: str = IMAGE_SPACE, attach: "AttachFn | None" = None) -> list[int]:
         """Insert (or replace, when a path is re-indexed) media rows with their vectors, in one
-        transaction. Returns the media ids."""
+        transaction. Returns the media ids.
+
+        ``attach(session, media_ids)`` may add rows of its own (faces, regions) in the same
+        transaction; it returns the vectors it added as ``[(space, vectors, vector_ids)]`` so that
+        the indexes follow once the transaction has committed."""
         if len(records) != len(vectors):
             raise ValueError("one vector per record")
         now = time.time()
@@ -338,9 +343,29 @@ class Catalog:
             s.add_all(vector_rows)
             s.flush()
             vector_ids = [v.id for v in vector_rows]
+            attached = attach(s, media_ids) if attach is not None else []
         self._index_remove(removed)
         self._index_add(space, vectors, vector_ids)
+        for extra_space, extra_vectors, extra_ids in attached:
+            self._index_add(extra_space, extra_vectors, extra_ids)
         return media_ids
+
+    def attach(self, media_ids: Sequence[int], attach: "AttachFn") -> None:
+        """Run ``attach`` for media already in the catalog (e.g. faces found in photos indexed
+        before ``--faces`` was used), in one transaction, then update the indexes."""
+        with Session(self.engine) as s, s.begin():
+            attached = attach(s, list(media_ids))
+        for extra_space, extra_vectors, extra_ids in attached:
+            self._index_add(extra_space, extra_vectors, extra_ids)
+
+    def new_vector_rows(self, session: Session, space: str, vectors: np.ndarray,
+                        media_ids: Sequence[int | None]) -> list[int]:
+        """Insert vector rows inside the caller's transaction; returns their ids (= FAISS ids).
+        The caller hands ``(space, vectors, ids)`` back from its attach function."""
+        rows = [Vector(space=space, media_id=m, embedding=_to_blob(v)) for v, m in zip(vectors, media_ids)]
+        session.add_all(rows)
+        session.flush()
+        return [r.id for r in rows]
 
     @staticmethod
     def _fill(row: Media, rec: MediaRecord, now: float) -> None:
@@ -394,7 +419,9 @@ class Catalog:
                 copy.taken_at, copy.orientation = src.taken_at, src.orientation
                 s.flush()
                 added = []
-                for v in s.scalars(select(Vector).where(Vector.media_id == src.id)).all():
+                # only the whole-image vector is copied: faces/regions carry rows of their own,
+                # and the indexer's extractors see the copy as pending and process it
+                for v in s.scalars(select(Vector).where(Vector.media_id == src.id, Vector.space == IMAGE_SPACE)).all():
                     nv = Vector(space=v.space, media_id=copy.id, embedding=v.embedding)
                     s.add(nv)
                     added.append(nv)
