@@ -307,8 +307,12 @@ class Catalog:
 
     def _index_remove(self, by_space: dict[str, list[int]]) -> None:
         for space, ids in by_space.items():
-            if space in self._indexes and ids:
+            if not ids:
+                continue
+            if space in self._indexes:
                 self._indexes[space].remove(ids)
+            else:
+                self.index(space)  # loading syncs from SQL, which no longer holds these rows
             self._dirty.add(space)
 
     def add_media(self, records: Sequence[MediaRecord], vectors: np.ndarray,
@@ -483,11 +487,16 @@ class Catalog:
             ).first()
         return None if blob is None else _from_blobs([blob], self._dim(space))[0]
 
-    def search(self, queries: np.ndarray, k: int = 10, space: str = IMAGE_SPACE) -> list[list[SearchHit]]:
-        """Top-k media for each query vector (rows of ``queries``), best first."""
+    def search_ids(self, queries: np.ndarray, k: int = 10, space: str = IMAGE_SPACE,
+                   allowed_ids=None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw (scores, vector ids) for each query row; -1 ids mark empty slots."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        vindex = self.index(space)
-        scores, ids = vindex.search(queries, k)
+        return self.index(space).search(queries, k, allowed_ids=allowed_ids)
+
+    def search(self, queries: np.ndarray, k: int = 10, space: str = IMAGE_SPACE,
+               allowed_ids=None) -> list[list[SearchHit]]:
+        """Top-k media for each query vector (rows of ``queries``), best first."""
+        scores, ids = self.search_ids(queries, k, space, allowed_ids)
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
         with Session(self.engine) as s:
             rows = {}
