@@ -458,15 +458,20 @@ class Catalog:
     def media_under(self, roots: Sequence[str]) -> dict[str, MediaState]:
         """Catalog rows whose path is one of ``roots`` or lies below one of them."""
         out: dict[str, MediaState] = {}
+        bytewise = self.engine.dialect.name == "sqlite"  # SQLite compares text bytewise (BINARY)
         with Session(self.engine) as s:
             for root in roots:
                 root = os.path.abspath(root)
                 prefix = root.rstrip(os.sep) + os.sep
-                # '/' + 1 == '0': a range scan over the path index instead of LIKE and its escaping
-                upper = prefix[:-1] + chr(ord(os.sep) + 1)
-                query = select(Media).where(
-                    (Media.path == root) | ((Media.path >= prefix) & (Media.path < upper))
-                )
+                if bytewise:
+                    # '/' + 1 == '0': a range scan over the path index; SQLite's LIKE would ignore case
+                    upper = prefix[:-1] + chr(ord(os.sep) + 1)
+                    below = (Media.path >= prefix) & (Media.path < upper)
+                else:
+                    # other databases may sort by a locale collation, where ranges are not prefixes;
+                    # their LIKE is case-sensitive, so an escaped prefix match is exact
+                    below = Media.path.startswith(prefix, autoescape=True)
+                query = select(Media).where((Media.path == root) | below)
                 for m in s.scalars(query):
                     out[m.path] = MediaState(m.id, m.path, m.size, m.mtime, m.sha256, m.status, m.error)
         return out
