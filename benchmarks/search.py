@@ -4,7 +4,7 @@ Prints, for each size: build time, single-query latency p50/p99, batched queries
 Recall@10 against exact search. The flat→IVF switch (``vsearch.vector_index.ANN_THRESHOLD``)
 is set from these figures.
 
-usage: python benchmarks/search.py [--sizes 20000,100000,300000] [--dim 512] [--queries 200]
+usage: python benchmarks/search.py [--sizes 20000,100000,300000] [--dim 512] [--queries 200] [--gpu]
 """
 from __future__ import annotations
 
@@ -43,10 +43,13 @@ def main(argv=None) -> int:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--gpu", action="store_true", help="also time the GPU paths (torch exact, FAISS GPU IVF)")
     args = ap.parse_args(argv)
 
     import faiss
+    import torch
 
+    from vsearch.gpu import gpu_searcher
     from vsearch.vector_index import VectorIndex, ivf_params
 
     print(f"machine: {machine()}  faiss {faiss.__version__}  threads {faiss.omp_get_max_threads()}")
@@ -74,6 +77,18 @@ def main(argv=None) -> int:
             extra = f"  (nlist {ivf_params(n)[0]}, nprobe {vi.index.nprobe})" if kind == "ivf" else ""
             print(f"{n:>9} {kind:>6} {build:>8.2f} {np.percentile(lat, 50):>8.2f} {np.percentile(lat, 99):>8.2f} "
                   f"{qps:>10.0f} {rec:>6.3f}{extra}")
+            if args.gpu and torch.cuda.is_available():
+                searcher, note = gpu_searcher(vi, "cuda")
+                if searcher is not vi:
+                    big_q = np.repeat(q, max(1, 4096 // len(q)), axis=0)
+                    searcher.search(big_q[:8], args.k)  # warm-up (kernels, allocator)
+                    torch.cuda.synchronize()
+                    t = time.perf_counter()
+                    _, got_gpu = searcher.search(big_q, args.k)
+                    torch.cuda.synchronize()
+                    gqps = len(big_q) / (time.perf_counter() - t)
+                    grec = recall_at_10(got_gpu[: len(q)], exact)
+                    print(f"{n:>9} {kind + '-gpu':>6} {'':>8} {'':>8} {'':>8} {gqps:>10.0f} {grec:>6.3f}  ({note})")
         del db
     return 0
 

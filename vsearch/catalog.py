@@ -502,6 +502,10 @@ class Catalog:
                allowed_ids=None) -> list[list[SearchHit]]:
         """Top-k media for each query vector (rows of ``queries``), best first."""
         scores, ids = self.search_ids(queries, k, space, allowed_ids)
+        return self.hits(scores, ids)
+
+    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:
+        """Turn (scores, vector ids) from any searcher into :class:`SearchHit` lists via SQL."""
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
         with Session(self.engine) as s:
             rows = {}

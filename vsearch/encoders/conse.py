@@ -146,7 +146,12 @@ class ConseEncoder:
 
     @torch.inference_mode()
     def class_probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
-        logits = self.backbone(pixels.to(self.device))
+        pixels = pixels.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":  # fp16 autocast on GPUs; the softmax stays in fp32
+            with torch.autocast("cuda", dtype=torch.float16):
+                logits = self.backbone(pixels)
+        else:
+            logits = self.backbone(pixels)
         return logits.float().softmax(dim=-1)  # (B, 1000)
 
     @torch.inference_mode()
