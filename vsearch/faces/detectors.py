@@ -20,6 +20,7 @@ from vsearch.faces.types import Detection
 @runtime_checkable
 class FaceDetector(Protocol):
     name: str
+    min_size: int  # about the smallest face (pixels) found without upsampling
 
     def detect(self, image: np.ndarray, upsample: int = 0) -> list[Detection]:
         """(H, W, 3) uint8 RGB -> boxes in the same pixels. ``upsample`` > 0 looks for smaller faces."""
@@ -31,6 +32,7 @@ def _rect_box(rect) -> tuple[float, float, float, float]:
 
 class DlibHogDetector:
     name = "hog"
+    min_size = 80  # its 80x80 sliding window
 
     def __init__(self, adjust_threshold: float = 0.0):
         dlib = import_dlib()
@@ -44,6 +46,7 @@ class DlibHogDetector:
 
 class DlibCnnDetector:
     name = "cnn"
+    min_size = 40  # the MMOD model's window is about 40 px
 
     def __init__(self):
         dlib = import_dlib()

@@ -46,6 +46,7 @@ class FaceExtractor:
             self._pipeline = load_pipeline(self.detector_name, recorded, self.device, INDEX_CONFIG)
         emb = self.pipeline.embedder
         catalog.bind_space(FACE_SPACE, emb.name, emb.dim)
+        catalog.index(FACE_SPACE)  # load (and heal after a crash) before the run adds to it
 
     def pending(self, catalog, media_ids: Sequence[int]) -> set[int]:
         """Photos among ``media_ids`` without a scan of their current content by this embedder.

@@ -147,7 +147,9 @@ class FacePipeline:
             box = (max(0.0, x0), max(0.0, y0), min(float(original_size[0]), x1), min(float(original_size[1]), y1))
             faces.append(FoundFace(box, det.score, al.landmarks * to_original, vec, self.detector.name))
         faces.sort(key=lambda f: f.area, reverse=True)
-        return FaceResult(faces, original_size, timings, too_small)
+        passes = 1 if cfg.upsample_fallback else 0
+        smallest = getattr(self.detector, "min_size", 0) / (2 ** passes) / shrink * to_original
+        return FaceResult(faces, original_size, timings, too_small, max(smallest, float(cfg.min_face)))
 
 
 def load_pipeline(detector: str = "hog", embedder: str = "dlib", device: str = "cpu",

@@ -159,8 +159,9 @@ class FaceService:
                 raise NoFaceError(
                     f"the probe's face is too small: {result.too_small} face(s) found, all under "
                     f"{self.pipeline.config.min_face} px; move closer or use a larger image")
-            raise NoFaceError("no face found in the probe (the detector finds frontal and slightly turned "
-                              "faces; profile views and faces cut off by the border are not found)")
+            raise NoFaceError(
+                f"no face found in the probe (the detector finds frontal and slightly turned faces at least "
+                f"about {result.min_detectable:.0f} px wide in this image; profile views are not found)")
         return result
 
     # -- enrollment ------------------------------------------------------------------------------
@@ -237,6 +238,9 @@ class FaceService:
         # vectors first (their template rows cascade); a crash in between leaves a person with
         # no templates, which verify refuses and a second `remove` deletes
         if vector_ids:
+            # loaded first: Catalog.remove_vectors only edits indexes in memory, and save() writes
+            # only those, so removing from an unloaded space would leave its file stale
+            self.catalog.index(ENROLLED_SPACE)
             self.catalog.remove_vectors(ENROLLED_SPACE, vector_ids)
         with Session(self.catalog.engine) as s, s.begin():
             s.execute(delete(Person).where(Person.id == person_id))
