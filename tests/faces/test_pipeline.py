@@ -134,3 +134,23 @@ def test_cnn_detector_finds_the_faces(face_images):
     img.thumbnail((400, 400))
     found = cnn.detect(np.asarray(img))
     assert len(found) == 1 and found[0].score > 0.5
+
+
+def test_torch_port_of_dlib_resnet_gives_dlibs_descriptors(face_pipeline, face_images, other_people):
+    """The default embedder runs dlib's weights on PyTorch; it must agree with dlib itself."""
+    from vsearch.faces.dlib_torch import TorchDlibResNetEmbedder
+    from vsearch.faces.embedders import DlibResNetEmbedder, build_embedder
+
+    assert isinstance(face_pipeline.embedder, TorchDlibResNetEmbedder)
+    native = DlibResNetEmbedder()
+    assert build_embedder("dlib-native").name == face_pipeline.embedder.name == native.name
+    chips = []
+    for path in [os.path.join(face_images, n) for n in OBAMA + ["biden.jpg"]] + list(other_people.values()):
+        work, size = face_pipeline.load(path)
+        for f in face_pipeline.analyze_array(work, size).faces:
+            box = tuple(v * work.shape[1] / size[0] for v in f.box)
+            chips.append(face_pipeline.aligner.align(work, box, 150, 0.25).chip)
+    raw_native = np.asarray(native._model.compute_face_descriptor(chips))
+    raw_torch = face_pipeline.embedder.raw(chips)
+    assert len(chips) >= 6 and np.abs(raw_native - raw_torch).max() < 1e-4
+    assert np.allclose(face_pipeline.embedder.embed(chips), native.embed(chips), atol=1e-5)

@@ -4,7 +4,9 @@ Any object with ``name``, ``dim``, ``chip_size``, ``chip_padding`` and ``embed(c
 :class:`FaceEmbedder`. Two kinds ship:
 
 * ``dlib`` — dlib's ResNet (``dlib_face_recognition_resnet_model_v1.dat``, 128-d, 99.38% on LFW
-  as published), fed 150x150 chips with 0.25 padding, exactly as dlib's own pipeline does.
+  as published), fed 150x150 chips with 0.25 padding, exactly as dlib's own pipeline does. It runs
+  on PyTorch (:mod:`vsearch.faces.dlib_torch`, same weights and outputs, faster); ``dlib-native``
+  runs it through dlib itself.
 * any image encoder spec of the encoder registry, e.g. ``trained:model.pt`` written by
   ``vsearch train``: the chip is handed to the encoder's own ``preprocess``.
 
@@ -87,9 +89,16 @@ class EncoderFaceEmbedder:
 
 
 def build_embedder(spec: str = "dlib", device: str = "cpu") -> FaceEmbedder:
-    """``dlib`` (default) or any encoder spec the registry loads, e.g. ``trained:model.pt``."""
+    """``dlib`` (default), ``dlib-native``, or any encoder spec the registry loads, e.g.
+    ``trained:model.pt``."""
     spec = (spec or "dlib").strip()
     if spec in ("dlib", DLIB_RESNET):
+        # dlib's network and weights, run by PyTorch (several times faster than dlib-bin's own
+        # BLAS-less CPU code; tests check both give the same descriptors)
+        from vsearch.faces.dlib_torch import TorchDlibResNetEmbedder
+
+        return TorchDlibResNetEmbedder(device)
+    if spec == "dlib-native":  # the same model through dlib itself
         return DlibResNetEmbedder()
     from vsearch.encoders import canonical_spec, load_encoder
 

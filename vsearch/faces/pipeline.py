@@ -8,6 +8,7 @@ the embedder in one batch.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -152,6 +153,9 @@ class FacePipeline:
         return FaceResult(faces, original_size, timings, too_small, max(smallest, float(cfg.min_face)))
 
 
+@functools.lru_cache(maxsize=8)
 def load_pipeline(detector: str = "hog", embedder: str = "dlib", device: str = "cpu",
                   config: PipelineConfig = PROBE_CONFIG) -> FacePipeline:
+    """A pipeline with its models loaded, once per process for the same arguments (loading the
+    ResNet takes longer than a verify call)."""
     return FacePipeline(build_detector(detector), DlibFivePointAligner(), build_embedder(embedder, device), config)

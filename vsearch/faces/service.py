@@ -430,7 +430,7 @@ def _check_name(name: str) -> str:
 def _canonical_embedder(spec: str) -> str:
     from vsearch.faces.embedders import DLIB_RESNET
 
-    if spec in ("dlib", DLIB_RESNET):
+    if spec in ("dlib", "dlib-native", DLIB_RESNET):
         return DLIB_RESNET
     from vsearch.encoders import canonical_spec
 
