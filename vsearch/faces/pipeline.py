@@ -147,7 +147,9 @@ class FacePipeline:
             x0, y0, x1, y1 = (v * to_original for v in det.box)
             box = (max(0.0, x0), max(0.0, y0), min(float(original_size[0]), x1), min(float(original_size[1]), y1))
             faces.append(FoundFace(box, det.score, al.landmarks * to_original, vec, self.detector.name))
-        faces.sort(key=lambda f: f.area, reverse=True)
+        # largest first; HOG boxes come in a few fixed sizes, so equal areas are common: then the
+        # more confident detection first (a false box must not become "the" face of a portrait)
+        faces.sort(key=lambda f: (round(f.area), f.score), reverse=True)
         passes = 1 if cfg.upsample_fallback else 0
         smallest = getattr(self.detector, "min_size", 0) / (2 ** passes) / shrink * to_original
         return FaceResult(faces, original_size, timings, too_small, max(smallest, float(cfg.min_face)))
