@@ -9,8 +9,12 @@ from typing import Annotated, List, Optional
 import typer
 
 from vsearch.commands.common import (
-    DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, console, err_console, handle_errors, resolve_device, setup_logging,
+    DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, console, err_console, handle_errors, open_collection, resolve_device,
+    setup_logging,
 )
+from vsearch.commands.captions import captions_app
+from vsearch.commands.classify import classify, tag
+from vsearch.commands.eval import eval_app
 from vsearch.commands.faces import faces_app
 
 app = typer.Typer(
@@ -19,7 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(faces_app, name="faces")
 
 
 @app.callback()
@@ -28,9 +31,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what
 
 
 def _open(db, db_url, model="auto", device="cpu", create=True):
-    import vsearch
-
-    return vsearch.open(db, model=model, url=db_url, device=resolve_device(device), create=create)
+    return open_collection(db, db_url, model, device, create)
 
 
 class _RichProgress:
@@ -119,6 +120,7 @@ def search(
     face: Annotated[Optional[str], typer.Option("--face", help="Photos containing the person in this photo (needs index --faces).")] = None,
     plus: Annotated[List[str], typer.Option("--plus", help="Add a text concept; \"snow=0.5\" sets its weight.")] = [],  # noqa: B006 - typer needs a list
     minus: Annotated[List[str], typer.Option("--minus", help="Subtract a text concept; \"night=0.5\" sets its weight.")] = [],  # noqa: B006
+    tags: Annotated[List[str], typer.Option("--tag", help="Only photos tagged with this (see `vsearch tag`); repeatable.")] = [],  # noqa: B006
     k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score}.")] = False,
     html_out: Annotated[Optional[str], typer.Option("--html", help="Write a self-contained gallery page here.")] = None,
@@ -136,11 +138,11 @@ def search(
     if face is not None:
         from vsearch.faces.service import photos_with_face
 
-        if query is not None or image is not None or plus or minus:
-            raise QueryError("--face finds photos of a person; it does not combine with text or --image")
+        if query is not None or image is not None or plus or minus or tags:
+            raise QueryError("--face finds photos of a person; it does not combine with text, --image or --tag")
         hits = photos_with_face(coll.catalog, face, k=k, device=resolve_device(device))
     else:
-        hits = coll.search(text=query, image=image, plus=plus, minus=minus, k=k)
+        hits = coll.search(text=query, image=image, plus=plus, minus=minus, k=k, tags=tags)
     if html_out:
         from vsearch.report import gallery_html
 
@@ -212,6 +214,13 @@ def doctor(db: DbOpt = None, db_url: DbUrlOpt = None) -> None:
         console.print(f"[bold]{section}[/]")
         for key, value in items.items():
             console.print(f"  {key}: {value}", highlight=False)
+
+
+app.command("classify")(classify)
+app.command("tag")(tag)
+app.add_typer(captions_app, name="captions")
+app.add_typer(eval_app, name="eval")
+app.add_typer(faces_app, name="faces")
 
 
 if __name__ == "__main__":

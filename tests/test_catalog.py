@@ -128,3 +128,17 @@ def test_switch_to_ivf_when_large(tmp_path):
     cat.engine.dispose()
     again = Catalog(tmp_path / "db", ann_threshold=200)
     assert again.verify()[0].ok and again.index("image").kind == "ivf"
+
+
+def test_removal_in_a_fresh_process_reaches_the_index_file(tmp_path):
+    """Regression: removing vectors from a catalog whose index was not loaded yet left the ids
+    in the index file (nothing was marked for saving)."""
+    cat = Catalog(tmp_path / "db")
+    cat.bind_space("image", "m", 8)
+    ids = cat.add_media(_records(3), _unit(np.random.default_rng(8).normal(size=(3, 8))))
+    cat.save()
+    cat.engine.dispose()
+    fresh = Catalog(tmp_path / "db")
+    fresh.remove_media(ids[:1])
+    fresh.save()
+    assert fresh.verify()[0].ok and fresh.verify()[0].index_count == 2

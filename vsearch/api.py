@@ -77,9 +77,12 @@ class Collection:
               extractors: Sequence = ()):
         """Index photos under ``paths``; ``extractors`` (faces, regions) add vectors for parts."""
         from indexer import index_paths
+        from vsearch.tags import tag_pending
 
-        return index_paths(self.catalog, self.encoder, paths, batch_size=batch_size, workers=workers,
-                           progress=progress, extractors=extractors)
+        summary = index_paths(self.catalog, self.encoder, paths, batch_size=batch_size, workers=workers,
+                              progress=progress, extractors=extractors)
+        tag_pending(self)  # new and changed photos get the collection's tags (if `vsearch tag` was used)
+        return summary
 
     # -- queries ---------------------------------------------------------------------------------
     def embed_image_file(self, path: str) -> np.ndarray:
@@ -117,9 +120,10 @@ class Collection:
 
     def search(self, text: str | None = None, image: str | None = None, plus: Sequence[str] = (),
                minus: Sequence[str] = (), k: int = 10, text_weight: float = 1.0,
-               image_weight: float = 1.0) -> list[SearchHit]:
+               image_weight: float = 1.0, tags: Sequence[str] = ()) -> list[SearchHit]:
         """Ranked photos for a text, an example image, or a combination:
-        ``text·w + image·w + Σ plus − Σ minus``, renormalised. Plus/minus terms take ``"snow=0.5"``."""
+        ``text·w + image·w + Σ plus − Σ minus``, renormalised. Plus/minus terms take ``"snow=0.5"``.
+        ``tags`` keeps only photos carrying all those tags (see ``vsearch tag``)."""
         terms: list[QueryTerm] = []
         if text is not None:
             terms.append(QueryTerm(text_weight, text=text))
@@ -135,7 +139,33 @@ class Collection:
             raise QueryError("-k must be at least 1")
         if self.catalog.space_model(IMAGE_SPACE) is None:
             return []
-        return self.catalog.search(self.query_vector(terms), k=k, space=IMAGE_SPACE)[0]
+        allowed = None
+        if tags:
+            from vsearch.tags import vector_ids_with_tags
+
+            allowed = vector_ids_with_tags(self.catalog, tags)
+            if len(allowed) == 0:
+                return []
+        query = self.query_vector(terms)
+        if allowed is None and self.device.startswith("cuda"):
+            scores, ids = self._gpu_searcher().search(query[None], k)
+            return self.catalog.hits(scores, ids)[0]
+        return self.catalog.search(query, k=k, space=IMAGE_SPACE, allowed_ids=allowed)[0]
+
+    def _gpu_searcher(self):
+        """Built once per collection: the measured-fastest GPU path (see :mod:`vsearch.gpu`)."""
+        if getattr(self, "_gpu", None) is None:
+            from vsearch.gpu import gpu_searcher
+
+            self._gpu, note = gpu_searcher(self.catalog.index(IMAGE_SPACE), self.device)
+            import logging
+
+            logging.getLogger(__name__).info("search: %s", note)
+        return self._gpu
+
+    def image_vectors(self, paths: Sequence[str]) -> np.ndarray:
+        """(N, D) vectors of image files (stored ones when a file is already in the catalog)."""
+        return np.stack([self.embed_image_file(p) for p in paths]) if paths else np.zeros((0, self.encoder.info.dim), np.float32)
 
     def close(self) -> None:
         self.catalog.close()

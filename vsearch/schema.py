@@ -58,6 +58,36 @@ class Vector(Base):
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class Tag(Base):
+    """A zero-shot label stored for a photo's image vector (``vsearch tag``); it goes with the
+    vector, so a changed file loses its old tags and is tagged again."""
+
+    __tablename__ = "tags"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    vector_id: Mapped[int] = mapped_column(ForeignKey("vectors.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(512), index=True)
+    score: Mapped[float] = mapped_column(Float)
+
+
+class TagRun(Base):
+    """Marks an image vector as tagged with the current tagging config (even if no label passed)."""
+
+    __tablename__ = "tag_runs"
+    vector_id: Mapped[int] = mapped_column(ForeignKey("vectors.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Caption(Base):
+    """A caption of a caption set, embedded with the catalog's text encoder (space "caption")."""
+
+    __tablename__ = "captions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    caption_set: Mapped[str] = mapped_column(String(256), index=True)
+    ext_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    text: Mapped[str] = mapped_column(Text)
+    image_ref: Mapped[str | None] = mapped_column(String(4096), nullable=True)
+    vector_id: Mapped[int] = mapped_column(ForeignKey("vectors.id", ondelete="CASCADE"), unique=True)
+
+
 # Each entry upgrades the schema from version k to k+1; run in order inside one transaction.
 # Example for the future: MIGRATIONS[1] = lambda conn: conn.execute(text("ALTER TABLE ..."))
 MIGRATIONS: dict[int, callable] = {}
@@ -74,4 +104,4 @@ def migrate(conn, from_version: int) -> int:
     return version
 
 
-__all__ = ["Base", "Meta", "Media", "Vector", "SCHEMA_VERSION", "MIGRATIONS", "migrate", "text"]
+__all__ = ["Base", "Meta", "Media", "Vector", "Tag", "TagRun", "Caption", "SCHEMA_VERSION", "MIGRATIONS", "migrate", "text"]

@@ -64,3 +64,25 @@ def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err_console, show_path=False)], force=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def open_collection(db, db_url, model="auto", device="cpu", create: bool | None = True):
+    """``create=None``: use the catalog if one exists at ``db``, else an in-memory-only view (a
+    catalog in a temporary folder) so that commands like `classify` work without indexing first."""
+    import tempfile
+
+    import vsearch
+    from vsearch.catalog import DB_FILENAME
+
+    directory = db or vsearch.default_db_dir()
+    if create is None:
+        if db_url or os.path.exists(os.path.join(directory, DB_FILENAME)):
+            create = False
+        else:
+            import atexit
+            import shutil
+
+            directory = tempfile.mkdtemp(prefix="vsearch-")
+            atexit.register(shutil.rmtree, directory, True)
+            create = True
+    return vsearch.open(directory, model=model, url=db_url, device=resolve_device(device), create=create)

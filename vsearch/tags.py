@@ -1,0 +1,117 @@
+"""Zero-shot tags stored in the catalog (``vsearch tag``) and used as search filters.
+
+The tagging config (labels, templates, threshold) is kept in the catalog's meta table, so photos
+indexed later, or re-embedded because they changed, are tagged the same way after each index run.
+Tags hang off the image vector (foreign key, cascade): a changed file drops its old tags with its
+old vector; an unchanged file keeps them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from vsearch.catalog import IMAGE_SPACE, _from_blobs
+from vsearch.schema import Tag, TagRun, Vector
+from vsearch.zeroshot import ClassifierCache, class_probabilities, logit_scale
+
+TAGGING_META = "tagging.config"
+
+
+@dataclass(frozen=True)
+class TaggingConfig:
+    labels: tuple[str, ...]
+    templates: tuple[str, ...]
+    threshold: float
+    max_tags: int = 5
+
+    def to_json(self) -> str:
+        return json.dumps({"labels": self.labels, "templates": self.templates, "threshold": self.threshold,
+                           "max_tags": self.max_tags}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TaggingConfig":
+        d = json.loads(text)
+        return cls(tuple(d["labels"]), tuple(d["templates"]), float(d["threshold"]), int(d.get("max_tags", 5)))
+
+
+@dataclass(frozen=True)
+class TagSummary:
+    tagged: int
+    labels_stored: int
+    counts: dict[str, int]
+
+
+def tag_collection(collection, config: TaggingConfig, batch_size: int = 4096) -> TagSummary:
+    """Store ``config`` and (re)tag every photo of the collection with it."""
+    catalog = collection.catalog
+    catalog.set_meta(TAGGING_META, config.to_json())
+    with Session(catalog.engine) as s, s.begin():  # a new label set replaces the old tags
+        s.execute(delete(Tag))
+        s.execute(delete(TagRun))
+    return tag_pending(collection, batch_size)
+
+
+def tag_pending(collection, batch_size: int = 4096) -> TagSummary:
+    """Tag image vectors not yet tagged under the stored config (no-op without one)."""
+    catalog = collection.catalog
+    raw = catalog.get_meta(TAGGING_META)
+    if raw is None or catalog.space_model(IMAGE_SPACE) is None:
+        return TagSummary(0, 0, {})
+    config = TaggingConfig.from_json(raw)
+    encoder = collection.encoder
+    classifier = ClassifierCache().get(encoder, config.labels, config.templates)
+    scale = logit_scale(encoder)
+    dim = catalog.space_model(IMAGE_SPACE)[1]
+    tagged = stored = 0
+    counts: dict[str, int] = {}
+    while True:
+        with Session(catalog.engine) as s:
+            done = select(TagRun.vector_id)
+            rows = s.execute(
+                select(Vector.id, Vector.embedding)
+                .where(Vector.space == IMAGE_SPACE, Vector.id.not_in(done))
+                .limit(batch_size)
+            ).all()
+        if not rows:
+            break
+        ids = [r[0] for r in rows]
+        probs = class_probabilities(_from_blobs([r[1] for r in rows], dim), classifier, scale)
+        with Session(catalog.engine) as s, s.begin():
+            for vid, p in zip(ids, probs):
+                order = np.argsort(-p)[: config.max_tags]
+                for j in order:
+                    if p[j] >= config.threshold:
+                        s.add(Tag(vector_id=vid, label=config.labels[j], score=float(p[j])))
+                        counts[config.labels[j]] = counts.get(config.labels[j], 0) + 1
+                        stored += 1
+                s.add(TagRun(vector_id=vid))
+        tagged += len(ids)
+    return TagSummary(tagged, stored, counts)
+
+
+def vector_ids_with_tags(catalog, tags: Sequence[str]) -> np.ndarray:
+    """Image vector ids carrying every one of ``tags`` (case-insensitive)."""
+    result: set[int] | None = None
+    with Session(catalog.engine) as s:
+        for tag in tags:
+            ids = {int(i) for i in s.scalars(select(Tag.vector_id).where(Tag.label.ilike(tag.strip())))}
+            result = ids if result is None else result & ids
+    return np.asarray(sorted(result or ()), dtype=np.int64)
+
+
+def tags_of(catalog, vector_ids: Sequence[int]) -> dict[int, list[tuple[str, float]]]:
+    out: dict[int, list[tuple[str, float]]] = {}
+    ids = [int(i) for i in vector_ids]
+    with Session(catalog.engine) as s:
+        for start in range(0, len(ids), 900):
+            for vid, label, score in s.execute(
+                select(Tag.vector_id, Tag.label, Tag.score).where(Tag.vector_id.in_(ids[start : start + 900]))
+                .order_by(Tag.score.desc())
+            ):
+                out.setdefault(vid, []).append((label, score))
+    return out
