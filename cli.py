@@ -23,7 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(faces_app, name="faces")
 
 
 @app.callback()
@@ -139,8 +138,8 @@ def search(
     if face is not None:
         from vsearch.faces.service import photos_with_face
 
-        if query is not None or image is not None or plus or minus:
-            raise QueryError("--face finds photos of a person; it does not combine with text or --image")
+        if query is not None or image is not None or plus or minus or tags:
+            raise QueryError("--face finds photos of a person; it does not combine with text, --image or --tag")
         hits = photos_with_face(coll.catalog, face, k=k, device=resolve_device(device))
     else:
         hits = coll.search(text=query, image=image, plus=plus, minus=minus, k=k, tags=tags)
@@ -221,6 +220,7 @@ app.command("classify")(classify)
 app.command("tag")(tag)
 app.add_typer(captions_app, name="captions")
 app.add_typer(eval_app, name="eval")
+app.add_typer(faces_app, name="faces")
 
 
 if __name__ == "__main__":

@@ -290,8 +290,10 @@ class FaceService:
             return [Identification(f.box_list(), "unknown", None, []) for f in result.faces]
         queries = np.stack([f.embedding for f in result.faces])
         index = self.catalog.index(ENROLLED_SPACE)
-        # several templates per person: fetch enough neighbours to rank k distinct people
-        scores, ids = index.search(queries, max(64, 16 * k))
+        # several templates per person (up to 50 from a named cluster): score all of them while
+        # that is cheap, else enough neighbours to rank k distinct people in practice
+        fetch = len(index) if len(index) <= 4096 else max(256, 64 * k)
+        scores, ids = index.search(queries, fetch)
         owner = self._template_owners({int(i) for i in ids.ravel() if i >= 0})
         out = []
         for face, row_scores, row_ids in zip(result.faces, scores, ids):
