@@ -213,7 +213,7 @@ def doctor(db: DbOpt = None, db_url: DbUrlOpt = None) -> None:
     for section, items in report.items():
         console.print(f"[bold]{section}[/]")
         for key, value in items.items():
-            console.print(f"  {key}: {value}", highlight=False)
+            console.print(f"  {key}: {value}", highlight=False, soft_wrap=True)
 
 
 app.command("classify")(classify)
