@@ -117,9 +117,10 @@ class Collection:
 
     def search(self, text: str | None = None, image: str | None = None, plus: Sequence[str] = (),
                minus: Sequence[str] = (), k: int = 10, text_weight: float = 1.0,
-               image_weight: float = 1.0) -> list[SearchHit]:
+               image_weight: float = 1.0, regions: bool = False) -> list[SearchHit]:
         """Ranked photos for a text, an example image, or a combination:
-        ``text·w + image·w + Σ plus − Σ minus``, renormalised. Plus/minus terms take ``"snow=0.5"``."""
+        ``text·w + image·w + Σ plus − Σ minus``, renormalised. Plus/minus terms take ``"snow=0.5"``.
+        ``regions``: rank photos by their best region too and return ``RegionHit``s with its box."""
         terms: list[QueryTerm] = []
         if text is not None:
             terms.append(QueryTerm(text_weight, text=text))
@@ -135,6 +136,10 @@ class Collection:
             raise QueryError("-k must be at least 1")
         if self.catalog.space_model(IMAGE_SPACE) is None:
             return []
+        if regions:
+            from vsearch.regions.search import search_regions
+
+            return search_regions(self.catalog, self.query_vector(terms), k=k)
         return self.catalog.search(self.query_vector(terms), k=k, space=IMAGE_SPACE)[0]
 
     def close(self) -> None:

@@ -307,8 +307,12 @@ class Catalog:
 
     def _index_remove(self, by_space: dict[str, list[int]]) -> None:
         for space, ids in by_space.items():
-            if space in self._indexes and ids:
+            if not ids:
+                continue
+            if space in self._indexes:
                 self._indexes[space].remove(ids)
+            else:  # not loaded in this process (e.g. regions of a photo re-indexed without --regions):
+                self.index(space)  # loading syncs from SQL, which no longer holds these rows
             self._dirty.add(space)
 
     def add_media(self, records: Sequence[MediaRecord], vectors: np.ndarray,
