@@ -6,10 +6,12 @@ crop with the image encoder, and compare it with the text embeddings of the labe
 similarity. Boxes under the threshold go, then per-label NMS (``torchvision.ops.batched_nms``)
 keeps the best of overlapping boxes of one label.
 
-Scores are raw cosine similarities, so a good threshold depends on the encoder: with the
-packaged model, objects present in the skimage photos scored 0.34–1.0 and labels absent from a
-photo at most 0.25 (benchmarks/RESULTS.md); CLIP's image–text similarities are lower overall
-(about 0.2–0.35), so pass a lower ``--threshold`` with CLIP.
+Scores are raw cosine similarities, so a good threshold depends on the encoder. With the packaged
+model, the best box of each hand-labelled object in its photo scored 0.25–1.0 (median 0.53) and
+the best box of labels absent from those photos at most 0.29 (median 0.12): hence 0.3
+(benchmarks/RESULTS.md). CLIP's image–text similarities are typically lower (around 0.3 for a
+matching pair; not measured here, there are no CLIP weights offline), so pass a lower
+``--threshold`` with CLIP.
 """
 from __future__ import annotations
 
@@ -50,27 +52,32 @@ def parse_labels(labels: str | Sequence[str]) -> list[str]:
     return out
 
 
-def detect(encoder, image: Image.Image, labels: str | Sequence[str], threshold: float = DEFAULT_THRESHOLD,
-           proposals: RegionSource | None = None, nms_iou: float = DEFAULT_NMS_IOU,
-           max_detections: int = 20, template: str = DEFAULT_TEMPLATE) -> list[Detection]:
-    """Boxes of ``labels`` in ``image`` (RGB), best first. ``encoder`` embeds both images and texts."""
-    names = parse_labels(labels)
+def score_regions(encoder, image: Image.Image, labels: Sequence[str], proposals: RegionSource | None = None,
+                  template: str = DEFAULT_TEMPLATE) -> tuple[np.ndarray, np.ndarray]:
+    """``(boxes (N, 4), similarities (N, C))``: every candidate box of ``image`` (the proposals and
+    the whole frame) and the cosine similarity of its crop with each label's text embedding."""
     if "{}" not in template:
         raise RegionError("the prompt template needs a {} where the label goes")
-    if max_detections < 1:
-        raise RegionError("max_detections must be at least 1")
     image = image.convert("RGB")
     source = proposals or ProposalSource(ProposalConfig(max_regions=DETECT_PROPOSALS))
     found = source(image)
     # the whole frame is a candidate too: proposals leave out boxes that cover most of the photo,
     # and an object may fill it
-    full = Regions(np.array([[0, 0, image.width, image.height]], np.float32), np.ones(1, np.float32))
-    boxes = np.concatenate([found.boxes, full.boxes])
-    candidates = Regions(boxes, np.zeros(len(boxes), np.float32))
-    crops = embed_regions(encoder, image, candidates)  # (N, D)
-    texts = encoder.encode_text([template.format(n) for n in names])  # (C, D)
-    sims = crops @ texts.T  # (N, C) cosine similarities
-    best = sims.argmax(axis=1)
+    boxes = np.concatenate([found.boxes, np.array([[0, 0, image.width, image.height]], np.float32)])
+    crops = embed_regions(encoder, image, Regions(boxes, np.zeros(len(boxes), np.float32)))  # (N, D)
+    texts = encoder.encode_text([template.format(n) for n in labels])  # (C, D)
+    return boxes, crops @ texts.T
+
+
+def detect(encoder, image: Image.Image, labels: str | Sequence[str], threshold: float = DEFAULT_THRESHOLD,
+           proposals: RegionSource | None = None, nms_iou: float = DEFAULT_NMS_IOU,
+           max_detections: int = 20, template: str = DEFAULT_TEMPLATE) -> list[Detection]:
+    """Boxes of ``labels`` in ``image`` (RGB), best first. ``encoder`` embeds both images and texts."""
+    names = parse_labels(labels)
+    if max_detections < 1:
+        raise RegionError("max_detections must be at least 1")
+    boxes, sims = score_regions(encoder, image, names, proposals, template)
+    best = sims.argmax(axis=1)  # each box takes the label it matches best
     score = sims[np.arange(len(sims)), best]
     ok = np.flatnonzero(score >= threshold)
     if ok.size == 0:
@@ -88,5 +95,5 @@ def annotate(image: Image.Image, detections: Sequence[Detection]) -> Image.Image
     return draw_boxes(image, [d.box for d in detections], [f"{d.label} {d.score:.2f}" for d in detections], colours)
 
 
-__all__ = ["Detection", "detect", "annotate", "parse_labels", "DEFAULT_THRESHOLD", "DEFAULT_TEMPLATE",
+__all__ = ["Detection", "detect", "score_regions", "annotate", "parse_labels", "DEFAULT_THRESHOLD", "DEFAULT_TEMPLATE",
            "DEFAULT_NMS_IOU", "DETECT_PROPOSALS"]
