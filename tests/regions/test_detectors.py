@@ -49,10 +49,16 @@ def test_self_describing_file_round_trip_with_ssd(tmp_path):
     assert (det.arch, det.categories) == ("ssdlite320_mobilenet_v3_large", ("__background__", "cat", "cup"))
     regions = det(skimage_rgb("chelsea").resize((160, 106)))
     assert len(regions) > 0 and set(regions.labels) <= {"cat", "cup"}
+
+
+def test_category_names_must_match_the_class_count(tmp_path):
+    model = random_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 3)
     wrong = tmp_path / "wrong.pt"
-    save_detector(model, "ssdlite320_mobilenet_v3_large", str(wrong), ["__background__", "cat"])
-    with pytest.raises(RegionError, match="do not fit ssdlite320_mobilenet_v3_large with 2 classes"):
+    save_detector(model, "fasterrcnn_mobilenet_v3_large_320_fpn", str(wrong), ["__background__", "cat"])
+    with pytest.raises(RegionError, match="do not fit fasterrcnn_mobilenet_v3_large_320_fpn with 2 classes"):
         load_detector(str(wrong))
+    with pytest.raises(RegionError, match="at least one class name"):
+        save_detector(model, "fasterrcnn_mobilenet_v3_large_320_fpn", str(wrong), ["__background__"])
 
 
 def test_unreadable_and_unsafe_files_are_refused_clearly(tmp_path):
