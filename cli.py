@@ -74,21 +74,25 @@ def index(
     device: DeviceOpt = "cpu",
     faces: Annotated[bool, typer.Option("--faces", help="Also detect faces and index each one (see `vsearch faces`).")] = False,
     regions: Annotated[Optional[str], typer.Option("--regions", help="Also index regions: proposals | detector:WEIGHTS.pt.")] = None,
+    max_regions: Annotated[Optional[int], typer.Option("--max-regions", min=1, help="With --regions: at most N regions per photo (default 24).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Add new and changed photos under PATHS to the catalog, drop deleted ones, skip unchanged ones.
 
     Safe to interrupt (Ctrl-C or kill): run it again and it resumes where it stopped.
     """
+    from vsearch.errors import VSearchError
     from vsearch.extractors import build_extractor
 
+    if max_regions is not None and not regions:
+        raise VSearchError("--max-regions needs --regions")
     coll = _open(db, db_url, model, device)
     encoder = coll.encoder
     if coll.notice:
         err_console.print(coll.notice, highlight=False)
     device = resolve_device(device)
     extractors = ([build_extractor("faces", "", device)] if faces else []) + \
-        ([build_extractor("regions", regions, device)] if regions else [])
+        ([build_extractor("regions", regions, device, max_regions=max_regions)] if regions else [])
     bar = _RichProgress(enabled=not quiet)
     try:
         summary = coll.index(paths, batch_size=batch_size, workers=workers, progress=bar, extractors=extractors)
@@ -124,6 +128,7 @@ def search(
     k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score}.")] = False,
     html_out: Annotated[Optional[str], typer.Option("--html", help="Write a self-contained gallery page here.")] = None,
+    regions: Annotated[bool, typer.Option("--regions", help="Match regions too (see index --regions); results carry the best box.")] = False,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
     model: ModelOpt = "auto",
@@ -142,7 +147,7 @@ def search(
             raise QueryError("--face finds photos of a person; it does not combine with text, --image or --tag")
         hits = photos_with_face(coll.catalog, face, k=k, device=resolve_device(device))
     else:
-        hits = coll.search(text=query, image=image, plus=plus, minus=minus, k=k, tags=tags)
+        hits = coll.search(text=query, image=image, plus=plus, minus=minus, k=k, tags=tags, regions=regions)
     if html_out:
         from vsearch.report import gallery_html
 
@@ -151,7 +156,9 @@ def search(
             fh.write(gallery_html(f"vsearch: {title}", hits))
         err_console.print(f"wrote {html_out}")
     if as_json:
-        print(json.dumps([{"path": h.path, "score": round(h.score, 6)} for h in hits], ensure_ascii=False))
+        from vsearch.regions.report import hit_json
+
+        print(json.dumps([hit_json(h) for h in hits], ensure_ascii=False))
         return
     if not hits:
         console.print("no results (is the catalog empty?)")
@@ -162,8 +169,11 @@ def search(
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("path", overflow="fold")
+    if regions:
+        table.add_column("box")
     for h in hits:
-        table.add_row(str(h.rank), f"{h.score:.3f}", h.path)
+        table.add_row(str(h.rank), f"{h.score:.3f}", h.path,
+                      *(["[" + ", ".join(f"{v:.0f}" for v in h.box) + "]"] if regions else []))
     console.print(table)
 
 
@@ -221,6 +231,13 @@ app.command("tag")(tag)
 app.add_typer(captions_app, name="captions")
 app.add_typer(eval_app, name="eval")
 app.add_typer(faces_app, name="faces")
+
+
+# issue 6 (regions): `vsearch detect`, and `vsearch eval detect` in the shared `eval` group
+from vsearch.commands import regions as _regions  # noqa: E402
+
+app.command()(_regions.detect)
+eval_app.command("detect")(_regions.detect_eval)
 
 
 if __name__ == "__main__":
