@@ -199,6 +199,8 @@ def verify(
         if r.missing_from_index:
             console.print(f"  ids missing from the index: {list(r.missing_from_index)[:20]}"
                           + (" …" if len(r.missing_from_index) > 20 else ""))
+        if r.duplicated_in_index:
+            console.print(f"  ids stored more than once in the index: {list(r.duplicated_in_index)[:20]}")
         if r.extra_in_index:
             console.print(f"  ids in the index but not the database: {list(r.extra_in_index)[:20]}"
                           + (" …" if len(r.extra_in_index) > 20 else ""))

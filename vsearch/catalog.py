@@ -81,10 +81,11 @@ class VerifyReport:
     missing_from_index: tuple[int, ...] = ()
     extra_in_index: tuple[int, ...] = ()
     index_file_missing: bool = False
+    duplicated_in_index: tuple[int, ...] = ()  # ids stored more than once in the index file
 
     @property
     def ok(self) -> bool:
-        return not self.missing_from_index and not self.extra_in_index
+        return not self.missing_from_index and not self.extra_in_index and not self.duplicated_in_index
 
 
 @dataclass
@@ -97,6 +98,11 @@ class SyncResult:
 
 # attach(session, media_ids) -> [(space, vectors (N, D), vector_ids)], see Catalog.add_media
 AttachFn = Callable[[Session, list[int]], list[tuple[str, np.ndarray, list[int]]]]
+
+
+def _duplicates(ids: np.ndarray) -> tuple[int, ...]:
+    values, counts = np.unique(ids, return_counts=True)
+    return tuple(int(v) for v in values[counts > 1])
 
 
 def _to_blob(vector: np.ndarray) -> bytes:
@@ -248,6 +254,9 @@ class Catalog:
         vindex = self._indexes[space] if space in self._indexes else self.index(space)
         sql_ids = self._sql_ids(space)
         index_ids = vindex.ids()
+        if len(_duplicates(index_ids)):  # set arithmetic cannot repair an id stored twice
+            self.rebuild(space)
+            return SyncResult(rebuilt=True)
         missing = np.setdiff1d(sql_ids, index_ids, assume_unique=True)
         extra = np.setdiff1d(index_ids, sql_ids, assume_unique=True)
         result = SyncResult()
@@ -562,6 +571,7 @@ class Catalog:
                 missing_from_index=tuple(int(i) for i in np.setdiff1d(sql_ids, file_ids)),
                 extra_in_index=tuple(int(i) for i in np.setdiff1d(file_ids, sql_ids)),
                 index_file_missing=not exists and len(sql_ids) > 0,
+                duplicated_in_index=_duplicates(file_ids),
             ))
         return reports
 
