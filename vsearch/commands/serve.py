@@ -28,8 +28,8 @@ def serve(
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port.")] = 8000,
     token_file: Annotated[Optional[str], typer.Option("--token-file", help="Bearer token for the face endpoints; "
                           "created (mode 0600) if missing. Default: serve.token in the catalog folder.")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Requests computed at once (threads). "
-                       "Default: the number of CPU cores.")] = 0,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Requests computed at once (threads). "
+                       "Default: the number of CPU cores.", show_default=False)] = None,
     queue: Annotated[int, typer.Option("--queue", min=0, help="Requests that may wait for a worker; "
                      "beyond that the server answers 503 at once.")] = 64,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.01, help="Largest request body.")] = 10.0,

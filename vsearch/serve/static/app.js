@@ -200,4 +200,6 @@ async function removePerson(name) {
 api("/healthz").then((health) => {
   facesAvailable = health.faces;
   $("health").textContent = `${health.photos_in_index} photos · ${health.model}`;
+  $("health").title = health.model;
+  $("token-form").hidden = !health.faces;
 }).catch(() => { $("health").textContent = "server not answering"; });
