@@ -7,6 +7,7 @@ not decoded again.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -102,6 +103,7 @@ class _Item:
     error: str | None
     extract_input: ExtractInput | None = None
     media_id: int | None = None  # set for already-indexed photos that only extractors need
+    row: int | None = None  # this item's row in the batch's stacked pixel tensor
 
 
 class _DecodeDataset(Dataset):
@@ -146,8 +148,19 @@ class _DecodeDataset(Dataset):
         return _Item(entry, record, pixels, None, extract_input, media_id)
 
 
-def _collate(items: list[_Item]) -> list[_Item]:
-    return items
+def _collate(items: list[_Item]) -> tuple[list[_Item], torch.Tensor | None]:
+    """Stack the pixels in the worker (off the encoder's thread); items keep their row number.
+
+    A (list, tensor) tuple is also what DataLoader's ``pin_memory`` knows how to page-lock."""
+    rows = [i for i in items if i.pixels is not None]
+    stacked = torch.stack([i.pixels for i in rows]) if rows else None
+    out, row = [], 0
+    for item in items:
+        if item.pixels is not None:
+            item = dataclasses.replace(item, pixels=None, row=row)
+            row += 1
+        out.append(item)
+    return out, stacked
 
 
 def _worker_init(_worker_id: int) -> None:
@@ -217,13 +230,15 @@ def index_paths(
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
         worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
+        # page-locked batches let the host→GPU copy overlap the previous batch's encoding
+        pin_memory=str(getattr(encoder, "device", "cpu")).startswith("cuda"),
     )
     last_save = time.perf_counter()
     try:
         wait_start = time.perf_counter()
-        for batch in loader:
+        for batch, pixels in loader:
             summary.timings["decode_wait"] += time.perf_counter() - wait_start
-            _process_batch(catalog, encoder, batch, known, gone_ids, summary, extractors)
+            _process_batch(catalog, encoder, batch, pixels, known, gone_ids, summary, extractors)
             progress.advance(len(batch))
             if time.perf_counter() - last_save > checkpoint_seconds:
                 catalog.save()
@@ -264,8 +279,8 @@ def _attach_fn(catalog: Catalog, extractors, payloads: list[dict[str, Any]]):
     return attach
 
 
-def _process_batch(catalog: Catalog, encoder, batch: list[_Item], known, gone_ids: set[int],
-                   summary: IndexSummary, extractors: Sequence[RegionExtractor] = ()) -> None:
+def _process_batch(catalog: Catalog, encoder, batch: list[_Item], pixels: torch.Tensor | None, known,
+                   gone_ids: set[int], summary: IndexSummary, extractors: Sequence[RegionExtractor] = ()) -> None:
     revisits = [i for i in batch if i.media_id is not None and not i.error]
     if revisits:  # already indexed: only the extractors have work to do
         t = time.perf_counter()
@@ -306,7 +321,9 @@ def _process_batch(catalog: Catalog, encoder, batch: list[_Item], known, gone_id
     if not to_encode:
         return
     t1 = time.perf_counter()
-    vectors = encoder.encode_pixels(torch.stack([i.pixels for i in to_encode]))
+    rows = [i.row for i in to_encode]
+    selected = pixels if len(rows) == pixels.shape[0] else pixels[torch.as_tensor(rows)]
+    vectors = encoder.encode_pixels(selected)
     summary.timings["encode"] += time.perf_counter() - t1
     attach = None
     if extractors:

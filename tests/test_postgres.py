@@ -1,0 +1,71 @@
+"""The catalog on a real PostgreSQL server (set VSEARCH_TEST_PG_URL; `scripts/start_postgres.sh`
+starts one and prints the URL). Skipped when no server URL is given."""
+import json
+import os
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+PG_URL = os.environ.get("VSEARCH_TEST_PG_URL")
+pytestmark = pytest.mark.skipif(not PG_URL, reason="no PostgreSQL: set VSEARCH_TEST_PG_URL")
+
+
+@pytest.fixture
+def pg_url():
+    """An empty database: every table of the catalog dropped before the test."""
+    from sqlalchemy import create_engine
+
+    from vsearch.schema import Base
+
+    engine = create_engine(PG_URL)
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+    return PG_URL
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_catalog_roundtrip_and_crash_recovery(pg_url, tmp_path):
+    from vsearch.catalog import Catalog, MediaRecord
+
+    cat = Catalog(tmp_path / "idx", url=pg_url)
+    cat.bind_space("image", "m", 8)
+    vecs = _unit(np.random.default_rng(0).normal(size=(6, 8)))
+    recs = [MediaRecord(f"/p/{n}.jpg", 1, 1.0, f"{i:064x}") for i, n in enumerate(["a", "b", "c_1", "d%", "e", "f"])]
+    ids = cat.add_media(recs[:3], vecs[:3])
+    cat.save()
+    cat.add_media(recs[3:], vecs[3:])  # committed, index file not saved
+    cat.engine.dispose()
+    again = Catalog(tmp_path / "idx", url=pg_url)
+    assert not again.verify()[0].ok
+    assert again.search(vecs[4:5], k=1)[0][0].path == "/p/e.jpg"
+    again.remove_media(ids[:1])
+    again.save()
+    report = again.verify()[0]
+    assert report.ok and report.sql_count == 5
+    # prefix matching is exact: LIKE wildcards in paths are escaped, case matters
+    assert set(again.media_under(["/p"])) == {"/p/b.jpg", "/p/c_1.jpg", "/p/d%.jpg", "/p/e.jpg", "/p/f.jpg"}
+    assert again.media_under(["/P"]) == {}
+    again.engine.dispose()
+
+
+def test_cli_index_search_tag_on_postgres(pg_url, photos, tmp_path, tiny_clip_spec):
+    from cli import app
+
+    runner = CliRunner()
+
+    def invoke(*a):
+        return runner.invoke(app, [str(x) for x in a], catch_exceptions=False)
+
+    db = tmp_path / "idx"
+    r = invoke("index", photos, "--db", db, "--db-url", pg_url, "--model", tiny_clip_spec, "--workers", "0", "-q")
+    assert r.exit_code == 0 and "added 10" in r.output, r.output
+    r = invoke("search", "--image", photos / "coins.jpg", "--db", db, "--db-url", pg_url, "--json", "-k", "1")
+    assert json.loads(r.stdout)[0]["path"].endswith("coins.jpg")
+    (photos / "coins.jpg").unlink()
+    r = invoke("index", photos, "--db", db, "--db-url", pg_url, "-q", "--workers", "0")
+    assert "removed 1" in r.output
+    assert invoke("verify", "--db", db, "--db-url", pg_url).exit_code == 0
