@@ -14,15 +14,11 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from vsearch.api import Collection
 from vsearch.catalog import IMAGE_SPACE, SearchHit
 from vsearch.errors import QueryError
 from vsearch.images import decode_image
 from vsearch.report import thumbnail_jpeg
-from vsearch.schema import Media, Vector
 from vsearch.serve.errors import ApiError
 from vsearch.serve.limits import check_pixels
 from vsearch.serve.snapshot import IndexReader
@@ -126,29 +122,11 @@ class SearchService:
             allowed = vector_ids_with_tags(self.catalog, tags)
             if len(allowed) == 0:
                 return []
-        # a few extra candidates make up for rows deleted since the save and the excluded photo
+        # a few extra candidates make up for rows deleted since the save and the excluded photo;
+        # ids map to paths through SQL (one read transaction), where deleted rows drop out
         scores, ids = snap.index.search(query[None, :], k + 8, allowed_ids=allowed)
-        rows = self._media_of(ids[0])
-        hits: list[SearchHit] = []
-        for score, vid in zip(scores[0], ids[0]):
-            row = rows.get(int(vid))
-            if row is None or row[0] == exclude_media:
-                continue
-            hits.append(SearchHit(row[0], row[1], float(score), len(hits) + 1, int(vid)))
-            if len(hits) == k:
-                break
-        return hits
-
-    def _media_of(self, vector_ids: np.ndarray) -> dict[int, tuple[int, str]]:
-        wanted = [int(i) for i in vector_ids if i >= 0]
-        if not wanted:
-            return {}
-        with Session(self.catalog.engine) as s:  # one read transaction: one consistent view
-            rows = s.execute(
-                select(Vector.id, Media.id, Media.path).join(Media, Media.id == Vector.media_id)
-                .where(Vector.id.in_(wanted), Vector.space == IMAGE_SPACE, Media.status == "indexed")
-            ).all()
-        return {vid: (mid, path) for vid, mid, path in rows}
+        kept = [h for h in self.catalog.hits(scores, ids)[0] if h.media_id != exclude_media][:k]
+        return [SearchHit(h.media_id, h.path, h.score, rank, h.vector_id) for rank, h in enumerate(kept, 1)]
 
     # -- media -----------------------------------------------------------------------------------
     def thumbnail(self, media_id: int, size: int) -> bytes:
