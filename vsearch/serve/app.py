@@ -59,12 +59,13 @@ class HostCheck:
 
 def create_app(db: str | os.PathLike | None = None, *, model: str | None = None, db_url: str | None = None,
                device: str = "cpu", token: str | None = None, token_file: str | None = None,
-               settings: ServeSettings | None = None,
+               settings: ServeSettings | None = None, faces: bool | None = None,
                collection: vsearch.Collection | None = None) -> FastAPI:
     """The service over the catalog in ``db``.
 
     ``token``: the bearer token for the face endpoints; else read from ``token_file`` (default
-    ``<db>/serve.token``), which is created with mode 0600 on first start.
+    ``<db>/serve.token``), which is created with mode 0600 on first start. ``faces``: serve the
+    face endpoints (None: when the faces feature and its models are installed; True: or fail).
     """
     settings = settings or ServeSettings()
     collection = collection or vsearch.open(db, model=model, url=db_url, device=device, create=False)
@@ -109,7 +110,14 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         return Hit(media_id=hit.media_id, path=hit.path, name=os.path.basename(hit.path), score=round(hit.score, 6),
                    rank=hit.rank, thumbnail=f"/v1/media/{hit.media_id}/thumbnail")
 
-    faces_router = None  # the face endpoints join once the faces feature is in
+    faces_router = None
+    if faces is not False:
+        from vsearch.serve import faces_routes
+
+        faces_router = faces_routes.build_router(collection, queue, require_token, settings, required=bool(faces))
+        if faces_router is not None:
+            app.include_router(faces_router)
+    app.state.faces = faces_router.face_service if faces_router is not None else None
 
     # -- status ----------------------------------------------------------------------------------
     @app.get("/healthz", response_model=Health, tags=["status"])

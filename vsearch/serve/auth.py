@@ -11,7 +11,8 @@ import os
 import secrets
 import stat
 
-from fastapi import Request
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from vsearch.errors import VSearchError
 from vsearch.serve.errors import ApiError
@@ -59,19 +60,21 @@ def _read_token(path: str) -> str:
     return token
 
 
+# Declared through FastAPI's security scheme so that /docs shows an "Authorize" button.
+_scheme = HTTPBearer(auto_error=False, description="The token in the server's token file (`serve.token`).")
+
+
 class BearerToken:
     """A FastAPI dependency: 401 unless ``Authorization: Bearer <token>`` carries the token."""
 
     def __init__(self, token: str):
         self._token = token.encode()
 
-    def __call__(self, request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
+    def __call__(self, credentials: HTTPAuthorizationCredentials | None = Depends(_scheme)) -> None:
+        if credentials is None or not credentials.credentials.strip():
             raise ApiError(401, "unauthorized",
                            "this endpoint needs the header 'Authorization: Bearer <token>'; the token is in the "
                            "token file `vsearch serve` printed at start", headers={"WWW-Authenticate": "Bearer"})
-        if not hmac.compare_digest(given.strip().encode(), self._token):
+        if not hmac.compare_digest(credentials.credentials.strip().encode(), self._token):
             raise ApiError(401, "unauthorized", "the bearer token is wrong",
                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})

@@ -39,6 +39,14 @@ _LIBRARY_ERRORS: list[tuple[type[Exception], int, str]] = [
     (CatalogError, 503, "catalog_unavailable"),
 ]
 
+
+
+def register_error(cls: type[Exception], status: int, code: str) -> None:
+    """Map a library exception class (of an optional feature, such as faces) to a status and code."""
+    if not any(c is cls for c, _, _ in _LIBRARY_ERRORS):
+        _LIBRARY_ERRORS.insert(0, (cls, status, code))
+
+
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
                415: "unsupported_media_type"}
 

@@ -62,3 +62,59 @@ def error_responses(*statuses: int) -> dict:
             409: "Conflict", 413: "Upload too large (bytes or pixels)", 422: "Invalid parameters or not an image",
             503: "Server busy: the work queue is full; retry after the Retry-After seconds"}
     return {s: {"model": ErrorBody, "description": text.get(s, "Error")} for s in statuses}
+
+
+# -- faces -------------------------------------------------------------------------------------------
+class VerifyBody(BaseModel):
+    """The same keys as `vsearch faces verify --json`."""
+
+    match: bool
+    score: float = Field(description="Best cosine similarity between the probe's face and the person's templates.")
+    threshold: float = Field(description="Calibrated threshold (or the embedder's default): match = score >= threshold.")
+    far_estimate: float | None = Field(description="Estimated false-accept rate at this score; null until calibrated.")
+    face_box: list[float] = Field(description="left, top, right, bottom of the face used, in the probe's pixels.")
+    latency_ms: float
+    faces_in_probe: int = Field(description="Faces found; the largest one is verified.")
+
+
+class Candidate(BaseModel):
+    name: str
+    score: float
+
+
+class IdentifiedFace(BaseModel):
+    face_box: list[float]
+    name: str = Field(description='The best enrolled person at or above the threshold, else "unknown".')
+    score: float | None
+    candidates: list[Candidate]
+
+
+class IdentifyBody(BaseModel):
+    faces: list[IdentifiedFace] = Field(description="Every face of the probe, largest first.")
+    threshold: float
+    latency_ms: float
+
+
+class EnrollBody(BaseModel):
+    name: str
+    added: int = Field(description="Templates added by this call (one per image).")
+    templates: int = Field(description="Templates the person has now.")
+    created: bool = Field(description="Whether the person was new.")
+
+
+class RemoveBody(BaseModel):
+    name: str
+    removed_templates: int
+
+
+class Person(BaseModel):
+    name: str
+    templates: int
+    faces_in_collection: int = Field(description="Faces in indexed photos labelled as this person.")
+    created_at: float
+
+
+class PeopleBody(BaseModel):
+    people: list[Person]
+    threshold: float
+    calibrated: bool

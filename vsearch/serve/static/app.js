@@ -166,7 +166,7 @@ async function loadPeople() {
       const name = document.createElement("td");
       name.textContent = person.name;
       const count = document.createElement("td");
-      count.textContent = String(person.images);
+      count.textContent = String(person.templates);
       const action = document.createElement("td");
       const remove = document.createElement("button");
       remove.type = "button";
