@@ -151,11 +151,27 @@ def test_real_server_limits_and_media_over_sockets(served):
         assert c.get("/healthz", headers={"host": "attacker.example"}).status_code == 400
 
 
+def enroll_collins(url: str, token: str) -> None:
+    import io
+
+    from tests.conftest import skimage_rgb
+
+    buf = io.BytesIO()
+    skimage_rgb("astronaut").crop((40, 0, 440, 300)).save(buf, format="JPEG", quality=90)  # the face, not the suit
+    r = httpx.post(url + "/v1/faces/enroll", data={"name": "Eileen Collins"}, timeout=60,
+                   files={"image": ("collins.jpg", buf.getvalue(), "image/jpeg")},
+                   headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+
+
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} missing: apt-get install chromium")
 def test_web_page_in_headless_chromium(served, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     root, server = served
-    n = httpx.get(server.url + "/healthz").json()["photos_in_index"]
+    health = httpx.get(server.url + "/healthz").json()
+    n, faces = health["photos_in_index"], health["faces"]
+    if faces:
+        enroll_collins(server.url, (root / "secret" / "serve.token").read_text().strip())
     errors: list[str] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -190,7 +206,15 @@ def test_web_page_in_headless_chromium(served, tmp_path):
 
             page.click("#tab-faces")
             assert page.locator("#panel-search").is_hidden() and page.locator("#panel-faces").is_visible()
-            sync_api.expect(page.locator("#faces-status")).not_to_be_empty()
+            if faces:  # the faces tab lists enrolled people once the token is given
+                sync_api.expect(page.locator("#faces-status")).to_contain_text("enter the access token")
+                page.fill("#token", (root / "secret" / "serve.token").read_text().strip())
+                page.click("#token-form button")
+                sync_api.expect(page.locator("#people tbody tr")).to_have_count(1)
+                sync_api.expect(page.locator("#people tbody tr")).to_contain_text("Eileen Collins")
+                sync_api.expect(page.locator("#faces-status")).to_contain_text("1 enrolled person")
+            else:
+                sync_api.expect(page.locator("#faces-status")).to_contain_text("not available")
             page.screenshot(path=str(tmp_path / "faces.png"), full_page=True)
         finally:
             browser.close()
