@@ -32,6 +32,9 @@ def serve(
                        "Default: the number of CPU cores.", show_default=False)] = None,
     queue: Annotated[int, typer.Option("--queue", min=0, help="Requests that may wait for a worker; "
                      "beyond that the server answers 503 at once.")] = 64,
+    face_processes: Annotated[Optional[int], typer.Option("--face-processes", min=0, help="Worker processes for "
+                              "face calls (dlib holds the GIL, so threads cannot share it). Default: one per core "
+                              "on 2+ cores, else 0 (in the server process).", show_default=False)] = None,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.01, help="Largest request body.")] = 10.0,
     max_megapixels: Annotated[float, typer.Option("--max-megapixels", min=0.01,
                               help="Largest uploaded image, in millions of pixels.")] = 40.0,
@@ -47,12 +50,14 @@ def serve(
     import vsearch
     from vsearch.serve import LOOPBACK_HOSTS, ServeSettings, create_app
 
-    workers = workers or max(1, os.cpu_count() or 1)
+    cores = max(1, os.cpu_count() or 1)
+    workers = workers or cores
     _share_cores(workers)
     loopback = is_loopback(host)
     settings = ServeSettings(
         max_upload_bytes=int(max_upload_mb * (1 << 20)), max_pixels=int(max_megapixels * 1e6),
         workers=workers, queue_depth=queue,
+        face_processes=face_processes if face_processes is not None else (cores if cores >= 2 else 0),
         # on loopback only loopback names are answered (DNS rebinding); elsewhere any name
         allowed_hosts=LOOPBACK_HOSTS if loopback else None,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -77,7 +78,14 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
     require_token = Depends(BearerToken(token))
     queue = WorkQueue(settings.workers, settings.queue_depth)
 
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if app.state.face_pool is not None:  # worker processes end with the server
+            app.state.face_pool.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="vsearch",
         version=getattr(vsearch, "__version__", "0"),
         summary="Visual search and face verification over a vsearch catalog.",
@@ -118,6 +126,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         if faces_router is not None:
             app.include_router(faces_router)
     app.state.faces = faces_router.face_service if faces_router is not None else None
+    app.state.face_pool = faces_router.face_pool if faces_router is not None else None
 
     # -- status ----------------------------------------------------------------------------------
     @app.get("/healthz", response_model=Health, tags=["status"])

@@ -8,6 +8,9 @@ They adapt :class:`vsearch.faces.service.FaceService` (issue 4), loaded once at 
 * identify searches the catalog's in-memory index of enrolled templates, which enroll and remove
   change: one lock keeps those apart, and identify first brings the index level with SQL so that
   people enrolled by another process are found too.
+
+With ``settings.face_processes`` > 0, verify, identify and enroll run in worker processes instead
+(:mod:`vsearch.serve.face_pool`): dlib holds the GIL, so only processes use more than one core.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import threading
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
+from fastapi import APIRouter, File, Form, Path, UploadFile
 
 from vsearch.serve.errors import ApiError, register_error
 from vsearch.serve.limits import WorkQueue, check_pixels
@@ -53,7 +56,12 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
 
     catalog = collection.catalog
     index_lock = threading.Lock()  # the enrolled-templates index: identify reads, enroll/remove write
-    router = APIRouter(prefix="/v1/faces", tags=["faces"], dependencies=[Depends(require_token)])
+    pool = None
+    if settings.face_processes > 0:
+        from vsearch.serve.face_pool import FacePool
+
+        pool = FacePool(catalog.directory, catalog.url, collection.device, settings.face_processes)
+    router = APIRouter(prefix="/v1/faces", tags=["faces"], dependencies=[require_token])
 
     async def probe_bytes(upload: UploadFile) -> bytes:
         data = await upload.read()
@@ -71,8 +79,12 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
         """1:1 — is the largest face of the probe the enrolled person `name`? Same JSON as
         `vsearch faces verify --json`."""
         data = await probe_bytes(image)
-        result = await queue.run(lambda: faces.verify(name, checked(data)))
-        return result.to_json()
+
+        def work():
+            probe = checked(data)
+            return (pool.verify(name, probe) if pool else faces.verify(name, probe)).to_json()
+
+        return await queue.run(work)
 
     @router.post("/identify", response_model=IdentifyBody, responses=error_responses(401, 413, 422, 503))
     async def identify(image: Annotated[UploadFile, File(description="A photo with one or more faces.")],
@@ -83,15 +95,18 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
         def work():
             started = time.perf_counter()
             probe = checked(data)
-            with index_lock:
-                if catalog.space_model(ENROLLED_SPACE) is not None:
-                    catalog.sync(ENROLLED_SPACE)  # people enrolled by another process since
-                found = faces.identify(probe, k=k)
+            if pool:
+                found, threshold = pool.identify(probe, k)
+            else:
+                with index_lock:
+                    if catalog.space_model(ENROLLED_SPACE) is not None:
+                        catalog.sync(ENROLLED_SPACE)  # people enrolled by another process since
+                    found, threshold = faces.identify(probe, k=k), faces.threshold
             return {"faces": [{"face_box": f.face_box, "name": f.name,
                                "score": None if f.score is None else round(f.score, 6),
                                "candidates": [{"name": c.name, "score": round(c.score, 6)} for c in f.candidates]}
                               for f in found],
-                    "threshold": round(faces.threshold, 6),
+                    "threshold": round(threshold, 6),
                     "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
         return await queue.run(work)
@@ -110,8 +125,8 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
 
         def work():
             probes = [checked(d) for d in sources]
-            with index_lock:
-                res = faces.enroll(name, probes, labels=labels)
+            with index_lock:  # one enrollment at a time: each saves the enrolled index file
+                res = pool.enroll(name, probes, labels) if pool else faces.enroll(name, probes, labels=labels)
             return {"name": res.name, "added": res.added, "templates": res.templates, "created": res.created}
 
         return await queue.run(work)
@@ -135,5 +150,5 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
 
         return await queue.run(work)
 
-    router.face_service = faces  # for tests and the load benchmark's set-up
+    router.face_service, router.face_pool = faces, pool  # create_app keeps them (and closes the pool)
     return router

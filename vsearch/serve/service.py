@@ -38,6 +38,7 @@ class ServeSettings:
     max_k: int = 200
     max_labels: int = 256  # building a classifier costs one text encoding per label and template
     index_check_seconds: float = 0.5
+    face_processes: int = 0  # >0: face calls in this many worker processes (dlib holds the GIL)
     allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS  # None: any Host header
 
 
