@@ -72,13 +72,14 @@ def test_healthz_reports_model_index_and_queue(client):
     body = client.get("/healthz").json()
     assert body["status"] == "ok" and body["model"].startswith("clip:") and body["dim"] == 32
     assert body["photos_in_index"] == 10
-    assert body["queue"] == {"running": 0, "waiting": 0, "workers": 2, "capacity": 10, "rejected": 0}
+    assert body["queue"] == {"running": 0, "waiting": 0, "workers": 2, "capacity": 10, "rejected": 0, "abandoned": 0}
 
 
 def test_page_docs_and_openapi_work_offline(client):
     page = client.get("/")
     assert page.status_code == 200 and 'id="grid"' in page.text and "/static/app.js" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
     assert client.get("/static/app.js").status_code == 200
     docs = client.get("/docs")
     assert docs.status_code == 200 and "/static/swagger/swagger-ui-bundle.js" in docs.text
@@ -328,6 +329,40 @@ def test_full_queue_answers_503_and_healthz_still_answers(catalog_dir):
     assert health.status_code == 200 and health.json()["queue"]["rejected"] == 1
     assert health.json()["queue"]["running"] == 1 and health.json()["queue"]["waiting"] == 1
     assert after.status_code == 200 and len(after.json()["results"]) == 10
+
+
+def test_queued_request_whose_client_left_is_dropped(catalog_dir):
+    """A client that gives up while queued costs no computation: its call is dropped when a
+    worker gets to it (as uvicorn reports it: receive() answers http.disconnect)."""
+    app = create_app(catalog_dir / "db", token=TOKEN, settings=settings(workers=1, queue_depth=4))
+    queue: WorkQueue = app.state.queue
+    release = threading.Event()
+    sent = []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": "/v1/search", "raw_path": b"/v1/search", "query_string": b"q=cat", "root_path": "",
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000), "headers": [(b"host", b"127.0.0.1")]}
+
+    async def scenario():
+        blocker = asyncio.create_task(queue.run(release.wait, 10))
+        await asyncio.sleep(0.05)
+        gone = asyncio.create_task(app(scope, receive, send))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if queue.stats()["waiting"] == 1:
+                break
+        release.set()
+        await asyncio.gather(blocker, gone)
+
+    asyncio.run(scenario())
+    assert queue.stats()["abandoned"] == 1
+    assert next(m for m in sent if m["type"] == "http.response.start")["status"] == 499
 
 
 def test_concurrent_requests_within_capacity_all_succeed(catalog_dir):

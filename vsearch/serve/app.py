@@ -58,6 +58,29 @@ class HostCheck:
         return await self.app(scope, receive, send)
 
 
+class SafetyHeaders:
+    """ASGI middleware: no MIME sniffing, no referrer to other sites, on every response. (A plain
+    ASGI wrapper: Starlette's BaseHTTPMiddleware would hide client disconnects from the routes.)"""
+
+    HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                names = {name.lower() for name, _ in message.get("headers", [])}
+                message = {**message, "headers": list(message.get("headers", []))
+                           + [h for h in self.HEADERS if h[0] not in names]}
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
 def create_app(db: str | os.PathLike | None = None, *, model: str | None = None, db_url: str | None = None,
                device: str = "cpu", token: str | None = None, token_file: str | None = None,
                settings: ServeSettings | None = None, faces: bool | None = None,
@@ -101,12 +124,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
     if settings.allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
+    app.add_middleware(SafetyHeaders)
 
     async def read_upload(upload: UploadFile) -> bytes:
         data = await upload.read()  # bounded: BodySizeLimit has capped the whole body already
@@ -143,6 +161,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
 
     @app.get("/v1/search", response_model=SearchResult, tags=["search"], responses=error_responses(400, 404, 422, 503))
     async def search_get(
+        request: Request,
         q: Annotated[Optional[str], Query(max_length=1000, description="Text query, e.g. 'a dog on the beach'.")] = None,
         like: Annotated[Optional[int], Query(description="A photo's catalog id: find photos similar to it "
                                              "(the photo itself is left out).")] = None,
@@ -167,13 +186,14 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
             return out
 
         started = time.perf_counter()
-        hits, n = await queue.run(run_search, parts, k, tag, like)
+        hits, n = await queue.run(run_search, parts, k, tag, like, request=request)
         return SearchResult(results=[hit_json(h) for h in hits], k=k, photos_in_index=n,
                             took_ms=round((time.perf_counter() - started) * 1000, 2))
 
     @app.post("/v1/search", response_model=SearchResult, tags=["search"],
               responses=error_responses(400, 413, 422, 503))
     async def search_post(
+        request: Request,
         image: Annotated[UploadFile, File(description="The example image (JPEG, PNG, WebP, ...).")],
         q: Annotated[Optional[str], Form(max_length=1000, description="Optional text added to the image query.")] = None,
         k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
@@ -189,13 +209,14 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
             return out
 
         started = time.perf_counter()
-        hits, n = await queue.run(run_search, parts, k, tag)
+        hits, n = await queue.run(run_search, parts, k, tag, request=request)
         return SearchResult(results=[hit_json(h) for h in hits], k=k, photos_in_index=n,
                             took_ms=round((time.perf_counter() - started) * 1000, 2))
 
     @app.post("/v1/classify", response_model=ClassifyResult, tags=["classify"],
               responses=error_responses(400, 404, 413, 422, 503))
     async def classify(
+        request: Request,
         labels: Annotated[str, Form(max_length=20000, description="Comma-separated labels, e.g. 'cat,dog,car'.")],
         image: Annotated[Optional[UploadFile], File(description="The image to classify.")] = None,
         media_id: Annotated[Optional[int], Form(description="Or a catalog photo's id instead of an upload.")] = None,
@@ -213,18 +234,19 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
             return service.classify(vector, labels, k, templates)
 
         started = time.perf_counter()
-        result = await queue.run(work)
+        result = await queue.run(work, request=request)
         return ClassifyResult(**result, took_ms=round((time.perf_counter() - started) * 1000, 2))
 
     @app.get("/v1/media/{media_id}/thumbnail", tags=["media"], response_class=Response,
              responses={200: {"content": {"image/jpeg": {}}, "description": "A JPEG thumbnail."},
                         **error_responses(404, 503)})
     async def thumbnail(
+        request: Request,
         media_id: Annotated[int, PathParam(description="The photo's catalog id (from a search result).")],
         size: Annotated[int, Query(ge=32, le=1024, description="Longest side in pixels.")] = 256,
     ) -> Response:
         """A JPEG thumbnail of a catalog photo. Photos are reachable only by catalog id."""
-        data = await queue.run(service.thumbnail, media_id, size)
+        data = await queue.run(service.thumbnail, media_id, size, request=request)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
 
     # -- page and docs ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, UploadFile
+from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 
 from vsearch.serve.errors import ApiError, register_error
 from vsearch.serve.limits import WorkQueue, check_pixels
@@ -74,7 +74,8 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
         return data
 
     @router.post("/verify", response_model=VerifyBody, responses=error_responses(401, 404, 413, 422, 503))
-    async def verify(name: Annotated[str, Form(max_length=256, description="An enrolled name.")],
+    async def verify(request: Request,
+                     name: Annotated[str, Form(max_length=256, description="An enrolled name.")],
                      image: Annotated[UploadFile, File(description="The probe photo; its largest face is used.")]):
         """1:1 — is the largest face of the probe the enrolled person `name`? Same JSON as
         `vsearch faces verify --json`."""
@@ -84,10 +85,11 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
             probe = checked(data)
             return (pool.verify(name, probe) if pool else faces.verify(name, probe)).to_json()
 
-        return await queue.run(work)
+        return await queue.run(work, request=request)
 
     @router.post("/identify", response_model=IdentifyBody, responses=error_responses(401, 413, 422, 503))
-    async def identify(image: Annotated[UploadFile, File(description="A photo with one or more faces.")],
+    async def identify(request: Request,
+                       image: Annotated[UploadFile, File(description="A photo with one or more faces.")],
                        k: Annotated[int, Form(ge=1, le=20, description="Candidates per face.")] = 3):
         """1:N — who is in the photo? For each face, the best enrolled people; "unknown" below the threshold."""
         data = await probe_bytes(image)
@@ -109,10 +111,11 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
                     "threshold": round(threshold, 6),
                     "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
-        return await queue.run(work)
+        return await queue.run(work, request=request)
 
     @router.post("/enroll", response_model=EnrollBody, responses=error_responses(400, 401, 413, 422, 503))
-    async def enroll(name: Annotated[str, Form(max_length=256, description="The person's name.")],
+    async def enroll(request: Request,
+                     name: Annotated[str, Form(max_length=256, description="The person's name.")],
                      image: Annotated[list[UploadFile], File(description="One or more photos, each showing "
                                                              "exactly one face; one template per photo.")]):
         """Add templates for `name` (creating the person). Only embeddings are stored, never photos;
@@ -129,26 +132,26 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
                 res = pool.enroll(name, probes, labels) if pool else faces.enroll(name, probes, labels=labels)
             return {"name": res.name, "added": res.added, "templates": res.templates, "created": res.created}
 
-        return await queue.run(work)
+        return await queue.run(work, request=request)
 
     @router.delete("/{name}", response_model=RemoveBody, responses=error_responses(401, 404, 503))
-    async def remove(name: Annotated[str, Path(max_length=256, description="An enrolled name.")]):
+    async def remove(request: Request, name: Annotated[str, Path(max_length=256, description="An enrolled name.")]):
         """Delete a person and all their templates."""
         def work():
             with index_lock:
                 return {"name": name, "removed_templates": faces.remove(name)}
 
-        return await queue.run(work)
+        return await queue.run(work, request=request)
 
     @router.get("", response_model=PeopleBody, responses=error_responses(401, 503))
-    async def people():
+    async def people(request: Request):
         """Enrolled people (the web page's faces tab)."""
         def work():
             return {"people": [{"name": p.name, "templates": p.templates, "faces_in_collection": p.faces_in_collection,
                                 "created_at": p.created_at} for p in faces.people()],
                     "threshold": round(faces.threshold, 6), "calibrated": faces.calibration() is not None}
 
-        return await queue.run(work)
+        return await queue.run(work, request=request)
 
     router.face_service, router.face_pool = faces, pool  # create_app keeps them (and closes the pool)
     return router

@@ -38,6 +38,7 @@ class WorkQueue:
         self.limiter = anyio.CapacityLimiter(workers)
         self.admitted = 0
         self.rejected = 0
+        self.abandoned = 0
 
     @property
     def capacity(self) -> int:
@@ -46,9 +47,15 @@ class WorkQueue:
     def stats(self) -> dict:
         running = int(self.limiter.borrowed_tokens)
         return {"running": running, "waiting": self.admitted - running, "workers": self.workers,
-                "capacity": self.capacity, "rejected": self.rejected}
+                "capacity": self.capacity, "rejected": self.rejected, "abandoned": self.abandoned}
 
-    async def run(self, fn: Callable[..., T], *args) -> T:
+    async def run(self, fn: Callable[..., T], *args, request=None) -> T:
+        """Run ``fn(*args)`` in a worker thread once one is free; 503 at once when full.
+
+        ``request``: when its client has gone by the time a worker is free (it gave up waiting),
+        the call is dropped instead of computed for nobody; an overloaded server thus sheds
+        abandoned work instead of falling further behind.
+        """
         if self.admitted >= self.capacity:
             self.rejected += 1
             raise ApiError(503, "overloaded",
@@ -56,7 +63,12 @@ class WorkQueue:
                            f"{self.capacity}); retry shortly", headers={"Retry-After": "1"})
         self.admitted += 1
         try:
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+            async with self.limiter:  # a worker slot; the thread below is anyio's, limited by this slot
+                if request is not None and await request.is_disconnected():
+                    self.abandoned += 1
+                    raise ApiError(499, "client_closed_request", "the client closed the connection before "
+                                   "its request was computed")
+                return await anyio.to_thread.run_sync(fn, *args)
         finally:
             self.admitted -= 1
 

@@ -42,7 +42,8 @@ class QueueState(BaseModel):
     waiting: int
     workers: int
     capacity: int
-    rejected: int
+    rejected: int = Field(description="Requests answered 503 since start.")
+    abandoned: int = Field(description="Queued requests dropped because their client had gone.")
 
 
 class Health(BaseModel):
