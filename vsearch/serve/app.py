@@ -106,6 +106,8 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         yield
         if app.state.face_pool is not None:  # worker processes end with the server
             app.state.face_pool.close()
+        # not collection.close(): that saves indexes, and this server never writes the image index
+        collection.catalog.engine.dispose()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -123,7 +125,6 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     if settings.allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
-
     app.add_middleware(SafetyHeaders)
 
     async def read_upload(upload: UploadFile) -> bytes:
