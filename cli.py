@@ -15,6 +15,7 @@ from vsearch.commands.common import (
 from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag
 from vsearch.commands.eval import eval_app
+from vsearch.commands.faces import faces_app
 from vsearch.commands.serve import serve
 
 app = typer.Typer(
@@ -117,6 +118,7 @@ def index(
 def search(
     query: Annotated[Optional[str], typer.Argument(help="Text to search for, e.g. \"a dog on the beach\".")] = None,
     image: Annotated[Optional[str], typer.Option("--image", "-i", help="Search by an example image.")] = None,
+    face: Annotated[Optional[str], typer.Option("--face", help="Photos containing the person in this photo (needs index --faces).")] = None,
     plus: Annotated[List[str], typer.Option("--plus", help="Add a text concept; \"snow=0.5\" sets its weight.")] = [],  # noqa: B006 - typer needs a list
     minus: Annotated[List[str], typer.Option("--minus", help="Subtract a text concept; \"night=0.5\" sets its weight.")] = [],  # noqa: B006
     tags: Annotated[List[str], typer.Option("--tag", help="Only photos tagged with this (see `vsearch tag`); repeatable.")] = [],  # noqa: B006
@@ -131,10 +133,17 @@ def search(
     """Find photos by text, by example image, or both (with --plus/--minus concepts)."""
     from vsearch.errors import QueryError
 
-    if query is None and image is None and not plus:
-        raise QueryError("give a text query, --image FILE, or --plus terms")
+    if query is None and image is None and not plus and face is None:
+        raise QueryError("give a text query, --image FILE, --face FILE, or --plus terms")
     coll = _open(db, db_url, model, device, create=False)
-    hits = coll.search(text=query, image=image, plus=plus, minus=minus, k=k, tags=tags)
+    if face is not None:
+        from vsearch.faces.service import photos_with_face
+
+        if query is not None or image is not None or plus or minus or tags:
+            raise QueryError("--face finds photos of a person; it does not combine with text, --image or --tag")
+        hits = photos_with_face(coll.catalog, face, k=k, device=resolve_device(device))
+    else:
+        hits = coll.search(text=query, image=image, plus=plus, minus=minus, k=k, tags=tags)
     if html_out:
         from vsearch.report import gallery_html
 
@@ -212,6 +221,7 @@ app.command("classify")(classify)
 app.command("tag")(tag)
 app.add_typer(captions_app, name="captions")
 app.add_typer(eval_app, name="eval")
+app.add_typer(faces_app, name="faces")
 app.command("serve")(serve)
 
 

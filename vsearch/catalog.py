@@ -299,20 +299,27 @@ class Catalog:
         return len(ids)
 
     def _index_add(self, space: str, vectors: np.ndarray, ids: Sequence[int]) -> None:
-        if space in self._indexes:
-            self._indexes[space].add(vectors, ids)
-        else:
-            self.index(space)  # loading syncs from SQL, which already holds these rows
-        self._dirty.add(space)
+        self._index_apply({}, [(space, vectors, ids)])
 
     def _index_remove(self, by_space: dict[str, list[int]]) -> None:
-        for space, ids in by_space.items():
-            if not ids:
-                continue
-            if space in self._indexes:
-                self._indexes[space].remove(ids)
+        self._index_apply(by_space, [])
+
+    def _index_apply(self, removed: dict[str, list[int]],
+                     added: Sequence[tuple[str, np.ndarray, Sequence[int]]]) -> None:
+        """Bring the indexes level with one committed transaction. A space not loaded yet is
+        loaded instead: loading syncs from SQL, which already reflects the *whole* transaction
+        (applying the changes on top would add ids twice), and save() only writes loaded indexes
+        (skipping the space would leave its file stale)."""
+        touched = dict.fromkeys([*(sp for sp, ids in removed.items() if len(ids)), *(sp for sp, _, _ in added)])
+        for space in touched:
+            if space not in self._indexes:
+                self.index(space)
             else:
-                self.index(space)  # loading syncs from SQL, which no longer holds these rows
+                if removed.get(space):
+                    self._indexes[space].remove(removed[space])
+                for sp, vectors, ids in added:
+                    if sp == space and len(ids):
+                        self._indexes[space].add(vectors, ids)
             self._dirty.add(space)
 
     def add_media(self, records: Sequence[MediaRecord], vectors: np.ndarray,
@@ -346,10 +353,7 @@ class Catalog:
             s.flush()
             vector_ids = [v.id for v in vector_rows]
             attached = attach(s, media_ids) if attach is not None else []
-        self._index_remove(removed)
-        self._index_add(space, vectors, vector_ids)
-        for extra_space, extra_vectors, extra_ids in attached:
-            self._index_add(extra_space, extra_vectors, extra_ids)
+        self._index_apply(removed, [(space, vectors, vector_ids), *attached])
         return media_ids
 
     def attach(self, media_ids: Sequence[int], attach: "AttachFn") -> None:
@@ -357,8 +361,7 @@ class Catalog:
         before ``--faces`` was used), in one transaction, then update the indexes."""
         with Session(self.engine) as s, s.begin():
             attached = attach(s, list(media_ids))
-        for extra_space, extra_vectors, extra_ids in attached:
-            self._index_add(extra_space, extra_vectors, extra_ids)
+        self._index_apply({}, attached)
 
     def new_vector_rows(self, session: Session, space: str, vectors: np.ndarray,
                         media_ids: Sequence[int | None]) -> list[int]:
@@ -434,10 +437,7 @@ class Catalog:
                 s.flush()
                 added = [(v.space, v.id, v.embedding) for v in added]
                 return_id = copy.id
-        self._index_remove(removed)
-        for space, vid, blob in added:
-            dim = self._dim(space)
-            self._index_add(space, _from_blobs([blob], dim), [vid])
+        self._index_apply(removed, [(space, _from_blobs([blob], self._dim(space)), [vid]) for space, vid, blob in added])
         return return_id
 
     def remove_media(self, media_ids: Sequence[int]) -> int:
