@@ -469,3 +469,15 @@ def test_serve_needs_an_existing_catalog(tmp_path):
 
     with pytest.raises(CatalogError, match="vsearch index"):
         create_app(tmp_path / "nothing", token=TOKEN)
+
+
+def test_cli_serve_help_and_missing_catalog(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["serve", "--help"])
+    assert r.exit_code == 0 and "--token-file" in r.output and "--face-processes" in r.output
+    r = runner.invoke(app, ["serve", "--db", str(tmp_path / "none"), "--port", "1"])
+    assert r.exit_code == 2 and "vsearch index" in r.output  # refused before binding any port
