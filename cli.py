@@ -16,6 +16,7 @@ from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag
 from vsearch.commands.eval import eval_app
 from vsearch.commands.faces import faces_app
+from vsearch.commands.serve import serve
 
 app = typer.Typer(
     help="vsearch: index a photo collection, then search it by text or by example image.",
@@ -233,6 +234,7 @@ app.command("tag")(tag)
 app.add_typer(captions_app, name="captions")
 app.add_typer(eval_app, name="eval")
 app.add_typer(faces_app, name="faces")
+app.command("serve")(serve)
 
 
 # issue 6 (regions): `vsearch detect`, and `vsearch eval detect` in the shared `eval` group
