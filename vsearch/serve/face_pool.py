@@ -28,8 +28,16 @@ _service = None  # this worker process's FaceService
 
 def _init(directory: str, url: str, device: str) -> None:
     global _service
+    import cv2
+    import torch
+
     from vsearch.catalog import Catalog
     from vsearch.faces.service import FaceService
+
+    # One thread per worker for everything: the workers are the parallelism. Pools of their own
+    # (torch's OpenMP, OpenCV's) would only make the workers compete for the same cores.
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
 
     _service = FaceService(Catalog(directory, url=url, create=False), device=device)
 
