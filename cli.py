@@ -196,5 +196,12 @@ def doctor(db: DbOpt = None, db_url: DbUrlOpt = None) -> None:
             console.print(f"  {key}: {value}", highlight=False)
 
 
+from vsearch.commands.eval import eval_app  # noqa: E402 - sub-apps join after the core commands
+from vsearch.commands.train import train_cmd  # noqa: E402
+
+app.command("train")(train_cmd)
+app.add_typer(eval_app, name="eval")
+
+
 if __name__ == "__main__":
     sys.exit(app())

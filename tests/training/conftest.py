@@ -1,0 +1,47 @@
+"""Fixtures for the trainer: real handwritten digits (scikit-learn's 8x8 set) as a class-per-folder
+tree, and a tiny-CNN configuration that trains in seconds on a CPU."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.config import TrainConfig
+
+
+def write_digits(root, per_class: int | None = None, classes=range(10)):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    counts: dict[int, int] = {}
+    for i, (img, y) in enumerate(zip(d.images, d.target)):
+        y = int(y)
+        if y not in classes or (per_class is not None and counts.get(y, 0) >= per_class):
+            continue
+        counts[y] = counts.get(y, 0) + 1
+        (root / str(y)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img * (255 / 16)).astype(np.uint8)).save(root / str(y) / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory):
+    """60 real 8x8 digits per class, ten classes (read-only: copy before changing)."""
+    return write_digits(tmp_path_factory.mktemp("digits") / "digits", per_class=60)
+
+
+@pytest.fixture
+def digits(digits_root, tmp_path):
+    import shutil
+
+    dst = tmp_path / "digits"
+    shutil.copytree(digits_root, dst)
+    return dst
+
+
+def tiny_config(data, out, **overrides) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), backbone="vsearch_tiny_cnn", image_size=8, embedding_dim=16,
+                epochs=2, steps_per_epoch=6, classes_per_batch=4, samples_per_class=4, lr=3e-3,
+                val_classes=["7", "8", "9"], seed=0, checkpoint_every=4)
+    base.update(overrides)
+    return TrainConfig(**base)
