@@ -24,18 +24,19 @@ def build_app():
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``train ...`` or ``eval embeddings ...``; returns the exit code (0 ok, 2 bad input, 130 Ctrl-C)."""
-    import click
+    import typer
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         code = build_app()(args=args, prog_name="python -m training", standalone_mode=False)
-    except click.exceptions.Exit as exc:  # typer.Exit, raised by commands
+    except typer.Exit as exc:  # raised by commands (handle_errors turns library errors into Exit(2))
         return int(exc.exit_code)
-    except click.ClickException as exc:  # usage errors: unknown option, bad choice
-        exc.show()
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         return 130
+    except typer.TyperException as exc:  # usage errors from typer's (vendored) click: bad option, bad choice
+        if hasattr(exc, "show"):
+            exc.show()
+        return int(getattr(exc, "exit_code", 2))
     return int(code) if isinstance(code, int) else 0
 
 
