@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from training.errors import NoTextSideError
-from training.export import load_model
 from vsearch.encoders import register_encoder
 from vsearch.encoders.base import EncoderInfo, l2_normalize
 
@@ -23,6 +22,8 @@ class TrainedEncoder:
     """The :class:`vsearch.encoders.base.ImageEncoder` contract over an exported embedding model."""
 
     def __init__(self, path: str, device: str = "cpu"):
+        from training.export import load_model  # timm and the model code load only when used
+
         self.path = os.path.abspath(os.path.expanduser(path))
         self.device = torch.device(device)
         self.model, self.spec, self.meta = load_model(self.path, str(self.device))

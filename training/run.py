@@ -43,7 +43,7 @@ def run(cfg: TrainConfig, progress: TrainProgress | None = None) -> TrainOutcome
     report = paths = None
     if val is not None and len(val):
         started = time.perf_counter()
-        emb = embed_image_set(result.model, val, cfg.device if cfg.device != "auto" else "cpu")
+        emb = embed_image_set(result.model, val, str(next(result.model.parameters()).device))
         report = score(emb, val.targets.numpy(), model=cfg.out, data=cfg.data, skipped=val.skipped,
                        seconds=time.perf_counter() - started, seed=cfg.seed)
         paths = cfg.report_paths

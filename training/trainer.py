@@ -173,6 +173,8 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         criterion.set_rng_state(state["criterion_rng"])
         if bank is not None:
             bank.load_state_dict(state["bank"])
@@ -181,11 +183,14 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
         stats = _EpochStats(state["epoch_stats"])
         log.info("resumed from %s at step %d/%d", ckpt_path, step, total_steps)
 
-    def save() -> None:
+    def save(rng: tuple[torch.Tensor, dict] | None = None) -> None:
+        torch_rng, criterion_rng = rng or (torch.get_rng_state(), criterion.rng_state())
         atomic_torch_save({
             "format": CHECKPOINT_FORMAT, "step": step, "config": cfg.resume_key(), "data": fingerprint,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "torch_rng": torch.get_rng_state(), "criterion_rng": criterion.rng_state(), "bank": bank.state_dict() if bank is not None else {},
+            "torch_rng": torch_rng, "criterion_rng": criterion_rng,
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "bank": bank.state_dict() if bank is not None else {},
             "history": [asdict(h) for h in history], "epoch_stats": stats.state(),
         }, ckpt_path)
 
@@ -193,10 +198,19 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
     epoch_started = time.perf_counter()
     batches: list[list[int]] | None = None
     labels_all = train.targets
-    consistent = True  # False while parameters are half-updated: no checkpoint may be taken then
+    # Where a Ctrl-C lands decides what a checkpoint may hold: "between" steps, the current state;
+    # "started" (random numbers drawn, batch-norm statistics moved by the forward pass, no
+    # parameter touched), the state from the start of the step; "updating" (parameters
+    # half-written), nothing: the previous checkpoint stands.
+    phase = "between"
+    snapshot: tuple[torch.Tensor, dict] | None = None
+    buffers: dict[str, torch.Tensor] = {}
     progress.start(total_steps, step)
     try:
         while step < total_steps:
+            snapshot = (torch.get_rng_state(), criterion.rng_state())
+            buffers = {k: v.detach().clone() for k, v in model.named_buffers()}  # small: BN statistics
+            phase = "started"
             epoch, i = divmod(step, steps_per_epoch)
             if batches is None or i == 0:
                 batches = sampler.epoch(epoch)
@@ -215,11 +229,12 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
                 embeddings = model(pixels)  # (B, D), float32 (the model normalises in float32)
             loss, lstats = criterion(embeddings, labels)
             if lstats.tuples == 0:
+                phase = "updating"
                 stats.empty += 1  # nothing to learn from this batch: counted, no update
             else:
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
-                consistent = False
+                phase = "updating"
                 scaler.unscale_(optimizer)
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -230,7 +245,7 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
                 stats.counted += 1
             stats.steps += 1
             step += 1
-            consistent = True
+            phase = "between"
             progress.step(step, float(loss.detach()), lstats.active_fraction, lr)
 
             if step % steps_per_epoch == 0:
@@ -251,9 +266,13 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
             elif step % cfg.checkpoint_every == 0:
                 save()
     except KeyboardInterrupt:
-        if consistent:
+        if phase != "updating":
             stats.seconds += time.perf_counter() - epoch_started
-            save()
+            if phase == "started":
+                with torch.no_grad():
+                    for name, value in model.named_buffers():
+                        value.copy_(buffers[name])
+            save(snapshot if phase == "started" else None)
             where = f"checkpoint saved at step {step}/{total_steps} in {ckpt_path}"
         else:
             where = f"the last checkpoint in {ckpt_path} is kept" if os.path.exists(ckpt_path) else "no checkpoint was written"

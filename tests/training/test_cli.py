@@ -78,7 +78,7 @@ def test_library_errors_exit_2_with_one_line(tmp_path, digits):
     r = invoke("train", digits, "--out", tmp_path / "m.pt", "--backbone", "nonet", "--image-size", "8", "--quiet")
     assert r.exit_code == 2 and "unknown backbone" in r.output
     r = invoke("eval", "embeddings", digits, "--model", tmp_path / "absent.pt")
-    assert r.exit_code == 2
+    assert r.exit_code == 2 and "no such model file" in r.output
 
 
 def test_main_argv_runs_the_same_commands(digits, tmp_path, capsys):

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -136,3 +137,48 @@ def test_default_backbone_starts_from_the_shipped_imagenet_weights():
     out = model.eval()(torch.zeros(2, 3, 64, 64))
     assert out.shape == (2, 32) and torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
     assert default_preprocessing("efficientnet_lite0").image_size == 224
+
+
+def test_ctrl_c_inside_a_step_checkpoints_the_state_from_before_that_step(digit_sets, tmp_path, monkeypatch):
+    """The random miner has already drawn this step's numbers when the interrupt lands: the
+    checkpoint must hold the generator state from *before* the step, or the rerun would differ."""
+    import training.trainer as trainer_module
+    from training.losses import MetricCriterion
+
+    train, val = digit_sets
+    common = dict(miner="random", epochs=1, steps_per_epoch=8)
+    straight = fit(tiny_config("", tmp_path / "a.pt", **common), train, val)
+
+    calls = {"n": 0}
+
+    class InterruptedOnFifthCall(MetricCriterion):
+        def forward(self, embeddings, labels):
+            out = super().forward(embeddings, labels)
+            calls["n"] += 1
+            if calls["n"] == 5:
+                raise KeyboardInterrupt
+            return out
+
+    monkeypatch.setattr(trainer_module, "MetricCriterion", InterruptedOnFifthCall)
+    cfg = tiny_config("", tmp_path / "b.pt", **common)
+    with pytest.raises(TrainingInterrupted) as info:
+        fit(cfg, train, val)
+    assert info.value.step == 4
+    monkeypatch.undo()
+    cfg.resume = True
+    resumed = fit(cfg, train, val)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_mixed_precision_training_on_cuda(mnist_sets, tmp_path):
+    train, val = mnist_sets
+    cfg = tiny_config("", tmp_path / "m.pt", image_size=28, epochs=2, steps_per_epoch=20, classes_per_batch=7,
+                      samples_per_class=6, device="cuda")
+    result = fit(cfg, train, val)
+    assert next(result.model.parameters()).is_cuda
+    assert result.history[-1].loss < result.history[0].loss
+    emb = embed_image_set(result.model, val, "cuda")
+    assert emb.dtype == np.float32 and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)

@@ -14,10 +14,11 @@ eval_app = typer.Typer(help="Measure models on labelled data.", no_args_is_help=
 
 
 def _model_spec(model: str) -> str:
-    """A model file means ``trained:FILE``; anything else is a registry spec (packaged, clip:..., trained:...)."""
-    if os.path.isfile(os.path.expanduser(model)) and not model.startswith(("trained:", "clip:")):
-        return "trained:" + model
-    return model
+    """A path means ``trained:PATH`` (a missing file then gets the trainer's "no such model file");
+    a registry spec (``packaged``, ``clip:...``, ``trained:...``) is passed on as it is."""
+    if ":" in model or model in ("auto", "packaged", "default"):
+        return model
+    return "trained:" + model
 
 
 @eval_app.command("embeddings")
