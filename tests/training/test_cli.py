@@ -90,3 +90,12 @@ def test_main_argv_runs_the_same_commands(digits, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["classes"] == 10
     assert main(["train", str(tmp_path / "nowhere")]) == 2
     assert main(["train", "--loss", "nope", str(digits)]) == 2
+
+
+def test_progress_reports_loss_active_fraction_and_empty_batches_per_epoch(digits, tmp_path):
+    r = invoke("train", digits, "--out", tmp_path / "m.pt", *[a for a in TINY if a != "--quiet"])
+    assert r.exit_code == 0, r.output
+    for epoch in ("epoch 1:", "epoch 2:"):
+        line = next(l for l in r.output.splitlines() if l.startswith(epoch))
+        assert "loss" in line and "active" in line and "batches without a valid tuple 0/4" in line
+        assert "held-out R@1" in line
