@@ -244,5 +244,10 @@ app.command()(_regions.detect)
 eval_app.command("detect")(_regions.detect_eval)
 
 
+from vsearch.commands.train import train_cmd  # noqa: E402 - sub-apps join after the core commands
+
+app.command("train")(train_cmd)
+
+
 if __name__ == "__main__":
     sys.exit(app())
