@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from vsearch.errors import CatalogError, ModelMismatchError
+from vsearch.ivfpq import is_pq, search_reranked
 from vsearch.schema import SCHEMA_VERSION, Base, Media, Meta, Vector, migrate
 from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
 
@@ -543,7 +544,10 @@ class Catalog:
                    allowed_ids=None) -> tuple[np.ndarray, np.ndarray]:
         """Raw (scores, vector ids) for each query row; -1 ids mark empty slots."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        return self.index(space).search(queries, k, allowed_ids=allowed_ids)
+        vindex = self.index(space)
+        if is_pq(vindex.index):  # lossy codes (vsearch build-index --kind ivfpq): exact re-rank from SQL
+            return search_reranked(vindex, queries, k, lambda ids: self.vectors(space, ids), allowed_ids=allowed_ids)
+        return vindex.search(queries, k, allowed_ids=allowed_ids)
 
     def search(self, queries: np.ndarray, k: int = 10, space: str = IMAGE_SPACE,
                allowed_ids=None) -> list[list[SearchHit]]:
