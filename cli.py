@@ -15,6 +15,7 @@ from vsearch.commands.common import (
 from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag
 from vsearch.commands.eval import eval_app
+from vsearch.commands.scale import scale_app
 
 app = typer.Typer(
     help="vsearch: index a photo collection, then search it by text or by example image.",
@@ -211,6 +212,7 @@ app.command("classify")(classify)
 app.command("tag")(tag)
 app.add_typer(captions_app, name="captions")
 app.add_typer(eval_app, name="eval")
+app.add_typer(scale_app)  # no name: embed-shards, merge-shards, build-index are top-level commands
 
 
 if __name__ == "__main__":

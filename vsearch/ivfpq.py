@@ -160,6 +160,7 @@ def merge_parts(trained: faiss.Index, part_files: list[str], ondisk_path: str | 
     from faiss.contrib.ondisk import merge_ondisk
 
     ondisk_path = os.path.abspath(ondisk_path)
+    os.makedirs(os.path.dirname(ondisk_path), exist_ok=True)
     stem = os.path.splitext(ondisk_path)[0]
     # a fresh .ivfdata name per build: an index file written earlier keeps pointing at its own
     # data until the new index file replaces it, and the old data is removed only after that
