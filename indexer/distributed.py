@@ -35,6 +35,14 @@ def _import_ray():
     return ray
 
 
+def local_runtime_env() -> dict:
+    """For a Ray instance on this machine: workers import vsearch from where this process did
+    (a checkout on PYTHONPATH, say), not from whatever installed copy their default path finds."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}
+
+
 class ShardWorker:
     """The Ray actor: a :class:`ShardEmbedder` built once, then one shard job per call."""
 
@@ -93,8 +101,9 @@ class RayExecutor:
         ray = _import_ray()
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=self.address, num_cpus=self.num_cpus if not self.address else None,
-                     include_dashboard=False, logging_level=logging.WARNING)
+            local = not (self.address or os.environ.get("RAY_ADDRESS"))
+            ray.init(address=self.address, num_cpus=self.num_cpus if local else None, include_dashboard=False,
+                     logging_level=logging.WARNING, runtime_env=local_runtime_env() if local else None)
         try:
             actors, per_gpu, device = self._placement(ray.cluster_resources(), len(jobs))
             threads = self.cpus_per_actor if self.cpus_per_actor > 1 else 0

@@ -35,13 +35,16 @@ class MergeSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) recorded now
 
 
-def merge_shards(catalog: Catalog, shard_dir: str, space: str = IMAGE_SPACE, chunk: int = 1000) -> MergeSummary:
+def merge_shards(catalog: Catalog, shard_dir: str, space: str = IMAGE_SPACE, chunk: int = 1000,
+                 checkpoint_seconds: float = 30.0) -> MergeSummary:
     """Put every complete shard of ``shard_dir`` into ``catalog`` and save its index files.
 
     All shards must come from one model, and the catalog's ``space`` must be empty or filled by
     that same model (else :class:`~vsearch.errors.ModelMismatchError`); both are checked before
-    anything is written. Each shard is committed in transactions of ``chunk`` files, and the
-    index files are saved after each shard, so an interrupted merge is resumed by merging again.
+    anything is written. Each shard is committed in transactions of ``chunk`` files; the index
+    files are saved every ``checkpoint_seconds`` (between shards) and at the end. SQL is the truth,
+    so an interrupted merge loses nothing committed: merging again skips what is there, and the
+    catalog brings a lagging index file level with SQL when it loads it.
     """
     started = time.perf_counter()
     if not os.path.isdir(shard_dir):
@@ -62,9 +65,17 @@ def merge_shards(catalog: Catalog, shard_dir: str, space: str = IMAGE_SPACE, chu
 
     catalog.bind_space(space, encoder_name, dim)
     catalog.index(space)  # load and, after a crash, bring level with SQL before adding
-    for path in paths:
-        _merge_one(catalog, read_shard(path), space, chunk, summary)
-        summary.shards += 1
+    last_save = time.perf_counter()
+    try:
+        for path in paths:
+            _merge_one(catalog, read_shard(path), space, chunk, summary)
+            summary.shards += 1
+            log.info("merged %s (%d of %d)", os.path.basename(path), summary.shards, len(paths))
+            # not after every shard: each save rewrites the whole index file
+            if time.perf_counter() - last_save > checkpoint_seconds:
+                catalog.save()
+                last_save = time.perf_counter()
+    finally:
         catalog.save()
     summary.seconds = time.perf_counter() - started
     return summary

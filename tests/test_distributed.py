@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from indexer import manifest as mf
-from indexer.distributed import RayExecutor
+from indexer.distributed import RayExecutor, local_runtime_env
 from indexer.embed import LocalExecutor, embed_shards
 from indexer.shards import read_shard, shard_paths
 from vsearch.errors import VSearchError
@@ -14,7 +14,7 @@ def ray_local():
     ray = pytest.importorskip("ray")
     import logging
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, runtime_env=local_runtime_env())
     yield ray
     ray.shutdown()
 

@@ -18,7 +18,9 @@ PARAMS = ivfpq.IvfPqParams(nlist=32, m=16, nbits=6, nprobe=8)
 
 
 def clustered(n, dim, n_clusters, seed, noise=0.8):
-    """Unit vectors around random centres, as in benchmarks/search.py (hard for PQ: isotropic)."""
+    """Unit vectors around random centres (cosine about 0.78 to their centre), as in
+    benchmarks/search.py. The noise is isotropic, which makes neighbours within a cluster
+    near-ties: a hard case for PQ."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_clusters, dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -32,8 +34,9 @@ def recall(got, want):
 
 @pytest.fixture(scope="module")
 def data():
-    x = clustered(N, DIM, 50, seed=1)
-    q = clustered(100, DIM, 50, seed=2)
+    # queries are held-out points of the same clusters (drawn with the same centres)
+    both = clustered(N + 100, DIM, 50, seed=1)
+    x, q = both[:N], both[N:]
     ids = np.arange(N, dtype=np.int64) * 3 + 5  # not 0..N-1: ids must be kept, not renumbered
     exact = faiss.IndexFlatIP(DIM)
     exact.add(x)
@@ -72,14 +75,15 @@ def test_ids_are_kept_and_recall_meets_its_floor(data, built):
     assert np.array_equal(np.sort(VectorIndex(DIM, built.index).ids()), ids)
     _, pq_only = built.index.search(q, K)
     assert set(pq_only.ravel()) <= set(ids)
-    _, reranked = ivfpq.search_reranked(VectorIndex(DIM, built.index), q, K, _fetch(x, ids))
-    r_pq, r_rerank = recall(pq_only, gt), recall(reranked, gt)
-    # measured (seeded): PQ codes alone 0.67, re-ranked shortlist of 100 0.91, IVF-Flat at the same
-    # nprobe 0.94 — re-ranking recovers almost all that the 8 probed lists hold
-    assert r_pq >= 0.55
-    assert r_rerank >= 0.85
-    assert r_rerank >= r_pq + 0.15
-
+    vi = VectorIndex(DIM, built.index)
+    _, reranked = ivfpq.search_reranked(vi, q, K, _fetch(x, ids), rerank_factor=10)
+    _, longer = ivfpq.search_reranked(vi, q, K, _fetch(x, ids))  # the default shortlist, k * 50
+    r_pq, r_rerank, r_longer = recall(pq_only, gt), recall(reranked, gt), recall(longer, gt)
+    # measured (seeded): PQ codes alone 0.70; re-ranked shortlists of 100 and 500 both 1.00, as is
+    # IVF-Flat at the same nprobe: the 8 probed lists hold the neighbours, PQ only misorders them
+    assert r_pq >= 0.6
+    assert r_rerank >= 0.95 and r_rerank >= r_pq + 0.2
+    assert r_longer >= r_rerank
 
 def test_ondisk_merge_answers_like_the_in_memory_merge(data, built, tmp_path):
     x, q, ids, _ = data

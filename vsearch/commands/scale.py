@@ -135,7 +135,6 @@ def build_index_cmd(
     db_url: DbUrlOpt = None,
     space: SpaceOpt = "image",
     m: Annotated[Optional[int], typer.Option("--m", min=1, help="PQ bytes per vector (must divide the dimension; default dim/8).")] = None,
-    nlist: Annotated[Optional[int], typer.Option("--nlist", min=1, help="Inverted lists (default about 4·sqrt(n)).")] = None,
     sample: Annotated[Optional[int], typer.Option("--sample", min=1, help="Training sample size.")] = None,
     part_size: Annotated[int, typer.Option("--part-size", min=1, help="Vectors per part filled and written separately.")] = 500_000,
     ondisk: Annotated[Optional[str], typer.Option("--ondisk", help="Write an on-disk (memory-mapped) index to this file instead of installing it in the catalog.")] = None,
@@ -153,7 +152,7 @@ def build_index_cmd(
             return
         if kind != "ivfpq":
             raise typer.BadParameter(f"unknown --kind {kind!r}: use ivfpq or default")
-        report = ivfpq.build_for_catalog(catalog, space, m=m, nlist=nlist, sample_size=sample, part_size=part_size,
+        report = ivfpq.build_for_catalog(catalog, space, m=m, sample_size=sample, part_size=part_size,
                                          ondisk_path=ondisk)
         p = report.params
         err_console.print(
