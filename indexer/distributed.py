@@ -110,7 +110,6 @@ class RayExecutor:
             self.plan = {"actors": actors, "gpus_per_actor": per_gpu, "cpus_per_actor": self.cpus_per_actor,
                          "device": device, "decode_threads": threads}
             log.info("Ray: %d %s actor(s) for %d shard(s)", actors, device, len(jobs))
-            ray.data.DataContext.get_current().enable_progress_bars = False
             ds = ray.data.from_items([{"job": job.to_json()} for job in jobs], override_num_blocks=len(jobs))
             out = ds.map_batches(
                 ShardWorker,

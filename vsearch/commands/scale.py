@@ -28,7 +28,7 @@ def _catalog(db, db_url, create: bool):
 def embed_shards_cmd(
     paths: Annotated[Optional[List[str]], typer.Argument(help="Folders or image files to embed (recursively).")] = None,
     out: Annotated[str, typer.Option("--out", "-o", help="Shard folder to write (shared by all machines with --ray).")] = ...,
-    from_list: Annotated[Optional[str], typer.Option("--list", help="A file of image paths, one per line, instead of or besides PATHS.")] = None,
+    from_list: Annotated[Optional[str], typer.Option("--list", help="A file of image paths, one per line (relative ones are relative to the file's folder), instead of or besides PATHS.")] = None,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
     model: ModelOpt = "auto",
