@@ -17,6 +17,7 @@ from vsearch.commands.classify import classify, tag
 from vsearch.commands.eval import eval_app
 from vsearch.commands.faces import faces_app
 from vsearch.commands.serve import serve
+from vsearch.commands.scale import scale_app
 
 app = typer.Typer(
     help="vsearch: index a photo collection, then search it by text or by example image.",
@@ -247,6 +248,7 @@ eval_app.command("detect")(_regions.detect_eval)
 from vsearch.commands.train import train_cmd  # noqa: E402 - sub-apps join after the core commands
 
 app.command("train")(train_cmd)
+app.add_typer(scale_app)  # no name: embed-shards, merge-shards, build-index are top-level commands
 
 
 if __name__ == "__main__":

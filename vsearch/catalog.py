@@ -18,7 +18,7 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import create_engine, delete, event, func, inspect, select, update
@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from vsearch.errors import CatalogError, ModelMismatchError
+from vsearch.ivfpq import is_pq, search_reranked
 from vsearch.schema import SCHEMA_VERSION, Base, Media, Meta, Vector, migrate
 from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
 
@@ -60,6 +61,7 @@ class MediaState:
     sha256: str | None
     status: str
     error: str | None
+    indexed_at: float | None = None  # when this row was last written (merge_shards skips older shards)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,10 @@ def _from_blobs(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dim), np.float32)
     return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim).copy()
+
+
+def _state(m: Media) -> MediaState:
+    return MediaState(m.id, m.path, m.size, m.mtime, m.sha256, m.status, m.error, m.indexed_at)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -228,6 +234,38 @@ class Catalog:
                 rows = s.execute(query).all()
         ids_out = np.asarray([r[0] for r in rows], dtype=np.int64)
         return ids_out, _from_blobs([r[1] for r in rows], dim)
+
+    def vector_count(self, space: str = IMAGE_SPACE) -> int:
+        with Session(self.engine) as s:
+            return int(s.scalar(select(func.count()).select_from(Vector).where(Vector.space == space)) or 0)
+
+    def vector_ids(self, space: str = IMAGE_SPACE) -> np.ndarray:
+        return self._sql_ids(space)
+
+    def forget_index(self, space: str) -> None:
+        """Drop the loaded copy of a space's index (its file was replaced); the next use reloads it."""
+        self._indexes.pop(space, None)
+        self._dirty.discard(space)
+
+    def vectors(self, space: str, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of these vector ids from SQL, in no particular order (unknown ids are absent)."""
+        return self._load_vectors(space, ids)
+
+    def iter_vectors(self, space: str = IMAGE_SPACE, chunk_size: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every (ids, vectors) of a space from SQL, in id order, ``chunk_size`` rows at a time
+        (keyset pagination, so memory stays at one chunk however large the space is)."""
+        dim = self._dim(space)
+        last = -1
+        while True:
+            with Session(self.engine) as s:
+                rows = s.execute(
+                    select(Vector.id, Vector.embedding).where(Vector.space == space, Vector.id > last)
+                    .order_by(Vector.id).limit(chunk_size)
+                ).all()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield np.asarray([r[0] for r in rows], dtype=np.int64), _from_blobs([r[1] for r in rows], dim)
 
     def index(self, space: str = IMAGE_SPACE) -> VectorIndex:
         """The space's index, loaded from disk and brought level with SQL if it lags behind."""
@@ -482,13 +520,23 @@ class Catalog:
                     below = Media.path.startswith(prefix, autoescape=True)
                 query = select(Media).where((Media.path == root) | below)
                 for m in s.scalars(query):
-                    out[m.path] = MediaState(m.id, m.path, m.size, m.mtime, m.sha256, m.status, m.error)
+                    out[m.path] = _state(m)
         return out
 
     def media_by_sha(self, sha256: str) -> list[MediaState]:
         with Session(self.engine) as s:
             rows = s.scalars(select(Media).where(Media.sha256 == sha256, Media.status == "indexed")).all()
-            return [MediaState(m.id, m.path, m.size, m.mtime, m.sha256, m.status, m.error) for m in rows]
+            return [_state(m) for m in rows]
+
+    def media_at(self, paths: Sequence[str]) -> dict[str, MediaState]:
+        """Catalog rows for exactly these paths (those that have one)."""
+        out: dict[str, MediaState] = {}
+        wanted = list(dict.fromkeys(paths))
+        with Session(self.engine) as s:
+            for start in range(0, len(wanted), 900):  # stay under SQLite's variable limit
+                for m in s.scalars(select(Media).where(Media.path.in_(wanted[start : start + 900]))):
+                    out[m.path] = _state(m)
+        return out
 
     def media(self, media_id: int) -> Media | None:
         with Session(self.engine, expire_on_commit=False) as s:
@@ -505,7 +553,10 @@ class Catalog:
                    allowed_ids=None) -> tuple[np.ndarray, np.ndarray]:
         """Raw (scores, vector ids) for each query row; -1 ids mark empty slots."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        return self.index(space).search(queries, k, allowed_ids=allowed_ids)
+        vindex = self.index(space)
+        if is_pq(vindex.index):  # lossy codes (vsearch build-index --kind ivfpq): exact re-rank from SQL
+            return search_reranked(vindex, queries, k, lambda ids: self.vectors(space, ids), allowed_ids=allowed_ids)
+        return vindex.search(queries, k, allowed_ids=allowed_ids)
 
     def search(self, queries: np.ndarray, k: int = 10, space: str = IMAGE_SPACE,
                allowed_ids=None) -> list[list[SearchHit]]:

@@ -27,3 +27,11 @@ class ImageDecodeError(VSearchError):
 
 class QueryError(VSearchError):
     """A search query is empty or malformed."""
+
+
+class ShardError(VSearchError):
+    """A shard folder is unusable: shards of another run or model, or a malformed shard file."""
+
+
+class IndexBuildError(VSearchError):
+    """An index cannot be built as asked (too few vectors, parameters that do not fit the data)."""

@@ -1,0 +1,169 @@
+"""`vsearch embed-shards | merge-shards | build-index`: indexing beyond one machine.
+
+embed-shards writes embeddings as shard files (locally, or on a Ray cluster), merge-shards puts
+them into a catalog, build-index gives a large catalog a compact IVF-PQ index. The commands are
+merged into the main app (top-level names), see cli.py.
+"""
+from __future__ import annotations
+
+from typing import Annotated, List, Optional
+
+import typer
+
+from vsearch.commands.common import DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, err_console, handle_errors, resolve_device
+
+scale_app = typer.Typer()
+SpaceOpt = Annotated[str, typer.Option("--space", help="Vector space (image, face, region, ...).")]
+
+
+def _catalog(db, db_url, create: bool):
+    import vsearch
+    from vsearch.catalog import Catalog
+
+    return Catalog(db or vsearch.default_db_dir(), url=db_url, create=create)
+
+
+@scale_app.command("embed-shards")
+@handle_errors
+def embed_shards_cmd(
+    paths: Annotated[Optional[List[str]], typer.Argument(help="Folders or image files to embed (recursively).")] = None,
+    out: Annotated[str, typer.Option("--out", "-o", help="Shard folder to write (shared by all machines with --ray).")] = ...,
+    from_list: Annotated[Optional[str], typer.Option("--list", help="A file of image paths, one per line (relative ones are relative to the file's folder), instead of or besides PATHS.")] = None,
+    db: DbOpt = None,
+    db_url: DbUrlOpt = None,
+    model: ModelOpt = "auto",
+    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Files per shard.")] = 10_000,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per encoder batch.")] = 64,
+    use_ray: Annotated[bool, typer.Option("--ray", help="Run on Ray: a local instance, or the cluster at --ray-address.")] = False,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster address (ray://host:10001 or auto).")] = None,
+    actors: Annotated[Optional[int], typer.Option("--actors", min=1, help="Encoder actors (default: one per GPU, else one per --cpus-per-actor CPUs).")] = None,
+    cpus_per_actor: Annotated[int, typer.Option("--cpus-per-actor", min=1, help="CPUs each actor reserves and decodes with.")] = 1,
+    device: DeviceOpt = "cpu",
+    decode_threads: Annotated[int, typer.Option("--decode-threads", min=0, help="Without --ray: decoding threads (0: decode between batches).")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete shards of another run found in --out.")] = False,
+) -> None:
+    """Embed image files into shard files (shard-NNNNN.npz) for `vsearch merge-shards`.
+
+    With --db, only files that catalog does not hold unchanged are embedded, with its model.
+    Interrupted? Run the same command again: finished shards are kept.
+    """
+    from indexer import manifest as mf
+    from indexer.embed import LocalExecutor, embed_shards
+
+    if not paths and not from_list:
+        raise typer.BadParameter("give folders/files to embed, or --list FILE")
+    found = mf.from_paths(paths) if paths else mf.Manifest()
+    if from_list:
+        listed = mf.from_list_file(from_list)
+        found = mf.Manifest(sorted({e.path: e for e in found.entries + listed.entries}.values(), key=lambda e: e.path),
+                            found.problems + listed.problems)
+    if db or db_url:
+        catalog = _catalog(db, db_url, create=False)
+        recorded = catalog.space_model("image")
+        from vsearch.encoders import canonical_spec
+
+        if recorded and canonical_spec(model) not in ("auto", recorded[0]):
+            from vsearch.errors import ModelMismatchError
+
+            raise ModelMismatchError(f"this catalog was built with {recorded[0]}; leave --model out or pass that model")
+        model = recorded[0] if recorded else model
+        found = mf.pending(found, catalog)
+        catalog.engine.dispose()
+    for path, reason in found.problems:
+        err_console.print(f"  [red]skipped[/] {path}: {reason}", highlight=False, soft_wrap=True)
+    if not found.entries:
+        if found.skipped:
+            err_console.print(f"nothing to embed: the catalog already holds all {found.skipped} files")
+            return
+        err_console.print("[red]no image files found[/]")
+        raise typer.Exit(1)
+    if use_ray:
+        from indexer.distributed import RayExecutor
+
+        executor = RayExecutor(actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch_size, address=ray_address)
+    else:
+        executor = LocalExecutor(resolve_device(device), batch_size, decode_threads, on_shard=lambda s: err_console.print(
+            f"  shard {s.index}: {s.embedded} embedded, {s.failed} failed, {s.seconds:.1f}s", highlight=False))
+    report = embed_shards(found.entries, out, model, shard_size, executor, overwrite=overwrite)
+    err_console.print(
+        f"[green]done[/]: {len(report.shards)} shard(s) written, {report.skipped_shards} already done, "
+        f"of {report.total_shards} in {report.out_dir} — {report.embedded} embedded, {report.failed} failed "
+        f"in {report.seconds:.1f}s ({report.images_per_second:.1f} img/s) with {report.model}"
+        + (f"; {found.skipped} files already in the catalog" if found.skipped else ""),
+        highlight=False,
+    )
+    if report.shards and report.embedded == 0:
+        err_console.print("[red]nothing could be embedded[/] (the failures are recorded by merge-shards)")
+        raise typer.Exit(1)
+
+
+@scale_app.command("merge-shards")
+@handle_errors
+def merge_shards_cmd(
+    shard_dir: Annotated[str, typer.Argument(help="Folder written by `vsearch embed-shards`.")],
+    db: DbOpt = None,
+    db_url: DbUrlOpt = None,
+    space: SpaceOpt = "image",
+) -> None:
+    """Put shard files into the catalog (safe to repeat: what is there already is skipped)."""
+    from indexer.merge import merge_shards
+
+    catalog = _catalog(db, db_url, create=True)
+    try:
+        s = merge_shards(catalog, shard_dir, space=space)
+    finally:
+        catalog.close()
+    err_console.print(
+        f"[green]merged[/] {s.shards} shard(s) in {s.seconds:.1f}s: added {s.added}, replaced {s.replaced}, "
+        f"unchanged {s.unchanged}, stale {s.stale}, failed {s.failed}"
+        + (f" (+{s.failed_known} known)" if s.failed_known else ""),
+        highlight=False,
+    )
+    for path, reason in s.failures:
+        err_console.print(f"  [red]failed[/] {path}: {reason}", highlight=False, soft_wrap=True)
+    if s.missing_shards:
+        shown = ", ".join(map(str, s.missing_shards[:10])) + (" …" if len(s.missing_shards) > 10 else "")
+        err_console.print(f"[yellow]{len(s.missing_shards)} planned shard(s) not written yet[/] ({shown}): "
+                          "merge again when embed-shards has finished", highlight=False)
+
+
+@scale_app.command("build-index")
+@handle_errors
+def build_index_cmd(
+    kind: Annotated[str, typer.Option("--kind", help="ivfpq: compact IVF-PQ with exact re-ranking; default: back to the catalog's own choice (exact or IVF).")] = "ivfpq",
+    db: DbOpt = None,
+    db_url: DbUrlOpt = None,
+    space: SpaceOpt = "image",
+    m: Annotated[Optional[int], typer.Option("--m", min=1, help="PQ bytes per vector (must divide the dimension; default dim/8).")] = None,
+    sample: Annotated[Optional[int], typer.Option("--sample", min=1, help="Training sample size.")] = None,
+    part_size: Annotated[int, typer.Option("--part-size", min=1, help="Vectors per part filled and written separately.")] = 500_000,
+    ondisk: Annotated[Optional[str], typer.Option("--ondisk", help="Write an on-disk (memory-mapped) index to this file instead of installing it in the catalog.")] = None,
+    check: Annotated[int, typer.Option("--check", min=0, help="Measure Recall@10 against exact search with this many queries (0: skip).")] = 200,
+) -> None:
+    """Rebuild a vector space's index: IVF-PQ for large catalogs, or back to the default kind."""
+    from vsearch import ivfpq
+
+    catalog = _catalog(db, db_url, create=False)
+    try:
+        if kind == "default":
+            catalog.rebuild(space)
+            catalog.save()
+            err_console.print(f"[green]rebuilt[/] {space}: {catalog.index(space).kind} index", highlight=False)
+            return
+        if kind != "ivfpq":
+            raise typer.BadParameter(f"unknown --kind {kind!r}: use ivfpq or default")
+        report = ivfpq.build_for_catalog(catalog, space, m=m, sample_size=sample, part_size=part_size,
+                                         ondisk_path=ondisk)
+        p = report.params
+        err_console.print(
+            f"[green]built[/] IVF-PQ over {report.n} vectors: nlist {p.nlist}, m {p.m} ({p.code_bytes} bytes/vector), "
+            f"trained on {report.sample_size}, {report.parts} part(s); "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
+            + (f" → {ondisk}" if ondisk else f" → {catalog.index_path(space)}"),
+            highlight=False,
+        )
+        if check and not ondisk:
+            recall = ivfpq.recall_against_exact(catalog, space, n_queries=check)
+            err_console.print(f"Recall@10 against exact search ({check} stored vectors as queries): {recall:.3f}")
+    finally:
+        catalog.engine.dispose()
