@@ -15,7 +15,9 @@ from vsearch.commands.common import (
 from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag
 from vsearch.commands.eval import eval_app
+from vsearch.commands.faces import faces_app
 from vsearch.commands.scale import scale_app
+from vsearch.commands.serve import serve
 
 app = typer.Typer(
     help="vsearch: index a photo collection, then search it by text or by example image.",
@@ -74,21 +76,25 @@ def index(
     device: DeviceOpt = "cpu",
     faces: Annotated[bool, typer.Option("--faces", help="Also detect faces and index each one (see `vsearch faces`).")] = False,
     regions: Annotated[Optional[str], typer.Option("--regions", help="Also index regions: proposals | detector:WEIGHTS.pt.")] = None,
+    max_regions: Annotated[Optional[int], typer.Option("--max-regions", min=1, help="With --regions: at most N regions per photo (default 24).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Add new and changed photos under PATHS to the catalog, drop deleted ones, skip unchanged ones.
 
     Safe to interrupt (Ctrl-C or kill): run it again and it resumes where it stopped.
     """
+    from vsearch.errors import VSearchError
     from vsearch.extractors import build_extractor
 
+    if max_regions is not None and not regions:
+        raise VSearchError("--max-regions needs --regions")
     coll = _open(db, db_url, model, device)
     encoder = coll.encoder
     if coll.notice:
         err_console.print(coll.notice, highlight=False)
     device = resolve_device(device)
     extractors = ([build_extractor("faces", "", device)] if faces else []) + \
-        ([build_extractor("regions", regions, device)] if regions else [])
+        ([build_extractor("regions", regions, device, max_regions=max_regions)] if regions else [])
     bar = _RichProgress(enabled=not quiet)
     try:
         summary = coll.index(paths, batch_size=batch_size, workers=workers, progress=bar, extractors=extractors)
@@ -117,12 +123,14 @@ def index(
 def search(
     query: Annotated[Optional[str], typer.Argument(help="Text to search for, e.g. \"a dog on the beach\".")] = None,
     image: Annotated[Optional[str], typer.Option("--image", "-i", help="Search by an example image.")] = None,
+    face: Annotated[Optional[str], typer.Option("--face", help="Photos containing the person in this photo (needs index --faces).")] = None,
     plus: Annotated[List[str], typer.Option("--plus", help="Add a text concept; \"snow=0.5\" sets its weight.")] = [],  # noqa: B006 - typer needs a list
     minus: Annotated[List[str], typer.Option("--minus", help="Subtract a text concept; \"night=0.5\" sets its weight.")] = [],  # noqa: B006
     tags: Annotated[List[str], typer.Option("--tag", help="Only photos tagged with this (see `vsearch tag`); repeatable.")] = [],  # noqa: B006
     k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score}.")] = False,
     html_out: Annotated[Optional[str], typer.Option("--html", help="Write a self-contained gallery page here.")] = None,
+    regions: Annotated[bool, typer.Option("--regions", help="Match regions too (see index --regions); results carry the best box.")] = False,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
     model: ModelOpt = "auto",
@@ -131,10 +139,17 @@ def search(
     """Find photos by text, by example image, or both (with --plus/--minus concepts)."""
     from vsearch.errors import QueryError
 
-    if query is None and image is None and not plus:
-        raise QueryError("give a text query, --image FILE, or --plus terms")
+    if query is None and image is None and not plus and face is None:
+        raise QueryError("give a text query, --image FILE, --face FILE, or --plus terms")
     coll = _open(db, db_url, model, device, create=False)
-    hits = coll.search(text=query, image=image, plus=plus, minus=minus, k=k, tags=tags)
+    if face is not None:
+        from vsearch.faces.service import photos_with_face
+
+        if query is not None or image is not None or plus or minus or tags:
+            raise QueryError("--face finds photos of a person; it does not combine with text, --image or --tag")
+        hits = photos_with_face(coll.catalog, face, k=k, device=resolve_device(device))
+    else:
+        hits = coll.search(text=query, image=image, plus=plus, minus=minus, k=k, tags=tags, regions=regions)
     if html_out:
         from vsearch.report import gallery_html
 
@@ -143,7 +158,9 @@ def search(
             fh.write(gallery_html(f"vsearch: {title}", hits))
         err_console.print(f"wrote {html_out}")
     if as_json:
-        print(json.dumps([{"path": h.path, "score": round(h.score, 6)} for h in hits], ensure_ascii=False))
+        from vsearch.regions.report import hit_json
+
+        print(json.dumps([hit_json(h) for h in hits], ensure_ascii=False))
         return
     if not hits:
         console.print("no results (is the catalog empty?)")
@@ -154,8 +171,11 @@ def search(
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("path", overflow="fold")
+    if regions:
+        table.add_column("box")
     for h in hits:
-        table.add_row(str(h.rank), f"{h.score:.3f}", h.path)
+        table.add_row(str(h.rank), f"{h.score:.3f}", h.path,
+                      *(["[" + ", ".join(f"{v:.0f}" for v in h.box) + "]"] if regions else []))
     console.print(table)
 
 
@@ -181,6 +201,8 @@ def verify(
         if r.missing_from_index:
             console.print(f"  ids missing from the index: {list(r.missing_from_index)[:20]}"
                           + (" …" if len(r.missing_from_index) > 20 else ""))
+        if r.duplicated_in_index:
+            console.print(f"  ids stored more than once in the index: {list(r.duplicated_in_index)[:20]}")
         if r.extra_in_index:
             console.print(f"  ids in the index but not the database: {list(r.extra_in_index)[:20]}"
                           + (" …" if len(r.extra_in_index) > 20 else ""))
@@ -205,13 +227,27 @@ def doctor(db: DbOpt = None, db_url: DbUrlOpt = None) -> None:
     for section, items in report.items():
         console.print(f"[bold]{section}[/]")
         for key, value in items.items():
-            console.print(f"  {key}: {value}", highlight=False)
+            console.print(f"  {key}: {value}", highlight=False, soft_wrap=True)
 
 
 app.command("classify")(classify)
 app.command("tag")(tag)
 app.add_typer(captions_app, name="captions")
 app.add_typer(eval_app, name="eval")
+app.add_typer(faces_app, name="faces")
+app.command("serve")(serve)
+
+
+# issue 6 (regions): `vsearch detect`, and `vsearch eval detect` in the shared `eval` group
+from vsearch.commands import regions as _regions  # noqa: E402
+
+app.command()(_regions.detect)
+eval_app.command("detect")(_regions.detect_eval)
+
+
+from vsearch.commands.train import train_cmd  # noqa: E402 - sub-apps join after the core commands
+
+app.command("train")(train_cmd)
 app.add_typer(scale_app)  # no name: embed-shards, merge-shards, build-index are top-level commands
 
 

@@ -142,3 +142,21 @@ def test_removal_in_a_fresh_process_reaches_the_index_file(tmp_path):
     fresh.remove_media(ids[:1])
     fresh.save()
     assert fresh.verify()[0].ok and fresh.verify()[0].index_count == 2
+
+
+def test_verify_reports_and_repair_removes_ids_stored_twice(tmp_path):
+    """Regression: verify compared id *sets*, so an index file holding an id twice passed."""
+    cat = Catalog(tmp_path / "db")
+    cat.bind_space("image", "m", 8)
+    vecs = _unit(np.random.default_rng(9).normal(size=(3, 8)))
+    ids = cat.add_media(_records(3), vecs)
+    vindex = cat.index("image")
+    vid = int(vindex.ids()[0])
+    vindex.add(vecs[:1], [vid])  # the same id a second time
+    cat._dirty.add("image")
+    cat.save()
+    report = cat.verify()[0]
+    assert not report.ok and report.duplicated_in_index == (vid,)
+    cat.repair()
+    assert cat.verify()[0].ok and cat.verify()[0].index_count == 3
+    assert len(ids) == 3

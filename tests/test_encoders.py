@@ -80,3 +80,9 @@ class TestPackagedModel:
         probe = tmp_path / "probe.png"  # same picture, other file, other size and format
         skimage_rgb("horse").resize((200, 160)).save(probe)
         assert coll.search(image=str(probe), k=1)[0].path.endswith("horse.jpg")
+
+
+def test_equivalent_specs_share_one_loaded_model(packaged_encoder):
+    """Regression: "packaged" and "packaged" with an explicit device were two cache entries, so the
+    model could be loaded twice in one process."""
+    assert load_encoder("packaged") is load_encoder("packaged", "cpu") is load_encoder("packaged:effnet-lite0+minilm")

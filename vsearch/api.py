@@ -120,10 +120,11 @@ class Collection:
 
     def search(self, text: str | None = None, image: str | None = None, plus: Sequence[str] = (),
                minus: Sequence[str] = (), k: int = 10, text_weight: float = 1.0,
-               image_weight: float = 1.0, tags: Sequence[str] = ()) -> list[SearchHit]:
+               image_weight: float = 1.0, tags: Sequence[str] = (), regions: bool = False) -> list[SearchHit]:
         """Ranked photos for a text, an example image, or a combination:
         ``text·w + image·w + Σ plus − Σ minus``, renormalised. Plus/minus terms take ``"snow=0.5"``.
-        ``tags`` keeps only photos carrying all those tags (see ``vsearch tag``)."""
+        ``tags`` keeps only photos carrying all those tags (see ``vsearch tag``).
+        ``regions``: rank photos by their best region too and return ``RegionHit``s with its box."""
         terms: list[QueryTerm] = []
         if text is not None:
             terms.append(QueryTerm(text_weight, text=text))
@@ -147,6 +148,12 @@ class Collection:
             if len(allowed) == 0:
                 return []
         query = self.query_vector(terms)
+        if regions:
+            from vsearch.regions.search import search_regions
+
+            if allowed is not None:
+                raise QueryError("--regions does not combine with --tag yet")
+            return search_regions(self.catalog, query, k=k)
         if allowed is None and self.device.startswith("cuda"):
             scores, ids = self._gpu_searcher().search(query[None], k)
             return self.catalog.hits(scores, ids)[0]

@@ -83,10 +83,11 @@ class VerifyReport:
     missing_from_index: tuple[int, ...] = ()
     extra_in_index: tuple[int, ...] = ()
     index_file_missing: bool = False
+    duplicated_in_index: tuple[int, ...] = ()  # ids stored more than once in the index file
 
     @property
     def ok(self) -> bool:
-        return not self.missing_from_index and not self.extra_in_index
+        return not self.missing_from_index and not self.extra_in_index and not self.duplicated_in_index
 
 
 @dataclass
@@ -99,6 +100,11 @@ class SyncResult:
 
 # attach(session, media_ids) -> [(space, vectors (N, D), vector_ids)], see Catalog.add_media
 AttachFn = Callable[[Session, list[int]], list[tuple[str, np.ndarray, list[int]]]]
+
+
+def _duplicates(ids: np.ndarray) -> tuple[int, ...]:
+    values, counts = np.unique(ids, return_counts=True)
+    return tuple(int(v) for v in values[counts > 1])
 
 
 def _to_blob(vector: np.ndarray) -> bytes:
@@ -286,6 +292,9 @@ class Catalog:
         vindex = self._indexes[space] if space in self._indexes else self.index(space)
         sql_ids = self._sql_ids(space)
         index_ids = vindex.ids()
+        if len(_duplicates(index_ids)):  # set arithmetic cannot repair an id stored twice
+            self.rebuild(space)
+            return SyncResult(rebuilt=True)
         missing = np.setdiff1d(sql_ids, index_ids, assume_unique=True)
         extra = np.setdiff1d(index_ids, sql_ids, assume_unique=True)
         result = SyncResult()
@@ -337,20 +346,27 @@ class Catalog:
         return len(ids)
 
     def _index_add(self, space: str, vectors: np.ndarray, ids: Sequence[int]) -> None:
-        if space in self._indexes:
-            self._indexes[space].add(vectors, ids)
-        else:
-            self.index(space)  # loading syncs from SQL, which already holds these rows
-        self._dirty.add(space)
+        self._index_apply({}, [(space, vectors, ids)])
 
     def _index_remove(self, by_space: dict[str, list[int]]) -> None:
-        for space, ids in by_space.items():
-            if not ids:
-                continue
-            if space in self._indexes:
-                self._indexes[space].remove(ids)
+        self._index_apply(by_space, [])
+
+    def _index_apply(self, removed: dict[str, list[int]],
+                     added: Sequence[tuple[str, np.ndarray, Sequence[int]]]) -> None:
+        """Bring the indexes level with one committed transaction. A space not loaded yet is
+        loaded instead: loading syncs from SQL, which already reflects the *whole* transaction
+        (applying the changes on top would add ids twice), and save() only writes loaded indexes
+        (skipping the space would leave its file stale)."""
+        touched = dict.fromkeys([*(sp for sp, ids in removed.items() if len(ids)), *(sp for sp, _, _ in added)])
+        for space in touched:
+            if space not in self._indexes:
+                self.index(space)
             else:
-                self.index(space)  # loading syncs from SQL, which no longer holds these rows
+                if removed.get(space):
+                    self._indexes[space].remove(removed[space])
+                for sp, vectors, ids in added:
+                    if sp == space and len(ids):
+                        self._indexes[space].add(vectors, ids)
             self._dirty.add(space)
 
     def add_media(self, records: Sequence[MediaRecord], vectors: np.ndarray,
@@ -374,9 +390,7 @@ class Catalog:
                     row = Media(path=rec.path)
                     s.add(row)
                 else:  # changed file: its old vectors (all spaces) go
-                    for vid, vspace in s.execute(select(Vector.id, Vector.space).where(Vector.media_id == row.id)):
-                        removed[vspace].append(vid)
-                    s.execute(delete(Vector).where(Vector.media_id == row.id))
+                    self._drop_vectors(s, [row.id], removed)
                 self._fill(row, rec, now)
                 media_rows.append(row)
             s.flush()
@@ -386,10 +400,7 @@ class Catalog:
             s.flush()
             vector_ids = [v.id for v in vector_rows]
             attached = attach(s, media_ids) if attach is not None else []
-        self._index_remove(removed)
-        self._index_add(space, vectors, vector_ids)
-        for extra_space, extra_vectors, extra_ids in attached:
-            self._index_add(extra_space, extra_vectors, extra_ids)
+        self._index_apply(removed, [(space, vectors, vector_ids), *attached])
         return media_ids
 
     def attach(self, media_ids: Sequence[int], attach: "AttachFn") -> None:
@@ -397,8 +408,7 @@ class Catalog:
         before ``--faces`` was used), in one transaction, then update the indexes."""
         with Session(self.engine) as s, s.begin():
             attached = attach(s, list(media_ids))
-        for extra_space, extra_vectors, extra_ids in attached:
-            self._index_add(extra_space, extra_vectors, extra_ids)
+        self._index_apply({}, attached)
 
     def new_vector_rows(self, session: Session, space: str, vectors: np.ndarray,
                         media_ids: Sequence[int | None]) -> list[int]:
@@ -408,6 +418,14 @@ class Catalog:
         session.add_all(rows)
         session.flush()
         return [r.id for r in rows]
+
+    @staticmethod
+    def _drop_vectors(session: Session, media_ids: Sequence[int], removed: dict[str, list[int]]) -> None:
+        """Delete every vector of these media inside ``session``, noting the ids per space so the
+        indexes can follow after the commit."""
+        for vid, vspace in session.execute(select(Vector.id, Vector.space).where(Vector.media_id.in_(media_ids))):
+            removed[vspace].append(vid)
+        session.execute(delete(Vector).where(Vector.media_id.in_(media_ids)))
 
     @staticmethod
     def _fill(row: Media, rec: MediaRecord, now: float) -> None:
@@ -430,9 +448,7 @@ class Catalog:
                     row = Media(path=rec.path)
                     s.add(row)
                 else:
-                    for vid, vspace in s.execute(select(Vector.id, Vector.space).where(Vector.media_id == row.id)):
-                        removed[vspace].append(vid)
-                    s.execute(delete(Vector).where(Vector.media_id == row.id))
+                    self._drop_vectors(s, [row.id], removed)
                 self._fill(row, rec, now)
                 row.status, row.error = "failed", reason
         self._index_remove(removed)
@@ -445,9 +461,7 @@ class Catalog:
             stale = s.scalars(select(Media).where(Media.path == record.path)).first()
             removed: dict[str, list[int]] = defaultdict(list)
             if stale is not None and stale.id != source_id:
-                for vid, vspace in s.execute(select(Vector.id, Vector.space).where(Vector.media_id == stale.id)):
-                    removed[vspace].append(vid)
-                s.execute(delete(Vector).where(Vector.media_id == stale.id))
+                self._drop_vectors(s, [stale.id], removed)
                 s.delete(stale)
                 s.flush()
             if move:
@@ -470,10 +484,7 @@ class Catalog:
                 s.flush()
                 added = [(v.space, v.id, v.embedding) for v in added]
                 return_id = copy.id
-        self._index_remove(removed)
-        for space, vid, blob in added:
-            dim = self._dim(space)
-            self._index_add(space, _from_blobs([blob], dim), [vid])
+        self._index_apply(removed, [(space, _from_blobs([blob], self._dim(space)), [vid]) for space, vid, blob in added])
         return return_id
 
     def remove_media(self, media_ids: Sequence[int]) -> int:
@@ -485,9 +496,7 @@ class Catalog:
         with Session(self.engine) as s, s.begin():
             for start in range(0, len(ids), 900):
                 chunk = ids[start : start + 900]
-                for vid, vspace in s.execute(select(Vector.id, Vector.space).where(Vector.media_id.in_(chunk))):
-                    removed[vspace].append(vid)
-                s.execute(delete(Vector).where(Vector.media_id.in_(chunk)))
+                self._drop_vectors(s, chunk, removed)
                 s.execute(delete(Media).where(Media.id.in_(chunk)))
         self._index_remove(removed)
         return len(ids)
@@ -613,6 +622,7 @@ class Catalog:
                 missing_from_index=tuple(int(i) for i in np.setdiff1d(sql_ids, file_ids)),
                 extra_in_index=tuple(int(i) for i in np.setdiff1d(file_ids, sql_ids)),
                 index_file_missing=not exists and len(sql_ids) > 0,
+                duplicated_in_index=_duplicates(file_ids),
             ))
         return reports
 

@@ -24,6 +24,22 @@ def _models() -> dict:
         out["packaged (EfficientNet-Lite0 + MiniLM)"] = "available" if ok else "files missing"
     except ImportError as exc:
         out["packaged (EfficientNet-Lite0 + MiniLM)"] = f"not installed ({exc.name})"
+    try:
+        from vsearch.faces.models import MMOD, RESNET, SHAPE_5, dlib_model_path, haar_cascade_path, import_dlib
+
+        import_dlib()
+        for label, name in (("face embedder (dlib ResNet, 128-d)", RESNET), ("face landmarks (5-point)", SHAPE_5),
+                            ("face detector CNN (mmod)", MMOD)):
+            try:
+                out[label] = dlib_model_path(name)
+            except Exception as exc:  # noqa: BLE001 - doctor reports, it does not fail
+                out[label] = f"missing ({exc})"
+        try:
+            out["face detector Haar (OpenCV)"] = haar_cascade_path()
+        except Exception as exc:  # noqa: BLE001
+            out["face detector Haar (OpenCV)"] = f"missing ({exc})"
+    except Exception as exc:  # noqa: BLE001
+        out["faces"] = f"unavailable ({type(exc).__name__}: {exc})"
     out["CLIP ViT-B-32 weights"] = local_clip_spec() or "not found (set VSEARCH_CLIP_WEIGHTS or pass --model clip:ARCH@FILE)"
     return out
 

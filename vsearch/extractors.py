@@ -10,8 +10,8 @@ from typing import Callable
 
 from vsearch.errors import VSearchError
 
-# name -> factory(argument string or "", device) -> RegionExtractor
-_FACTORIES: dict[str, Callable[[str, str], object]] = {}
+# name -> factory(argument string or "", device, **options) -> RegionExtractor
+_FACTORIES: dict[str, Callable[..., object]] = {}
 # modules that register extractors when imported
 _PLUGINS = {"faces": "vsearch.faces.extractor", "regions": "vsearch.regions.extractor"}
 
@@ -24,7 +24,8 @@ def register_extractor(name: str):
     return wrap
 
 
-def build_extractor(name: str, argument: str = "", device: str = "cpu"):
+def build_extractor(name: str, argument: str = "", device: str = "cpu", **options):
+    """``options`` are keyword settings of that extractor (e.g. ``max_regions`` for regions)."""
     if name not in _FACTORIES and name in _PLUGINS:
         try:
             __import__(_PLUGINS[name])
@@ -33,4 +34,4 @@ def build_extractor(name: str, argument: str = "", device: str = "cpu"):
     factory = _FACTORIES.get(name)
     if factory is None:
         raise VSearchError(f"no extractor named {name!r} (known: {', '.join(sorted(_PLUGINS))})")
-    return factory(argument, device)
+    return factory(argument, device, **options)

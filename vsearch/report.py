@@ -11,21 +11,29 @@ from vsearch.errors import ImageDecodeError
 from vsearch.images import decode_image
 
 
-def thumbnail_jpeg(path: str, size: int = 256) -> bytes | None:
+def thumbnail_jpeg(path: str, size: int = 256, box: Sequence[float] | None = None) -> bytes | None:
+    """A JPEG thumbnail; ``box`` ([x1, y1, x2, y2] in the photo's pixels) is drawn on it."""
     try:
-        image = decode_image(path, draft_size=size).image
+        decoded = decode_image(path, draft_size=size)
     except ImageDecodeError:
         return None
+    image = decoded.image
     image.thumbnail((size, size))
+    if box is not None:
+        from vsearch.regions.report import draw_on_thumbnail
+
+        image = draw_on_thumbnail(image, decoded.width, box)
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=85)
     return buf.getvalue()
 
 
 def gallery_html(title: str, hits: Sequence[SearchHit], thumb_size: int = 256) -> str:
+    from vsearch.regions.report import hit_box
+
     cards = []
     for hit in hits:
-        data = thumbnail_jpeg(hit.path, thumb_size)
+        data = thumbnail_jpeg(hit.path, thumb_size, box=hit_box(hit))
         img = (f'<img src="data:image/jpeg;base64,{base64.b64encode(data).decode()}" alt="">'
                if data else '<div class="missing">unreadable</div>')
         cards.append(

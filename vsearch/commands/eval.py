@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import os
+import time
+from typing import Annotated, Optional
 
 import typer
 
-from vsearch.commands.common import DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, console, err_console, handle_errors, open_collection
+from vsearch.commands.common import (DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, console, err_console, handle_errors,
+                                     open_collection, resolve_device)
 
-eval_app = typer.Typer(help="Evaluate models: zero-shot classification, image-text retrieval.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate models: zero-shot classification, image-text retrieval, embeddings, detection.",
+                       no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")]
 
 
@@ -59,3 +63,61 @@ def eval_retrieval(
             console.print(f"  {name}: " + "  ".join(f"R@{k} {v:.3f}" for k, v in rec.items()))
     for path, reason in r.skipped:
         err_console.print(f"  skipped {path}: {reason}", highlight=False)
+
+
+def _model_spec(model: str) -> str:
+    """A path means ``trained:PATH`` (a missing file then gets the trainer's "no such model file");
+    a registry spec (``packaged``, ``clip:...``, ``trained:...``) is passed on as it is."""
+    if ":" in model or model in ("auto", "packaged", "default"):
+        return model
+    return "trained:" + model
+
+
+@eval_app.command("embeddings")
+@handle_errors
+def embeddings(
+    data: Annotated[str, typer.Argument(help="Labelled images: a folder per class, or a CSV with path,label columns.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="A file from `vsearch train --out`, or any --model spec (packaged, clip:...).")],
+    report: Annotated[Optional[str], typer.Option("--report", help="Write the metrics (and a ROC curve) as JSON here.")] = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of the ROC curve and score histograms here.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 64,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=0, help="Decode worker processes.")] = 0,
+    device: DeviceOpt = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON instead of a table.")] = False,
+) -> None:
+    """Retrieval (Recall@1/5, MAP@R) and verification (ROC AUC, EER, TAR@FAR) of a model's embeddings.
+
+    Every image queries all the others; images of a class are the relevant results.
+    """
+    from training.data import discover
+    from training.evaluate import embed_with_encoder, plot_curves, score, write_json
+    from vsearch.encoders import load_encoder
+
+    from vsearch.commands.train import print_report
+
+    spec = _model_spec(model)
+    encoder = load_encoder(spec, resolve_device(device))
+    listed = discover(data)
+    started = time.perf_counter()
+    emb, labels, skipped = embed_with_encoder(encoder, listed, batch_size=batch_size, workers=workers)
+    if len(labels) < 2:
+        from training.errors import TrainingDataError
+
+        raise TrainingDataError(f"{data}: fewer than 2 readable images ({len(skipped)} skipped)")
+    result = score(emb, labels, model=encoder.info.name, data=data, skipped=skipped,
+                   seconds=time.perf_counter() - started)
+    for path, reason in skipped:
+        err_console.print(f"  [red]skipped[/] {path}: {reason}", highlight=False, soft_wrap=True)
+    if report:
+        write_json(result, report)
+    if plot:
+        plot_curves(result, plot)
+    if as_json:
+        d = result.to_dict()
+        if d["verification"]:
+            d["verification"].pop("roc")  # the curve belongs in --report, not on the terminal
+        print(json.dumps(d))
+    else:
+        print_report(result, what=os.path.basename(os.path.normpath(data)) or data)
+    for path in filter(None, (report, plot)):
+        err_console.print(f"wrote {path}", highlight=False)

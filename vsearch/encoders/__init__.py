@@ -114,13 +114,18 @@ def downloads_allowed(timeout: float = 2.0) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=8)
 def load_encoder(spec: str, device: str = "cpu"):
-    """Load (once per process) the encoder named by ``spec``. ``auto`` is resolved by
-    :func:`resolve_auto`; this function takes concrete specs only."""
+    """Load (once per process) the encoder named by ``spec``; ``auto`` is resolved by
+    :func:`resolve_auto`. Equivalent spellings ("packaged", its full name, relative paths) share
+    one loaded model."""
     spec = canonical_spec(spec)
     if spec == "auto":
         return resolve_auto(device)[0]
+    return _load_canonical(spec, str(device))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_canonical(spec: str, device: str):
     prefix, _, rest = spec.partition(":")
     _import_plugins()
     factory = _FACTORIES.get(prefix)

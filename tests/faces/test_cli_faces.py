@@ -1,0 +1,104 @@
+"""`vsearch faces ...` and `vsearch search --face` through typer's CliRunner: exit codes and output."""
+import json
+import os
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def db(tmp_path, face_images):
+    d = tmp_path / "db"
+    r = run("faces", "enroll", "obama", os.path.join(face_images, "obama.jpg"), "--db", d)
+    assert r.exit_code == 0 and "enrolled obama: 1 template(s)" in r.output
+    return d
+
+
+def test_verify_exit_codes_and_json(db, face_images, other_people, tmp_path):
+    r = run("faces", "verify", "obama", os.path.join(face_images, "obama3.jpg"), "--json", "--db", db)
+    assert r.exit_code == 0
+    out = json.loads(r.stdout)
+    assert {"match", "score", "threshold", "far_estimate", "face_box", "latency_ms"} <= set(out)
+    assert out["match"] is True and out["threshold"] == 0.907 and out["far_estimate"] is None
+    r = run("faces", "verify", "obama", other_people["hopper"], "--db", db)
+    assert r.exit_code == 1 and "NO MATCH" in r.output
+    r = run("faces", "verify", "nobody", os.path.join(face_images, "obama3.jpg"), "--json", "--db", db)
+    assert r.exit_code == 2 and "not enrolled" in json.loads(r.stdout)["error"]
+    from skimage import data
+    from PIL import Image
+
+    Image.fromarray(data.coffee()).save(tmp_path / "coffee.jpg")
+    r = run("faces", "verify", "obama", tmp_path / "coffee.jpg", "--db", db)
+    assert r.exit_code == 2 and "no face found" in r.output
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    r = run("faces", "verify", "obama", tmp_path / "corrupt.jpg", "--db", db)
+    assert r.exit_code == 2 and "error" in r.output
+    r = run("faces", "verify", "obama", tmp_path / "missing.jpg", "--db", db)
+    assert r.exit_code == 2
+
+
+def test_enroll_refusal_list_remove_identify(db, face_images, tmp_path):
+    from skimage import data
+    from PIL import Image
+
+    Image.fromarray(data.rocket()).save(tmp_path / "rocket.jpg")
+    r = run("faces", "enroll", "biden", os.path.join(face_images, "biden.jpg"), tmp_path / "rocket.jpg", "--db", db)
+    assert r.exit_code == 2 and "rocket.jpg: no face found" in r.output and "Nothing was enrolled" in r.output
+    r = run("faces", "enroll", "biden", os.path.join(face_images, "biden.jpg"), "--db", db)
+    assert r.exit_code == 0
+    r = run("faces", "list", "--json", "--db", db)
+    assert [p["name"] for p in json.loads(r.stdout)] == ["biden", "obama"]
+    r = run("faces", "identify", os.path.join(face_images, "obama2.jpg"), "-k", "2", "--json", "--db", db)
+    (face,) = json.loads(r.stdout)
+    assert r.exit_code == 0 and face["name"] == "obama" and len(face["candidates"]) == 2
+    r = run("faces", "remove", "obama", "--db", db)
+    assert r.exit_code == 0 and "removed obama (1 template(s))" in r.output
+    r = run("faces", "remove", "obama", "--db", db)
+    assert r.exit_code == 2
+    r = run("verify", "--db", db)
+    assert r.exit_code == 0 and "face_enrolled: ok — 1 in database, 1 in index file" in r.output
+
+
+def test_calibrate_writes_plot_and_verify_reports_far(identity_folder, face_images, tmp_path):
+    d = tmp_path / "db"
+    png = tmp_path / "roc.png"
+    r = run("faces", "calibrate", identity_folder, "--target-far", "0.1", "--plot", png, "--db", d)
+    assert r.exit_code == 0, r.output
+    assert "10 genuine and 18 impostor pairs" in r.output and "ROC AUC 1.0000" in r.output
+    assert "TAR at FAR 0.01: n/a" in r.output and "(empirical) — stored" in r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    run("faces", "enroll", "obama", os.path.join(face_images, "obama.jpg"), "--db", d)
+    out = json.loads(run("faces", "verify", "obama", os.path.join(face_images, "obama2.jpg"), "--json", "--db", d).stdout)
+    assert out["match"] and out["threshold"] < 0.907 and out["far_estimate"] == pytest.approx(1 / 18, rel=1e-4)
+
+
+def test_index_faces_search_face_cluster_name(tmp_path, face_images, tiny_clip_spec):
+    album = tmp_path / "album"
+    album.mkdir()
+    for n in ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]:
+        shutil.copy(os.path.join(face_images, n), album / n)
+    d = tmp_path / "db"
+    r = run("index", album, "--faces", "--db", d, "--model", tiny_clip_spec, "-w", "0", "-q")
+    assert r.exit_code == 0, r.output
+    r = run("search", "--face", os.path.join(face_images, "obama_partial_face2.jpg"), "--json", "--db", d)
+    assert r.exit_code == 0, r.output
+    assert sorted(os.path.basename(h["path"]) for h in json.loads(r.stdout)) == ["obama.jpg", "obama2.jpg", "obama3.jpg"]
+    r = run("search", "a cat", "--face", os.path.join(face_images, "obama.jpg"), "--db", d)
+    assert r.exit_code == 2
+    r = run("faces", "cluster", "--db", d)
+    assert r.exit_code == 0 and "cluster 1: 3 face(s)" in r.output and "cluster 2" not in r.output
+    r = run("faces", "name", "1", "obama", "--db", d)
+    assert r.exit_code == 0 and "3 template(s) from cluster 1" in r.output
+    r = run("faces", "verify", "obama", os.path.join(face_images, "obama_partial_face.jpg"), "--db", d)
+    assert r.exit_code == 0
+    r = run("faces", "name", "7", "x", "--db", d)
+    assert r.exit_code == 2 and "no cluster 7" in r.output

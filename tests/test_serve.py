@@ -1,0 +1,483 @@
+"""`vsearch serve` through FastAPI's TestClient: every endpoint, limits, errors, back-pressure and
+index reloads while the catalog changes underneath."""
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import stat
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+import vsearch  # noqa: E402
+from vsearch.catalog import IMAGE_SPACE, Catalog, MediaRecord  # noqa: E402
+from vsearch.serve import ServeSettings, create_app  # noqa: E402
+from vsearch.serve.auth import TokenFileError, load_or_create_token  # noqa: E402
+from vsearch.serve.limits import WorkQueue  # noqa: E402
+
+TOKEN = "test-token-" + "x" * 24
+BASE = "http://127.0.0.1"
+
+
+def settings(**kw) -> ServeSettings:
+    kw.setdefault("workers", 2)
+    kw.setdefault("queue_depth", 8)
+    kw.setdefault("index_check_seconds", 0.0)  # tests see a saved index at once
+    return ServeSettings(**kw)
+
+
+@pytest.fixture(scope="module")
+def catalog_dir(tmp_path_factory, photo_dir, tiny_clip_spec):
+    """A catalog of the 10 photos, built with the tiny CLIP (shared read-only by this module)."""
+    root = tmp_path_factory.mktemp("serve")
+    shutil.copytree(photo_dir, root / "photos")
+    with vsearch.open(root / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(root / "photos")], workers=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(catalog_dir):
+    app = create_app(catalog_dir / "db", token=TOKEN, settings=settings())
+    with TestClient(app, base_url=BASE) as c:
+        yield c
+
+
+def stored_vectors(db) -> tuple[dict[int, str], dict[int, np.ndarray]]:
+    cat = Catalog(db, create=False)
+    paths, vectors = {}, {}
+    for path, state in cat.media_under(["/"]).items():
+        paths[state.id] = path
+        vectors[state.id] = cat.media_vector(state.id)
+    cat.engine.dispose()
+    return paths, vectors
+
+
+def png_bytes(size=(64, 48), color=(200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# -- status, page, docs ----------------------------------------------------------------------------
+def test_healthz_reports_model_index_and_queue(client):
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok" and body["model"].startswith("clip:") and body["dim"] == 32
+    assert body["photos_in_index"] == 10
+    assert body["queue"] == {"running": 0, "waiting": 0, "workers": 2, "capacity": 10, "rejected": 0, "abandoned": 0}
+
+
+def test_page_docs_and_openapi_work_offline(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="grid"' in page.text and "/static/app.js" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/static/app.js").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/static/swagger/swagger-ui-bundle.js" in docs.text
+    assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200  # no CDN needed
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/healthz", "/v1/search", "/v1/classify", "/v1/media/{media_id}/thumbnail"} <= set(paths)
+    assert {"get", "post"} <= set(paths["/v1/search"])
+
+
+def test_foreign_host_header_is_refused(client):
+    # a DNS-rebinding page reaches 127.0.0.1 under its own name; the Host header gives it away
+    r = client.get("/v1/search", params={"q": "cat"}, headers={"host": "evil.example:8000"})
+    assert r.status_code == 400 and r.json()["error"] == "bad_host"
+    assert client.get("/healthz", headers={"host": "localhost:8000"}).status_code == 200
+    assert client.get("/healthz", headers={"host": "[::1]:8000"}).status_code == 200
+
+
+# -- search ----------------------------------------------------------------------------------------
+def test_text_search_ranks_all_photos_by_score(client, catalog_dir):
+    r = client.get("/v1/search", params={"q": "a horse in a field", "k": 50})
+    assert r.status_code == 200
+    body = r.json()
+    hits = body["results"]
+    assert len(hits) == 10 and body["photos_in_index"] == 10 and body["k"] == 50
+    assert [h["rank"] for h in hits] == list(range(1, 11))
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert {h["name"] for h in hits} == {p.name for p in (catalog_dir / "photos").iterdir()}
+    assert all(h["thumbnail"] == f"/v1/media/{h['media_id']}/thumbnail" for h in hits)
+
+
+def test_similar_photos_match_brute_force_and_leave_the_photo_out(client, catalog_dir):
+    paths, vectors = stored_vectors(catalog_dir / "db")
+    query_id = next(i for i, p in paths.items() if p.endswith("horse.jpg"))
+    r = client.get("/v1/search", params={"like": query_id, "k": 4})
+    assert r.status_code == 200
+    got = [h["media_id"] for h in r.json()["results"]]
+    q = vectors[query_id]
+    expected = sorted((i for i in vectors if i != query_id), key=lambda i: -float(vectors[i] @ q))[:4]
+    assert got == expected
+
+
+def test_image_upload_finds_the_same_photo_first(client, catalog_dir):
+    data = (catalog_dir / "photos" / "chelsea.jpg").read_bytes()
+    r = client.post("/v1/search", files={"image": ("query.jpg", data, "image/jpeg")}, data={"k": "3"})
+    assert r.status_code == 200, r.text
+    hits = r.json()["results"]
+    assert len(hits) == 3 and hits[0]["name"] == "chelsea.jpg" and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_search_errors_are_json_with_clear_messages(client):
+    r = client.get("/v1/search")
+    assert r.status_code == 400 and r.json() == {"error": "bad_query",
+                                                 "detail": "give q (a text), like (a photo id) or plus terms"}
+    r = client.get("/v1/search", params={"q": "   "})
+    assert r.status_code == 400 and "empty" in r.json()["detail"]
+    r = client.get("/v1/search", params={"q": "cat", "k": 0})
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "k"
+    r = client.get("/v1/search", params={"like": 99999})
+    assert r.status_code == 404 and r.json()["error"] == "unknown_media"
+    r = client.get("/v1/nothing-here")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (b"this is not an image", "not an image"),
+    (b"", "empty"),
+    (png_bytes()[:40], "not an image"),  # PNG header, then nothing: Pillow cannot even read the size
+])
+def test_bad_upload_is_422_with_reason(client, payload, reason):
+    r = client.post("/v1/search", files={"image": ("x.png", payload, "image/png")})
+    assert r.status_code == 422 and r.json()["error"] == "bad_image" and reason in r.json()["detail"]
+
+
+def test_truncated_jpeg_is_422_not_500(client, catalog_dir):
+    data = (catalog_dir / "photos" / "astronaut.jpg").read_bytes()
+    r = client.post("/v1/search", files={"image": ("cut.jpg", data[: len(data) // 3], "image/jpeg")})
+    assert r.status_code == 422 and "truncated" in r.json()["detail"]
+
+
+# -- limits ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_limits_client(catalog_dir):
+    app = create_app(catalog_dir / "db", token=TOKEN,
+                     settings=settings(max_upload_bytes=50_000, max_pixels=1_000_000))
+    with TestClient(app, base_url=BASE) as c:
+        yield c
+
+
+def test_oversized_upload_is_413_by_content_length(small_limits_client, catalog_dir):
+    data = (catalog_dir / "photos" / "astronaut.jpg").read_bytes()
+    assert len(data) > 50_000
+    r = small_limits_client.post("/v1/search", files={"image": ("big.jpg", data, "image/jpeg")})
+    assert r.status_code == 413 and r.json()["error"] == "too_large" and "MiB" in r.json()["detail"]
+
+
+def test_oversized_chunked_upload_is_413_while_streaming(small_limits_client):
+    """No Content-Length: the limit is enforced on the bytes as they arrive, and the server stops
+    reading once it is passed (driven at the ASGI level to count what was read)."""
+    app = small_limits_client.app
+    pulled, sent = [], []
+
+    head = (b'--zzz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n")
+
+    async def receive():  # a well-formed multipart upload that never ends (1 MB in 10 kB chunks)
+        pulled.append(1)
+        body = head if len(pulled) == 1 else b"x" * 10_000
+        return {"type": "http.request", "body": body, "more_body": len(pulled) < 100}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/v1/search", "raw_path": b"/v1/search", "query_string": b"",
+             "root_path": "", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
+             "headers": [(b"host", b"127.0.0.1:8000"), (b"transfer-encoding", b"chunked"),
+                         (b"content-type", b"multipart/form-data; boundary=zzz")]}
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert start["status"] == 413 and b'"too_large"' in body
+    assert len(pulled) <= 7  # 50 kB limit / 10 kB chunks: stopped right after the limit
+
+
+def test_too_many_pixels_is_413_before_decoding(small_limits_client):
+    data = png_bytes(size=(2000, 1000))  # 2 MP of one colour: a few KB on the wire
+    assert len(data) < 50_000
+    r = small_limits_client.post("/v1/search", files={"image": ("wide.png", data, "image/png")})
+    assert r.status_code == 413 and r.json()["error"] == "too_many_pixels" and "2000×1000" in r.json()["detail"]
+    ok = small_limits_client.post("/v1/search", files={"image": ("small.png", png_bytes((800, 600)), "image/png")})
+    assert ok.status_code == 200
+
+
+# -- classify ----------------------------------------------------------------------------------------
+def test_classify_upload_and_media_id_agree_with_the_library(client, catalog_dir):
+    from vsearch.encoders import load_encoder
+    from vsearch.zeroshot import build_zero_shot_classifier, class_probabilities, load_templates, logit_scale
+
+    data = (catalog_dir / "photos" / "horse.jpg").read_bytes()
+    r = client.post("/v1/classify", files={"image": ("h.jpg", data, "image/jpeg")},
+                    data={"labels": "horse, cat,rocket,Cat", "k": "3", "templates": "plain"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["ignored_duplicates"] == ["Cat"]
+    got = {x["label"]: x["p"] for x in body["labels"]}
+    assert set(got) == {"horse", "cat", "rocket"} and sum(got.values()) == pytest.approx(1.0, abs=1e-4)
+    assert list(got.values()) == sorted(got.values(), reverse=True)
+
+    encoder = load_encoder(body["model"])
+    paths, vectors = stored_vectors(catalog_dir / "db")
+    horse = next(i for i, p in paths.items() if p.endswith("horse.jpg"))
+    labels = ["horse", "cat", "rocket"]
+    probs = class_probabilities(vectors[horse], build_zero_shot_classifier(encoder, labels, load_templates("plain")),
+                                logit_scale(encoder))[0]
+    for label, p in zip(labels, probs):
+        assert got[label] == pytest.approx(float(p), abs=1e-4)
+
+    by_id = client.post("/v1/classify", data={"labels": "horse,cat,rocket", "media_id": str(horse), "templates": "plain"})
+    assert by_id.status_code == 200
+    assert {x["label"]: x["p"] for x in by_id.json()["labels"]} == pytest.approx(got, abs=1e-4)
+
+
+def test_classify_errors(client):
+    one = {"image": ("a.png", png_bytes(), "image/png")}
+    r = client.post("/v1/classify", data={"labels": "a,b"})
+    assert r.status_code == 400 and "exactly one" in r.json()["detail"]
+    r = client.post("/v1/classify", files=one, data={"labels": " , "})
+    assert r.status_code == 400 and r.json()["error"] == "bad_labels"
+    r = client.post("/v1/classify", files=one, data={"labels": ",".join(f"l{i}" for i in range(300))})
+    assert r.status_code == 400 and r.json()["error"] == "too_many_labels"
+    # templates are named sets only: a client never gets the server to open a file
+    r = client.post("/v1/classify", files=one, data={"labels": "a,b", "templates": "/etc/passwd"})
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "templates"
+    r = client.post("/v1/classify", data={"labels": "a,b", "media_id": "424242"})
+    assert r.status_code == 404
+
+
+def test_classify_with_the_real_packaged_model(tmp_path, catalog_dir, packaged_encoder):
+    """Real weights: the cat photo is a cat among unrelated labels; no catalog photos needed."""
+    coll = vsearch.open(tmp_path / "empty", model="packaged")
+    app = create_app(collection=coll, token=TOKEN, settings=settings())
+    with TestClient(app, base_url=BASE) as c:
+        data = (catalog_dir / "photos" / "chelsea.jpg").read_bytes()
+        r = c.post("/v1/classify", files={"image": ("cat.jpg", data, "image/jpeg")},
+                   data={"labels": "rocket,cup of coffee,cat,horse", "k": "2"})
+        assert r.status_code == 200, r.text
+        assert r.json()["labels"][0]["label"] == "cat"
+        empty = c.get("/v1/search", params={"q": "cat"}).json()
+        assert empty["results"] == [] and empty["photos_in_index"] == 0
+
+
+# -- thumbnails ----------------------------------------------------------------------------------------
+def test_thumbnail_by_catalog_id_only(client, catalog_dir):
+    paths, _ = stored_vectors(catalog_dir / "db")
+    mid = next(i for i, p in paths.items() if p.endswith("rocket.jpg"))
+    r = client.get(f"/v1/media/{mid}/thumbnail", params={"size": 100})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    img = Image.open(io.BytesIO(r.content))
+    assert img.format == "JPEG" and max(img.size) == 100
+    assert client.get("/v1/media/4242/thumbnail").json()["error"] == "unknown_media"
+    assert client.get("/v1/media/4242/thumbnail").status_code == 404
+    # no path ever reaches the file system: non-integer ids are refused by validation
+    assert client.get("/v1/media/..%2F..%2Fetc%2Fpasswd/thumbnail").status_code in (404, 422)
+    assert client.get("/v1/media/1/thumbnail", params={"size": 5000}).status_code == 422
+    assert client.get("/static/../../../../etc/passwd").status_code == 404
+
+
+def test_thumbnail_of_a_deleted_file_says_so(tmp_path, photos, tiny_clip_spec):
+    with vsearch.open(tmp_path / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(photos)], workers=0)
+    paths, _ = stored_vectors(tmp_path / "db")
+    mid, path = next((i, p) for i, p in paths.items() if p.endswith("coins.jpg"))
+    app = create_app(tmp_path / "db", token=TOKEN, settings=settings())
+    with TestClient(app, base_url=BASE) as c:
+        assert c.get(f"/v1/media/{mid}/thumbnail").status_code == 200
+        os.unlink(path)
+        r = c.get(f"/v1/media/{mid}/thumbnail")
+        assert r.status_code == 404 and r.json()["error"] == "file_missing" and "vsearch index" in r.json()["detail"]
+
+
+# -- concurrency: the work queue ---------------------------------------------------------------------
+def test_full_queue_answers_503_and_healthz_still_answers(catalog_dir):
+    app = create_app(catalog_dir / "db", token=TOKEN, settings=settings(workers=1, queue_depth=1))
+    queue: WorkQueue = app.state.queue
+    release = threading.Event()
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            # one call runs (blocked), one waits: the queue is full
+            blockers = [asyncio.create_task(queue.run(release.wait, 10)) for _ in range(2)]
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if queue.stats()["running"] == 1 and queue.stats()["waiting"] == 1:
+                    break
+            busy = await c.get("/v1/search", params={"q": "cat"})
+            health = await c.get("/healthz")
+            release.set()
+            await asyncio.gather(*blockers)
+            after = await c.get("/v1/search", params={"q": "cat"})
+            return busy, health, after
+
+    busy, health, after = asyncio.run(scenario())
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert busy.json()["error"] == "overloaded" and "retry" in busy.json()["detail"]
+    assert health.status_code == 200 and health.json()["queue"]["rejected"] == 1
+    assert health.json()["queue"]["running"] == 1 and health.json()["queue"]["waiting"] == 1
+    assert after.status_code == 200 and len(after.json()["results"]) == 10
+
+
+def test_queued_request_whose_client_left_is_dropped(catalog_dir):
+    """A client that gives up while queued costs no computation: its call is dropped when a
+    worker gets to it (as uvicorn reports it: receive() answers http.disconnect)."""
+    app = create_app(catalog_dir / "db", token=TOKEN, settings=settings(workers=1, queue_depth=4))
+    queue: WorkQueue = app.state.queue
+    release = threading.Event()
+    sent = []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": "/v1/search", "raw_path": b"/v1/search", "query_string": b"q=cat", "root_path": "",
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000), "headers": [(b"host", b"127.0.0.1")]}
+
+    async def scenario():
+        blocker = asyncio.create_task(queue.run(release.wait, 10))
+        await asyncio.sleep(0.05)
+        gone = asyncio.create_task(app(scope, receive, send))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if queue.stats()["waiting"] == 1:
+                break
+        release.set()
+        await asyncio.gather(blocker, gone)
+
+    asyncio.run(scenario())
+    assert queue.stats()["abandoned"] == 1
+    assert next(m for m in sent if m["type"] == "http.response.start")["status"] == 499
+
+
+def test_concurrent_requests_within_capacity_all_succeed(catalog_dir):
+    app = create_app(catalog_dir / "db", token=TOKEN, settings=settings(workers=2, queue_depth=30))
+
+    async def scenario():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
+            calls = [c.get("/v1/search", params={"q": f"photo {i}", "k": 3}) for i in range(24)]
+            calls += [c.get(f"/v1/media/{1 + i % 10}/thumbnail") for i in range(8)]
+            return await asyncio.gather(*calls)
+
+    responses = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [200] * 32
+    assert app.state.queue.stats()["rejected"] == 0
+
+
+# -- the catalog changes while serving ------------------------------------------------------------------
+def test_new_photos_appear_after_the_index_is_saved_and_deleted_ones_vanish(tmp_path, photos, tiny_clip_spec):
+    first = sorted(photos.iterdir())[:6]
+    later = sorted(photos.iterdir())[6:]
+    staging = tmp_path / "later"
+    staging.mkdir()
+    for p in later:
+        shutil.move(str(p), staging / p.name)
+    with vsearch.open(tmp_path / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(photos)], workers=0)
+        encoder = coll.encoder
+
+    app = create_app(tmp_path / "db", token=TOKEN, settings=settings())
+    with TestClient(app, base_url=BASE) as c:
+        def names():
+            body = c.get("/v1/search", params={"q": "anything", "k": 50}).json()
+            return {h["name"] for h in body["results"]}, body["photos_in_index"]
+
+        assert names() == ({p.name for p in first}, 6)
+
+        # another process's writer: SQL commits first, the index file follows on save()
+        writer = Catalog(tmp_path / "db")
+        recs, vecs = [], []
+        for p in later:
+            dest = photos / p.name
+            shutil.move(str(staging / p.name), dest)
+            st = dest.stat()
+            recs.append(MediaRecord(str(dest), st.st_size, st.st_mtime))
+            vecs.append(_embed(encoder, dest))
+        writer.add_media(recs, np.stack(vecs))
+        # committed but not saved: readers keep the consistent snapshot of the last save
+        assert names() == ({p.name for p in first}, 6)
+        writer.save()
+        assert names() == ({p.name for p in first} | {p.name for p in later}, 10)
+        assert app.state.service.reader.reloads == 2
+
+        # a removal committed in SQL but not yet saved: the stale id is dropped, never an error
+        gone = writer.media_under([str(photos / first[0].name)])[str(photos / first[0].name)]
+        writer.remove_media([gone.id])
+        got, n = names()
+        assert first[0].name not in got and len(got) == 9 and n == 10
+        writer.close()  # saves
+        assert names()[1] == 9
+
+
+def _embed(encoder, path) -> np.ndarray:
+    from vsearch.images import decode_image
+
+    image = decode_image(str(path), draft_size=encoder.info.image_size).image
+    return encoder.encode_pixels(encoder.preprocess(image).unsqueeze(0))[0]
+
+
+def test_server_never_writes_the_index_file(catalog_dir, client):
+    index_file = catalog_dir / "db" / f"{IMAGE_SPACE}.faiss"
+    before = index_file.stat().st_mtime_ns
+    for q in ("cat", "dog"):
+        assert client.get("/v1/search", params={"q": q}).status_code == 200
+    assert index_file.stat().st_mtime_ns == before
+
+
+# -- token file -------------------------------------------------------------------------------------------
+def test_token_file_is_created_private_and_reused(tmp_path):
+    path = tmp_path / "sub" / "serve.token"
+    token, created = load_or_create_token(str(path))
+    assert created and len(token) >= 40
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again, created_again = load_or_create_token(str(path))
+    assert again == token and not created_again
+
+
+def test_token_file_readable_by_others_is_refused(tmp_path):
+    path = tmp_path / "serve.token"
+    path.write_text("a-long-enough-token-value\n")
+    path.chmod(0o644)
+    with pytest.raises(TokenFileError, match="chmod 600"):
+        load_or_create_token(str(path))
+
+
+def test_create_app_writes_token_next_to_catalog(catalog_dir, tmp_path):
+    token_file = tmp_path / "t" / "tok"
+    app = create_app(catalog_dir / "db", token_file=str(token_file), settings=settings())
+    assert app.state.token_created and app.state.token_file == str(token_file)
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+
+
+def test_serve_needs_an_existing_catalog(tmp_path):
+    from vsearch.errors import CatalogError
+
+    with pytest.raises(CatalogError, match="vsearch index"):
+        create_app(tmp_path / "nothing", token=TOKEN)
+
+
+def test_cli_serve_help_and_missing_catalog(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["serve", "--help"])
+    assert r.exit_code == 0 and "--token-file" in r.output and "--face-processes" in r.output
+    r = runner.invoke(app, ["serve", "--db", str(tmp_path / "none"), "--port", "1"])
+    assert r.exit_code == 2 and "vsearch index" in r.output  # refused before binding any port

@@ -1,0 +1,101 @@
+"""`vsearch train`, `vsearch eval embeddings` and `training.main.main(argv)` as a user runs them."""
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from training.main import main
+
+runner = CliRunner()
+
+TINY = ["--backbone", "vsearch_tiny_cnn", "--image-size", "8", "--dim", "16", "--epochs", "2",
+        "--steps-per-epoch", "4", "-P", "4", "-K", "4", "--lr", "3e-3", "--val-classes", "7,8,9", "--quiet"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_lists_train_and_eval():
+    out = invoke("--help")
+    assert out.exit_code == 0 and "train" in out.output and "eval" in out.output
+    out = invoke("train", "--help")
+    assert "--miner" in out.output and "batch-hard" in out.output and "--resume" in out.output
+    assert "embeddings" in invoke("eval", "--help").output
+
+
+def test_train_writes_model_report_and_curves_then_eval_agrees(digits, tmp_path):
+    out = tmp_path / "m.pt"
+    r = invoke("train", digits, "--out", out, "--miner", "semi-hard", "--loss", "contrastive", *TINY)
+    assert r.exit_code == 0, r.output
+    assert "wrote" in r.output and "R@1" in r.output and "held-out" in r.output
+    assert out.exists() and (tmp_path / "m.pt.ckpt").exists()
+    report = json.loads((tmp_path / "m.eval.json").read_text())
+    assert report["classes"] == 3 and report["images"] == 180 and report["verification"]["genuine_pairs"] == 3 * 60 * 59 // 2
+    assert set(report["verification"]["tar_at_far"]) == {"0.001", "0.01", "0.1"}
+    assert (tmp_path / "m.eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    held_out = tmp_path / "held_out"
+    for label in ("7", "8", "9"):
+        shutil.copytree(digits / label, held_out / label)
+    r = invoke("eval", "embeddings", held_out, "--model", out, "--json", "--report", tmp_path / "e.json",
+               "--plot", tmp_path / "e.png")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.stdout.strip().splitlines()[-1])
+    # the same images through the exported file and the registry give the trainer's numbers
+    assert metrics["recall_at"]["1"] == pytest.approx(report["recall_at"]["1"], abs=1e-9)
+    assert metrics["map_at_r"] == pytest.approx(report["map_at_r"], abs=1e-6)
+    assert metrics["model"] == f"trained:{out}"
+    assert (tmp_path / "e.png").exists() and json.loads((tmp_path / "e.json").read_text())["verification"]["roc"]
+
+
+def test_index_command_takes_the_trained_model(trained, digits_root, tmp_path):
+    photos = tmp_path / "photos"
+    shutil.copytree(digits_root / "9", photos)
+    r = invoke("index", photos, "--db", tmp_path / "db", "--model", f"trained:{trained.model_path}", "--workers", "0", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "added 60" in r.output
+    r = invoke("search", "nine", "--db", tmp_path / "db")
+    assert r.exit_code == 2 and "image-only" in r.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--loss", "hinge"], "hinge"),
+    (["--miner", "hardest"], "hardest"),
+])
+def test_bad_choices_are_usage_errors(digits, tmp_path, args, message):
+    r = runner.invoke(app, ["train", str(digits), "--out", str(tmp_path / "m.pt"), *args])
+    assert r.exit_code == 2 and message in r.output
+
+
+def test_library_errors_exit_2_with_one_line(tmp_path, digits):
+    r = invoke("train", tmp_path / "nowhere", *TINY)
+    assert r.exit_code == 2 and "no such file or folder" in r.output
+    r = invoke("train", digits, "--out", tmp_path / "m.pt", "--resume", *TINY)
+    assert r.exit_code == 2 and "no checkpoint" in r.output
+    r = invoke("train", digits, "--out", tmp_path / "m.pt", "--backbone", "nonet", "--image-size", "8", "--quiet")
+    assert r.exit_code == 2 and "unknown backbone" in r.output
+    r = invoke("eval", "embeddings", digits, "--model", tmp_path / "absent.pt")
+    assert r.exit_code == 2 and "no such model file" in r.output
+
+
+def test_main_argv_runs_the_same_commands(digits, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert main(["train", str(digits), "--out", str(out), *TINY]) == 0
+    assert out.exists()
+    assert main(["train", str(digits), "--out", str(out), "--resume", *TINY]) == 0  # already complete: no-op
+    assert main(["eval", "embeddings", str(digits), "--model", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["classes"] == 10
+    assert main(["train", str(tmp_path / "nowhere")]) == 2
+    assert main(["train", "--loss", "nope", str(digits)]) == 2
+
+
+def test_progress_reports_loss_active_fraction_and_empty_batches_per_epoch(digits, tmp_path):
+    r = invoke("train", digits, "--out", tmp_path / "m.pt", *[a for a in TINY if a != "--quiet"])
+    assert r.exit_code == 0, r.output
+    for epoch in ("epoch 1:", "epoch 2:"):
+        line = next(l for l in r.output.splitlines() if l.startswith(epoch))
+        assert "loss" in line and "active" in line and "batches without a valid tuple 0/4" in line
+        assert "held-out R@1" in line

@@ -1,0 +1,97 @@
+"""The training run's settings in one dataclass (the CLI fills it; tests build it directly)."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+
+from training.errors import TrainingConfigError
+from training.losses import LOSSES
+from training.miners import MINERS
+from training.model import DEFAULT_BACKBONE
+
+# Settings that change what a run computes. A checkpoint made under other values cannot be resumed
+# into an identical run, so --resume refuses it; the rest (paths, workers, logging) may change.
+RESUME_MUST_MATCH = (
+    "backbone", "weights", "embedding_dim", "image_size", "loss", "miner", "margin", "epochs",
+    "steps_per_epoch", "classes_per_batch", "samples_per_class", "lr", "weight_decay", "warmup_fraction",
+    "grad_clip", "seed", "val_classes", "val_fraction", "cross_batch_negatives", "refresh_every",
+)
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""  # class-per-folder root or path,label CSV
+    out: str = "model.pt"  # exported model (weights + architecture + preprocessing)
+    backbone: str = DEFAULT_BACKBONE  # any timm architecture name
+    weights: str = "auto"  # auto | imagenet | none | FILE (initial backbone weights)
+    embedding_dim: int = 128
+    image_size: int | None = None  # None: the backbone's own input size
+    loss: str = "triplet"
+    miner: str = "batch-hard"
+    margin: float | None = None  # None: the loss's default (see losses.DEFAULT_MARGINS)
+    epochs: int = 10
+    steps_per_epoch: int | None = None  # None: enough P x K batches to cover the training set once
+    classes_per_batch: int = 16  # P
+    samples_per_class: int = 4  # K
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05  # of all steps, linear warm-up before the cosine decay
+    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    seed: int = 0
+    val_classes: list[str] = field(default_factory=list)  # held-out classes by name...
+    val_fraction: float = 0.2  # ...or this fraction of classes, drawn with the seed
+    cross_batch_negatives: int = 0  # per anchor, from a FAISS index of all training embeddings
+    refresh_every: int | None = None  # steps between FAISS index rebuilds; None: once per epoch
+    device: str = "cpu"
+    amp: bool = True  # float16 autocast + grad scaling, on CUDA only
+    checkpoint: str | None = None  # None: OUT + ".ckpt"
+    checkpoint_every: int = 200  # steps (also at every epoch end and on Ctrl-C)
+    resume: bool = False
+    workers: int = 0  # decoding processes for the initial image pass
+    eval_every_epoch: bool = True  # Recall@1 / MAP@R on the held-out classes after each epoch
+    report: str | None = None  # None: OUT with .eval.json (and .eval.png next to it)
+
+    def validate(self) -> "TrainConfig":
+        if self.loss not in LOSSES:
+            raise TrainingConfigError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.miner not in MINERS:
+            raise TrainingConfigError(f"unknown miner {self.miner!r}: choose one of {', '.join(MINERS)}")
+        positive = {"epochs": self.epochs, "embedding_dim": self.embedding_dim, "checkpoint_every": self.checkpoint_every}
+        for name, value in positive.items():
+            if value < 1:
+                raise TrainingConfigError(f"{name} must be at least 1, got {value}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise TrainingConfigError(f"steps per epoch must be at least 1, got {self.steps_per_epoch}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise TrainingConfigError("lr must be positive; weight decay and grad clip non-negative")
+        if not 0 <= self.warmup_fraction < 1:
+            raise TrainingConfigError(f"warm-up fraction must be in [0, 1), got {self.warmup_fraction}")
+        if not 0 <= self.val_fraction < 1:
+            raise TrainingConfigError(f"val fraction must be in [0, 1), got {self.val_fraction}")
+        if self.cross_batch_negatives < 0 or (self.refresh_every is not None and self.refresh_every < 1):
+            raise TrainingConfigError("cross-batch negatives must be >= 0 and refresh-every >= 1")
+        return self
+
+    @property
+    def checkpoint_path(self) -> str:
+        return self.checkpoint or self.out + ".ckpt"
+
+    @property
+    def report_paths(self) -> tuple[str, str]:
+        """(JSON, PNG) of the held-out evaluation."""
+        json_path = self.report or os.path.splitext(self.out)[0] + ".eval.json"
+        return json_path, os.path.splitext(json_path)[0] + ".png"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["val_classes"] = list(self.val_classes)
+        return d
+
+    def resume_key(self) -> dict:
+        d = self.to_dict()
+        return {k: d[k] for k in RESUME_MUST_MATCH}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,210 @@
+"""``vsearch faces ...``: enroll, list, remove, verify, identify, cluster, name, calibrate.
+
+Exit codes: 0 success (for ``verify``: a match), 1 ``verify`` found no match, 2 an error (no face
+in the probe, unknown name, bad file, ...). Scores are cosine similarities, higher = more alike.
+"""
+from __future__ import annotations
+
+import json
+from typing import Annotated, List, Optional
+
+import typer
+
+from vsearch.commands.common import DbOpt, DbUrlOpt, DeviceOpt, console, err_console, handle_errors, resolve_device
+from vsearch.errors import VSearchError
+
+faces_app = typer.Typer(help="Faces: enroll people, verify (face unlock), identify, cluster, calibrate.",
+                        no_args_is_help=True)
+
+DetectorOpt = Annotated[str, typer.Option("--detector", help="hog (dlib, default) | cnn (dlib MMOD, slow) | haar (OpenCV).")]
+EmbedderOpt = Annotated[Optional[str], typer.Option(
+    "--embedder", help="dlib (default) | trained:MODEL.pt. A catalog keeps the embedder it was filled with.")]
+
+
+def _service(db, db_url, detector="hog", embedder=None, device="cpu", create=False):
+    import vsearch
+    from vsearch.catalog import Catalog
+    from vsearch.faces.service import FaceService
+
+    catalog = Catalog(db or vsearch.default_db_dir(), url=db_url, create=create)
+    return FaceService(catalog, detector=detector, embedder=embedder, device=resolve_device(device))
+
+
+def _fmt_far(far) -> str:
+    return "n/a (not calibrated)" if far is None else f"{far:.3g}"
+
+
+@faces_app.command()
+@handle_errors
+def enroll(
+    name: Annotated[str, typer.Argument(help="The person's name.")],
+    images: Annotated[List[str], typer.Argument(help="Photos showing exactly one face each.")],
+    db: DbOpt = None, db_url: DbUrlOpt = None, detector: DetectorOpt = "hog", embedder: EmbedderOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Enroll NAME from photos (one template per photo; only embeddings are stored, never photos)."""
+    svc = _service(db, db_url, detector, embedder, device, create=True)
+    try:
+        res = svc.enroll(name, images)
+    finally:
+        svc.catalog.close()
+    console.print(f"{'enrolled' if res.created else 'added to'} {res.name}: {res.added} template(s), "
+                  f"{res.templates} in all", highlight=False)
+
+
+@faces_app.command("list")
+@handle_errors
+def list_people(db: DbOpt = None, db_url: DbUrlOpt = None,
+                as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Enrolled people and how many templates each has."""
+    svc = _service(db, db_url)
+    people = svc.people()
+    if as_json:
+        print(json.dumps([{"name": p.name, "templates": p.templates, "faces_in_collection": p.faces_in_collection}
+                          for p in people], ensure_ascii=False))
+        return
+    if not people:
+        console.print("nobody enrolled yet (vsearch faces enroll NAME PHOTO...)")
+    for p in people:
+        console.print(f"{p.name}\t{p.templates} template(s)"
+                      + (f"\t{p.faces_in_collection} face(s) in the collection" if p.faces_in_collection else ""),
+                      highlight=False)
+    console.print(f"threshold {svc.threshold:.3f} ({'calibrated' if svc.calibration() else 'default'})",
+                  highlight=False, style="dim")
+
+
+@faces_app.command()
+@handle_errors
+def remove(name: Annotated[str, typer.Argument(help="An enrolled name.")], db: DbOpt = None,
+           db_url: DbUrlOpt = None) -> None:
+    """Delete NAME and their templates (database and index)."""
+    svc = _service(db, db_url)
+    try:
+        n = svc.remove(name)
+    finally:
+        svc.catalog.close()
+    console.print(f"removed {name} ({n} template(s))", highlight=False)
+
+
+@faces_app.command()
+def verify(
+    name: Annotated[str, typer.Argument(help="An enrolled name.")],
+    probe: Annotated[str, typer.Argument(help="Photo to check (the largest face is used).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print {match, score, threshold, far_estimate, face_box, latency_ms}.")] = False,
+    db: DbOpt = None, db_url: DbUrlOpt = None, detector: DetectorOpt = "hog", device: DeviceOpt = "cpu",
+) -> None:
+    """Is the face in PROBE the enrolled NAME? Exit 0: match, 1: no match, 2: error (no face, unknown name)."""
+    try:
+        svc = _service(db, db_url, detector, device=device)
+        res = svc.verify(name, probe)
+    except Exception as exc:  # noqa: BLE001 - exit 1 must only ever mean "not this person"
+        message = str(exc) if isinstance(exc, VSearchError) else f"{type(exc).__name__}: {exc}"
+        if as_json:  # scripts reading stdout get the reason too
+            print(json.dumps({"error": message}, ensure_ascii=False))
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(res.to_json()))
+    else:
+        verdict = "[green]MATCH[/]" if res.match else "[red]NO MATCH[/]"
+        console.print(f"{verdict} {name}: score {res.score:.3f} (threshold {res.threshold:.3f}), "
+                      f"FAR estimate {_fmt_far(res.far_estimate)}, {res.latency_ms:.0f} ms"
+                      + (f" — largest of {res.faces_in_probe} faces used" if res.faces_in_probe > 1 else ""),
+                      highlight=False)
+    raise typer.Exit(0 if res.match else 1)
+
+
+@faces_app.command()
+@handle_errors
+def identify(
+    probe: Annotated[str, typer.Argument(help="Photo with one or more faces.")],
+    k: Annotated[int, typer.Option("-k", min=1, help="Candidates per face.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    db: DbOpt = None, db_url: DbUrlOpt = None, detector: DetectorOpt = "hog", device: DeviceOpt = "cpu",
+) -> None:
+    """Who is in PROBE? The best enrolled people per face; "unknown" below the threshold."""
+    svc = _service(db, db_url, detector, device=device)
+    found = svc.identify(probe, k=k)
+    if as_json:
+        print(json.dumps([{"face_box": f.face_box, "name": f.name, "score": f.score,
+                           "candidates": [{"name": c.name, "score": round(c.score, 6)} for c in f.candidates]}
+                          for f in found], ensure_ascii=False))
+        return
+    for i, f in enumerate(found, 1):
+        cands = ", ".join(f"{c.name} {c.score:.3f}" for c in f.candidates) or "nobody enrolled"
+        console.print(f"face {i} {f.face_box}: [bold]{f.name}[/]  ({cands}; threshold {svc.threshold:.3f})",
+                      highlight=False)
+
+
+@faces_app.command()
+@handle_errors
+def cluster(
+    min_size: Annotated[int, typer.Option("--min-size", min=1, help="Smallest group reported as a person.")] = 2,
+    db: DbOpt = None, db_url: DbUrlOpt = None,
+) -> None:
+    """Group the collection's unnamed faces into people (needs `vsearch index --faces`)."""
+    svc = _service(db, db_url)
+    groups = svc.cluster(min_size=min_size)
+    if not groups:
+        console.print("no groups found (index photos with --faces first, or lower --min-size)")
+    for g in groups:
+        console.print(f"cluster {g.cluster}: {g.size} face(s), e.g. {', '.join(g.photos)}", highlight=False)
+    if groups:
+        console.print("name one with: vsearch faces name CLUSTER NAME", style="dim")
+
+
+@faces_app.command("name")
+@handle_errors
+def name_cluster(
+    cluster_id: Annotated[int, typer.Argument(metavar="CLUSTER", help="A number from `vsearch faces cluster`.")],
+    name: Annotated[str, typer.Argument(help="Who they are.")],
+    db: DbOpt = None, db_url: DbUrlOpt = None,
+) -> None:
+    """Enroll the faces of a cluster as NAME."""
+    svc = _service(db, db_url)
+    try:
+        res = svc.name_cluster(cluster_id, name)
+    finally:
+        svc.catalog.close()
+    console.print(f"{'enrolled' if res.created else 'added to'} {res.name}: {res.added} template(s) from "
+                  f"cluster {cluster_id}, {res.templates} in all", highlight=False)
+
+
+@faces_app.command()
+@handle_errors
+def calibrate(
+    folder: Annotated[str, typer.Argument(help="One sub-folder of photos per identity.")],
+    target_far: Annotated[float, typer.Option("--target-far", help="False accept rate the stored threshold aims at.")] = 1e-3,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="ROC plot PNG path.")] = "faces_roc.png",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; keep the stored threshold.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    db: DbOpt = None, db_url: DbUrlOpt = None, detector: DetectorOpt = "hog", embedder: EmbedderOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Measure verification on FOLDER (all genuine and impostor pairs) and store the threshold for --target-far."""
+    svc = _service(db, db_url, detector, embedder, device, create=True)
+    try:
+        rep = svc.calibrate(folder, target_far=target_far, plot=plot, store=not dry_run)
+    finally:
+        svc.catalog.close()
+    if as_json:
+        print(json.dumps(rep.summary()))
+        return
+    console.print(f"{rep.images} photos of {rep.identities} identities: {rep.n_genuine} genuine and "
+                  f"{rep.n_impostor} impostor pairs", highlight=False)
+    console.print(f"ROC AUC {rep.auc:.4f}   EER {rep.eer:.2%} (at score {rep.eer_threshold:.3f})", highlight=False)
+    for t in rep.tar_at:
+        console.print(f"TAR at FAR {t.target_far:g}: " + (f"{t.tar:.2%} (threshold {t.threshold:.3f})" if t.resolved
+                      else f"n/a (needs {int(round(1 / t.target_far))}+ impostor pairs)"), highlight=False)
+    console.print(f"threshold for FAR {rep.target_far:g}: [bold]{rep.threshold:.3f}[/] ({rep.method})"
+                  + (" — not stored (--dry-run)" if dry_run else " — stored in the catalog"), highlight=False)
+    if rep.method != "empirical":
+        err_console.print(f"[yellow]note:[/] {rep.n_impostor} impostor pairs cannot measure a FAR of "
+                          f"{rep.target_far:g}; the threshold extrapolates the impostor scores' normal fit. "
+                          "Calibrate on more identities for a measured figure.", highlight=False)
+    for path, reason in rep.skipped:
+        err_console.print(f"  skipped {path}: {reason}", highlight=False)
+    if rep.several:
+        err_console.print(f"  {len(rep.several)} photo(s) had several faces; the largest was used", highlight=False)
+    if plot:
+        console.print(f"wrote {plot}", highlight=False)

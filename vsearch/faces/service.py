@@ -1,0 +1,450 @@
+"""Faces over a catalog: enroll, verify (1:1), identify (1:N), find photos of a person, cluster,
+name clusters, calibrate. The CLI (and a server) are thin adapters over :class:`FaceService`.
+
+Scores are cosine similarities of unit-length embeddings (FAISS inner products), in [-1, 1],
+higher = more alike; a pair is the same person when ``score >= threshold``. The threshold is the
+calibrated one (``vsearch faces calibrate``) when the catalog holds a calibration for the
+embedder in use, else the embedder's default (for dlib: its customary 0.6 Euclidean distance,
+which is a cosine of 0.907, see :mod:`vsearch.faces.embedders`).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from vsearch.catalog import Catalog, SearchHit
+from vsearch.errors import ModelMismatchError, QueryError, VSearchError
+from vsearch.faces.calibrate import CalibrationReport, calibrate_faces, embed_folder, plot_roc
+from vsearch.faces.cluster import cluster_faces
+from vsearch.faces.errors import MultipleFacesError, NoFaceError, UnknownPersonError
+from vsearch.faces.metrics import ImpostorModel
+from vsearch.faces.pipeline import ENROLL_CONFIG, FacePipeline, ImageSource, load_pipeline
+from vsearch.faces.schema import ENROLLED_SPACE, FACE_SPACE, Face, Person, Template, ensure_face_tables
+from vsearch.faces.types import FaceResult
+from vsearch.schema import Media, Vector
+
+CALIBRATION_KEY = "faces.calibration"
+MAX_CLUSTER_TEMPLATES = 50  # templates kept when a cluster becomes a person (the most central)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    match: bool
+    score: float
+    threshold: float
+    far_estimate: float | None  # None until the catalog is calibrated for this embedder
+    face_box: list[float]  # (left, top, right, bottom), original pixels of the probe
+    latency_ms: float
+    faces_in_probe: int = 1
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """The documented keys (also what `vsearch faces verify --json` prints)."""
+        return {"match": self.match, "score": round(self.score, 6), "threshold": round(self.threshold, 6),
+                "far_estimate": None if self.far_estimate is None else float(f"{self.far_estimate:.6g}"),
+                "face_box": self.face_box, "latency_ms": round(self.latency_ms, 2),
+                "faces_in_probe": self.faces_in_probe}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Identification:
+    """One face of a probe: the best enrolled people, and the answer (a name or "unknown")."""
+
+    face_box: list[float]
+    name: str
+    score: float | None
+    candidates: list[Candidate]
+
+
+@dataclass(frozen=True)
+class PersonInfo:
+    name: str
+    templates: int
+    created_at: float
+    faces_in_collection: int
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    cluster: int
+    size: int
+    photos: list[str]  # a few example paths
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    name: str
+    added: int
+    templates: int
+    created: bool
+
+
+class FaceService:
+    """Face operations on one catalog with one loaded :class:`FacePipeline`."""
+
+    def __init__(self, catalog: Catalog, pipeline: FacePipeline | None = None, detector: str = "hog",
+                 embedder: str | None = None, device: str = "cpu"):
+        ensure_face_tables(catalog)
+        self.catalog = catalog
+        recorded = recorded_embedder(catalog)
+        if pipeline is None:
+            if recorded and embedder and _canonical_embedder(embedder) != recorded:
+                raise ModelMismatchError(
+                    f"this catalog's faces were embedded with {recorded}; it cannot be used with "
+                    f"--embedder {embedder}. Leave --embedder out, or use another --db")
+            pipeline = load_pipeline(detector, recorded or embedder or "dlib", device)
+        elif recorded and pipeline.embedder.name != recorded:
+            raise ModelMismatchError(f"this catalog's faces were embedded with {recorded}, "
+                                     f"not {pipeline.embedder.name}")
+        self.pipeline = pipeline
+        self._calibration_raw: str | None = None
+        self._calibration: dict | None = None
+
+    # -- threshold and calibration ---------------------------------------------------------------
+    def calibration(self) -> dict | None:
+        """The stored calibration if it was made with this embedder (re-read when it changes)."""
+        raw = self.catalog.get_meta(CALIBRATION_KEY)
+        if raw != self._calibration_raw:
+            self._calibration_raw = raw
+            cal = json.loads(raw) if raw else None
+            if cal is not None:
+                cal["_impostors"] = ImpostorModel.from_json(cal["impostors"])
+            self._calibration = cal
+        cal = self._calibration
+        return cal if cal is not None and cal.get("embedder") == self.pipeline.embedder.name else None
+
+    @property
+    def threshold(self) -> float:
+        cal = self.calibration()
+        return float(cal["threshold"]) if cal else float(self.pipeline.embedder.default_threshold)
+
+    def far_estimate(self, score: float) -> float | None:
+        cal = self.calibration()
+        return cal["_impostors"].far(score) if cal else None
+
+    def calibrate(self, folder: str, target_far: float = 1e-3, plot: str | None = None,
+                  store: bool = True) -> CalibrationReport:
+        """Score all pairs of a folder-per-identity set; store the threshold for ``target_far``."""
+        if not 0 < target_far < 1:
+            raise VSearchError("--target-far must be between 0 and 1")
+        faces = embed_folder(_ConfiguredPipeline(self.pipeline), folder)
+        report = calibrate_faces(faces, target_far)
+        if plot:
+            plot_roc(report, plot, title=f"{self.pipeline.embedder.name} on {folder}")
+        if store:
+            summary = report.summary()
+            summary.update(embedder=self.pipeline.embedder.name, detector=self.pipeline.detector.name,
+                           folder=folder, calibrated_at=time.time(),
+                           impostors=report.impostor_model.to_json())
+            self.catalog.set_meta(CALIBRATION_KEY, json.dumps(summary))
+        return report
+
+    # -- probes ----------------------------------------------------------------------------------
+    def _analyze_probe(self, source: ImageSource) -> FaceResult:
+        result = self.pipeline.analyze(source)
+        if not result.faces:
+            if result.too_small:
+                raise NoFaceError(
+                    f"the probe's face is too small: {result.too_small} face(s) found, all under "
+                    f"{self.pipeline.config.min_face} px; move closer or use a larger image")
+            raise NoFaceError(
+                f"no face found in the probe (the detector finds frontal and slightly turned faces at least "
+                f"about {result.min_detectable:.0f} px wide in this image; profile views are not found)")
+        return result
+
+    # -- enrollment ------------------------------------------------------------------------------
+    def enroll(self, name: str, sources: Sequence[ImageSource], labels: Sequence[str] | None = None) -> EnrollResult:
+        """Add one template per image to ``name`` (creating the person). Every image must show
+        exactly one usable face; otherwise nothing at all is stored. Only embeddings are kept."""
+        name = _check_name(name)
+        if not sources:
+            raise QueryError("give at least one image to enroll")
+        labels = list(labels) if labels is not None else [s if isinstance(s, str) else f"image {i + 1}"
+                                                          for i, s in enumerate(sources)]
+        vectors = []
+        for source, label in zip(sources, labels):
+            result = self.pipeline.analyze(source, ENROLL_CONFIG)
+            if len(result.faces) > 1:
+                raise MultipleFacesError(
+                    f"{label}: {len(result.faces)} faces found; an enrollment photo must show only the "
+                    "person being enrolled (crop it, or use another photo). Nothing was enrolled")
+            if not result.faces:
+                why = (f"its face is under {self.pipeline.config.min_face} px" if result.too_small
+                       else "no face found")
+                raise NoFaceError(f"{label}: {why}; an enrollment photo must show one clear, frontal face. "
+                                  "Nothing was enrolled")
+            vectors.append(result.faces[0].embedding)
+        return self._add_templates(name, np.stack(vectors), source="enroll")
+
+    def _bind(self, space: str) -> None:
+        emb = self.pipeline.embedder
+        self.catalog.bind_space(space, emb.name, emb.dim)
+
+    def _add_templates(self, name: str, vectors: np.ndarray, source: str,
+                       face_ids: Sequence[int] = ()) -> EnrollResult:
+        self._bind(ENROLLED_SPACE)
+        outcome = {}
+
+        def write(session: Session, _media_ids):
+            person = session.scalars(select(Person).where(Person.name == name)).first()
+            outcome["created"] = person is None
+            if person is None:
+                person = Person(name=name, created_at=time.time())
+                session.add(person)
+                session.flush()
+            ids = self.catalog.new_vector_rows(session, ENROLLED_SPACE, vectors, [None] * len(vectors))
+            session.add_all([Template(vector_id=i, person_id=person.id, source=source) for i in ids])
+            if face_ids:
+                session.execute(update(Face).where(Face.id.in_(list(face_ids)))
+                                .values(person_id=person.id, cluster=None))
+            session.flush()
+            outcome["templates"] = session.scalar(
+                select(func.count()).select_from(Template).where(Template.person_id == person.id))
+            return [(ENROLLED_SPACE, vectors, ids)]
+
+        # Catalog.attach: our rows and the vectors in one transaction, then the index follows
+        self.catalog.attach([], write)
+        self.catalog.save()
+        return EnrollResult(name, len(vectors), int(outcome["templates"]), bool(outcome["created"]))
+
+    def people(self) -> list[PersonInfo]:
+        with Session(self.catalog.engine) as s:
+            counts = dict(s.execute(select(Template.person_id, func.count()).group_by(Template.person_id)).all())
+            in_photos = dict(s.execute(select(Face.person_id, func.count()).where(Face.person_id.is_not(None))
+                                       .group_by(Face.person_id)).all())
+            return [PersonInfo(p.name, int(counts.get(p.id, 0)), p.created_at, int(in_photos.get(p.id, 0)))
+                    for p in s.scalars(select(Person).order_by(Person.name))]
+
+    def remove(self, name: str) -> int:
+        """Delete a person and their templates from SQL and the index. Returns templates removed."""
+        with Session(self.catalog.engine) as s:
+            person = s.scalars(select(Person).where(Person.name == name)).first()
+            if person is None:
+                raise UnknownPersonError(f"{name!r} is not enrolled (see `vsearch faces list`)")
+            person_id = person.id
+            vector_ids = list(s.scalars(select(Template.vector_id).where(Template.person_id == person_id)))
+        # vectors first (their template rows cascade); a crash in between leaves a person with
+        # no templates, which verify refuses and a second `remove` deletes
+        if vector_ids:
+            # loaded first: Catalog.remove_vectors only edits indexes in memory, and save() writes
+            # only those, so removing from an unloaded space would leave its file stale
+            self.catalog.index(ENROLLED_SPACE)
+            self.catalog.remove_vectors(ENROLLED_SPACE, vector_ids)
+        with Session(self.catalog.engine) as s, s.begin():
+            s.execute(delete(Person).where(Person.id == person_id))
+        self.catalog.save()
+        return len(vector_ids)
+
+    def templates(self, name: str) -> np.ndarray:
+        """(T, D) template embeddings of an enrolled person."""
+        with Session(self.catalog.engine) as s:
+            person_id = s.scalar(select(Person.id).where(Person.name == name))
+            if person_id is None:
+                raise UnknownPersonError(f"{name!r} is not enrolled (see `vsearch faces list`)")
+            blobs = list(s.scalars(select(Vector.embedding).join(Template, Template.vector_id == Vector.id)
+                                   .where(Template.person_id == person_id)))
+        if not blobs:
+            raise UnknownPersonError(f"{name!r} has no templates left; enroll again")
+        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
+
+    # -- 1:1 -------------------------------------------------------------------------------------
+    def verify(self, name: str, probe: ImageSource) -> VerifyResult:
+        """Is the (largest) face of ``probe`` the enrolled person ``name``? The score is the best
+        cosine similarity over the person's templates."""
+        t0 = time.perf_counter()
+        templates = self.templates(name)  # unknown names fail before any model work
+        lookup_ms = (time.perf_counter() - t0) * 1000
+        result = self._analyze_probe(probe)
+        face = result.faces[0]
+        t = time.perf_counter()
+        score = float(np.max(templates @ face.embedding))
+        threshold = self.threshold
+        far = self.far_estimate(score)
+        # "compare": reading the templates, scoring, threshold and FAR look-up
+        compare_ms = lookup_ms + (time.perf_counter() - t) * 1000
+        latency = (time.perf_counter() - t0) * 1000
+        return VerifyResult(score >= threshold, score, threshold, far, face.box_list(), latency,
+                            len(result.faces), {**result.timings_ms, "compare": compare_ms})
+
+    # -- 1:N -------------------------------------------------------------------------------------
+    def identify(self, probe: ImageSource, k: int = 3) -> list[Identification]:
+        """For every face of the probe (largest first): the ``k`` best enrolled people and the
+        answer, which is "unknown" when even the best scores below the threshold."""
+        if k < 1:
+            raise QueryError("-k must be at least 1")
+        result = self._analyze_probe(probe)
+        threshold = self.threshold
+        if self.catalog.space_model(ENROLLED_SPACE) is None:
+            return [Identification(f.box_list(), "unknown", None, []) for f in result.faces]
+        queries = np.stack([f.embedding for f in result.faces])
+        index = self.catalog.index(ENROLLED_SPACE)
+        # several templates per person (up to 50 from a named cluster): score all of them while
+        # that is cheap, else enough neighbours to rank k distinct people in practice
+        fetch = len(index) if len(index) <= 4096 else max(256, 64 * k)
+        scores, ids = index.search(queries, fetch)
+        owner = self._template_owners({int(i) for i in ids.ravel() if i >= 0})
+        out = []
+        for face, row_scores, row_ids in zip(result.faces, scores, ids):
+            best: dict[str, float] = {}
+            for sc, vid in zip(row_scores, row_ids):
+                name = owner.get(int(vid))
+                if name is not None and name not in best:
+                    best[name] = float(sc)  # results are sorted: the first is the person's best
+            cands = [Candidate(n, s) for n, s in sorted(best.items(), key=lambda kv: -kv[1])[:k]]
+            top = cands[0] if cands else None
+            answer = top.name if top is not None and top.score >= threshold else "unknown"
+            out.append(Identification(face.box_list(), answer, top.score if top else None, cands))
+        return out
+
+    def _template_owners(self, vector_ids: set[int]) -> dict[int, str]:
+        if not vector_ids:
+            return {}
+        with Session(self.catalog.engine) as s:
+            rows = s.execute(select(Template.vector_id, Person.name).join(Person, Person.id == Template.person_id)
+                             .where(Template.vector_id.in_(sorted(vector_ids))))
+            return {int(v): n for v, n in rows}
+
+    def search_photos(self, probe: ImageSource, k: int = 10) -> list[SearchHit]:
+        """Photos of the collection with a face matching the probe's (largest) face, best first.
+        Needs `vsearch index --faces`."""
+        if k < 1:
+            raise QueryError("-k must be at least 1")
+        face = self._analyze_probe(probe).faces[0]
+        if self.catalog.space_model(FACE_SPACE) is None:
+            raise VSearchError("no faces in this catalog yet: run `vsearch index PATH --faces` first")
+        index = self.catalog.index(FACE_SPACE)
+        threshold = self.threshold
+        fetch = 4 * k
+        while True:
+            scores, ids = index.search(face.embedding[None, :], fetch)
+            keep = scores[0] >= threshold
+            exhausted = len(ids[0]) < fetch or not keep[-1]
+            best = self._best_photo_per_face(ids[0][keep], scores[0][keep])
+            if len(best) >= k or exhausted:
+                break
+            fetch *= 4
+        hits = sorted(best.values(), key=lambda h: -h[1])[:k]
+        return [SearchHit(mid, path, score, rank, vid) for rank, (mid, score, path, vid) in enumerate(hits, 1)]
+
+    def _best_photo_per_face(self, ids: np.ndarray, scores: np.ndarray) -> dict[int, tuple]:
+        wanted = [int(i) for i in ids]
+        if not wanted:
+            return {}
+        with Session(self.catalog.engine) as s:
+            where = {}
+            for start in range(0, len(wanted), 900):
+                chunk = wanted[start:start + 900]
+                for vid, mid, path in s.execute(select(Vector.id, Media.id, Media.path)
+                                                .join(Media, Media.id == Vector.media_id).where(Vector.id.in_(chunk))):
+                    where[int(vid)] = (int(mid), path)
+        best: dict[int, tuple] = {}
+        for vid, score in zip(wanted, scores):
+            if vid in where:
+                mid, path = where[vid]
+                if mid not in best or best[mid][1] < score:
+                    best[mid] = (mid, float(score), path, vid)
+        return best
+
+    # -- clustering ------------------------------------------------------------------------------
+    def cluster(self, min_size: int = 2, threshold: float | None = None) -> list[ClusterInfo]:
+        """Group the collection's unlabelled faces into people (numbered 1, 2, ... by size) and
+        store the grouping on the faces; faces in no group of ``min_size`` get none."""
+        threshold = self.threshold if threshold is None else threshold
+        with Session(self.catalog.engine) as s:
+            rows = s.execute(select(Face.id, Face.media_id, Vector.embedding)
+                             .join(Vector, Vector.id == Face.vector_id).where(Face.person_id.is_(None))
+                             .order_by(Face.id)).all()
+        face_ids = [r[0] for r in rows]
+        emb = (np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+               if rows else np.zeros((0, 1), np.float32))
+        labels = cluster_faces(emb, [r[1] for r in rows], threshold, min_size=min_size)
+        with Session(self.catalog.engine) as s, s.begin():
+            s.execute(update(Face).values(cluster=None))
+            by_label: dict[int, list[int]] = {}
+            for fid, lab in zip(face_ids, labels):
+                if lab >= 0:
+                    by_label.setdefault(int(lab) + 1, []).append(fid)
+            for cid, fids in by_label.items():
+                for start in range(0, len(fids), 900):
+                    s.execute(update(Face).where(Face.id.in_(fids[start:start + 900])).values(cluster=cid))
+        return self.clusters()
+
+    def clusters(self, examples: int = 3) -> list[ClusterInfo]:
+        with Session(self.catalog.engine) as s:
+            rows = s.execute(select(Face.cluster, Media.path).join(Media, Media.id == Face.media_id)
+                             .where(Face.cluster.is_not(None)).order_by(Face.cluster, Face.id)).all()
+        out: dict[int, list[str]] = {}
+        for cid, path in rows:
+            out.setdefault(int(cid), []).append(path)
+        return [ClusterInfo(cid, len(paths), sorted(set(paths))[:examples]) for cid, paths in sorted(out.items())]
+
+    def name_cluster(self, cluster: int, name: str) -> EnrollResult:
+        """Enroll the faces of a cluster as ``name`` (up to the 50 most central as templates) and
+        mark them as that person so later clustering leaves them out."""
+        name = _check_name(name)
+        with Session(self.catalog.engine) as s:
+            rows = s.execute(select(Face.id, Vector.embedding).join(Vector, Vector.id == Face.vector_id)
+                             .where(Face.cluster == cluster, Face.person_id.is_(None))).all()
+        if not rows:
+            raise VSearchError(f"no cluster {cluster} (run `vsearch faces cluster` and pick a number it lists)")
+        emb = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        centre = emb.mean(axis=0)
+        central = np.argsort(-(emb @ centre))[:MAX_CLUSTER_TEMPLATES]
+        return self._add_templates(name, np.ascontiguousarray(emb[central]), source=f"cluster:{cluster}",
+                                   face_ids=[r[0] for r in rows])
+
+
+def photos_with_face(catalog: Catalog, probe: ImageSource, k: int = 10, device: str = "cpu") -> list[SearchHit]:
+    """`vsearch search --face PROBE`: photos of the collection showing the probe's person."""
+    return FaceService(catalog, device=device).search_photos(probe, k=k)
+
+
+class _ConfiguredPipeline:
+    """The service's pipeline with the enrollment settings, for calibration folders."""
+
+    def __init__(self, pipeline: FacePipeline):
+        self._pipeline = pipeline
+        self.embedder = pipeline.embedder
+
+    def analyze(self, source):
+        return self._pipeline.analyze(source, ENROLL_CONFIG)
+
+
+def _check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise QueryError("a person's name cannot be empty")
+    if len(name) > 256:
+        raise QueryError("a person's name is limited to 256 characters")
+    return name
+
+
+def _canonical_embedder(spec: str) -> str:
+    from vsearch.faces.embedders import DLIB_RESNET
+
+    if spec in ("dlib", "dlib-native", DLIB_RESNET):
+        return DLIB_RESNET
+    from vsearch.encoders import canonical_spec
+
+    return canonical_spec(spec)
+
+
+def recorded_embedder(catalog: Catalog) -> str | None:
+    """The embedder that filled this catalog's face spaces, if any."""
+    for space in (FACE_SPACE, ENROLLED_SPACE):
+        rec = catalog.space_model(space)
+        if rec:
+            return rec[0]
+    return None

@@ -1,0 +1,258 @@
+"""Detection metrics: IoU, NMS, Pascal VOC average precision and mAP.
+
+IoU and suppression are ``torchvision.ops`` (``box_iou``, ``nms``, ``batched_nms``); this module
+adapts them to numpy and adds the VOC evaluation protocol:
+
+* Detections of a class are taken in decreasing score order. Each is matched to the unmatched
+  ground-truth box of the same class in the same image with the highest IoU; IoU ≥ the threshold
+  (0.5 for mAP@0.5) makes it a true positive, otherwise (or if that box is already taken) a false
+  positive. Matching a box marked *difficult* counts as neither, and difficult boxes do not count
+  towards recall (the VOC devkit's rules).
+* AP summarises the precision/recall curve: **11-point** (VOC2007) averages the best precision at
+  recall ≥ 0, 0.1, …, 1; **all-point** (VOC2010 on) is the area under the curve after making
+  precision monotonically decreasing.
+* Boxes are continuous ``[x1, y1, x2, y2]`` (width = x2 - x1), torchvision's convention; the VOC
+  devkit's integer-pixel "+1" is not used.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+import torch
+
+from vsearch.regions.base import RegionError
+
+APMethod = Literal["all", "11pt"]
+
+
+def _ops():
+    from torchvision import ops  # imported on use: the CLI loads this module for every command
+
+    return ops
+
+
+def _t(boxes) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+
+
+def box_iou(a, b) -> np.ndarray:
+    """``(N, M)`` IoU between two sets of ``[x1, y1, x2, y2]`` boxes."""
+    return _ops().box_iou(_t(a), _t(b)).numpy()
+
+
+def nms(boxes, scores, iou_threshold: float) -> np.ndarray:
+    """Indices of the boxes kept by non-maximum suppression, best score first."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    return _ops().nms(_t(boxes), torch.as_tensor(np.asarray(scores, np.float32)), iou_threshold).numpy()
+
+
+def batched_nms(boxes, scores, labels: Sequence, iou_threshold: float) -> np.ndarray:
+    """NMS within each label only (boxes of different classes never suppress each other)."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    _, idx = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
+    keep = _ops().batched_nms(_t(boxes), torch.as_tensor(np.asarray(scores, np.float32)),
+                           torch.as_tensor(idx.reshape(-1), dtype=torch.int64), iou_threshold)
+    return keep.numpy()
+
+
+# -- average precision -------------------------------------------------------------------------------
+def average_precision(recall: Sequence[float], precision: Sequence[float], method: APMethod = "all") -> float:
+    """AP from a precision/recall curve given point by point in detection order."""
+    rec = np.asarray(recall, dtype=np.float64)
+    prec = np.asarray(precision, dtype=np.float64)
+    if rec.shape != prec.shape:
+        raise ValueError("recall and precision must have the same length")
+    if method == "11pt":
+        points = []
+        for t in np.linspace(0.0, 1.0, 11):
+            above = prec[rec >= t - 1e-12]
+            points.append(above.max() if above.size else 0.0)
+        return float(np.mean(points))
+    if method == "all":
+        mrec = np.concatenate([[0.0], rec, [1.0]])
+        mpre = np.concatenate([[0.0], prec, [0.0]])
+        mpre = np.maximum.accumulate(mpre[::-1])[::-1]  # the precision envelope
+        steps = np.flatnonzero(mrec[1:] != mrec[:-1])
+        return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+    raise ValueError(f"unknown AP method {method!r} (use 'all' or '11pt')")
+
+
+@dataclass(frozen=True)
+class GroundTruthBox:
+    image: str
+    label: str
+    box: tuple[float, float, float, float]
+    difficult: bool = False
+
+
+@dataclass(frozen=True)
+class DetectedBox:
+    image: str
+    label: str
+    box: tuple[float, float, float, float]
+    score: float
+
+
+@dataclass(frozen=True)
+class ClassAP:
+    label: str
+    ap: float | None  # None: no (non-difficult) ground truth for this class, so AP is undefined
+    n_ground_truth: int
+    n_detections: int
+    true_positives: int
+    recall: float | None
+
+
+@dataclass(frozen=True)
+class DetectionEval:
+    per_class: tuple[ClassAP, ...]
+    iou_threshold: float
+    method: APMethod
+
+    @property
+    def mean_ap(self) -> float:
+        """Mean of the per-class APs over classes that have ground truth (NaN if none has)."""
+        aps = [c.ap for c in self.per_class if c.ap is not None]
+        return float(np.mean(aps)) if aps else math.nan
+
+
+def match_detections(detections: Sequence[DetectedBox], ground_truth: Sequence[GroundTruthBox],
+                     iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
+    """VOC matching for ONE class: ``(tp, fp, n_positives)`` with ``tp``/``fp`` 0/1 per detection
+    in decreasing score order (ties keep input order)."""
+    order = sorted(range(len(detections)), key=lambda i: -detections[i].score)
+    dets = [detections[i] for i in order]
+    gt_by_image: dict[str, list[GroundTruthBox]] = defaultdict(list)
+    for g in ground_truth:
+        gt_by_image[g.image].append(g)
+    n_pos = sum(not g.difficult for g in ground_truth)
+    # IoU of every detection with the boxes of its own image, one box_iou call per image
+    det_rows: dict[str, list[int]] = defaultdict(list)
+    for i, d in enumerate(dets):
+        det_rows[d.image].append(i)
+    ious: dict[int, np.ndarray] = {}
+    for image, rows in det_rows.items():
+        gts = gt_by_image.get(image, [])
+        if gts:
+            m = box_iou([dets[i].box for i in rows], [g.box for g in gts])
+            for r, i in enumerate(rows):
+                ious[i] = m[r]
+    tp = np.zeros(len(dets))
+    fp = np.zeros(len(dets))
+    taken: dict[str, np.ndarray] = {img: np.zeros(len(g), bool) for img, g in gt_by_image.items()}
+    for i, d in enumerate(dets):  # sequential by nature: a box taken by a better detection is gone
+        row = ious.get(i)
+        if row is None or row.size == 0:
+            fp[i] = 1
+            continue
+        j = int(np.argmax(row))
+        if row[j] >= iou_threshold:
+            if gt_by_image[d.image][j].difficult:
+                continue  # neither right nor wrong
+            if not taken[d.image][j]:
+                tp[i], taken[d.image][j] = 1, True
+            else:
+                fp[i] = 1  # a duplicate of a box already found
+        else:
+            fp[i] = 1
+    return tp, fp, n_pos
+
+
+def evaluate_detections(ground_truth: Iterable[GroundTruthBox], detections: Iterable[DetectedBox],
+                        iou_threshold: float = 0.5, method: APMethod = "all") -> DetectionEval:
+    """Per-class AP and mAP (see the module docstring for the protocol)."""
+    gt_by_label: dict[str, list[GroundTruthBox]] = defaultdict(list)
+    det_by_label: dict[str, list[DetectedBox]] = defaultdict(list)
+    for g in ground_truth:
+        gt_by_label[g.label].append(g)
+    for d in detections:
+        det_by_label[d.label].append(d)
+    results = []
+    for label in sorted(set(gt_by_label) | set(det_by_label)):
+        tp, fp, n_pos = match_detections(det_by_label.get(label, []), gt_by_label.get(label, []), iou_threshold)
+        if n_pos == 0:
+            results.append(ClassAP(label, None, 0, len(tp), int(tp.sum()), None))
+            continue
+        ctp, cfp = np.cumsum(tp), np.cumsum(fp)
+        recall = ctp / n_pos
+        precision = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
+        ap = average_precision(recall, precision, method) if len(tp) else 0.0
+        results.append(ClassAP(label, ap, n_pos, len(tp), int(tp.sum()), float(recall[-1]) if len(tp) else 0.0))
+    return DetectionEval(tuple(results), iou_threshold, method)
+
+
+# -- box files ---------------------------------------------------------------------------------------
+def _records(path: str, what: str) -> list[dict]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise RegionError(f"{what} file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise RegionError(f"{what} file {path} is not readable JSON: {exc}") from None
+    if isinstance(data, dict):  # {"boxes": [...]} or `vsearch detect --json` output
+        data = data.get("boxes", data.get("detections"))
+    if not isinstance(data, list):
+        raise RegionError(f"{what} file {path} must hold a JSON list of "
+                          '{"image": ..., "label": ..., "box": [x1, y1, x2, y2]} records')
+    return data
+
+
+def _box(rec: dict, where: str) -> tuple[float, float, float, float]:
+    box = rec.get("box")
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise RegionError(f"{where}: 'box' must be [x1, y1, x2, y2] numbers, got {box!r}") from None
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
+        raise RegionError(f"{where}: box {box!r} is empty or not finite (need x2 > x1 and y2 > y1)")
+    return x1, y1, x2, y2
+
+
+def _image_key(rec: dict, where: str) -> str:
+    image = rec.get("image")
+    if not isinstance(image, str) or not image:
+        raise RegionError(f"{where}: 'image' must be a non-empty string")
+    return image
+
+
+def load_ground_truth(path: str) -> list[GroundTruthBox]:
+    """Ground truth: a JSON list of ``{"image", "label", "box", "difficult"?}``."""
+    out = []
+    for i, rec in enumerate(_records(path, "ground-truth")):
+        where = f"{os.path.basename(path)} record {i}"
+        if not isinstance(rec, dict) or not isinstance(rec.get("label"), str):
+            raise RegionError(f"{where}: needs 'image', 'label' (a string) and 'box'")
+        out.append(GroundTruthBox(_image_key(rec, where), rec["label"], _box(rec, where),
+                                  bool(rec.get("difficult", False))))
+    return out
+
+
+def load_detections(path: str) -> list[DetectedBox]:
+    """Detections: a JSON list of ``{"image", "label", "box", "score"}`` (``vsearch detect --json``
+    writes exactly this)."""
+    out = []
+    for i, rec in enumerate(_records(path, "predictions")):
+        where = f"{os.path.basename(path)} record {i}"
+        if not isinstance(rec, dict) or not isinstance(rec.get("label"), str):
+            raise RegionError(f"{where}: needs 'image', 'label' (a string), 'box' and 'score'")
+        try:
+            score = float(rec["score"])
+        except (KeyError, TypeError, ValueError):
+            raise RegionError(f"{where}: 'score' must be a number") from None
+        if not math.isfinite(score):
+            raise RegionError(f"{where}: 'score' must be finite")
+        out.append(DetectedBox(_image_key(rec, where), rec["label"], _box(rec, where), score))
+    return out
+
+
+__all__ = ["box_iou", "nms", "batched_nms", "average_precision", "match_detections", "evaluate_detections",
+           "GroundTruthBox", "DetectedBox", "ClassAP", "DetectionEval", "load_ground_truth", "load_detections"]

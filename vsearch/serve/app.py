@@ -1,0 +1,284 @@
+"""The FastAPI application: routes, limits, auth and error shapes around :class:`SearchService`.
+
+``create_app`` loads the catalog, the model and the index once; every request then only encodes
+its query and searches. CPU-heavy work (decoding, inference, FAISS, thumbnails) runs in the
+:class:`~vsearch.serve.limits.WorkQueue`'s threads, never on the event loop.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+from fastapi import Depends, FastAPI, File, Form, Path as PathParam, Query, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+import vsearch
+from vsearch.api import parse_weighted
+from vsearch.serve.auth import TOKEN_FILENAME, BearerToken, load_or_create_token
+from vsearch.serve.errors import ApiError, error_response, install_error_handlers
+from vsearch.serve.limits import BodySizeLimit, WorkQueue
+from vsearch.serve.models import ClassifyResult, Health, Hit, SearchResult, error_responses
+from vsearch.serve.service import ServeSettings, SearchService
+
+log = logging.getLogger("vsearch.serve")
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_K = 200
+# The page's own files only: no inline script, nothing from other origins.
+PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
+class HostCheck:
+    """ASGI middleware: refuse requests whose Host header is not one of ``allowed`` (see
+    ``LOOPBACK_HOSTS``: on loopback this stops DNS-rebinding pages from reading the API)."""
+
+    def __init__(self, app, allowed: tuple[str, ...]):
+        self.app, self.allowed = app, {h.lower() for h in allowed}
+
+    @staticmethod
+    def _hostname(value: str) -> str:
+        if value.startswith("["):  # [::1]:8000
+            return value[: value.find("]") + 1] if "]" in value else value
+        return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            host = dict(scope.get("headers", ())).get(b"host", b"").decode("latin-1").strip().lower()
+            if self._hostname(host) not in self.allowed:
+                response = error_response(
+                    400, "bad_host", f"Host {host!r} is not served here: this server answers requests addressed "
+                    f"to {', '.join(sorted(self.allowed))} (start it with --host to serve another name)")
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+class SafetyHeaders:
+    """ASGI middleware: no MIME sniffing, no referrer to other sites, on every response. (A plain
+    ASGI wrapper: Starlette's BaseHTTPMiddleware would hide client disconnects from the routes.)"""
+
+    HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                names = {name.lower() for name, _ in message.get("headers", [])}
+                message = {**message, "headers": list(message.get("headers", []))
+                           + [h for h in self.HEADERS if h[0] not in names]}
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
+def create_app(db: str | os.PathLike | None = None, *, model: str | None = None, db_url: str | None = None,
+               device: str = "cpu", token: str | None = None, token_file: str | None = None,
+               settings: ServeSettings | None = None, faces: bool | None = None,
+               collection: vsearch.Collection | None = None) -> FastAPI:
+    """The service over the catalog in ``db``.
+
+    ``token``: the bearer token for the face endpoints; else read from ``token_file`` (default
+    ``<db>/serve.token``), which is created with mode 0600 on first start. ``faces``: serve the
+    face endpoints (None: when the faces feature and its models are installed; True: or fail).
+    """
+    settings = settings or ServeSettings()
+    collection = collection or vsearch.open(db, model=model, url=db_url, device=device, create=False)
+    service = SearchService(collection, settings)
+    token_path, token_created = None, False
+    if token is None:
+        token_path = token_file or os.path.join(collection.catalog.directory, TOKEN_FILENAME)
+        token, token_created = load_or_create_token(token_path)
+    require_token = Depends(BearerToken(token))
+    queue = WorkQueue(settings.workers, settings.queue_depth)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if app.state.face_pool is not None:  # worker processes end with the server
+            app.state.face_pool.close()
+        # not collection.close(): that saves indexes, and this server never writes the image index
+        collection.catalog.engine.dispose()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="vsearch",
+        version=getattr(vsearch, "__version__", "0"),
+        summary="Visual search and face verification over a vsearch catalog.",
+        description="Search photos by text or example image, classify images zero-shot, and verify faces. "
+                    "Face endpoints need `Authorization: Bearer <token>` (the token file is printed at start). "
+                    "Errors are JSON: `{\"error\": code, \"detail\": message}`.",
+        docs_url=None, redoc_url=None,  # served below from local files: the network may be closed
+    )
+    app.state.service, app.state.queue, app.state.settings = service, queue, settings
+    app.state.token_file, app.state.token_created = token_path, token_created
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    if settings.allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
+    app.add_middleware(SafetyHeaders)
+
+    async def read_upload(upload: UploadFile) -> bytes:
+        data = await upload.read()  # bounded: BodySizeLimit has capped the whole body already
+        if not data:
+            raise ApiError(422, "bad_image", f"the uploaded file {upload.filename or ''!r} is empty")
+        return data
+
+    def hit_json(hit) -> Hit:
+        return Hit(media_id=hit.media_id, path=hit.path, name=os.path.basename(hit.path), score=round(hit.score, 6),
+                   rank=hit.rank, thumbnail=f"/v1/media/{hit.media_id}/thumbnail")
+
+    faces_router = None
+    if faces is not False:
+        from vsearch.serve import faces_routes
+
+        faces_router = faces_routes.build_router(collection, queue, require_token, settings, required=bool(faces))
+        if faces_router is not None:
+            app.include_router(faces_router)
+    app.state.faces = faces_router.face_service if faces_router is not None else None
+    app.state.face_pool = faces_router.face_pool if faces_router is not None else None
+
+    # -- status ----------------------------------------------------------------------------------
+    @app.get("/healthz", response_model=Health, tags=["status"])
+    def healthz() -> Health:
+        """Liveness and load: model, photos in the loaded index, queue occupancy. Not queued, so
+        it answers while the work queue is full."""
+        return Health(status="ok", faces=faces_router is not None, queue=queue.stats(), **service.health())
+
+    # -- search ----------------------------------------------------------------------------------
+    def run_search(parts_fn, k: int, tags, exclude=None) -> tuple[list, int]:
+        query = service.combine(parts_fn())
+        hits = service.search(query, k, tags, exclude_media=exclude)
+        return hits, len(service.reader.current())
+
+    @app.get("/v1/search", response_model=SearchResult, tags=["search"], responses=error_responses(400, 404, 422, 503))
+    async def search_get(
+        request: Request,
+        q: Annotated[Optional[str], Query(max_length=1000, description="Text query, e.g. 'a dog on the beach'.")] = None,
+        like: Annotated[Optional[int], Query(description="A photo's catalog id: find photos similar to it "
+                                             "(the photo itself is left out).")] = None,
+        plus: Annotated[list[str], Query(description="Text concepts to add; 'snow=0.5' sets a weight.")] = [],  # noqa: B006
+        minus: Annotated[list[str], Query(description="Text concepts to subtract; 'night=0.5' sets a weight.")] = [],  # noqa: B006
+        tag: Annotated[list[str], Query(description="Only photos carrying every one of these tags.")] = [],  # noqa: B006
+        k: Annotated[int, Query(ge=1, le=MAX_K, description="Number of results.")] = 10,
+    ) -> SearchResult:
+        """Photos ranked by similarity to a text, to a catalog photo (`like`), or a combination."""
+        if q is None and like is None and not plus:
+            raise ApiError(400, "bad_query", "give q (a text), like (a photo id) or plus terms")
+
+        def parts():
+            out = []
+            if q is not None:
+                out.append((service.text_vector(q), 1.0))
+            if like is not None:
+                out.append((service.media_vector(like), 1.0))
+            for term, sign in [(p, 1.0) for p in plus] + [(m, -1.0) for m in minus]:
+                text, weight = parse_weighted(term)
+                out.append((service.text_vector(text), sign * weight))
+            return out
+
+        started = time.perf_counter()
+        hits, n = await queue.run(run_search, parts, k, tag, like, request=request)
+        return SearchResult(results=[hit_json(h) for h in hits], k=k, photos_in_index=n,
+                            took_ms=round((time.perf_counter() - started) * 1000, 2))
+
+    @app.post("/v1/search", response_model=SearchResult, tags=["search"],
+              responses=error_responses(400, 413, 422, 503))
+    async def search_post(
+        request: Request,
+        image: Annotated[UploadFile, File(description="The example image (JPEG, PNG, WebP, ...).")],
+        q: Annotated[Optional[str], Form(max_length=1000, description="Optional text added to the image query.")] = None,
+        k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
+        tag: Annotated[list[str], Form(description="Only photos carrying every one of these tags.")] = [],  # noqa: B006
+    ) -> SearchResult:
+        """Photos ranked by similarity to an uploaded image (plus an optional text)."""
+        data = await read_upload(image)
+
+        def parts():
+            out = [(service.image_vector(data), 1.0)]
+            if q:
+                out.append((service.text_vector(q), 1.0))
+            return out
+
+        started = time.perf_counter()
+        hits, n = await queue.run(run_search, parts, k, tag, request=request)
+        return SearchResult(results=[hit_json(h) for h in hits], k=k, photos_in_index=n,
+                            took_ms=round((time.perf_counter() - started) * 1000, 2))
+
+    @app.post("/v1/classify", response_model=ClassifyResult, tags=["classify"],
+              responses=error_responses(400, 404, 413, 422, 503))
+    async def classify(
+        request: Request,
+        labels: Annotated[str, Form(max_length=20000, description="Comma-separated labels, e.g. 'cat,dog,car'.")],
+        image: Annotated[Optional[UploadFile], File(description="The image to classify.")] = None,
+        media_id: Annotated[Optional[int], Form(description="Or a catalog photo's id instead of an upload.")] = None,
+        k: Annotated[int, Form(ge=1, le=100, description="Labels to return, best first.")] = 3,
+        templates: Annotated[Literal["default", "plain"], Form(
+            description="default: 8 CLIP prompt templates per label; plain: the label alone.")] = "default",
+    ) -> ClassifyResult:
+        """Zero-shot classification of one image among the given labels (probabilities sum to 1)."""
+        if (image is None) == (media_id is None):
+            raise ApiError(400, "bad_request", "give exactly one of: an image upload, or media_id")
+        data = await read_upload(image) if image is not None else None
+
+        def work():
+            vector = service.image_vector(data) if data is not None else service.media_vector(media_id)
+            return service.classify(vector, labels, k, templates)
+
+        started = time.perf_counter()
+        result = await queue.run(work, request=request)
+        return ClassifyResult(**result, took_ms=round((time.perf_counter() - started) * 1000, 2))
+
+    @app.get("/v1/media/{media_id}/thumbnail", tags=["media"], response_class=Response,
+             responses={200: {"content": {"image/jpeg": {}}, "description": "A JPEG thumbnail."},
+                        **error_responses(404, 503)})
+    async def thumbnail(
+        request: Request,
+        media_id: Annotated[int, PathParam(description="The photo's catalog id (from a search result).")],
+        size: Annotated[int, Query(ge=32, le=1024, description="Longest side in pixels.")] = 256,
+    ) -> Response:
+        """A JPEG thumbnail of a catalog photo. Photos are reachable only by catalog id."""
+        data = await queue.run(service.thumbnail, media_id, size, request=request)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
+
+    # -- page and docs ---------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html",
+                            headers={"Content-Security-Policy": PAGE_CSP, "X-Frame-Options": "DENY",
+                                     "Cache-Control": "no-cache"})
+
+    _mount_docs(app)  # before /static: the first matching mount wins
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle package's files (FastAPI's default page
+    loads them from a CDN, which a machine on a closed network cannot reach)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:  # still usable: the page then tries the CDN
+        swagger_ui_path = None
+    if swagger_ui_path is not None:
+        app.mount("/static/swagger", StaticFiles(directory=str(swagger_ui_path)), name="swagger")
+        assets = {"swagger_js_url": "/static/swagger/swagger-ui-bundle.js",
+                  "swagger_css_url": "/static/swagger/swagger-ui.css",
+                  "swagger_favicon_url": "/static/swagger/favicon-32x32.png"}
+    else:
+        assets = {}
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="vsearch API", **assets)

@@ -1,0 +1,117 @@
+"""Face analysis in worker processes.
+
+dlib holds Python's GIL while it detects and embeds (measured: a pure-Python thread gets 7 % of
+its speed while dlib embeds), so face calls in threads neither run in parallel nor let the event
+loop answer meanwhile. Each worker process instead loads its own :class:`FaceService` on its own
+connection to the catalog and takes whole calls: verify reads the person's templates from SQL,
+identify first brings its copy of the enrolled index level with SQL, enroll writes through SQL
+and saves the index file atomically, as `vsearch faces enroll` would from another process.
+
+A worker that dies (a crash in native code) breaks the pool: the call that saw it gets a 503 and
+a new pool is started for the next ones.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from vsearch.serve.errors import ApiError
+
+log = logging.getLogger("vsearch.serve")
+
+_service = None  # this worker process's FaceService
+
+
+def _init(directory: str, url: str, device: str) -> None:
+    global _service
+    import cv2
+    import torch
+
+    from vsearch.catalog import Catalog
+    from vsearch.faces.service import FaceService
+
+    # One thread per worker for everything: the workers are the parallelism. Pools of their own
+    # (torch's OpenMP, OpenCV's) would only make the workers compete for the same cores.
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+    _service = FaceService(Catalog(directory, url=url, create=False), device=device)
+
+
+def _ping() -> int:
+    return os.getpid()
+
+
+def _verify(name: str, data: bytes):
+    return _service.verify(name, data)
+
+
+def _identify(data: bytes, k: int):
+    from vsearch.faces.schema import ENROLLED_SPACE
+
+    catalog = _service.catalog
+    if catalog.space_model(ENROLLED_SPACE) is not None:
+        catalog.sync(ENROLLED_SPACE)  # people enrolled or removed by others since the last call
+    return _service.identify(data, k=k), _service.threshold
+
+
+def _enroll(name: str, sources: list[bytes], labels: list[str]):
+    from vsearch.faces.schema import ENROLLED_SPACE
+
+    catalog = _service.catalog
+    if catalog.space_model(ENROLLED_SPACE) is not None:
+        catalog.sync(ENROLLED_SPACE)  # the file this worker saves must not drop others' templates
+    return _service.enroll(name, sources, labels=labels)
+
+
+class FacePool:
+    """``processes`` workers, each with the face models loaded, started (and warmed) at once."""
+
+    def __init__(self, directory: str, url: str, device: str, processes: int):
+        self._initargs = (directory, url, device)
+        self.processes = processes
+        self._lock = threading.Lock()
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the server process already runs threads (and torch), which fork copies badly
+        executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init, initargs=self._initargs)
+        # as many pings as workers: every worker is started and has loaded its models before the
+        # first real call (a cold worker would add seconds to someone's face unlock)
+        pids = {f.result(timeout=300) for f in [executor.submit(_ping) for _ in range(self.processes)]}
+        log.info("face workers ready: %s", sorted(pids))
+        return executor
+
+    def pids(self) -> list[int]:
+        return sorted(p.pid for p in self._executor._processes.values())  # noqa: SLF001 - for tests and logs
+
+    def call(self, fn, *args):
+        executor = self._executor
+        try:
+            return executor.submit(fn, *args).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._executor is executor:  # the first caller to notice restarts the pool
+                    log.error("a face worker process died; starting new ones")
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    self._executor = self._start()
+            raise ApiError(503, "face_worker_crashed", "the face worker handling this request stopped "
+                           "unexpectedly; it has been restarted, retry the request",
+                           headers={"Retry-After": "1"}) from None
+
+    def verify(self, name: str, data: bytes):
+        return self.call(_verify, name, data)
+
+    def identify(self, data: bytes, k: int):
+        return self.call(_identify, data, k)
+
+    def enroll(self, name: str, sources: list[bytes], labels: list[str]):
+        return self.call(_enroll, name, sources, labels)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,153 @@
+"""Back-pressure and input limits.
+
+* :class:`WorkQueue` runs CPU-heavy calls (model inference, FAISS, decoding) in worker threads so
+  the event loop keeps answering, and refuses work beyond a fixed depth with 503: a server that
+  queues without bound answers everyone late instead of answering most callers on time.
+* :class:`BodySizeLimit` refuses request bodies above a byte limit *while they arrive*, before
+  FastAPI spools a multipart upload to disk.
+* :func:`check_pixels` reads an image's header and refuses images with too many pixels before
+  any pixel is decoded.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Callable, TypeVar
+
+import anyio
+import anyio.to_thread
+from PIL import Image, UnidentifiedImageError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vsearch.serve.errors import ApiError, error_response
+
+T = TypeVar("T")
+
+
+class WorkQueue:
+    """At most ``workers`` calls run at once; at most ``depth`` more wait; the rest get 503.
+
+    Admission is counted on the event loop's thread (every ``run`` starts there), so the counter
+    needs no lock. Waiting calls hold no thread: they wait on anyio's capacity limiter.
+    """
+
+    def __init__(self, workers: int, depth: int):
+        if workers < 1 or depth < 0:
+            raise ValueError("workers must be >= 1 and depth >= 0")
+        self.workers, self.depth = workers, depth
+        self.limiter = anyio.CapacityLimiter(workers)
+        self.admitted = 0
+        self.rejected = 0
+        self.abandoned = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.workers + self.depth
+
+    def stats(self) -> dict:
+        running = int(self.limiter.borrowed_tokens)
+        return {"running": running, "waiting": self.admitted - running, "workers": self.workers,
+                "capacity": self.capacity, "rejected": self.rejected, "abandoned": self.abandoned}
+
+    async def run(self, fn: Callable[..., T], *args, request=None) -> T:
+        """Run ``fn(*args)`` in a worker thread once one is free; 503 at once when full.
+
+        ``request``: when its client has gone by the time a worker is free (it gave up waiting),
+        the call is dropped instead of computed for nobody; an overloaded server thus sheds
+        abandoned work instead of falling further behind.
+        """
+        if self.admitted >= self.capacity:
+            self.rejected += 1
+            raise ApiError(503, "overloaded",
+                           f"the server is busy ({self.admitted} requests in progress or queued, the limit is "
+                           f"{self.capacity}); retry shortly", headers={"Retry-After": "1"})
+        self.admitted += 1
+        try:
+            async with self.limiter:  # a worker slot; the thread below is anyio's, limited by this slot
+                if request is not None and await request.is_disconnected():
+                    self.abandoned += 1
+                    raise ApiError(499, "client_closed_request", "the client closed the connection before "
+                                   "its request was computed")
+                return await anyio.to_thread.run_sync(fn, *args)
+        finally:
+            self.admitted -= 1
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from ``receive``: an HTTPException, so that FastAPI's body parsing passes it on
+    unchanged (it turns other exceptions into a vague 400) and the error handlers answer 413."""
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a body over ``max_bytes``, by its Content-Length when it declares
+    one, else by counting the chunks as they arrive (chunked transfer)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    def _too_large(self) -> ApiError:
+        mib = self.max_bytes / (1 << 20)
+        return ApiError(413, "too_large", f"the request body is larger than the server's limit of {mib:g} MiB")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.max_bytes:
+                    err = self._too_large()
+                    return await error_response(err.status, err.code, err.detail,
+                                                {"Connection": "close"})(scope, receive, send)
+        seen = 0
+        started = False
+
+        async def counting_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge(413, self._too_large().detail)
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if started:  # too late to answer differently; the connection just ends
+                raise
+            err = self._too_large()
+            await error_response(err.status, err.code, err.detail, {"Connection": "close"})(scope, receive, send)
+
+
+def check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """(width, height) from the image header; 413 above ``max_pixels``, 422 when not an image.
+
+    Only the header is read: a small file that would decode to gigabytes is refused for free.
+    """
+    if not data:
+        raise ApiError(422, "bad_image", "the uploaded file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ApiError(413, "too_many_pixels", "the image has more pixels than this server decodes "
+                       f"(limit {max_pixels / 1e6:g} megapixels)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ApiError(422, "bad_image", "the uploaded file is not an image in a format this server reads "
+                       "(JPEG, PNG, WebP, GIF, BMP, TIFF)") from None
+    if width * height > max_pixels:
+        raise ApiError(413, "too_many_pixels", f"the image is {width}×{height} = {width * height / 1e6:.1f} "
+                       f"megapixels; the limit is {max_pixels / 1e6:g} megapixels")
+    return width, height

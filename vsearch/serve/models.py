@@ -1,0 +1,121 @@
+"""Response bodies, declared for the OpenAPI schema at ``/docs``."""
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="A short machine-readable code, e.g. bad_image, unauthorized, overloaded.")
+    detail: str = Field(description="What went wrong, in a sentence for people.")
+
+
+class Hit(BaseModel):
+    media_id: int = Field(description="The photo's catalog id: fetch it with /v1/media/{media_id}/thumbnail.")
+    path: str
+    name: str = Field(description="The file name, for display.")
+    score: float = Field(description="Cosine similarity to the query (higher is closer).")
+    rank: int
+    thumbnail: str = Field(description="URL of a JPEG thumbnail.")
+
+
+class SearchResult(BaseModel):
+    results: list[Hit]
+    k: int
+    took_ms: float
+    photos_in_index: int = Field(description="Photos in the index as last saved by `vsearch index`.")
+
+
+class LabelScore(BaseModel):
+    label: str
+    p: float = Field(description="Probability among the given labels (they sum to 1).")
+
+
+class ClassifyResult(BaseModel):
+    model: str
+    labels: list[LabelScore]
+    ignored_duplicates: list[str]
+    took_ms: float
+
+
+class QueueState(BaseModel):
+    running: int
+    waiting: int
+    workers: int
+    capacity: int
+    rejected: int = Field(description="Requests answered 503 since start.")
+    abandoned: int = Field(description="Queued requests dropped because their client had gone.")
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    dim: int
+    photos_in_index: int
+    index_loaded_at: float
+    index_reloads: int
+    faces: bool = Field(description="Whether the face endpoints are available.")
+    queue: QueueState
+
+
+def error_responses(*statuses: int) -> dict:
+    """``responses=`` for a route: the JSON error shape under each status it may answer."""
+    text = {400: "Bad request", 401: "Missing or wrong bearer token", 404: "Unknown id",
+            409: "Conflict", 413: "Upload too large (bytes or pixels)", 422: "Invalid parameters or not an image",
+            503: "Server busy: the work queue is full; retry after the Retry-After seconds"}
+    return {s: {"model": ErrorBody, "description": text.get(s, "Error")} for s in statuses}
+
+
+# -- faces -------------------------------------------------------------------------------------------
+class VerifyBody(BaseModel):
+    """The same keys as `vsearch faces verify --json`."""
+
+    match: bool
+    score: float = Field(description="Best cosine similarity between the probe's face and the person's templates.")
+    threshold: float = Field(description="Calibrated threshold (or the embedder's default): match = score >= threshold.")
+    far_estimate: float | None = Field(description="Estimated false-accept rate at this score; null until calibrated.")
+    face_box: list[float] = Field(description="left, top, right, bottom of the face used, in the probe's pixels.")
+    latency_ms: float
+    faces_in_probe: int = Field(description="Faces found; the largest one is verified.")
+
+
+class Candidate(BaseModel):
+    name: str
+    score: float
+
+
+class IdentifiedFace(BaseModel):
+    face_box: list[float]
+    name: str = Field(description='The best enrolled person at or above the threshold, else "unknown".')
+    score: float | None
+    candidates: list[Candidate]
+
+
+class IdentifyBody(BaseModel):
+    faces: list[IdentifiedFace] = Field(description="Every face of the probe, largest first.")
+    threshold: float
+    latency_ms: float
+
+
+class EnrollBody(BaseModel):
+    name: str
+    added: int = Field(description="Templates added by this call (one per image).")
+    templates: int = Field(description="Templates the person has now.")
+    created: bool = Field(description="Whether the person was new.")
+
+
+class RemoveBody(BaseModel):
+    name: str
+    removed_templates: int
+
+
+class Person(BaseModel):
+    name: str
+    templates: int
+    faces_in_collection: int = Field(description="Faces in indexed photos labelled as this person.")
+    created_at: float
+
+
+class PeopleBody(BaseModel):
+    people: list[Person]
+    threshold: float
+    calibrated: bool

@@ -1,0 +1,199 @@
+"""What the HTTP layer calls: search, thumbnails and zero-shot classification over one catalog,
+with the model loaded once and the image index following the indexer's saves.
+
+Everything here is synchronous and thread-safe; :mod:`vsearch.serve.app` runs it in worker
+threads. Nothing here knows about HTTP except :class:`~vsearch.serve.errors.ApiError` for the
+few answers that are the client's business (unknown id, limits).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from vsearch.api import Collection
+from vsearch.catalog import IMAGE_SPACE, SearchHit
+from vsearch.errors import QueryError
+from vsearch.images import decode_image
+from vsearch.report import thumbnail_jpeg
+from vsearch.serve.errors import ApiError
+from vsearch.serve.limits import check_pixels
+from vsearch.serve.snapshot import IndexReader
+
+# Host headers accepted when serving on loopback. Checking them defeats DNS rebinding: a web page
+# on another origin cannot make the browser send its requests to 127.0.0.1 under its own name.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+TEMPLATE_SETS = ("default", "plain")  # only named sets: a client never names a server-side file
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    max_upload_bytes: int = 10 << 20
+    max_pixels: int = 40_000_000  # a 40 MP photo is already larger than most phone cameras make
+    workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    queue_depth: int = 64  # waiting calls beyond the running ones; more get 503
+    max_k: int = 200
+    max_labels: int = 256  # building a classifier costs one text encoding per label and template
+    index_check_seconds: float = 0.5
+    face_processes: int = 0  # >0: face calls in this many worker processes (dlib holds the GIL)
+    allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS  # None: any Host header
+
+
+class _LRU:
+    """A small thread-safe LRU map (thumbnails, classifier matrices)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return None
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+
+class SearchService:
+    def __init__(self, collection: Collection, settings: ServeSettings):
+        self.collection = collection
+        self.catalog = collection.catalog
+        self.settings = settings
+        self.encoder = collection.encoder  # loaded now, once, not on the first request
+        self.reader = IndexReader(self.catalog, IMAGE_SPACE, settings.index_check_seconds)
+        self._thumbs = _LRU(512)
+        self._classifiers = _LRU(16)
+        self._classifier_build = threading.Lock()
+
+    # -- query vectors ---------------------------------------------------------------------------
+    def text_vector(self, text: str) -> np.ndarray:
+        if not text.strip():
+            raise QueryError("the text query is empty")
+        return self.encoder.encode_text([text])[0]
+
+    def image_vector(self, data: bytes) -> np.ndarray:
+        """The vector of an uploaded image; limits are checked on the header before decoding."""
+        check_pixels(data, self.settings.max_pixels)
+        image = decode_image(data, draft_size=self.encoder.info.image_size).image
+        pixels = self.encoder.preprocess(image).unsqueeze(0)  # (1, 3, H, W)
+        return self.encoder.encode_pixels(pixels)[0]
+
+    def media_vector(self, media_id: int) -> np.ndarray:
+        vec = self.catalog.media_vector(media_id, IMAGE_SPACE)
+        if vec is None:
+            raise ApiError(404, "unknown_media", f"no indexed photo with id {media_id} in the catalog")
+        return vec
+
+    @staticmethod
+    def combine(parts: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
+        """Σ weight·vector, renormalised (as ``Collection.query_vector`` does for the CLI)."""
+        if not parts:
+            raise QueryError("empty query: give q (text), like (a photo id) or an image")
+        total = sum(w * v for v, w in parts)
+        norm = float(np.linalg.norm(total))
+        if norm < 1e-6:
+            raise QueryError("the query terms cancel out (weights sum to a zero vector)")
+        return (total / norm).astype(np.float32)
+
+    # -- search ----------------------------------------------------------------------------------
+    def search(self, query: np.ndarray, k: int, tags: Sequence[str] = (), exclude_media: int | None = None) -> list[SearchHit]:
+        """Top-k photos of the index as last saved; ids whose rows are gone since are skipped."""
+        snap = self.reader.current()
+        if snap.index is None:
+            return []
+        if snap.index.dim != len(query):
+            raise ApiError(409, "model_mismatch",
+                           f"the catalog's index now holds {snap.index.dim}-d vectors but this server's model "
+                           f"({self.encoder.info.name}) makes {len(query)}-d ones; restart `vsearch serve`")
+        allowed = None
+        if tags:
+            from vsearch.tags import vector_ids_with_tags
+
+            allowed = vector_ids_with_tags(self.catalog, tags)
+            if len(allowed) == 0:
+                return []
+        # a few extra candidates make up for rows deleted since the save and the excluded photo;
+        # ids map to paths through SQL (one read transaction), where deleted rows drop out
+        scores, ids = snap.index.search(query[None, :], k + 8, allowed_ids=allowed)
+        kept = [h for h in self.catalog.hits(scores, ids)[0] if h.media_id != exclude_media][:k]
+        return [SearchHit(h.media_id, h.path, h.score, rank, h.vector_id) for rank, h in enumerate(kept, 1)]
+
+    # -- media -----------------------------------------------------------------------------------
+    def thumbnail(self, media_id: int, size: int) -> bytes:
+        """A JPEG of the catalog's photo ``media_id``: the only way the service reads a photo file."""
+        media = self.catalog.media(media_id)
+        if media is None or media.status != "indexed":
+            raise ApiError(404, "unknown_media", f"no indexed photo with id {media_id} in the catalog")
+        try:
+            st = os.stat(media.path)
+        except OSError:
+            raise ApiError(404, "file_missing", f"photo {media_id} is in the catalog but its file is gone; "
+                           "run `vsearch index` again to update the catalog") from None
+        key = (media_id, size, st.st_ino, st.st_size, st.st_mtime_ns)
+        data = self._thumbs.get(key)
+        if data is None:
+            data = thumbnail_jpeg(media.path, size)
+            if data is None:
+                raise ApiError(404, "file_unreadable", f"photo {media_id}'s file can no longer be decoded")
+            self._thumbs.put(key, data)
+        return data
+
+    # -- zero-shot classification -------------------------------------------------------------------
+    def classify(self, vector: np.ndarray, labels: str, k: int, templates: str) -> dict:
+        from vsearch.zeroshot import LabelError, class_probabilities, load_templates, logit_scale, parse_labels, top_k
+
+        try:
+            label_set = parse_labels(labels)
+        except LabelError:
+            raise ApiError(400, "bad_labels", "labels is empty: give comma-separated labels, e.g. labels=cat,dog") from None
+        if len(label_set.labels) > self.settings.max_labels:
+            raise ApiError(400, "too_many_labels", f"{len(label_set.labels)} labels given; this server classifies "
+                           f"with at most {self.settings.max_labels} per call")
+        if templates not in TEMPLATE_SETS:
+            raise ApiError(400, "bad_templates", f"templates must be one of {', '.join(TEMPLATE_SETS)}")
+        template_list = load_templates(templates)
+        classifier = self._classifier(label_set.labels, template_list)
+        probs = class_probabilities(vector, classifier, logit_scale(self.encoder))
+        return {
+            "model": self.encoder.info.name,
+            "labels": [{"label": lab, "p": round(p, 6)} for lab, p in top_k(probs, label_set.labels, k)[0]],
+            "ignored_duplicates": list(label_set.duplicates),
+        }
+
+    def _classifier(self, labels: tuple[str, ...], templates: tuple[str, ...]) -> np.ndarray:
+        from vsearch.zeroshot import ClassifierCache
+
+        key = (labels, templates)
+        found = self._classifiers.get(key)
+        if found is not None:
+            return found
+        # one build at a time: concurrent requests for the same new label set wait for the first
+        # build instead of each encoding the same texts (and racing on the disk cache's file)
+        with self._classifier_build:
+            found = self._classifiers.get(key)
+            if found is None:
+                found = ClassifierCache().get(self.encoder, labels, templates)
+                self._classifiers.put(key, found)
+        return found
+
+    # -- status ----------------------------------------------------------------------------------
+    def health(self) -> dict:
+        snap = self.reader.current()
+        return {
+            "model": self.encoder.info.name,
+            "dim": self.encoder.info.dim,
+            "photos_in_index": len(snap),
+            "index_loaded_at": snap.loaded_at,
+            "index_reloads": self.reader.reloads,
+        }

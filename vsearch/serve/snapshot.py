@@ -1,0 +1,94 @@
+"""Read-only views of a catalog's index files that follow the indexer's saves.
+
+``vsearch index`` (another process) commits rows to SQL and, every few seconds and at the end,
+writes ``<space>.faiss`` to a temporary file and renames it over the old one. A reader that
+opens the path therefore always gets a complete file: the old one or the new one. The server
+searches the file *as last saved* (it never syncs from SQL, so it never writes index files and
+cannot race the indexer's writes) and maps ids to paths through SQL, where rows deleted since
+the save simply drop out.
+
+A reload is noticed by the file's (inode, size, mtime): a rename always brings a new inode, so
+coarse mtime clocks do not hide a save.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from vsearch.catalog import Catalog
+from vsearch.vector_index import VectorIndex
+
+log = logging.getLogger("vsearch.serve")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One loaded index file. Never mutated after construction, so threads share it freely."""
+
+    index: VectorIndex | None  # None: the space has no vectors (no file) yet
+    signature: tuple[int, int, int] | None
+    loaded_at: float
+
+    def __len__(self) -> int:
+        return 0 if self.index is None else len(self.index)
+
+
+def file_signature(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class IndexReader:
+    """The newest saved index of one vector space, checked at most every ``check_seconds``."""
+
+    def __init__(self, catalog: Catalog, space: str, check_seconds: float = 0.5):
+        self.catalog, self.space, self.check_seconds = catalog, space, check_seconds
+        self.path = catalog.index_path(space)
+        self._snapshot = Snapshot(None, None, time.time())
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+        self.reloads = 0
+        self.refresh(force=True)
+
+    def current(self) -> Snapshot:
+        """The snapshot to search now. When a check is due, one caller reloads while the others
+        go on with the previous snapshot instead of queueing behind the load."""
+        if time.monotonic() - self._checked >= self.check_seconds:
+            self.refresh()
+        return self._snapshot
+
+    def refresh(self, force: bool = False) -> Snapshot:
+        if not self._lock.acquire(blocking=force):
+            return self._snapshot
+        try:
+            self._checked = time.monotonic()
+            # taken *before* loading: if the file is replaced while we read it, the next check
+            # sees a signature that differs from this one and loads again
+            signature = file_signature(self.path)
+            if signature == self._snapshot.signature and not force:
+                return self._snapshot
+            if signature is None:
+                self._snapshot = Snapshot(None, None, time.time())
+                return self._snapshot
+            recorded = self.catalog.space_model(self.space)
+            if recorded is None:  # a file without a recorded model: nothing we can interpret
+                return self._snapshot
+            try:
+                index = VectorIndex.load(self.path, recorded[1])
+            except Exception as exc:  # noqa: BLE001 - keep serving the previous snapshot
+                log.warning("could not load %s (%s); still serving the previous index", self.path, exc)
+                return self._snapshot
+            previous = len(self._snapshot)
+            self._snapshot = Snapshot(index, signature, time.time())
+            self.reloads += 1
+            if self.reloads > 1:
+                log.info("reloaded %s: %d → %d vectors", os.path.basename(self.path), previous, len(index))
+            return self._snapshot
+        finally:
+            self._lock.release()
