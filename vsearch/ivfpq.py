@@ -298,6 +298,11 @@ def build_for_catalog(catalog: "Catalog", space: str = "image", m: int | None = 
     """
     from vsearch.errors import IndexBuildError
 
+    if ondisk_path is None and space != "image":
+        # faces and regions search their index files directly, without the exact re-ranking
+        # that makes PQ codes usable: only the image space may hold an IVF-PQ
+        raise IndexBuildError(f"an IVF-PQ can replace the index of the 'image' space only, not {space!r} "
+                              "(use --ondisk to write one for another space)")
     recorded = catalog.space_model(space)
     if recorded is None:
         raise IndexBuildError(f"vector space {space!r} is empty: index some photos first")
