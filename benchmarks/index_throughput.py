@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     from vsearch.encoders import load_encoder
 
     encoder = random_clip(args.device) if args.model == "clip-b32" else load_encoder("packaged", args.device)
-    folder = os.path.join(args.data, "set")
+    folder = os.path.join(args.data, f"set-{args.n}")  # exactly n files: index_paths takes the whole folder
     synthetic_jpegs(folder, args.n)
     entries = scan_paths([folder]).files[: args.n]
     print(f"machine: {machine()}")
