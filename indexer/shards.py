@@ -22,7 +22,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -33,6 +32,7 @@ from indexer.manifest import entries_digest
 from indexer.scan import FileEntry
 from vsearch.catalog import MediaRecord
 from vsearch.errors import ShardError
+from vsearch.fsutil import atomic_write
 
 SHARD_FORMAT = "vsearch-shard"
 SHARD_VERSION = 1
@@ -99,18 +99,13 @@ def _text(values) -> np.ndarray:
 
 
 def _atomic_write(path: str, write) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    """``write(fh)`` fills a binary file handle; see :func:`vsearch.fsutil.atomic_write`."""
+
+    def fill(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
             write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, fill)
 
 
 def write_shard(path: str, records: Sequence[MediaRecord], vectors: np.ndarray,

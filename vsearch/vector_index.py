@@ -12,11 +12,11 @@ supports removal) answers with recall measured in ``benchmarks/search.py``.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 
 import faiss
 import numpy as np
+
+from vsearch.fsutil import atomic_write
 
 # Below this many vectors exact search answers one query in tens of ms on a 2-core CPU; above it
 # IVF is 10-50x faster at Recall@10 >= 0.96 (benchmarks/search.py, figures in benchmarks/RESULTS.md).
@@ -157,18 +157,7 @@ class VectorIndex:
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str) -> None:
         """Write to a temporary file beside ``path``, fsync, then rename over it (atomic on POSIX)."""
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".faiss", dir=directory)
-        os.close(fd)
-        try:
-            faiss.write_index(self.index, tmp)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, lambda tmp: faiss.write_index(self.index, tmp))
 
     @classmethod
     def load(cls, path: str, dim: int) -> "VectorIndex":
