@@ -16,8 +16,8 @@ from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag
 from vsearch.commands.eval import eval_app
 from vsearch.commands.faces import faces_app
-from vsearch.commands.serve import serve
 from vsearch.commands.scale import scale_app
+from vsearch.commands.serve import serve
 
 app = typer.Typer(
     help="vsearch: index a photo collection, then search it by text or by example image.",

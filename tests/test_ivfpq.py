@@ -183,7 +183,43 @@ def test_catalog_refuses_ivfpq_where_its_exact_index_belongs(tmp_path):
     cat = Catalog(tmp_path / "db")
     with pytest.raises(IndexBuildError, match="empty"):
         ivfpq.build_for_catalog(cat)
+    with pytest.raises(IndexBuildError, match="'image' space only, not 'face'"):
+        ivfpq.build_for_catalog(cat, space="face")
     cat.bind_space("image", "synthetic", 8)
     cat.add_media([MediaRecord("/p/a.jpg", 1, 1.0)], np.ones((1, 8), np.float32) / np.sqrt(8))
     with pytest.raises(IndexBuildError, match="below 25000 the catalog uses its exact index"):
         ivfpq.build_for_catalog(cat)
+
+
+def test_serve_re_ranks_an_installed_ivfpq(tmp_path, photos, tiny_clip_spec):
+    """`vsearch serve` searches the index file itself (not through Catalog.search): with an IVF-PQ
+    there it must re-rank too, so that its answers equal brute force over the stored vectors."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    import vsearch
+    from vsearch.serve import ServeSettings, create_app
+
+    db = tmp_path / "db"
+    with vsearch.open(db, model=tiny_clip_spec) as coll:
+        coll.index([str(photos)], workers=0)
+    cat = Catalog(db, ann_threshold=1000)
+    extra = clustered(1200, DIM, 30, seed=7)  # the tiny CLIP's space is 32-d too
+    cat.add_media([MediaRecord(f"/synthetic/{i:05d}.jpg", 1, 1.0) for i in range(len(extra))], extra)
+    ivfpq.build_for_catalog(cat, m=16, nbits=6)
+    horse = cat.media_at([str(photos / "horse.jpg")])[str(photos / "horse.jpg")].id
+    q = cat.media_vector(horse)
+    ids, vectors = cat.vectors("image", cat.vector_ids())
+    best = ids[np.argsort(-(vectors @ q))[:6]][None]  # brute force over every stored vector
+    expected = [h.media_id for h in cat.hits(np.zeros(best.shape, np.float32), best)[0] if h.media_id != horse][:5]
+    exact = {m: float(cat.media_vector(m) @ q) for m in expected}
+    cat.engine.dispose()
+
+    app = create_app(db, token="t" * 32, settings=ServeSettings(workers=1, queue_depth=4, index_check_seconds=0.0))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        r = client.get("/v1/search", params={"like": horse, "k": 5})
+    assert r.status_code == 200, r.text
+    got = r.json()["results"]
+    assert [h["media_id"] for h in got] == expected
+    assert [h["score"] for h in got] == pytest.approx([exact[m] for m in expected], abs=1e-5)

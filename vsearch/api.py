@@ -14,6 +14,7 @@ from vsearch.catalog import IMAGE_SPACE, Catalog, SearchHit
 from vsearch.encoders import canonical_spec, load_encoder, resolve_auto
 from vsearch.errors import ModelMismatchError, QueryError
 from vsearch.images import decode_image
+from vsearch.ivfpq import is_pq
 
 
 def default_db_dir() -> str:
@@ -154,7 +155,8 @@ class Collection:
             if allowed is not None:
                 raise QueryError("--regions does not combine with --tag yet")
             return search_regions(self.catalog, query, k=k)
-        if allowed is None and self.device.startswith("cuda"):
+        # an IVF-PQ (vsearch build-index) is searched through the catalog, which re-ranks its shortlist
+        if allowed is None and self.device.startswith("cuda") and not is_pq(self.catalog.index(IMAGE_SPACE).index):
             scores, ids = self._gpu_searcher().search(query[None], k)
             return self.catalog.hits(scores, ids)[0]
         return self.catalog.search(query, k=k, space=IMAGE_SPACE, allowed_ids=allowed)[0]

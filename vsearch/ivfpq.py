@@ -18,15 +18,15 @@ How it is built (:func:`build_ivfpq`), so that no step needs all vectors in memo
 PQ codes are lossy: on clustered data the PQ order of near neighbours is often wrong (Recall@10
 0.29 against exact search at 100k x 512-d, see benchmarks/RESULTS.md). :func:`search_reranked`
 therefore asks the index for a shortlist of ``k * rerank_factor`` and re-ranks it exactly with
-the float vectors, which the catalog keeps in SQL anyway; the catalog does this for any IVF-PQ
-index it loads.
-Ids are the catalog's vector ids throughout.
+the float vectors, which the catalog keeps in SQL anyway; the catalog's search and ``vsearch
+serve`` do this for any IVF-PQ index they load. Ids are the catalog's vector ids throughout.
 """
 from __future__ import annotations
 
 import glob
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -172,7 +172,8 @@ def merge_parts(trained: faiss.Index, part_files: list[str], ondisk_path: str | 
     # a fresh .ivfdata name per build: an index file written earlier keeps pointing at its own
     # data until the new index file replaces it, and the old data is removed only after that
     ivfdata = f"{stem}.{uuid.uuid4().hex[:12]}.ivfdata"
-    previous = set(glob.glob(glob.escape(stem) + ".*.ivfdata"))
+    previous = {p for p in glob.glob(glob.escape(stem) + ".*.ivfdata")  # only files named like ours
+                if re.fullmatch(r"[0-9a-f]{12}", p[len(stem) + 1 : -len(".ivfdata")])}
     try:
         merge_ondisk(merged, part_files, ivfdata)
         VectorIndex(merged.d, merged).save(ondisk_path)
@@ -298,6 +299,11 @@ def build_for_catalog(catalog: "Catalog", space: str = "image", m: int | None = 
     """
     from vsearch.errors import IndexBuildError
 
+    if ondisk_path is None and space != "image":
+        # faces and regions search their index files directly, without the exact re-ranking
+        # that makes PQ codes usable: only the image space may hold an IVF-PQ
+        raise IndexBuildError(f"an IVF-PQ can replace the index of the 'image' space only, not {space!r} "
+                              "(use --ondisk to write one for another space)")
     recorded = catalog.space_model(space)
     if recorded is None:
         raise IndexBuildError(f"vector space {space!r} is empty: index some photos first")

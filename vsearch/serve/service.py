@@ -18,6 +18,7 @@ from vsearch.api import Collection
 from vsearch.catalog import IMAGE_SPACE, SearchHit
 from vsearch.errors import QueryError
 from vsearch.images import decode_image
+from vsearch.ivfpq import is_pq, search_reranked
 from vsearch.report import thumbnail_jpeg
 from vsearch.serve.errors import ApiError
 from vsearch.serve.limits import check_pixels
@@ -125,7 +126,11 @@ class SearchService:
                 return []
         # a few extra candidates make up for rows deleted since the save and the excluded photo;
         # ids map to paths through SQL (one read transaction), where deleted rows drop out
-        scores, ids = snap.index.search(query[None, :], k + 8, allowed_ids=allowed)
+        if is_pq(snap.index.index):  # IVF-PQ (vsearch build-index): exact re-rank of a shortlist from SQL
+            scores, ids = search_reranked(snap.index, query[None, :], k + 8,
+                                          lambda wanted: self.catalog.vectors(IMAGE_SPACE, wanted), allowed_ids=allowed)
+        else:
+            scores, ids = snap.index.search(query[None, :], k + 8, allowed_ids=allowed)
         kept = [h for h in self.catalog.hits(scores, ids)[0] if h.media_id != exclude_media][:k]
         return [SearchHit(h.media_id, h.path, h.score, rank, h.vector_id) for rank, h in enumerate(kept, 1)]
 
