@@ -164,3 +164,13 @@ def test_eval_classify_folder_per_class(tmp_path, packaged_encoder):
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert res["images"] == 4 and res["top1"] >= 0.75 and res["top5"] == 1.0
+
+
+def test_classify_all_covers_every_catalog_photo(photo_dir, tmp_path, packaged_encoder):
+    db = tmp_path / "db"
+    assert invoke("index", photo_dir, "--db", db, "--model", "packaged", "--workers", "0", "-q").exit_code == 0
+    r = invoke("classify", "--all", "--labels", "cat,coffee cup,rocket", "--json", "--db", db)
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert sorted(x["path"].rsplit("/", 1)[-1] for x in rows) == sorted(f"{n}.jpg" for n in SKIMAGE_PHOTOS)
+    assert {x["path"].rsplit("/", 1)[-1]: x["labels"][0]["label"] for x in rows}["chelsea.jpg"] == "cat"

@@ -175,7 +175,8 @@ class Catalog:
 
     def get_meta(self, key: str) -> str | None:
         with Session(self.engine) as s:
-            return s.get(Meta, key).value if s.get(Meta, key) else None
+            row = s.get(Meta, key)
+            return row.value if row else None
 
     def set_meta(self, key: str, value: str) -> None:
         with Session(self.engine) as s, s.begin():
@@ -542,6 +543,13 @@ class Catalog:
         with Session(self.engine, expire_on_commit=False) as s:
             return s.get(Media, media_id)
 
+    def media_vectors(self, space: str = IMAGE_SPACE) -> tuple[list[str], np.ndarray]:
+        """(paths, (N, D) vectors) of every photo with a vector in ``space``, sorted by path."""
+        with Session(self.engine) as s:
+            rows = s.execute(select(Media.path, Vector.embedding).join(Vector, Vector.media_id == Media.id)
+                             .where(Vector.space == space).order_by(Media.path)).all()
+        return [r[0] for r in rows], _from_blobs([r[1] for r in rows], self._dim(space))
+
     def media_vector(self, media_id: int, space: str = IMAGE_SPACE) -> np.ndarray | None:
         with Session(self.engine) as s:
             blob = s.scalars(
@@ -626,16 +634,13 @@ class Catalog:
             ))
         return reports
 
-    def repair(self) -> dict[str, SyncResult]:
+    def repair(self) -> None:
         """Bring every index file level with SQL and write it."""
-        out = {}
         for space in self.spaces():
             self._indexes.pop(space, None)
             self.index(space)  # load + sync
-            out[space] = SyncResult()
             self._dirty.add(space)
         self.save()
-        return out
 
     def close(self) -> None:
         self.save()

@@ -50,18 +50,7 @@ def classify(
     coll = open_collection(db, db_url, model, device, create=False if all_photos else None)
     failures = []
     if all_photos:
-        from sqlalchemy import select
-        from sqlalchemy.orm import Session
-
-        from vsearch.schema import Media, Vector
-
-        with Session(coll.catalog.engine) as s:
-            rows = s.execute(select(Media.path, Vector.embedding).join(Vector, Vector.media_id == Media.id)
-                             .where(Vector.space == IMAGE_SPACE).order_by(Media.path)).all()
-        from vsearch.catalog import _from_blobs
-
-        names = [r[0] for r in rows]
-        vectors = _from_blobs([r[1] for r in rows], coll.encoder.info.dim)
+        names, vectors = coll.catalog.media_vectors(IMAGE_SPACE)
     else:
         scan = scan_paths(paths)
         failures += scan.problems
