@@ -301,6 +301,54 @@ def test_thumbnail_of_a_deleted_file_says_so(tmp_path, photos, tiny_clip_spec):
         assert r.status_code == 404 and r.json()["error"] == "file_missing" and "vsearch index" in r.json()["detail"]
 
 
+# -- the page's photo view: details, original, tags ----------------------------------------------------
+def test_photo_details_and_original_by_catalog_id(client, catalog_dir):
+    paths, _ = stored_vectors(catalog_dir / "db")
+    mid, path = next((i, p) for i, p in paths.items() if p.endswith("rocket.jpg"))
+    body = client.get(f"/v1/media/{mid}").json()
+    assert body["path"] == path and body["name"] == "rocket.jpg" and body["folder"] == os.path.dirname(path)
+    assert body["bytes"] == os.path.getsize(path) and (body["width"], body["height"]) == Image.open(path).size
+    assert body["original"] == f"/v1/media/{mid}/original" and body["tags"] == []
+    r = client.get(body["original"])
+    assert r.status_code == 200 and r.content == open(path, "rb").read()
+    assert r.headers["content-type"] == "image/jpeg" and "sandbox" in r.headers["content-security-policy"]
+    assert r.headers["content-disposition"].startswith("inline")
+    for url in ("/v1/media/4242", "/v1/media/4242/original"):
+        assert client.get(url).status_code == 404 and client.get(url).json()["error"] == "unknown_media"
+    # ids beyond SQL's integer range are refused by validation, not by the database driver
+    assert client.get(f"/v1/media/{2**64}/original").status_code == 422
+    assert client.get("/v1/media/..%2Fetc%2Fpasswd/original").status_code in (404, 422)
+
+
+def test_original_of_a_deleted_file_says_so(tmp_path, photos, tiny_clip_spec):
+    with vsearch.open(tmp_path / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(photos)], workers=0)
+    paths, _ = stored_vectors(tmp_path / "db")
+    mid, path = next((i, p) for i, p in paths.items() if p.endswith("coins.jpg"))
+    app = create_app(tmp_path / "db", token=TOKEN, settings=settings())
+    with TestClient(app, base_url=BASE) as c:
+        os.unlink(path)
+        r = c.get(f"/v1/media/{mid}/original")
+        assert r.status_code == 404 and r.json()["error"] == "file_missing"
+
+
+def test_tags_are_listed_and_shown_on_the_photo(tmp_path, photos, tiny_clip_spec):
+    from vsearch.tags import TaggingConfig, tag_collection
+
+    with vsearch.open(tmp_path / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(photos)], workers=0)
+        summary = tag_collection(coll, TaggingConfig(("cat", "rocket", "coffee"), ("a photo of {}.",), 0.0, 1))
+    app = create_app(tmp_path / "db", token=TOKEN, settings=settings())
+    with TestClient(app, base_url=BASE) as c:
+        listed = c.get("/v1/tags").json()["tags"]
+        assert {t["label"]: t["photos"] for t in listed} == summary.counts
+        label = listed[0]["label"]
+        hits = c.get("/v1/search", params={"q": "a photo", "tag": label, "k": 20}).json()["results"]
+        assert len(hits) == listed[0]["photos"]
+        for hit in hits:  # each photo's view shows the tag it was found by
+            assert [t["label"] for t in c.get(f"/v1/media/{hit['media_id']}").json()["tags"]] == [label]
+
+
 # -- concurrency: the work queue ---------------------------------------------------------------------
 def test_full_queue_answers_503_and_healthz_still_answers(catalog_dir):
     app = create_app(catalog_dir / "db", token=TOKEN, settings=settings(workers=1, queue_depth=1))

@@ -250,6 +250,14 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         data = await queue.run(service.thumbnail, media_id, size, request=request)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
 
+    # -- the page's photo view and faces tab (vsearch.serve.page_routes) ---------------------------
+    from vsearch.serve import page_routes
+
+    app.include_router(page_routes.photo_router(collection.catalog, queue))
+    if faces_router is not None:
+        app.include_router(page_routes.faces_router(collection.catalog, faces_router.face_service, queue,
+                                                    require_token, faces_router.index_lock))
+
     # -- page and docs ---------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

@@ -154,4 +154,5 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
         return await queue.run(work, request=request)
 
     router.face_service, router.face_pool = faces, pool  # create_app keeps them (and closes the pool)
+    router.index_lock = index_lock  # for the page's routes that write the enrolled index too
     return router

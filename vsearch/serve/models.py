@@ -119,3 +119,62 @@ class PeopleBody(BaseModel):
     people: list[Person]
     threshold: float
     calibrated: bool
+
+
+# -- the web page's views ----------------------------------------------------------------------------
+class TagScore(BaseModel):
+    label: str
+    score: float = Field(description="The zero-shot probability stored by `vsearch tag`.")
+
+
+class PhotoDetails(BaseModel):
+    media_id: int
+    path: str
+    name: str
+    folder: str
+    bytes: int = Field(description="File size.")
+    width: int | None
+    height: int | None
+    taken_at: str | None = Field(description="EXIF date taken, when the photo has one.")
+    modified_at: float = Field(description="File modification time (Unix seconds) when indexed.")
+    tags: list[TagScore]
+    thumbnail: str
+    original: str = Field(description="URL of the original file.")
+
+
+class TagCount(BaseModel):
+    label: str
+    photos: int
+
+
+class TagsBody(BaseModel):
+    tags: list[TagCount] = Field(description="Stored tags (`vsearch tag`), most common first.")
+
+
+class PhotoFace(BaseModel):
+    face_id: int
+    face_box: list[float] = Field(description="left, top, right, bottom in the upright photo's pixels.")
+    cluster: int | None = Field(description="Its group in the last `vsearch faces cluster`, if any.")
+    name: str | None = Field(description="The person it was labelled as, if any.")
+
+
+class PhotoFacesBody(BaseModel):
+    media_id: int
+    width: int | None
+    height: int | None
+    faces: list[PhotoFace]
+
+
+class ClusterFace(BaseModel):
+    face_id: int
+    media_id: int
+
+
+class FaceCluster(BaseModel):
+    cluster: int
+    size: int = Field(description="Faces in the group.")
+    faces: list[ClusterFace] = Field(description="A few of them: crops at /v1/faces/crops/{face_id}.")
+
+
+class ClustersBody(BaseModel):
+    clusters: list[FaceCluster] = Field(description="Unnamed groups of the last `vsearch faces cluster`, largest first.")
