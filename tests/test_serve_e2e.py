@@ -164,63 +164,260 @@ def enroll_collins(url: str, token: str) -> None:
     assert r.status_code == 200, r.text
 
 
+SCREENSHOTS = os.environ.get("VSEARCH_SCREENSHOTS", os.path.join(REPO, ".screenshots"))  # git-ignored
+PHONE = {"width": 390, "height": 844}
+
+
+def faces_installed() -> bool:
+    try:
+        from vsearch.faces.service import FaceService  # noqa: F401
+        from vsearch.faces.extractor import FaceExtractor  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory, photo_dir, tiny_clip_spec):
+    """The 10 photos plus two of Eileen Collins in a subfolder, tagged, with their faces indexed
+    and grouped (when the faces feature is installed), served by a real `vsearch serve`."""
+    from PIL import ImageOps
+
+    from tests.conftest import skimage_rgb
+    from vsearch.tags import TaggingConfig, tag_collection
+
+    root = tmp_path_factory.mktemp("gallery")
+    photos = root / "photos"
+    shutil.copytree(photo_dir, photos)
+    (photos / "people").mkdir()
+    collins = skimage_rgb("astronaut").crop((40, 0, 440, 300))  # the face, not the suit's badge
+    collins.save(photos / "people" / "collins.jpg", quality=90)
+    ImageOps.mirror(collins).resize((300, 225)).save(photos / "people" / "collins-small.jpg", quality=90)
+    faces = faces_installed()
+    with vsearch.open(root / "db", model=tiny_clip_spec) as coll:
+        extractors = []
+        if faces:
+            from vsearch.faces.extractor import FaceExtractor
+
+            extractors = [FaceExtractor()]
+        coll.index([str(photos)], workers=0, extractors=extractors)
+        tag_collection(coll, TaggingConfig(("a cat", "a person", "a machine"), ("a photo of {}.",), 0.0, 1))
+        if faces:
+            from vsearch.faces.service import FaceService
+
+            FaceService(coll.catalog).cluster()
+    server = Server(root / "db", root / "secret" / "serve.token", root / "server.log")
+    try:
+        server.wait_ready()
+        yield root, server, faces
+    finally:
+        server.stop()
+
+
+def names(page) -> list[str]:
+    return page.locator("#grid .hit .name").all_text_contents()
+
+
+def shoot(page, name: str) -> None:
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.wait_for_function("() => [...document.querySelectorAll('img')].every(i => !i.src || i.complete)")
+    page.screenshot(path=os.path.join(SCREENSHOTS, name), full_page=True)
+
+
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} missing: apt-get install chromium")
-def test_web_page_in_headless_chromium(served, tmp_path):
+def test_web_page_in_headless_chromium(gallery):
     sync_api = pytest.importorskip("playwright.sync_api")
-    root, server = served
-    health = httpx.get(server.url + "/healthz").json()
-    n, faces = health["photos_in_index"], health["faces"]
-    if faces:
-        enroll_collins(server.url, (root / "secret" / "serve.token").read_text().strip())
+    expect = sync_api.expect
+    root, server, faces = gallery
+    n = httpx.get(server.url + "/healthz").json()["photos_in_index"]
+    assert n == 12 and httpx.get(server.url + "/healthz").json()["faces"] == faces
+    token = (root / "secret" / "serve.token").read_text().strip()
+    tags = httpx.get(server.url + "/v1/tags").json()["tags"]
     errors: list[str] = []
+
+    def on_console(message):
+        # a person with no indexed photo has no face picture: that 404 is expected, and shown as initials
+        if message.type == "error" and "/people/" not in (message.location or {}).get("url", ""):
+            errors.append(f"console: {message.text} at {message.location}")
+
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
             page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-            page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+            page.on("console", on_console)
             page.goto(server.url + "/")
-            sync_api.expect(page.locator("#health")).to_contain_text(f"{n} photos")
+            expect(page.locator("#health")).to_contain_text(f"{n} photos")
 
+            # search by text: the query goes into the URL
             page.fill("#q", "a horse")
             page.press("#q", "Enter")
             cards = page.locator("#grid .hit")
-            sync_api.expect(cards).to_have_count(n)
-            sync_api.expect(page.locator("#status")).to_contain_text(f"{n} results for “a horse”")
+            expect(cards).to_have_count(n)
+            expect(page.locator("#status")).to_contain_text(f"{n} results for “a horse”")
+            assert "q=a+horse" in page.url
+            horse = names(page)
             scores = [float(s) for s in page.locator("#grid .hit .score").all_text_contents()]
             assert scores == sorted(scores, reverse=True)
-            page.wait_for_function("() => [...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)")
-            page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
+            # the folder under each name tells the two folders apart
+            folders = page.locator("#grid .hit .folder").all_text_contents()
+            assert sum(f.endswith("/people") for f in folders) == 2
+            shoot(page, "desktop-search.png")
 
-            # click a result: photos similar to it, without itself
-            first = page.locator("#grid .hit .name").first.text_content()
+            # a second search, then Back: the first query and its results come back
+            page.fill("#q", "a cup of coffee")
+            page.click("#search-form button[type=submit]")
+            expect(page.locator("#status")).to_contain_text("results for “a cup of coffee”")
+            coffee = names(page)
+            assert coffee != horse
+            page.go_back()
+            expect(page.locator("#status")).to_contain_text("results for “a horse”")
+            assert page.input_value("#q") == "a horse" and names(page) == horse
+            page.go_forward()
+            expect(page.locator("#status")).to_contain_text("results for “a cup of coffee”")
+            assert names(page) == coffee
+
+            # the full view: facts, the original by id, similar photos; Back closes it
+            first = coffee[0]
             cards.first.click()
-            sync_api.expect(page.locator("#status")).to_contain_text(f"similar to {first}")
-            sync_api.expect(cards).to_have_count(n - 1)
-            assert first not in page.locator("#grid .hit .name").all_text_contents()
+            viewer = page.locator("#viewer")
+            expect(viewer).to_be_visible()
+            expect(page.locator("#viewer-name")).to_have_text(first)
+            assert "photo=" in page.url
+            expect(page.locator("#viewer-facts")).to_contain_text(str(photos_path(root, first)))
+            expect(page.locator("#viewer-facts")).to_contain_text("Tags")
+            original = page.get_attribute("#viewer-original", "href")
+            assert original.startswith("/v1/media/") and original.endswith("/original")
+            assert httpx.get(server.url + original).content == photos_path(root, first).read_bytes()
+            similar = page.locator("#viewer-similar .hit")
+            expect(similar).to_have_count(8)
+            assert first not in page.locator("#viewer-similar .hit .name").all_text_contents()
+            shoot(page, "desktop-photo.png")
+            page.go_back()
+            expect(viewer).to_be_hidden()
+            assert names(page) == coffee
 
-            # the drop zone's file chooser: search by an example image
-            page.set_input_files("#file", str(root / "photos" / "chelsea.jpg"))
-            sync_api.expect(page.locator("#status")).to_contain_text("the image chelsea.jpg")
-            sync_api.expect(page.locator("#grid .hit .name").first).to_have_text("chelsea.jpg")
+            # from the full view to all photos similar to it
+            cards.first.click()
+            expect(similar).to_have_count(8)
+            next_name = page.locator("#viewer-similar .hit .name").first.text_content()
+            similar.first.click()  # another photo in the same view
+            expect(page.locator("#viewer-name")).to_have_text(next_name)
+            page.click("#viewer-all-similar")
+            expect(viewer).to_be_hidden()
+            expect(page.locator("#status")).to_contain_text(f"results for photos similar to {next_name}")
+            expect(cards).to_have_count(n - 1)
+            assert "like=" in page.url and next_name not in names(page)
 
+            # the tag filter, kept in the URL and restored by a reload (as from a bookmark)
+            label, count = tags[0]["label"], tags[0]["photos"]
+            page.fill("#q", "a photo")
+            page.press("#q", "Enter")
+            expect(cards).to_have_count(n)
+            page.select_option("#tag", label)
+            expect(page.locator("#status")).to_contain_text(f"results for “a photo” tagged {label}")
+            expect(cards).to_have_count(count)
+            page.reload()
+            expect(page.locator("#status")).to_contain_text(f"results for “a photo” tagged {label}")
+            expect(cards).to_have_count(count)
+            assert page.input_value("#tag") == label
+            # plus/minus terms and the minimum score come from the URL too
+            page.goto(server.url + "/?q=a+photo&plus=a+cat&minus=a+machine&min=-1")
+            expect(page.locator("#status")).to_contain_text("results for “a photo” + a cat − a machine")
+            assert page.input_value("#plus") == "a cat" and page.input_value("#minus") == "a machine"
+            best = float(page.locator("#grid .hit .score").first.text_content())
+            page.fill("#min", f"{best - 1e-4:.4f}")
+            page.dispatch_event("#min", "change")
+            expect(page.locator("#status")).to_contain_text("below the minimum score")
+            assert cards.count() >= 1 and cards.count() < n
+
+            # the faces tab: the token is asked once, then enroll and verify
             page.click("#tab-faces")
-            assert page.locator("#panel-search").is_hidden() and page.locator("#panel-faces").is_visible()
-            if faces:  # the faces tab lists enrolled people once the token is given
-                sync_api.expect(page.locator("#faces-status")).to_contain_text("enter the access token")
-                page.fill("#token", (root / "secret" / "serve.token").read_text().strip())
+            assert "tab=faces" in page.url
+            if faces:
+                from tests.test_serve_faces import jpeg  # the same door-camera-like probes
+                import matplotlib.cbook as cbook
+                from PIL import Image
+
+                hopper = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+                (root / "hopper.jpg").write_bytes(jpeg(hopper, 600))
+                (root / "hopper-probe.jpg").write_bytes(jpeg(hopper.transpose(Image.FLIP_LEFT_RIGHT), 400, 80))
+                expect(page.locator("#faces-status")).to_contain_text("enter the access token")
+                page.fill("#token", token)
                 page.click("#token-form button")
-                sync_api.expect(page.locator("#people tbody tr")).to_have_count(1)
-                sync_api.expect(page.locator("#people tbody tr")).to_contain_text("Eileen Collins")
-                sync_api.expect(page.locator("#faces-status")).to_contain_text("1 enrolled person")
+                expect(page.locator("#token-form")).to_be_hidden()
+                expect(page.locator("#faces-status")).to_contain_text("nobody is enrolled")
+                # the two photos of Collins form one unnamed group, shown with their faces
+                group = page.locator("#clusters .cluster")
+                expect(group).to_have_count(1)
+                expect(group.locator("img")).to_have_count(2)
+
+                page.fill("#enroll-name", "Grace Hopper")
+                page.set_input_files("#enroll-file", str(root / "hopper.jpg"))
+                page.click("#enroll-form button")
+                expect(page.locator("#enroll-status")).to_contain_text("enrolled Grace Hopper")
+                expect(page.locator("#people .person")).to_have_count(1)
+                expect(page.locator("#people .placeholder")).to_have_text("GH")  # in no indexed photo
+
+                page.select_option("#verify-name", "Grace Hopper")
+                page.set_input_files("#verify-file", str(root / "hopper-probe.jpg"))
+                page.click("#verify-form button")
+                expect(page.locator("#verify-status")).to_contain_text("✓ match")
+
+                group.locator("input").fill("Eileen Collins")
+                group.locator("button[type=submit]").click()
+                expect(page.locator("#people .person")).to_have_count(2)
+                expect(group).to_have_count(0)
+                collins = page.locator("#people .person", has_text="Eileen Collins")
+                expect(collins.locator("img.face-img")).to_have_count(1)  # her face from a photo
+                page.wait_for_function("() => [...document.querySelectorAll('#people img')].every(i => i.naturalWidth > 0)")
+                shoot(page, "desktop-faces.png")
+
+                # the token is kept for the tab's life: a reload does not ask again
+                page.reload()
+                expect(page.locator("#people .person")).to_have_count(2)
+                expect(page.locator("#token-form")).to_be_hidden()
+                # the full view of her photo shows her face with her name
+                page.goto(server.url + "/?q=an+astronaut")
+                mid = httpx.get(server.url + "/v1/search", params={"q": "x", "k": 20}).json()["results"]
+                collins_id = next(h["media_id"] for h in mid if h["name"] == "collins.jpg")
+                page.goto(server.url + f"/?q=an+astronaut&photo={collins_id}")
+                expect(page.locator("#viewer-frame .face")).to_have_count(1)
+                expect(page.locator("#viewer-frame .face")).to_contain_text("Eileen Collins")
+                shoot(page, "desktop-photo-faces.png")
             else:
-                sync_api.expect(page.locator("#faces-status")).to_contain_text("not available")
-            page.screenshot(path=str(tmp_path / "faces.png"), full_page=True)
+                expect(page.locator("#faces-status")).to_contain_text("not available")
+                shoot(page, "desktop-faces.png")
+            context.close()
+
+            # a phone's width: the same page, readable
+            phone = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+            page = phone.new_page()
+            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+            page.on("console", on_console)
+            page.goto(server.url + "/?q=a+horse")
+            expect(page.locator("#grid .hit")).to_have_count(n)
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+            shoot(page, "phone-search.png")
+            page.locator("#grid .hit").first.click()
+            expect(page.locator("#viewer-similar .hit")).to_have_count(8)
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+            shoot(page, "phone-photo.png")
+            page.goto(server.url + "/?tab=faces")
+            if faces:
+                page.fill("#token", token)
+                page.click("#token-form button")
+                expect(page.locator("#people .person")).to_have_count(2)
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+            shoot(page, "phone-faces.png")
+            phone.close()
         finally:
             browser.close()
-    shots = os.environ.get("VSEARCH_SCREENSHOTS")
-    if shots:  # for a person to look at
-        os.makedirs(shots, exist_ok=True)
-        for name in ("search.png", "faces.png"):
-            shutil.copy(tmp_path / name, os.path.join(shots, name))
     assert not errors, errors
+
+
+def photos_path(root, name):
+    found = [p for p in (root / "photos").rglob(name)]
+    assert len(found) == 1, found
+    return found[0]

@@ -1,4 +1,6 @@
 // vsearch web page: plain JS against the JSON API of `vsearch serve`; no build step.
+// The query and the open photo live in the URL (?q=…&plus=…&tag=…&min=…&photo=42, ?like=42,
+// ?tab=faces), so Back, reload and bookmarks work.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -23,6 +25,100 @@ function setStatus(element, text, isError = false) {
   element.classList.toggle("error", isError);
 }
 
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function folderOf(path) {
+  const slash = path.lastIndexOf("/");
+  return slash > 0 ? path.slice(0, slash) : "/";
+}
+
+// the end of a long folder is what tells two folders apart: keep it, cut the start
+function shortFolder(folder, max = 34) {
+  if (folder.length <= max) return folder;
+  return "…" + folder.slice(folder.length - max + 1);
+}
+
+function humanBytes(n) {
+  if (n < 1024) return `${n} B`;
+  const units = ["KB", "MB", "GB"];
+  let value = n / 1024, unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+const splitTerms = (text) => text.split(",").map((t) => t.trim()).filter(Boolean);
+
+// -- the URL is the state ------------------------------------------------------------------------
+function readState() {
+  const p = new URLSearchParams(window.location.search);
+  const min = parseFloat(p.get("min"));
+  return {
+    tab: p.get("tab") === "faces" ? "faces" : "search",
+    q: p.get("q") || "", like: p.get("like") || "",
+    plus: p.getAll("plus"), minus: p.getAll("minus"), tag: p.getAll("tag"),
+    min: Number.isFinite(min) ? min : null,
+    k: p.get("k") || "", photo: p.get("photo") || "",
+  };
+}
+
+function stateUrl(state) {
+  const p = new URLSearchParams();
+  if (state.tab === "faces") p.set("tab", "faces");
+  if (state.q) p.set("q", state.q);
+  if (state.like) p.set("like", state.like);
+  for (const key of ["plus", "minus", "tag"]) for (const v of state[key] || []) p.append(key, v);
+  if (state.min !== null && state.min !== undefined) p.set("min", String(state.min));
+  if (state.k && state.k !== "24") p.set("k", state.k);
+  if (state.photo) p.set("photo", state.photo);
+  const text = p.toString();
+  return text ? `/?${text}` : "/";
+}
+
+function go(state, replace = false) {
+  const url = stateUrl(state);
+  // a photo opened from the page is one history entry (another photo opened from it replaces
+  // it), so closing it is going Back
+  const record = { page: true, photoFromPage: Boolean(state.photo) };
+  if (replace || (state.photo && readState().photo)) history.replaceState(record, "", url);
+  else history.pushState(record, "", url);
+  applyState(state);
+}
+
+let shownSearch = null; // the search key whose results the grid shows
+
+function searchKey(state) {
+  return JSON.stringify([state.q, state.like, state.plus, state.minus, state.tag, state.k]);
+}
+
+function applyState(state) {
+  showTab(state.tab);
+  $("q").value = state.q;
+  $("plus").value = state.plus.join(", ");
+  $("minus").value = state.minus.join(", ");
+  $("tag").value = state.tag[0] || "";
+  $("min").value = state.min === null ? "" : String(state.min);
+  $("k").value = state.k || "24";
+  const key = searchKey(state);
+  if (state.q || state.like || state.plus.length) {
+    if (key !== shownSearch) runSearch(state);
+    else renderHits(); // only the minimum score changed
+  } else if (shownSearch !== null && shownSearch !== "image") {
+    shownSearch = null;
+    lastResult = null;
+    grid.replaceChildren();
+    setStatus(searchStatus, "");
+  }
+  if (state.photo) openViewer(state.photo);
+  else closeViewerNow();
+}
+
+window.addEventListener("popstate", () => applyState(readState()));
+
 // -- tabs --------------------------------------------------------------------------------------
 function showTab(name) {
   for (const tab of ["search", "faces"]) {
@@ -30,73 +126,147 @@ function showTab(name) {
     $(`tab-${tab}`).setAttribute("aria-selected", String(active));
     $(`panel-${tab}`).hidden = !active;
   }
-  if (name === "faces") loadPeople();
+  if (name === "faces") loadFaces();
 }
-$("tab-search").addEventListener("click", () => showTab("search"));
-$("tab-faces").addEventListener("click", () => showTab("faces"));
+$("tab-search").addEventListener("click", () => go({ ...readState(), tab: "search" }));
+$("tab-faces").addEventListener("click", () => go({ ...readState(), tab: "faces", photo: "" }));
+$("home").addEventListener("click", (event) => { event.preventDefault(); go(readState().tab === "faces" ? { ...readState(), tab: "search" } : emptyState()); });
+
+function emptyState() {
+  return { tab: "search", q: "", like: "", plus: [], minus: [], tag: [], min: null, k: "", photo: "" };
+}
 
 // -- search ------------------------------------------------------------------------------------
 const grid = $("grid");
 const searchStatus = $("status");
+let lastResult = null, lastLabel = "";
 
 function k() {
   const value = parseInt($("k").value, 10);
   return Number.isFinite(value) ? Math.min(Math.max(value, 1), 200) : 24;
 }
 
-function render(result, label) {
-  grid.replaceChildren();
-  for (const hit of result.results) {
-    const card = document.createElement("button");
-    card.type = "button";
-    card.className = "hit";
-    card.dataset.mediaId = hit.media_id;
-    card.title = `${hit.path}\nclick: photos similar to this one`;
-    const img = document.createElement("img");
-    img.src = hit.thumbnail;
-    img.alt = hit.name;
-    img.loading = "lazy";
-    const caption = document.createElement("span");
-    caption.className = "caption";
-    const name = document.createElement("span");
-    name.className = "name";
-    name.textContent = hit.name;
-    const score = document.createElement("span");
-    score.className = "score";
-    score.textContent = hit.score.toFixed(3);
-    caption.append(name, score);
-    card.append(img, caption);
-    card.addEventListener("click", () => similar(hit));
-    grid.append(card);
-  }
-  const n = result.results.length;
-  setStatus(searchStatus, n
-    ? `${n} result${n === 1 ? "" : "s"} for ${label} in ${Math.round(result.took_ms)} ms (${result.photos_in_index} photos indexed)`
-    : `no results for ${label} (${result.photos_in_index} photos indexed)`);
+function describe(state) {
+  const parts = [];
+  if (state.q) parts.push(`“${state.q}”`);
+  if (state.like) parts.push(`photos similar to ${state.likeName || `photo ${state.like}`}`);
+  for (const p of state.plus) parts.push(`+ ${p}`);
+  for (const m of state.minus) parts.push(`− ${m}`);
+  let label = parts.join(" ");
+  if (state.tag.length) label += ` tagged ${state.tag.join(", ")}`;
+  return label;
 }
 
-async function run(label, request) {
+function hitCard(hit, onClick) {
+  const card = el("button", "hit");
+  card.type = "button";
+  card.dataset.mediaId = hit.media_id;
+  card.title = `${hit.path}\nclick: open this photo`;
+  const img = el("img");
+  img.src = hit.thumbnail;
+  img.alt = hit.name;
+  img.loading = "lazy";
+  const caption = el("span", "caption");
+  const line = el("span", "line");
+  line.append(el("span", "name", hit.name), el("span", "score", hit.score.toFixed(3)));
+  const folder = folderOf(hit.path);
+  const where = el("span", "folder", shortFolder(folder));
+  where.title = folder;
+  caption.append(line, where);
+  card.append(img, caption);
+  card.addEventListener("click", () => onClick(hit));
+  return card;
+}
+
+function renderHits() {
+  if (!lastResult) return;
+  const min = readState().min;
+  const shown = lastResult.results.filter((h) => min === null || h.score >= min);
+  grid.replaceChildren(...shown.map((hit) => hitCard(hit, (h) => go({ ...readState(), photo: String(h.media_id) }))));
+  const n = shown.length, hidden = lastResult.results.length - n;
+  const below = hidden ? ` (${hidden} below the minimum score ${min} hidden)` : "";
+  setStatus(searchStatus, n
+    ? `${n} result${n === 1 ? "" : "s"} for ${lastLabel} in ${Math.round(lastResult.took_ms)} ms${below} · ${lastResult.photos_in_index} photos indexed`
+    : `no results for ${lastLabel}${below} · ${lastResult.photos_in_index} photos indexed`);
+}
+
+let searchSerial = 0; // answers to superseded searches are dropped
+
+async function run(label, request, key) {
+  const serial = ++searchSerial;
+  shownSearch = key;
   setStatus(searchStatus, `searching for ${label}…`);
   try {
-    render(await request(), label);
+    const result = await request();
+    if (serial !== searchSerial) return;
+    lastResult = result;
+    lastLabel = label;
+    renderHits();
   } catch (error) {
+    if (serial !== searchSerial) return;
+    lastResult = null;
+    shownSearch = null;
     grid.replaceChildren();
     setStatus(searchStatus, error.message, true);
   }
 }
 
+async function runSearch(state) {
+  const params = new URLSearchParams();
+  if (state.q) params.set("q", state.q);
+  if (state.like) params.set("like", state.like);
+  for (const key of ["plus", "minus", "tag"]) for (const v of state[key]) params.append(key, v);
+  params.set("k", String(state.k ? Math.min(Math.max(parseInt(state.k, 10) || 24, 1), 200) : 24));
+  let likeName = "";
+  if (state.like) {
+    try { likeName = (await api(`/v1/media/${encodeURIComponent(state.like)}`)).name; } catch (_) { /* the search says why */ }
+  }
+  run(describe({ ...state, likeName }), () => api(`/v1/search?${params}`), searchKey(state));
+}
+
+function formState() {
+  const min = parseFloat($("min").value);
+  const tag = $("tag").value;
+  return {
+    ...emptyState(),
+    q: $("q").value.trim(), plus: splitTerms($("plus").value), minus: splitTerms($("minus").value),
+    tag: tag ? [tag] : [], min: Number.isFinite(min) ? min : null, k: String(k()),
+  };
+}
+
 $("search-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  const q = $("q").value.trim();
-  if (!q) { setStatus(searchStatus, "type what you are looking for", true); return; }
-  const params = new URLSearchParams({ q, k: String(k()) });
-  run(`“${q}”`, () => api(`/v1/search?${params}`));
+  const state = formState();
+  if (!state.q && !state.plus.length) {
+    setStatus(searchStatus, "type what you are looking for (or concepts under “more of”)", true);
+    return;
+  }
+  shownSearch = null; // the Search button always searches again
+  go(state);
+});
+// the tag and the minimum score act at once on the current query
+$("tag").addEventListener("change", () => {
+  const state = readState();
+  if (state.q || state.like || state.plus.length) go({ ...state, tag: $("tag").value ? [$("tag").value] : [], photo: "" });
+});
+$("min").addEventListener("change", () => {
+  const state = readState();
+  const min = parseFloat($("min").value);
+  if (state.q || state.like || state.plus.length) go({ ...state, min: Number.isFinite(min) ? min : null }, true);
 });
 
-function similar(hit) {
-  const params = new URLSearchParams({ like: String(hit.media_id), k: String(k()) });
-  window.scrollTo({ top: 0, behavior: "smooth" });
-  run(`photos similar to ${hit.name}`, () => api(`/v1/search?${params}`));
+async function loadTags() {
+  try {
+    const { tags } = await api("/v1/tags");
+    const select = $("tag");
+    for (const t of tags) {
+      const option = el("option", "", `${t.label} (${t.photos})`);
+      option.value = t.label;
+      select.append(option);
+    }
+    $("tag-label").hidden = tags.length === 0;
+    select.value = readState().tag[0] || "";
+  } catch (_) { /* an older server: no tag filter */ }
 }
 
 // -- search by an example image (drop or choose) -------------------------------------------------
@@ -113,7 +283,12 @@ function searchByImage(file) {
   const form = new FormData();
   form.append("image", file);
   form.append("k", String(k()));
-  run(`the image ${file.name}`, () => api("/v1/search", { method: "POST", body: form }));
+  const tag = $("tag").value;
+  if (tag) form.append("tag", tag);
+  // an upload cannot live in the URL: the page goes to a blank query, so Back returns to the last one
+  history.pushState({ page: true }, "", "/");
+  closeViewerNow();
+  run(`the image ${file.name}`, () => api("/v1/search", { method: "POST", body: form }), "image");
 }
 
 drop.addEventListener("click", () => fileInput.click());
@@ -129,77 +304,337 @@ drop.addEventListener("drop", (event) => {
   searchByImage(event.dataTransfer.files[0]);
 });
 
+// -- the full view of one photo ------------------------------------------------------------------
+const viewer = $("viewer");
+let viewerId = null;
+
+function closeViewer() {
+  const state = readState();
+  if (!state.photo) return;
+  if (history.state && history.state.photoFromPage) history.back();
+  else go({ ...state, photo: "" }, true); // opened from a bookmark: nothing of ours to go back to
+}
+
+function closeViewerNow() {
+  viewerId = null;
+  viewer.hidden = true;
+  document.body.classList.remove("viewing");
+}
+
+$("viewer-close").addEventListener("click", closeViewer);
+viewer.addEventListener("click", (event) => { if (event.target === viewer) closeViewer(); });
+document.addEventListener("keydown", (event) => { if (event.key === "Escape" && !viewer.hidden) closeViewer(); });
+$("viewer-all-similar").addEventListener("click", () => {
+  if (viewerId) go({ ...emptyState(), like: viewerId, k: readState().k });
+});
+
+function fact(list, term, value) {
+  if (value === null || value === undefined || value === "") return;
+  const dt = el("dt", "", term);
+  const dd = el("dd");
+  if (value instanceof Node) dd.append(value); else dd.textContent = value;
+  list.append(dt, dd);
+}
+
+async function openViewer(id) {
+  if (viewerId === id && !viewer.hidden) return;
+  viewerId = id;
+  viewer.hidden = false;
+  document.body.classList.add("viewing");
+  const frame = $("viewer-frame");
+  frame.querySelectorAll(".face").forEach((n) => n.remove());
+  $("viewer-img").src = `/v1/media/${encodeURIComponent(id)}/thumbnail?size=1024`;
+  $("viewer-name").textContent = "…";
+  $("viewer-facts").replaceChildren();
+  $("viewer-similar").replaceChildren();
+  $("viewer-faces").textContent = "";
+  $("viewer-close").focus();
+  let photo;
+  try {
+    photo = await api(`/v1/media/${encodeURIComponent(id)}`);
+  } catch (error) {
+    $("viewer-name").textContent = error.message;
+    return;
+  }
+  if (viewerId !== id) return;
+  $("viewer-name").textContent = photo.name;
+  $("viewer-img").alt = photo.name;
+  const facts = $("viewer-facts");
+  fact(facts, "Folder", photo.folder);
+  fact(facts, "Path", photo.path);
+  fact(facts, "Size", `${humanBytes(photo.bytes)}${photo.width ? ` · ${photo.width} × ${photo.height} px` : ""}`);
+  fact(facts, "Taken", photo.taken_at);
+  fact(facts, "Modified", new Date(photo.modified_at * 1000).toLocaleString());
+  if (photo.tags.length) {
+    const tags = el("span", "tags");
+    for (const t of photo.tags) {
+      const chip = el("button", "chip", t.label);
+      chip.type = "button";
+      chip.title = `score ${t.score.toFixed(3)}: click for photos with this tag`;
+      chip.addEventListener("click", () => {
+        const state = readState();
+        const base = state.q || state.like || state.plus.length ? state : { ...emptyState(), like: id };
+        go({ ...base, tag: [t.label], photo: "" });
+      });
+      tags.append(chip);
+    }
+    fact(facts, "Tags", tags);
+  }
+  $("viewer-original").href = photo.original;
+  showFaces(id);
+  try {
+    const similar = await api(`/v1/search?${new URLSearchParams({ like: id, k: "8" })}`);
+    if (viewerId !== id) return;
+    $("viewer-similar").replaceChildren(...similar.results.map(
+      (hit) => hitCard(hit, (h) => go({ ...readState(), photo: String(h.media_id) }))));
+  } catch (error) {
+    $("viewer-similar").replaceChildren(el("p", "status error", error.message));
+  }
+}
+
+async function showFaces(id) {
+  const note = $("viewer-faces");
+  if (!facesAvailable) return;
+  if (!token()) { note.textContent = "Faces: unlock the Faces tab with the access token to see them."; return; }
+  try {
+    const found = await api(`/v1/faces/photos/${encodeURIComponent(id)}`, { headers: authHeaders() });
+    if (viewerId !== id) return;
+    const frame = $("viewer-frame");
+    for (const face of found.faces) {
+      const [x0, y0, x1, y1] = face.face_box;
+      const box = el("div", "face");
+      Object.assign(box.style, {
+        left: `${(100 * x0) / found.width}%`, top: `${(100 * y0) / found.height}%`,
+        width: `${(100 * (x1 - x0)) / found.width}%`, height: `${(100 * (y1 - y0)) / found.height}%`,
+      });
+      const label = face.name || (face.cluster ? `group ${face.cluster}` : "unknown");
+      box.append(el("span", face.name ? "who named" : "who", label));
+      frame.append(box);
+    }
+    const names = found.faces.map((f) => f.name).filter(Boolean);
+    note.textContent = found.faces.length
+      ? `${found.faces.length} face${found.faces.length === 1 ? "" : "s"}${names.length ? `: ${names.join(", ")}` : ""}`
+      : "No faces found in this photo.";
+  } catch (error) {
+    if (error.status === 401) forgetToken();
+    note.textContent = `Faces: ${error.message}`;
+  }
+}
+
 // -- faces ---------------------------------------------------------------------------------------
 const facesStatus = $("faces-status");
 const TOKEN_KEY = "vsearch.token";
-$("token").value = sessionStorage.getItem(TOKEN_KEY) || "";
+const faceUrls = []; // object URLs of face crops, released on each reload of the tab
 
+const token = () => sessionStorage.getItem(TOKEN_KEY);
 function authHeaders() {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  return token ? { Authorization: `Bearer ${token}` } : {};
+  return token() ? { Authorization: `Bearer ${token()}` } : {};
+}
+
+function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("token").value = "";
+  showTokenForm();
+}
+
+function showTokenForm() {
+  const has = Boolean(token());
+  $("token-form").hidden = !facesAvailable || has;
+  $("token-kept").hidden = !facesAvailable || !has;
+  $("faces-body").hidden = !facesAvailable || !has;
 }
 
 $("token-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
-  loadPeople();
+  const value = $("token").value.trim();
+  if (!value) return;
+  sessionStorage.setItem(TOKEN_KEY, value);
+  loadFaces();
 });
+$("forget-token").addEventListener("click", () => { forgetToken(); setStatus(facesStatus, "the token is forgotten"); });
 
-async function loadPeople() {
-  const table = $("people");
-  const body = table.querySelector("tbody");
-  if (!facesAvailable) {
-    table.hidden = true;
-    setStatus(facesStatus, "face endpoints are not available on this server");
-    return;
-  }
-  if (!sessionStorage.getItem(TOKEN_KEY)) {
-    table.hidden = true;
-    setStatus(facesStatus, "enter the access token to list enrolled people");
-    return;
-  }
+// a face crop needs the token, which an <img src> cannot send: fetch it and show a blob
+async function faceImage(url, alt) {
+  const img = el("img", "face-img");
+  img.alt = alt;
   try {
-    const result = await api("/v1/faces", { headers: authHeaders() });
-    body.replaceChildren();
-    for (const person of result.people) {
-      const row = document.createElement("tr");
-      const name = document.createElement("td");
-      name.textContent = person.name;
-      const count = document.createElement("td");
-      count.textContent = String(person.templates);
-      const action = document.createElement("td");
-      const remove = document.createElement("button");
-      remove.type = "button";
-      remove.textContent = "Remove";
-      remove.addEventListener("click", () => removePerson(person.name));
-      action.append(remove);
-      row.append(name, count, action);
-      body.append(row);
-    }
-    table.hidden = result.people.length === 0;
-    setStatus(facesStatus, result.people.length
-      ? `${result.people.length} enrolled ${result.people.length === 1 ? "person" : "people"}`
-      : "nobody is enrolled yet (vsearch faces enroll NAME PHOTO, or POST /v1/faces/enroll)");
-  } catch (error) {
-    table.hidden = true;
-    setStatus(facesStatus, error.message, true);
+    const response = await fetch(url, { headers: authHeaders() });
+    if (!response.ok) return null;
+    const blobUrl = URL.createObjectURL(await response.blob());
+    faceUrls.push(blobUrl);
+    img.src = blobUrl;
+    return img;
+  } catch (_) {
+    return null;
   }
+}
+
+function initials(name) {
+  return name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join("");
+}
+
+let facesLoading = null;
+function loadFaces() {
+  if (!facesLoading) facesLoading = reloadFaces().finally(() => { facesLoading = null; });
+  return facesLoading;
+}
+
+async function reloadFaces() {
+  showTokenForm();
+  if (!facesAvailable) {
+    setStatus(facesStatus, "face features are not available on this server");
+    return;
+  }
+  if (!token()) {
+    setStatus(facesStatus, "enter the access token to see enrolled people");
+    return;
+  }
+  let result;
+  try {
+    result = await api("/v1/faces", { headers: authHeaders() });
+  } catch (error) {
+    if (error.status === 401) forgetToken();
+    setStatus(facesStatus, error.message, true);
+    return;
+  }
+  while (faceUrls.length) URL.revokeObjectURL(faceUrls.pop());
+  const n = result.people.length;
+  setStatus(facesStatus, n
+    ? `${n} enrolled ${n === 1 ? "person" : "people"} · threshold ${result.threshold.toFixed(3)}${result.calibrated ? " (calibrated)" : ""}`
+    : "nobody is enrolled yet");
+  const cards = await Promise.all(result.people.map(async (person) => {
+    const card = el("div", "person");
+    const face = await faceImage(`/v1/faces/people/${encodeURIComponent(person.name)}/face`, person.name);
+    card.append(face || el("span", "face-img placeholder", initials(person.name)));
+    const about = el("div", "about");
+    about.append(el("strong", "person-name", person.name),
+      el("span", "muted", `${person.templates} template${person.templates === 1 ? "" : "s"} · in ${person.faces_in_collection} photo${person.faces_in_collection === 1 ? "" : "s"}`));
+    const remove = el("button", "danger", "Remove");
+    remove.type = "button";
+    remove.addEventListener("click", () => removePerson(person.name));
+    about.append(remove);
+    card.append(about);
+    return card;
+  }));
+  $("people").replaceChildren(...cards);
+  const select = $("verify-name");
+  const chosen = select.value;
+  select.replaceChildren(...result.people.map((p) => { const o = el("option", "", p.name); o.value = p.name; return o; }));
+  if (result.people.some((p) => p.name === chosen)) select.value = chosen;
+  $("verify-form").querySelector("button").disabled = n === 0;
+  loadClusters();
 }
 
 async function removePerson(name) {
   if (!window.confirm(`Remove ${name} and all their enrolled faces?`)) return;
   try {
     await api(`/v1/faces/${encodeURIComponent(name)}`, { method: "DELETE", headers: authHeaders() });
-    loadPeople();
+    loadFaces();
   } catch (error) {
     setStatus(facesStatus, error.message, true);
   }
 }
 
-// -- status line ---------------------------------------------------------------------------------
+$("enroll-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const status = $("enroll-status");
+  const name = $("enroll-name").value.trim();
+  const file = $("enroll-file").files[0];
+  if (!name || !file) { setStatus(status, "give a name and a photo", true); return; }
+  const form = new FormData();
+  form.append("name", name);
+  form.append("image", file);
+  setStatus(status, `enrolling ${name}…`);
+  try {
+    const res = await api("/v1/faces/enroll", { method: "POST", body: form, headers: authHeaders() });
+    setStatus(status, `${res.created ? "enrolled" : "added a photo to"} ${res.name} (${res.templates} template${res.templates === 1 ? "" : "s"})`);
+    $("enroll-form").reset();
+    loadFaces();
+  } catch (error) {
+    setStatus(status, error.message, true);
+  }
+});
+
+$("verify-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const status = $("verify-status");
+  const name = $("verify-name").value;
+  const file = $("verify-file").files[0];
+  if (!name || !file) { setStatus(status, "choose a person and a photo", true); return; }
+  const form = new FormData();
+  form.append("name", name);
+  form.append("image", file);
+  setStatus(status, `verifying against ${name}…`);
+  try {
+    const res = await api("/v1/faces/verify", { method: "POST", body: form, headers: authHeaders() });
+    const far = res.far_estimate === null ? "" : ` · false-accept rate about ${res.far_estimate.toPrecision(2)}`;
+    setStatus(status, `${res.match ? "✓ match" : "✗ no match"}: ${name}, score ${res.score.toFixed(3)} `
+      + `${res.match ? "≥" : "<"} threshold ${res.threshold.toFixed(3)}${far}`);
+    status.classList.toggle("match", res.match);
+  } catch (error) {
+    setStatus(status, error.message, true);
+  }
+});
+
+async function loadClusters() {
+  const note = $("clusters-status");
+  let clusters;
+  try {
+    ({ clusters } = await api("/v1/faces/clusters", { headers: authHeaders() }));
+  } catch (error) {
+    note.textContent = error.message;
+    return;
+  }
+  note.textContent = clusters.length ? "" : "None: `vsearch faces cluster` groups the faces of indexed photos (indexed with --faces).";
+  const cards = await Promise.all(clusters.map(async (c) => {
+    const card = el("form", "cluster");
+    card.dataset.cluster = c.cluster;
+    const faces = el("div", "cluster-faces");
+    for (const f of c.faces) {
+      const img = await faceImage(`/v1/faces/crops/${f.face_id}`, `face in photo ${f.media_id}`);
+      if (!img) continue;
+      const link = el("button", "face-link");
+      link.type = "button";
+      link.title = "open this photo";
+      link.append(img);
+      link.addEventListener("click", () => go({ ...readState(), tab: "search", photo: String(f.media_id) }));
+      faces.append(link);
+    }
+    const input = el("input");
+    input.type = "text";
+    input.placeholder = "Name this person";
+    input.setAttribute("aria-label", `Name group ${c.cluster}`);
+    input.required = true;
+    const save = el("button", "", "Save");
+    save.type = "submit";
+    const row = el("div", "row");
+    row.append(input, save);
+    card.append(el("span", "muted", `${c.size} face${c.size === 1 ? "" : "s"}`), faces, row);
+    card.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const form = new FormData();
+      form.append("name", input.value.trim());
+      try {
+        await api(`/v1/faces/clusters/${c.cluster}/name`, { method: "POST", body: form, headers: authHeaders() });
+        loadFaces();
+      } catch (error) {
+        note.textContent = error.message;
+      }
+    });
+    return card;
+  }));
+  $("clusters").replaceChildren(...cards);
+}
+
+// -- start ---------------------------------------------------------------------------------------
 api("/healthz").then((health) => {
   facesAvailable = health.faces;
   $("health").textContent = `${health.photos_in_index} photos · ${health.model}`;
   $("health").title = health.model;
-  $("token-form").hidden = !health.faces;
-}).catch(() => { $("health").textContent = "server not answering"; });
+  showTokenForm();
+}).catch(() => { $("health").textContent = "server not answering"; })
+  .finally(() => {
+    history.replaceState({ page: true }, "", window.location.pathname + window.location.search);
+    applyState(readState());
+    loadTags();
+  });
