@@ -37,12 +37,6 @@ function folderOf(path) {
   return slash > 0 ? path.slice(0, slash) : "/";
 }
 
-// the end of a long folder is what tells two folders apart: keep it, cut the start
-function shortFolder(folder, max = 34) {
-  if (folder.length <= max) return folder;
-  return "…" + folder.slice(folder.length - max + 1);
-}
-
 function humanBytes(n) {
   if (n < 1024) return `${n} B`;
   const units = ["KB", "MB", "GB"];
@@ -170,7 +164,9 @@ function hitCard(hit, onClick) {
   const line = el("span", "line");
   line.append(el("span", "name", hit.name), el("span", "score", hit.score.toFixed(3)));
   const folder = folderOf(hit.path);
-  const where = el("span", "folder", shortFolder(folder));
+  // shown right to left so that a long folder loses its start, not the end that tells folders
+  // apart; the marks keep the path itself reading left to right
+  const where = el("span", "folder", `\u200e${folder}\u200e`);
   where.title = folder;
   caption.append(line, where);
   card.append(img, caption);

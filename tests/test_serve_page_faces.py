@@ -1,0 +1,109 @@
+"""The face routes behind the web page's faces tab and photo view (TestClient): a photo's faces,
+face crops, a person's face from the collection, and naming a group of faces — all behind the token."""
+from __future__ import annotations
+
+import io
+import shutil
+
+import pytest
+from PIL import Image, ImageOps
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+pytest.importorskip("vsearch.faces")
+from fastapi.testclient import TestClient  # noqa: E402
+
+import vsearch  # noqa: E402
+from vsearch.serve import ServeSettings, create_app  # noqa: E402
+
+TOKEN = "page-token-" + "z" * 24
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def jpeg_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, photo_dir, tiny_clip_spec):
+    """The photos plus two more of Eileen Collins, faces indexed and grouped."""
+    from tests.conftest import skimage_rgb
+    from vsearch.faces.extractor import FaceExtractor
+    from vsearch.faces.service import FaceService
+
+    root = tmp_path_factory.mktemp("page-faces")
+    shutil.copytree(photo_dir, root / "photos")
+    collins = skimage_rgb("astronaut").crop((40, 0, 440, 300))
+    collins.save(root / "photos" / "collins.jpg", quality=90)
+    ImageOps.mirror(collins).save(root / "photos" / "collins-mirror.jpg", quality=90)
+    with vsearch.open(root / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(root / "photos")], workers=0, extractors=[FaceExtractor()])
+        FaceService(coll.catalog).cluster()
+    app = create_app(root / "db", token=TOKEN, faces=True,
+                     settings=ServeSettings(workers=2, queue_depth=8, index_check_seconds=0.0))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        ids = {h["name"]: h["media_id"] for h in
+               client.get("/v1/search", params={"q": "a photo", "k": 50}).json()["results"]}
+        yield client, ids, collins
+
+
+@pytest.mark.parametrize("method,url", [
+    ("get", "/v1/faces/photos/1"), ("get", "/v1/faces/crops/1"), ("get", "/v1/faces/clusters"),
+    ("get", "/v1/faces/people/someone/face"), ("post", "/v1/faces/clusters/1/name"),
+])
+def test_page_face_routes_need_the_token(served, method, url):
+    client, _, _ = served
+    r = client.request(method, url, data={"name": "x"} if method == "post" else None)
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+
+
+def test_photo_faces_crops_groups_and_naming(served):
+    client, ids, collins = served
+    found = client.get(f"/v1/faces/photos/{ids['collins.jpg']}", headers=AUTH).json()
+    assert (found["width"], found["height"]) == collins.size and len(found["faces"]) == 1
+    face = found["faces"][0]
+    x0, y0, x1, y1 = face["face_box"]
+    assert 0 <= x0 < x1 <= collins.width and 0 <= y0 < y1 <= collins.height and face["name"] is None
+    assert client.get(f"/v1/faces/photos/{ids['coffee.jpg']}", headers=AUTH).json()["faces"] == []
+    assert client.get("/v1/faces/photos/99999", headers=AUTH).status_code == 404
+
+    crop = client.get(f"/v1/faces/crops/{face['face_id']}", params={"size": 96}, headers=AUTH)
+    assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(crop.content)).size) <= 96
+    assert client.get("/v1/faces/crops/99999", headers=AUTH).json()["error"] == "unknown_face"
+
+    # the three photos of her (astronaut.jpg and the two copies) are one group
+    groups = client.get("/v1/faces/clusters", headers=AUTH).json()["clusters"]
+    assert [g["size"] for g in groups] == [3] and face["cluster"] == groups[0]["cluster"]
+    assert {f["media_id"] for f in groups[0]["faces"]} == {ids["collins.jpg"], ids["collins-mirror.jpg"], ids["astronaut.jpg"]}
+
+    # enrolled from an upload, before any photo is labelled: her face is the nearest in the collection
+    r = client.post("/v1/faces/enroll", headers=AUTH, data={"name": "Uploaded"},
+                    files={"image": ("c.jpg", jpeg_bytes(collins), "image/jpeg")})
+    assert r.status_code == 200, r.text
+    assert client.get("/v1/faces/people/Uploaded/face", headers=AUTH).headers["content-type"] == "image/jpeg"
+    assert client.get("/v1/faces/people/nobody/face", headers=AUTH).json()["error"] == "unknown_person"
+
+    assert client.post("/v1/faces/clusters/999/name", headers=AUTH, data={"name": "x"}).status_code == 404
+    named = client.post(f"/v1/faces/clusters/{groups[0]['cluster']}/name", headers=AUTH,
+                        data={"name": "Eileen Collins"}).json()
+    assert named == {"name": "Eileen Collins", "added": 3, "templates": 3, "created": True}
+    assert client.get("/v1/faces/clusters", headers=AUTH).json()["clusters"] == []
+    found = client.get(f"/v1/faces/photos/{ids['collins.jpg']}", headers=AUTH).json()
+    assert found["faces"][0]["name"] == "Eileen Collins"
+    people = {p["name"]: p for p in client.get("/v1/faces", headers=AUTH).json()["people"]}
+    assert people["Eileen Collins"]["faces_in_collection"] == 3
+    assert client.get("/v1/faces/people/Eileen Collins/face", headers=AUTH).status_code == 200
+
+
+def test_a_person_in_no_photo_has_no_face_picture(served):
+    client, _, _ = served
+    cbook = pytest.importorskip("matplotlib.cbook")
+    hopper = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    r = client.post("/v1/faces/enroll", headers=AUTH, data={"name": "Grace Hopper"},
+                    files={"image": ("h.jpg", jpeg_bytes(hopper), "image/jpeg")})
+    assert r.status_code == 200, r.text
+    r = client.get("/v1/faces/people/Grace Hopper/face", headers=AUTH)
+    assert r.status_code == 404 and r.json()["error"] == "no_photo"
