@@ -218,10 +218,10 @@ def names(page) -> list[str]:
     return page.locator("#grid .hit .name").all_text_contents()
 
 
-def shoot(page, name: str) -> None:
+def shoot(page, name: str, full_page: bool = True) -> None:
     os.makedirs(SCREENSHOTS, exist_ok=True)
     page.wait_for_function("() => [...document.querySelectorAll('img')].every(i => !i.src || i.complete)")
-    page.screenshot(path=os.path.join(SCREENSHOTS, name), full_page=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, name), full_page=full_page)
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} missing: apt-get install chromium")
@@ -293,7 +293,7 @@ def test_web_page_in_headless_chromium(gallery):
             similar = page.locator("#viewer-similar .hit")
             expect(similar).to_have_count(8)
             assert first not in page.locator("#viewer-similar .hit .name").all_text_contents()
-            shoot(page, "desktop-photo.png")
+            shoot(page, "desktop-photo.png", full_page=False)  # the view covers the window
             page.go_back()
             expect(viewer).to_be_hidden()
             assert names(page) == coffee
@@ -353,6 +353,7 @@ def test_web_page_in_headless_chromium(gallery):
                 expect(group).to_have_count(1)
                 expect(group).to_contain_text("3 faces")
                 expect(group.locator("img")).to_have_count(3)
+                shoot(page, "desktop-faces-groups.png")
 
                 page.fill("#enroll-name", "Grace Hopper")
                 page.set_input_files("#enroll-file", str(root / "hopper.jpg"))
@@ -386,7 +387,7 @@ def test_web_page_in_headless_chromium(gallery):
                 page.goto(server.url + f"/?q=an+astronaut&photo={collins_id}")
                 expect(page.locator("#viewer-frame .face")).to_have_count(1)
                 expect(page.locator("#viewer-frame .face")).to_contain_text("Eileen Collins")
-                shoot(page, "desktop-photo-faces.png")
+                shoot(page, "desktop-photo-faces.png", full_page=False)
             else:
                 expect(page.locator("#faces-status")).to_contain_text("not available")
                 shoot(page, "desktop-faces.png")
@@ -404,7 +405,7 @@ def test_web_page_in_headless_chromium(gallery):
             page.locator("#grid .hit").first.click()
             expect(page.locator("#viewer-similar .hit")).to_have_count(8)
             assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-            shoot(page, "phone-photo.png")
+            shoot(page, "phone-photo.png", full_page=False)
             page.goto(server.url + "/?tab=faces")
             if faces:
                 page.fill("#token", token)

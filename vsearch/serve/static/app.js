@@ -354,6 +354,7 @@ async function openViewer(id) {
   }
   if (viewerId !== id) return;
   $("viewer-name").textContent = photo.name;
+  if (photo.width && photo.height) $("viewer-frame").style.setProperty("--ar", String(photo.width / photo.height));
   $("viewer-img").alt = photo.name;
   const facts = $("viewer-facts");
   fact(facts, "Folder", photo.folder);
@@ -581,7 +582,7 @@ async function loadClusters() {
     note.textContent = error.message;
     return;
   }
-  note.textContent = clusters.length ? "" : "None: `vsearch faces cluster` groups the faces of indexed photos (indexed with --faces).";
+  note.textContent = clusters.length ? "" : "None yet: run vsearch faces cluster on a catalog indexed with --faces to group the faces in your photos.";
   const cards = await Promise.all(clusters.map(async (c) => {
     const card = el("form", "cluster");
     card.dataset.cluster = c.cluster;
