@@ -38,14 +38,14 @@ def cli_env() -> dict:
 
 
 class Server:
-    def __init__(self, db, token_file, log_path):
+    def __init__(self, db, token_file, log_path, *extra: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "serve", "--db", str(db), "--port", str(self.port),
-             "--token-file", str(token_file)],
+             "--token-file", str(token_file), *extra],
             cwd=REPO, env=cli_env(), stdout=self._log, stderr=subprocess.STDOUT)
 
     def output(self) -> str:
@@ -206,9 +206,10 @@ def gallery(tmp_path_factory, photo_dir, tiny_clip_spec):
             from vsearch.faces.service import FaceService
 
             FaceService(coll.catalog).cluster()
-    server = Server(root / "db", root / "secret" / "serve.token", root / "server.log")
+    # face calls in the server's own threads: worker processes would each load dlib at start
+    server = Server(root / "db", root / "secret" / "serve.token", root / "server.log", "--face-processes", "0")
     try:
-        server.wait_ready()
+        server.wait_ready(timeout=300)  # the machine may be busy
         yield root, server, faces
     finally:
         server.stop()
@@ -331,6 +332,16 @@ def test_web_page_in_headless_chromium(gallery):
             page.dispatch_event("#min", "change")
             expect(page.locator("#status")).to_contain_text("below the minimum score")
             assert cards.count() >= 1 and cards.count() < n
+
+            # search by an example image (the drop zone's file chooser); Back returns to the text query
+            page.goto(server.url + "/?q=a+horse")
+            expect(page.locator("#status")).to_contain_text("results for “a horse”")
+            page.set_input_files("#file", str(root / "photos" / "chelsea.jpg"))
+            expect(page.locator("#status")).to_contain_text("results for the image chelsea.jpg")
+            expect(page.locator("#grid .hit .name").first).to_have_text("chelsea.jpg")
+            page.go_back()
+            expect(page.locator("#status")).to_contain_text("results for “a horse”")
+            assert names(page) == horse
 
             # the faces tab: the token is asked once, then enroll and verify
             page.click("#tab-faces")
