@@ -518,6 +518,8 @@ async function reloadFaces() {
   const chosen = select.value;
   select.replaceChildren(...result.people.map((p) => { const o = el("option", "", p.name); o.value = p.name; return o; }));
   if (result.people.some((p) => p.name === chosen)) select.value = chosen;
+  if (n === 0) select.append(el("option", "", "enroll someone first"));
+  select.disabled = n === 0;
   $("verify-form").querySelector("button").disabled = n === 0;
   loadClusters();
 }
