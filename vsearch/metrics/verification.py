@@ -85,7 +85,7 @@ def roc_auc(genuine, impostor) -> float:
 
 def equal_error_rate(curve: RocCurve) -> tuple[float, float]:
     """(EER, threshold) as defined in the module docstring."""
-    diff = curve.far - (1.0 - curve.tar)  # rises from -1 (accept nothing) to 0 (accept all)
+    diff = curve.far - (1.0 - curve.tar)  # rises from -1 (accept nothing) to +1 (accept all)
     i = int(np.argmax(diff >= 0))
     if diff[i] == 0 or i == 0:
         return float(curve.far[i]), float(curve.thresholds[i])
@@ -199,7 +199,8 @@ def identity_bootstrap(scores, id_a, id_b, threshold: float, replicates: int = 1
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(n_id, np.full(n_id, 1.0 / n_id), size=replicates).astype(np.float64)  # (B, P)
     with np.errstate(invalid="ignore", divide="ignore"):
-        far = np.einsum("bp,pq,bq->b", weights, i_acc, weights) / np.einsum("bp,pq,bq->b", weights, i_tot, weights)
+        # w^T M w per replicate, as one matrix product and a row-wise dot
+        far = ((weights @ i_acc) * weights).sum(axis=1) / ((weights @ i_tot) * weights).sum(axis=1)
         tar = (weights @ g_acc) / (weights @ g_tot)
     q = [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100]
     far, tar = far[np.isfinite(far)], tar[np.isfinite(tar)]  # replicates without any pair of a kind
