@@ -50,15 +50,23 @@ def cluster_faces(embeddings: np.ndarray, photo_ids: Sequence[int], threshold: f
                   min_size: int = 2, k: int = NEIGHBOURS) -> np.ndarray:
     """Cluster labels per face: 0, 1, ... by decreasing cluster size, -1 for faces in clusters
     smaller than ``min_size``. ``threshold`` is the similarity score an edge must reach."""
-    n = len(photo_ids)
-    if n == 0:
+    if len(photo_ids) == 0:
         return np.zeros(0, dtype=np.int64)
-    photos = np.asarray(photo_ids)
     scores, ids = knn_graph(embeddings, k)
+    return cluster_graph(scores, ids, photo_ids, threshold, min_size)
+
+
+def cluster_graph(scores: np.ndarray, ids: np.ndarray, photo_ids: Sequence[int], threshold: float,
+                  min_size: int = 2) -> np.ndarray:
+    """Steps 2-4 of the module docstring on a graph from :func:`knn_graph`."""
+    photos = np.asarray(photo_ids)
+    n = len(photos)
     rows = np.repeat(np.arange(n), ids.shape[1])
     cols, sims = ids.ravel(), scores.ravel()
-    keep = (cols >= 0) & (sims >= threshold) & (rows < cols)  # each undirected edge once, no self-loops
-    rows, cols = rows[keep], cols[keep]
+    keep = (cols >= 0) & (sims >= threshold) & (rows != cols)
+    rows, cols = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep])
+    if rows.size:  # an edge found from both ends counts once
+        rows, cols = np.unique(np.stack([rows, cols]), axis=1)
     keep = photos[rows] != photos[cols]  # cannot-link: faces of one photo
     rows, cols = rows[keep], cols[keep]
     raw = _chinese_whispers(n, rows, cols)
