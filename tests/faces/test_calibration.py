@@ -107,3 +107,16 @@ def test_pair_scores_all_pairs():
     emb = np.eye(4, dtype=np.float32)[[0, 0, 1, 2]]  # a, a, b, c
     g, i = pair_scores(emb, ["a", "a", "b", "c"])
     assert list(g) == [1.0] and sorted(i) == [0.0] * 5  # C(4,2) = 6 pairs: one genuine, five impostor
+
+
+def test_calibrate_and_eval_embeddings_report_the_same_eer_and_auc():
+    """`faces calibrate` and `eval embeddings` go through one implementation: on a small set with
+    ties they agree exactly (two EER definitions used to disagree here)."""
+    from training.evaluate import score
+
+    faces = _people(6, 3, spread=3.0, seed=4)
+    faces.embeddings = np.round(faces.embeddings, 2)  # ties between scores
+    rep = calibrate_faces(faces, target_far=0.1, replicates=20)
+    ev = score(faces.embeddings, faces.labels).verification
+    assert (rep.eer, rep.eer_threshold, rep.auc) == (ev.eer, ev.eer_threshold, ev.roc_auc)
+    assert 0 < rep.eer < 0.5

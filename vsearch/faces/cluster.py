@@ -38,7 +38,10 @@ def knn_graph(embeddings: np.ndarray, k: int = NEIGHBOURS, nprobe: int = 16,
     else:
         nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))  # FAISS wants 39+ training points per list
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = np.random.default_rng(seed).choice(n, min(n, 64 * nlist), replace=False)
+        # k-means on 39 points per list and 10 rounds: training cost 2.5x lower than FAISS's
+        # defaults, and coarse cells are enough when nprobe lists are searched
+        index.cp.niter = 10
+        sample = np.random.default_rng(seed).choice(n, min(n, 39 * nlist), replace=False)
         index.train(emb[np.sort(sample)])
         index.nprobe = nprobe
     index.add(emb)
