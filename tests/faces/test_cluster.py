@@ -74,3 +74,13 @@ def test_a_chain_of_look_alikes_does_not_merge_two_people():
     assert float(emb[0] @ emb[8]) < threshold and (emb[8:16] @ emb[16] >= threshold).any()
     labels = cluster_faces(emb, list(range(17)), threshold=threshold)
     assert len(set(labels[:8])) == 1 and len(set(labels[8:16])) == 1 and labels[0] != labels[8]
+
+
+def test_two_photos_of_the_same_two_faces_make_two_clusters():
+    """Photo 0 and photo 1 both show faces x and y, identical to each other: every cross pair
+    links, so the graph is one group; it must come out as two clusters of one face per photo."""
+    emb, _ = _people(1, 4)
+    emb[:] = emb[0]
+    labels = cluster_faces(emb, [0, 0, 1, 1], threshold=0.8)
+    assert sorted(np.bincount(labels).tolist()) == [2, 2]
+    assert labels[0] != labels[1] and labels[2] != labels[3]

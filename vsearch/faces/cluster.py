@@ -9,7 +9,8 @@
    graph into groups; unlike connected components it does not merge two people through one
    look-alike pair of faces.
 4. Cannot-link is then made exact: where a group still holds several faces of one photo, the one
-   with most edges inside the group stays and the others leave it.
+   with most edges inside the group stays, and the others form groups of their own (one face per
+   photo each).
 
 Timings, memory and purity/ARI at 10k-1M faces: ``benchmarks/face_cluster.py`` and
 ``benchmarks/RESULTS.md``.
@@ -68,8 +69,8 @@ def cluster_graph(scores: np.ndarray, ids: np.ndarray, photo_ids: Sequence[int],
     cols, sims = ids.ravel(), scores.ravel()
     keep = (cols >= 0) & (sims >= threshold) & (rows != cols)
     rows, cols = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep])
-    if rows.size:  # an edge found from both ends counts once
-        rows, cols = np.unique(np.stack([rows, cols]), axis=1)
+    key = np.unique(rows.astype(np.int64) * n + cols)  # an edge found from both ends counts once
+    rows, cols = key // n, key % n
     keep = photos[rows] != photos[cols]  # cannot-link: faces of one photo
     rows, cols = rows[keep], cols[keep]
     raw = _chinese_whispers(n, rows, cols)
@@ -90,18 +91,32 @@ def _chinese_whispers(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 def _separate_faces_of_one_photo(labels: np.ndarray, photos: np.ndarray, rows: np.ndarray,
                                  cols: np.ndarray) -> np.ndarray:
-    """Where a cluster holds several faces of one photo, keep the best-connected one; the others
-    become clusters of their own (new labels above the existing ones)."""
+    """Where a cluster holds several faces of one photo, the best-connected one of them stays; the
+    second of each such photo forms a new group with the seconds of the cluster's other photos
+    (the third with the thirds, ...), split where its faces share no edge. No group can then hold
+    two faces of one photo."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     n = len(labels)
     inside = labels[rows] == labels[cols]
     degree = np.bincount(rows[inside], minlength=n) + np.bincount(cols[inside], minlength=n)
-    # sort by (cluster, photo, most edges first, index): the first of each (cluster, photo) stays
+    # rank of each face among the faces of its (cluster, photo): 0 for the best connected
     order = np.lexsort((np.arange(n), -degree, photos, labels))
     lab_s, pho_s = labels[order], photos[order]
-    repeat = np.r_[False, (lab_s[1:] == lab_s[:-1]) & (pho_s[1:] == pho_s[:-1])]
+    starts = np.r_[True, (lab_s[1:] != lab_s[:-1]) | (pho_s[1:] != pho_s[:-1])]
+    first = np.flatnonzero(starts)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - first[np.cumsum(starts) - 1]
+    movers = rank > 0
+    if not movers.any():
+        return labels
+    key = labels.astype(np.int64) * (int(rank.max()) + 1) + rank  # (cluster, rank): one face per photo
+    same = movers[rows] & movers[cols] & (key[rows] == key[cols])
+    graph = coo_matrix((np.ones(int(same.sum())), (rows[same], cols[same])), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
     out = labels.copy()
-    movers = order[repeat]
-    out[movers] = labels.max() + 1 + np.arange(movers.size)
+    out[movers] = labels.max() + 1 + component[movers]
     return out
 
 
