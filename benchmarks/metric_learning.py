@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from training.config import TrainConfig  # noqa: E402
 from training.data import ImageSet, LabelledPaths, load_images  # noqa: E402
 from training.evaluate import embed_image_set  # noqa: E402
-from training.metrics import retrieval_metrics  # noqa: E402
+from vsearch.metrics.retrieval import retrieval_metrics  # noqa: E402
 from training.model import build_model  # noqa: E402
 from training.trainer import NoProgress, fit, model_spec  # noqa: E402
 

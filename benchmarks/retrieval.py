@@ -47,7 +47,7 @@ def load_set():
 
 def main() -> int:
     from vsearch.encoders import encode_images, l2_normalize, load_encoder
-    from vsearch.retrieval_metrics import recall_at_k
+    from vsearch.metrics.retrieval import recall_at_k
 
     print(f"machine: {machine()}")
     t = time.perf_counter()

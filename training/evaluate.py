@@ -12,7 +12,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from training.data import ImageSet, LabelledPaths
-from training.metrics import RetrievalMetrics, VerificationMetrics, retrieval_metrics, verification_metrics
+from vsearch.metrics.retrieval import RetrievalMetrics, retrieval_metrics
+from vsearch.metrics.verification import VerificationMetrics, verification_metrics
 from vsearch.encoders.base import l2_normalize
 from vsearch.errors import ImageDecodeError
 from vsearch.images import decode_image

@@ -24,7 +24,7 @@ from training.errors import CheckpointError, TrainingConfigError
 from training.evaluate import embed_image_set
 from training.export import atomic_torch_save
 from training.losses import MetricCriterion
-from training.metrics import retrieval_metrics
+from vsearch.metrics.retrieval import retrieval_metrics
 from training.miners import FaissHardNegatives
 from training.model import EmbeddingNet, ModelSpec, build_model, default_preprocessing
 from training.sampler import PKSampler

@@ -13,7 +13,7 @@ from indexer.scan import scan_paths
 from vsearch.encoders.base import encode_images
 from vsearch.errors import ImageDecodeError, VSearchError
 from vsearch.images import decode_image
-from vsearch.retrieval_metrics import confusion_matrix, most_confused, recall_at_k, topk_accuracy
+from vsearch.metrics.retrieval import confusion_matrix, most_confused, recall_at_k, topk_accuracy
 from vsearch.zeroshot import DEFAULT_TEMPLATES, build_zero_shot_classifier, class_probabilities, logit_scale
 
 

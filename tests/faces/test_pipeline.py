@@ -44,8 +44,10 @@ def test_same_person_scores_above_other_people(face_pipeline, face_images, other
     genuine = [emb[a] @ emb[b] for i, a in enumerate(OBAMA) for b in OBAMA[i + 1:]]
     impostor = [emb[a] @ emb[b] for a in emb for b in emb if a < b and not (a in OBAMA and b in OBAMA)]
     assert min(genuine) > max(impostor)
-    # dlib's customary 0.6 distance (cosine 0.907 on unit vectors) separates them too
-    assert min(genuine) > 0.907 > max(impostor)
+    # the default threshold (dlib's 0.6 distance as a cosine) separates them too
+    from vsearch.faces.embedders import DLIB_DEFAULT_THRESHOLD
+
+    assert min(genuine) > DLIB_DEFAULT_THRESHOLD > max(impostor)
 
 
 def test_grayscale_and_rgba_probes_still_match(face_pipeline, face_images):

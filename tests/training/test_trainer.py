@@ -5,7 +5,7 @@ import torch
 from training.data import discover, load_images, split_by_class
 from training.errors import CheckpointError, TrainingConfigError
 from training.evaluate import embed_image_set
-from training.metrics import retrieval_metrics
+from vsearch.metrics.retrieval import retrieval_metrics
 from training.model import ModelSpec, build_model, default_preprocessing
 from training.trainer import MIN_LR_RATIO, NoProgress, TrainingInterrupted, fit, lr_at, model_spec
 

@@ -2,13 +2,17 @@
 
 Exit codes: 0 success (for ``verify``: a match), 1 ``verify`` found no match, 2 an error (no face
 in the probe, unknown name, bad file, ...). Scores are cosine similarities, higher = more alike.
+Output is styled on a terminal and plain, one unwrapped line per item, when piped.
 """
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, List, Optional
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from vsearch.commands.common import DbOpt, DbUrlOpt, DeviceOpt, console, err_console, handle_errors, resolve_device
 from vsearch.errors import VSearchError
@@ -31,7 +35,24 @@ def _service(db, db_url, detector="hog", embedder=None, device="cpu", create=Fal
 
 
 def _fmt_far(far) -> str:
-    return "n/a (not calibrated)" if far is None else f"{far:.3g}"
+    return "n/a (not calibrated)" if far is None else f"at most {far:.3g}"
+
+
+def say(markup: str, style: str | None = None) -> None:
+    """One line to stdout: styled on a terminal; plain and never wrapped when piped, so that paths
+    and words survive ``| grep`` and ``> file``. Paths inside ``markup`` must be escaped."""
+    if sys.stdout.isatty():
+        console.print(markup, style=style, highlight=False, soft_wrap=True)
+    else:
+        print(Text.from_markup(markup).plain, flush=True)
+
+
+def _json_error(exc: Exception) -> None:
+    """For --json commands: the error as a JSON object on stdout too, then exit 2."""
+    message = str(exc) if isinstance(exc, VSearchError) else f"{type(exc).__name__}: {exc}"
+    print(json.dumps({"error": message}, ensure_ascii=False))
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(2) from None
 
 
 @faces_app.command()
@@ -48,8 +69,8 @@ def enroll(
         res = svc.enroll(name, images)
     finally:
         svc.catalog.close()
-    console.print(f"{'enrolled' if res.created else 'added to'} {res.name}: {res.added} template(s), "
-                  f"{res.templates} in all", highlight=False)
+    say(f"{'enrolled' if res.created else 'added to'} {escape(res.name)}: {res.added} template(s), "
+        f"{res.templates} in all")
 
 
 @faces_app.command("list")
@@ -64,13 +85,11 @@ def list_people(db: DbOpt = None, db_url: DbUrlOpt = None,
                           for p in people], ensure_ascii=False))
         return
     if not people:
-        console.print("nobody enrolled yet (vsearch faces enroll NAME PHOTO...)")
+        say("nobody enrolled yet (vsearch faces enroll NAME PHOTO...)")
     for p in people:
-        console.print(f"{p.name}\t{p.templates} template(s)"
-                      + (f"\t{p.faces_in_collection} face(s) in the collection" if p.faces_in_collection else ""),
-                      highlight=False)
-    console.print(f"threshold {svc.threshold:.3f} ({'calibrated' if svc.calibration() else 'default'})",
-                  highlight=False, style="dim")
+        say(f"{escape(p.name)}\t{p.templates} template(s)"
+            + (f"\t{p.faces_in_collection} face(s) in the collection" if p.faces_in_collection else ""))
+    say(f"threshold {svc.threshold:.3f} ({'calibrated' if svc.calibration() else 'default'})", style="dim")
 
 
 @faces_app.command()
@@ -83,7 +102,7 @@ def remove(name: Annotated[str, typer.Argument(help="An enrolled name.")], db: D
         n = svc.remove(name)
     finally:
         svc.catalog.close()
-    console.print(f"removed {name} ({n} template(s))", highlight=False)
+    say(f"removed {escape(name)} ({n} template(s))")
 
 
 @faces_app.command()
@@ -98,19 +117,18 @@ def verify(
         svc = _service(db, db_url, detector, device=device)
         res = svc.verify(name, probe)
     except Exception as exc:  # noqa: BLE001 - exit 1 must only ever mean "not this person"
-        message = str(exc) if isinstance(exc, VSearchError) else f"{type(exc).__name__}: {exc}"
         if as_json:  # scripts reading stdout get the reason too
-            print(json.dumps({"error": message}, ensure_ascii=False))
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+            _json_error(exc)
+        message = str(exc) if isinstance(exc, VSearchError) else f"{type(exc).__name__}: {exc}"
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(res.to_json()))
     else:
         verdict = "[green]MATCH[/]" if res.match else "[red]NO MATCH[/]"
-        console.print(f"{verdict} {name}: score {res.score:.3f} (threshold {res.threshold:.3f}), "
-                      f"FAR estimate {_fmt_far(res.far_estimate)}, {res.latency_ms:.0f} ms"
-                      + (f" — largest of {res.faces_in_probe} faces used" if res.faces_in_probe > 1 else ""),
-                      highlight=False)
+        say(f"{verdict} {escape(name)}: score {res.score:.3f} (threshold {res.threshold:.3f}), "
+            f"FAR {_fmt_far(res.far_estimate)}, {res.latency_ms:.0f} ms"
+            + (f" — largest of {res.faces_in_probe} faces used" if res.faces_in_probe > 1 else ""))
     raise typer.Exit(0 if res.match else 1)
 
 
@@ -119,38 +137,50 @@ def verify(
 def identify(
     probe: Annotated[str, typer.Argument(help="Photo with one or more faces.")],
     k: Annotated[int, typer.Option("-k", min=1, help="Candidates per face.")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (an {\"error\": ...} object on failure).")] = False,
     db: DbOpt = None, db_url: DbUrlOpt = None, detector: DetectorOpt = "hog", device: DeviceOpt = "cpu",
 ) -> None:
-    """Who is in PROBE? The best enrolled people per face; "unknown" below the threshold."""
-    svc = _service(db, db_url, detector, device=device)
-    found = svc.identify(probe, k=k)
+    """Who is in PROBE? The best enrolled people for every face; "unknown" below the threshold."""
+    try:
+        svc = _service(db, db_url, detector, device=device)
+        found = svc.identify(probe, k=k)
+    except VSearchError as exc:
+        if as_json:
+            _json_error(exc)
+        raise
     if as_json:
         print(json.dumps([{"face_box": f.face_box, "name": f.name, "score": f.score,
                            "candidates": [{"name": c.name, "score": round(c.score, 6)} for c in f.candidates]}
                           for f in found], ensure_ascii=False))
         return
     for i, f in enumerate(found, 1):
-        cands = ", ".join(f"{c.name} {c.score:.3f}" for c in f.candidates) or "nobody enrolled"
-        console.print(f"face {i} {f.face_box}: [bold]{f.name}[/]  ({cands}; threshold {svc.threshold:.3f})",
-                      highlight=False)
+        cands = ", ".join(f"{escape(c.name)} {c.score:.3f}" for c in f.candidates) or "nobody enrolled"
+        say(f"face {i} {f.face_box}: [bold]{escape(f.name)}[/]  ({cands}; threshold {svc.threshold:.3f})")
 
 
 @faces_app.command()
 @handle_errors
 def cluster(
     min_size: Annotated[int, typer.Option("--min-size", min=1, help="Smallest group reported as a person.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the groups as JSON.")] = False,
     db: DbOpt = None, db_url: DbUrlOpt = None,
 ) -> None:
     """Group the collection's unnamed faces into people (needs `vsearch index --faces`)."""
     svc = _service(db, db_url)
-    groups = svc.cluster(min_size=min_size)
+    try:
+        groups = svc.cluster(min_size=min_size)
+    finally:
+        svc.catalog.close()
+    if as_json:
+        print(json.dumps([{"cluster": g.cluster, "size": g.size, "photos": g.photos} for g in groups],
+                         ensure_ascii=False))
+        return
     if not groups:
-        console.print("no groups found (index photos with --faces first, or lower --min-size)")
+        say("no groups found (index photos with --faces first, or lower --min-size)")
     for g in groups:
-        console.print(f"cluster {g.cluster}: {g.size} face(s), e.g. {', '.join(g.photos)}", highlight=False)
+        say(f"cluster {g.cluster}: {g.size} face(s), e.g. {escape(', '.join(g.photos))}")
     if groups:
-        console.print("name one with: vsearch faces name CLUSTER NAME", style="dim")
+        say("name one with: vsearch faces name CLUSTER NAME", style="dim")
 
 
 @faces_app.command("name")
@@ -166,8 +196,8 @@ def name_cluster(
         res = svc.name_cluster(cluster_id, name)
     finally:
         svc.catalog.close()
-    console.print(f"{'enrolled' if res.created else 'added to'} {res.name}: {res.added} template(s) from "
-                  f"cluster {cluster_id}, {res.templates} in all", highlight=False)
+    say(f"{'enrolled' if res.created else 'added to'} {escape(res.name)}: {res.added} template(s) from "
+        f"cluster {cluster_id}, {res.templates} in all")
 
 
 @faces_app.command()
@@ -189,22 +219,35 @@ def calibrate(
         svc.catalog.close()
     if as_json:
         print(json.dumps(rep.summary()))
-        return
-    console.print(f"{rep.images} photos of {rep.identities} identities: {rep.n_genuine} genuine and "
-                  f"{rep.n_impostor} impostor pairs", highlight=False)
-    console.print(f"ROC AUC {rep.auc:.4f}   EER {rep.eer:.2%} (at score {rep.eer_threshold:.3f})", highlight=False)
-    for t in rep.tar_at:
-        console.print(f"TAR at FAR {t.target_far:g}: " + (f"{t.tar:.2%} (threshold {t.threshold:.3f})" if t.resolved
-                      else f"n/a (needs {int(round(1 / t.target_far))}+ impostor pairs)"), highlight=False)
-    console.print(f"threshold for FAR {rep.target_far:g}: [bold]{rep.threshold:.3f}[/] ({rep.method})"
-                  + (" — not stored (--dry-run)" if dry_run else " — stored in the catalog"), highlight=False)
-    if rep.method != "empirical":
-        err_console.print(f"[yellow]note:[/] {rep.n_impostor} impostor pairs cannot measure a FAR of "
-                          f"{rep.target_far:g}; the threshold extrapolates the impostor scores' normal fit. "
-                          "Calibrate on more identities for a measured figure.", highlight=False)
+    else:
+        _print_calibration(rep, dry_run)
+    for warning in rep.warnings:
+        loud = "[bold red]WARNING:[/]" if "LOOSER" in warning else "[yellow]warning:[/]"
+        err_console.print(f"{loud} {escape(warning)}", highlight=False)
     for path, reason in rep.skipped:
-        err_console.print(f"  skipped {path}: {reason}", highlight=False)
+        err_console.print(f"  skipped {escape(path)}: {escape(reason)}", highlight=False)
     if rep.several:
         err_console.print(f"  {len(rep.several)} photo(s) had several faces; the largest was used", highlight=False)
-    if plot:
-        console.print(f"wrote {plot}", highlight=False)
+    if plot and not as_json:
+        say(f"wrote {escape(plot)}")
+
+
+def _print_calibration(rep, dry_run: bool) -> None:
+    b = rep.bootstrap
+    say(f"{rep.images} photos of {rep.identities} identities: {rep.n_genuine} genuine and "
+        f"{rep.n_impostor} impostor pairs")
+    say(f"ROC AUC {rep.auc:.4f}   EER {rep.eer:.2%} (at score {rep.eer_threshold:.3f})")
+    extrapolated = {e.target_far: e for e in rep.extrapolated}
+    for t in rep.tar_at:
+        if t.resolved:
+            say(f"TAR at FAR {t.target_far:g}: {t.tar:.2%} (threshold {t.threshold:.3f})")
+        else:
+            e = extrapolated[t.target_far]
+            say(f"TAR at FAR {t.target_far:g}: n/a (needs {int(round(1 / t.target_far))}+ impostor pairs); "
+                f"extrapolated threshold {e.threshold:.3f} would keep {e.tar:.1%} of genuine pairs")
+    say(f"threshold for FAR {rep.target_far:g}: [bold]{rep.threshold:.3f}[/] ({rep.method})"
+        + (" — not stored (--dry-run)" if dry_run else " — stored in the catalog"))
+    say(f"  at it: TAR {rep.tar_at_threshold:.2%}, {rep.false_accepts} of {rep.n_impostor} impostor pairs accepted, "
+        f"FAR at most {rep.far_upper:.3g} ({b.confidence:.0%} Clopper-Pearson upper bound)")
+    say(f"  resampling the {b.identities} people ({b.replicates} draws): FAR {b.far_low:.3g}-{b.far_high:.3g}, "
+        f"TAR {b.tar_low:.2%}-{b.tar_high:.2%} ({b.confidence:.0%} interval)")

@@ -1,5 +1,5 @@
 """Faces: detection, alignment, embedding, enrollment, verification, identification, clustering
-and calibration (issue 4).
+and calibration.
 
 Importing this package registers the face tables on the catalog's schema, so a
 :class:`~vsearch.catalog.Catalog` constructed afterwards creates them; models load only when a

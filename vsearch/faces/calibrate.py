@@ -3,6 +3,13 @@ and choose the threshold that meets a target false accept rate.
 
 The folder holds one sub-folder per identity (``DIR/<name>/*.jpg``). Each image contributes its
 largest face; images without a usable face are listed and skipped.
+
+What a calibration set can promise is limited by *people*, not pairs: pairs share photos and a few
+look-alike people make most false accepts, so a FAR measured on a few dozen people can be several
+times higher on a few dozen others at the same threshold. The report
+therefore counts identities and warns below :data:`MIN_IDENTITIES`, gives a bootstrap interval
+over identities, bounds the FAR from above (Clopper–Pearson), states the true accept rate at the
+stored threshold, and says loudly when the threshold is looser than the embedder's default.
 """
 from __future__ import annotations
 
@@ -13,10 +20,15 @@ import numpy as np
 
 from vsearch.errors import ImageDecodeError, VSearchError
 from vsearch.faces.errors import FaceError
-from vsearch.faces.metrics import ImpostorModel, TarAtFar, equal_error_rate, roc_auc, roc_curve, tar_at_far, threshold_at_far
+from vsearch.faces.impostors import ImpostorModel
+from vsearch.metrics.verification import (BootstrapInterval, TarAtFar, all_pairs, clopper_pearson_upper,
+                                          equal_error_rate, identity_bootstrap, roc, roc_auc, tar_at_far,
+                                          threshold_at_far)
 from vsearch.images import is_image_path
 
 REPORT_FARS = (1e-2, 1e-3, 1e-4)
+MIN_IDENTITIES = 50  # fewer people than this: the FAR on other people can be several times higher
+MIN_EXPECTED_FALSE_ACCEPTS = 10  # impostor pairs x target below this: the target is barely measured
 
 
 @dataclass
@@ -61,24 +73,23 @@ def embed_folder(pipeline, root: str) -> LabelledFaces:
 
 def pair_scores(embeddings: np.ndarray, labels: list[str], max_impostor: int = 5_000_000,
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(genuine, impostor) cosine scores of all unordered pairs i < j. Beyond ``max_impostor``
-    impostor pairs a seeded uniform sample is kept (memory), every genuine pair always."""
-    n = len(labels)
-    lab = np.asarray(labels)
-    genuine, impostor = [], []
-    for start in range(0, n, 1024):  # row blocks bound the memory of the score matrix
-        block = embeddings[start:start + 1024] @ embeddings.T  # (b, N)
-        for r in range(block.shape[0]):
-            i = start + r
-            s = block[r, i + 1:]
-            same = lab[i + 1:] == lab[i]
-            genuine.append(s[same])
-            impostor.append(s[~same])
-    g = np.concatenate(genuine) if genuine else np.zeros(0, np.float32)
-    imp = np.concatenate(impostor) if impostor else np.zeros(0, np.float32)
-    if imp.size > max_impostor:
-        imp = np.random.default_rng(seed).choice(imp, max_impostor, replace=False)
-    return g.astype(np.float64), imp.astype(np.float64)
+    """(genuine, impostor) cosine scores of all unordered pairs i < j."""
+    scores, a, b, _ = all_pairs(embeddings, labels, max_pairs=max_impostor, seed=seed)
+    return scores[a == b], scores[a != b]
+
+
+@dataclass(frozen=True)
+class ThresholdAt:
+    """A threshold for a target FAR: measured when the impostor pairs resolve the target, else
+    extrapolated from a normal fit of the impostor scores, with what it costs in true accepts."""
+
+    target_far: float
+    threshold: float
+    method: str  # "empirical" or "normal-tail extrapolation"
+    tar: float
+
+    def to_json(self) -> dict:
+        return {"threshold": self.threshold, "method": self.method, "tar": self.tar}
 
 
 @dataclass
@@ -91,14 +102,25 @@ class CalibrationReport:
     eer: float
     eer_threshold: float
     tar_at: list[TarAtFar]
+    extrapolated: list[ThresholdAt]  # report targets the impostor pairs cannot resolve
     target_far: float
     threshold: float
     method: str  # "empirical" or "normal-tail extrapolation"
+    tar_at_threshold: float
+    false_accepts: int  # impostor pairs accepted at the threshold
+    far_upper: float  # Clopper-Pearson upper bound of the FAR at the threshold
+    bootstrap: BootstrapInterval
+    default_threshold: float
     impostor_model: ImpostorModel
     genuine: np.ndarray
     impostor: np.ndarray
     skipped: list[tuple[str, str]]
     several: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def looser_than_default(self) -> bool:
+        return self.threshold < self.default_threshold
 
     def summary(self) -> dict:
         return {
@@ -107,7 +129,17 @@ class CalibrationReport:
             "roc_auc": self.auc, "eer": self.eer, "eer_threshold": self.eer_threshold,
             "tar_at_far": {f"{t.target_far:g}": ({"tar": t.tar, "threshold": t.threshold, "far": t.far}
                                                 if t.resolved else None) for t in self.tar_at},
+            "extrapolated": {f"{e.target_far:g}": e.to_json() for e in self.extrapolated},
             "target_far": self.target_far, "threshold": self.threshold, "method": self.method,
+            "tar_at_threshold": self.tar_at_threshold,
+            "far_measured": self.false_accepts / self.n_impostor,
+            "far_estimate": self.far_upper,
+            "far_basis": {"method": "clopper-pearson upper bound", "confidence": self.bootstrap.confidence,
+                          "false_accepts": self.false_accepts, "impostor_pairs": self.n_impostor,
+                          "identities": self.identities},
+            "bootstrap": self.bootstrap.to_json(),
+            "default_threshold": self.default_threshold, "looser_than_default": self.looser_than_default,
+            "warnings": list(self.warnings),
             "skipped": len(self.skipped),
         }
 
@@ -126,22 +158,60 @@ def calibrate_scores(genuine: np.ndarray, impostor: np.ndarray, target_far: floa
     return max(threshold, model.gaussian_threshold(target_far)), "normal-tail extrapolation", model
 
 
-def calibrate_faces(faces: LabelledFaces, target_far: float = 1e-3) -> CalibrationReport:
+def calibration_warnings(report: CalibrationReport) -> list[str]:
+    """What the figures cannot promise, worst first."""
+    out = []
+    if report.looser_than_default:
+        out.append(f"the calibrated threshold {report.threshold:.3f} is LOOSER than the default "
+                   f"{report.default_threshold:.3f}: it accepts impostors the default would refuse; trust it only "
+                   f"if the {report.identities} calibration people are like the people it will meet")
+    if report.identities < MIN_IDENTITIES:
+        out.append(f"only {report.identities} people: a few look-alikes decide the false accept rate, and on "
+                   f"other people it can be several times higher; calibrate on {MIN_IDENTITIES}+ people")
+    expected = report.n_impostor * report.target_far
+    if expected < MIN_EXPECTED_FALSE_ACCEPTS:
+        out.append(f"{report.n_impostor} impostor pairs x target {report.target_far:g} = {expected:.2g} expected "
+                   f"false accepts (under {MIN_EXPECTED_FALSE_ACCEPTS}): the target is "
+                   + ("not measurable; the threshold is extrapolated" if expected < 1 else "barely measured"))
+    if report.method != "empirical":
+        out.append(f"the extrapolated threshold {report.threshold:.3f} keeps {report.tar_at_threshold:.1%} "
+                   "of the genuine pairs")
+    return out
+
+
+def calibrate_faces(faces: LabelledFaces, target_far: float = 1e-3, default_threshold: float = 0.0,
+                    replicates: int = 1000, seed: int = 0) -> CalibrationReport:
     if len(set(faces.labels)) < 2:
         raise VSearchError("calibration needs faces of at least two identities (one sub-folder each)")
-    genuine, impostor = pair_scores(faces.embeddings, faces.labels)
+    scores, a, b, _ = all_pairs(faces.embeddings, faces.labels, seed=seed)
+    genuine, impostor = scores[a == b], scores[a != b]
     if genuine.size == 0:
         raise VSearchError("calibration needs at least one identity with two usable photos (genuine pairs)")
-    eer, eer_t = equal_error_rate(genuine, impostor)
+    identities = len(set(faces.labels))
+    eer, eer_t = equal_error_rate(roc(genuine, impostor))
     threshold, method, model = calibrate_scores(genuine, impostor, target_far)
-    return CalibrationReport(
-        identities=len(set(faces.labels)), images=len(faces.labels),
+    model = ImpostorModel.from_json({**model.to_json(), "identities": identities})
+    tar_at = [tar_at_far(genuine, impostor, f) for f in REPORT_FARS]
+    extrapolated = []
+    for t in tar_at:
+        if not t.resolved:
+            x, how, _ = calibrate_scores(genuine, impostor, t.target_far)
+            extrapolated.append(ThresholdAt(t.target_far, float(x), how, float(np.mean(genuine >= x))))
+    false_accepts = int(np.count_nonzero(impostor >= threshold))
+    report = CalibrationReport(
+        identities=identities, images=len(faces.labels),
         n_genuine=int(genuine.size), n_impostor=int(impostor.size),
         auc=roc_auc(genuine, impostor), eer=eer, eer_threshold=eer_t,
-        tar_at=[tar_at_far(genuine, impostor, f) for f in REPORT_FARS],
-        target_far=target_far, threshold=float(threshold), method=method, impostor_model=model,
+        tar_at=tar_at, extrapolated=extrapolated,
+        target_far=target_far, threshold=float(threshold), method=method,
+        tar_at_threshold=float(np.mean(genuine >= threshold)), false_accepts=false_accepts,
+        far_upper=clopper_pearson_upper(false_accepts, int(impostor.size)),
+        bootstrap=identity_bootstrap(scores, a, b, float(threshold), replicates=replicates, seed=seed),
+        default_threshold=float(default_threshold), impostor_model=model,
         genuine=genuine, impostor=impostor, skipped=faces.skipped, several=faces.several,
     )
+    report.warnings = calibration_warnings(report)
+    return report
 
 
 def plot_roc(report: CalibrationReport, path: str, title: str = "face verification ROC") -> str:
@@ -151,7 +221,8 @@ def plot_roc(report: CalibrationReport, path: str, title: str = "face verificati
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    far, tar, _ = roc_curve(report.genuine, report.impostor)
+    curve = roc(report.genuine, report.impostor)
+    far, tar = curve.far, curve.tar
     floor = 0.5 / report.n_impostor  # FAR 0 drawn at half the resolution, log axes need > 0
     fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=110)
     ax.step(np.maximum(far, floor), tar, where="post", label=f"AUC {report.auc:.4f}, EER {report.eer:.2%}")

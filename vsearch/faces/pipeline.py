@@ -43,6 +43,16 @@ ENROLL_CONFIG = PipelineConfig(detect_side=1024)
 INDEX_CONFIG = PipelineConfig(detect_side=1280, upsample_fallback=False)
 
 
+def _check_path(path: str) -> None:
+    """A missing file or a folder named as a photo gets its own message, not a decoder's."""
+    import os
+
+    if os.path.isdir(path):
+        raise ImageDecodeError(f"is a folder: {path}")
+    if not os.path.exists(path):
+        raise ImageDecodeError(f"not found: {path}")
+
+
 def _resize(array: np.ndarray, factor: float) -> np.ndarray:
     import cv2
 
@@ -85,6 +95,8 @@ class FacePipeline:
         safe decoder (bombs, truncation, odd modes, EXIF rotation); big JPEGs decode at reduced
         scale straight away."""
         cfg = config or self.config
+        if isinstance(source, str):
+            _check_path(source)
         if isinstance(source, (str, bytes, bytearray)):
             decoded = decode_image(source, draft_size=cfg.work_side // 2)
             array, original = np.asarray(decoded.image, dtype=np.uint8), (decoded.width, decoded.height)
@@ -121,8 +133,10 @@ class FacePipeline:
             shrink = min(1.0, cfg.detect_side / max(height, width))
             small = _resize(work, shrink) if shrink < 1.0 else work
             detections = self.detector.detect(small, 0)
+            passes = 0
             if not detections and cfg.upsample_fallback:
                 detections = self.detector.detect(small, 1)
+                passes = 1
             detections = [d.scaled(1.0 / shrink) for d in detections]
             timings["detect"] = (time.perf_counter() - t) * 1000
 
@@ -150,7 +164,6 @@ class FacePipeline:
         # largest first; HOG boxes come in a few fixed sizes, so equal areas are common: then the
         # more confident detection first (a false box must not become "the" face of a portrait)
         faces.sort(key=lambda f: (round(f.area), f.score), reverse=True)
-        passes = 1 if cfg.upsample_fallback else 0
         smallest = getattr(self.detector, "min_size", 0) / (2 ** passes) / shrink * to_original
         return FaceResult(faces, original_size, timings, too_small, max(smallest, float(cfg.min_face)))
 

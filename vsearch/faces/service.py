@@ -4,8 +4,8 @@ name clusters, calibrate. The CLI (and a server) are thin adapters over :class:`
 Scores are cosine similarities of unit-length embeddings (FAISS inner products), in [-1, 1],
 higher = more alike; a pair is the same person when ``score >= threshold``. The threshold is the
 calibrated one (``vsearch faces calibrate``) when the catalog holds a calibration for the
-embedder in use, else the embedder's default (for dlib: its customary 0.6 Euclidean distance,
-which is a cosine of 0.907, see :mod:`vsearch.faces.embedders`).
+embedder in use, else the embedder's default (for dlib: its customary 0.6 Euclidean distance on
+raw descriptors, a cosine of 0.915, see :mod:`vsearch.faces.embedders`).
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from vsearch.errors import ModelMismatchError, QueryError, VSearchError
 from vsearch.faces.calibrate import CalibrationReport, calibrate_faces, embed_folder, plot_roc
 from vsearch.faces.cluster import cluster_faces
 from vsearch.faces.errors import MultipleFacesError, NoFaceError, UnknownPersonError
-from vsearch.faces.metrics import ImpostorModel
-from vsearch.faces.pipeline import ENROLL_CONFIG, FacePipeline, ImageSource, load_pipeline
+from vsearch.faces.impostors import ImpostorModel
+from vsearch.faces.pipeline import ENROLL_CONFIG, INDEX_CONFIG, FacePipeline, ImageSource, load_pipeline
 from vsearch.faces.schema import ENROLLED_SPACE, FACE_SPACE, Face, Person, Template, ensure_face_tables
 from vsearch.faces.types import FaceResult
 from vsearch.schema import Media, Vector
@@ -38,16 +38,20 @@ class VerifyResult:
     match: bool
     score: float
     threshold: float
-    far_estimate: float | None  # None until the catalog is calibrated for this embedder
+    # upper confidence bound of the false accept rate at this score (None until the catalog is
+    # calibrated for this embedder), and how it was obtained
+    far_estimate: float | None
     face_box: list[float]  # (left, top, right, bottom), original pixels of the probe
     latency_ms: float
     faces_in_probe: int = 1
     timings_ms: dict[str, float] = field(default_factory=dict)
+    far_basis: dict | None = None
 
     def to_json(self) -> dict:
         """The documented keys (also what `vsearch faces verify --json` prints)."""
         return {"match": self.match, "score": round(self.score, 6), "threshold": round(self.threshold, 6),
                 "far_estimate": None if self.far_estimate is None else float(f"{self.far_estimate:.6g}"),
+                "far_basis": self.far_basis,
                 "face_box": self.face_box, "latency_ms": round(self.latency_ms, 2),
                 "faces_in_probe": self.faces_in_probe}
 
@@ -131,8 +135,13 @@ class FaceService:
         return float(cal["threshold"]) if cal else float(self.pipeline.embedder.default_threshold)
 
     def far_estimate(self, score: float) -> float | None:
+        """Upper confidence bound of the false accept rate at ``score`` (None uncalibrated)."""
         cal = self.calibration()
         return cal["_impostors"].far(score) if cal else None
+
+    def far_basis(self, score: float) -> dict | None:
+        cal = self.calibration()
+        return cal["_impostors"].far_basis(score) if cal else None
 
     def calibrate(self, folder: str, target_far: float = 1e-3, plot: str | None = None,
                   store: bool = True) -> CalibrationReport:
@@ -140,7 +149,7 @@ class FaceService:
         if not 0 < target_far < 1:
             raise VSearchError("--target-far must be between 0 and 1")
         faces = embed_folder(_ConfiguredPipeline(self.pipeline), folder)
-        report = calibrate_faces(faces, target_far)
+        report = calibrate_faces(faces, target_far, default_threshold=self.pipeline.embedder.default_threshold)
         if plot:
             plot_roc(report, plot, title=f"{self.pipeline.embedder.name} on {folder}")
         if store:
@@ -152,8 +161,18 @@ class FaceService:
         return report
 
     # -- probes ----------------------------------------------------------------------------------
-    def _analyze_probe(self, source: ImageSource) -> FaceResult:
+    def _analyze_probe(self, source: ImageSource, every_face: bool = False) -> FaceResult:
+        """The probe's faces, largest first. The fast scan looks at a 400 px copy, which finds the
+        face of a face-unlock probe but can miss the smaller faces of a group photo; with
+        ``every_face`` a probe that may hold more faces (several found, or one near the smallest
+        size that scan sees) is scanned again at the indexer's resolution, so identify finds
+        the faces ``index --faces`` finds."""
         result = self.pipeline.analyze(source)
+        if every_face and _may_hold_more_faces(result):
+            closer = self.pipeline.analyze(source, INDEX_CONFIG)
+            if len(closer.faces) >= len(result.faces):
+                closer.timings_ms = {k: v + result.timings_ms.get(k, 0.0) for k, v in closer.timings_ms.items()}
+                result = closer
         if not result.faces:
             if result.too_small:
                 raise NoFaceError(
@@ -276,7 +295,8 @@ class FaceService:
         compare_ms = lookup_ms + (time.perf_counter() - t) * 1000
         latency = (time.perf_counter() - t0) * 1000
         return VerifyResult(score >= threshold, score, threshold, far, face.box_list(), latency,
-                            len(result.faces), {**result.timings_ms, "compare": compare_ms})
+                            len(result.faces), {**result.timings_ms, "compare": compare_ms},
+                            far_basis=self.far_basis(score))
 
     # -- 1:N -------------------------------------------------------------------------------------
     def identify(self, probe: ImageSource, k: int = 3) -> list[Identification]:
@@ -284,7 +304,7 @@ class FaceService:
         answer, which is "unknown" when even the best scores below the threshold."""
         if k < 1:
             raise QueryError("-k must be at least 1")
-        result = self._analyze_probe(probe)
+        result = self._analyze_probe(probe, every_face=True)
         threshold = self.threshold
         if self.catalog.space_model(ENROLLED_SPACE) is None:
             return [Identification(f.box_list(), "unknown", None, []) for f in result.faces]
@@ -409,6 +429,14 @@ class FaceService:
 def photos_with_face(catalog: Catalog, probe: ImageSource, k: int = 10, device: str = "cpu") -> list[SearchHit]:
     """`vsearch search --face PROBE`: photos of the collection showing the probe's person."""
     return FaceService(catalog, device=device).search_photos(probe, k=k)
+
+
+def _may_hold_more_faces(result: FaceResult) -> bool:
+    """Several faces, faces too small to use, or a face under twice the smallest the scan could
+    find: a closer look may find more (a lone big face, the face-unlock case, is not looked at again)."""
+    if len(result.faces) > 1 or result.too_small:
+        return True
+    return bool(result.faces) and min(f.size for f in result.faces) < 2 * result.min_detectable
 
 
 class _ConfiguredPipeline:

@@ -58,7 +58,7 @@ class FaceResult:
     image_size: tuple[int, int]  # original (width, height)
     timings_ms: dict[str, float] = field(default_factory=dict)
     too_small: int = 0  # faces found but smaller than the pipeline's minimum size
-    min_detectable: float = 0.0  # about the smallest face (original pixels) the detector could find here
+    min_detectable: float = 0.0  # about the smallest face (original pixels) the scan that ran could find
 
     @property
     def largest(self) -> FoundFace | None:

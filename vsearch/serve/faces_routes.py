@@ -1,6 +1,6 @@
 """The face endpoints: enroll, remove, verify (1:1), identify (1:N), list — all behind the token.
 
-They adapt :class:`vsearch.faces.service.FaceService` (issue 4), loaded once at start. Threads:
+They adapt :class:`vsearch.faces.service.FaceService`, loaded once at start. Threads:
 
 * the face pipeline serialises its own model calls (dlib is not thread-safe);
 * verify reads the person's templates from SQL on every call, so it always sees the latest
