@@ -1,6 +1,6 @@
 """GPU search, with CPU fallbacks that say why they fell back.
 
-Two GPU paths, chosen by measurement (../shared/DEVICE.md, H100, 1M × 512, k = 10):
+Two GPU paths, chosen by measurement (H100, 1M × 512, k = 10; ``benchmarks/RESULTS.md``):
 
 * exact search as one fp16 matrix product + top-k in torch: 113,000 queries/s, three times
   FAISS's ``GpuIndexFlatIP`` (35,000) — :class:`TorchExactSearch`;
