@@ -273,3 +273,17 @@ def test_shard_embedder_batch_decoding_gives_the_pillow_vectors(mixed_folder, ti
     assert len(rec_p) == 5 and len(fail_p) == 3
     # the tiny model sees 32×32 pixels; Pillow's draft decode and a full decode differ a little there
     assert (vec_p * vec_t).sum(axis=1).min() > 0.98
+
+
+def test_flat_contents_pairs_each_vector_with_its_id_after_removals():
+    rng = np.random.default_rng(3)
+    db = _unit(rng.normal(size=(500, 16)))
+    ids = np.arange(500, dtype=np.int64) * 5 + 3
+    vi = VectorIndex.build(16, db, ids)
+    vi.remove(ids[::7])
+    vectors, got_ids = gpu.flat_contents(vi)
+    keep = np.ones(500, bool)
+    keep[::7] = False
+    assert sorted(got_ids.tolist()) == sorted(ids[keep].tolist())
+    by_id = dict(zip(ids.tolist(), db))
+    assert np.allclose(vectors, np.stack([by_id[i] for i in got_ids.tolist()]))
