@@ -287,3 +287,46 @@ def test_flat_contents_pairs_each_vector_with_its_id_after_removals():
     assert sorted(got_ids.tolist()) == sorted(ids[keep].tolist())
     by_id = dict(zip(ids.tolist(), db))
     assert np.allclose(vectors, np.stack([by_id[i] for i in got_ids.tolist()]))
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_nvjpeg_batch_decoding_agrees_with_pillow(mixed_folder, clip_transform):
+    from indexer.gpu_decode import select_decoder
+    from indexer.pipeline import _DecodeDataset
+    from indexer.scan import scan_paths
+
+    entries = scan_paths([str(mixed_folder)]).files
+    pillow = _DecodeDataset(entries, clip_transform, draft_size=224)
+    decoder = select_decoder(_DecodingParts(clip_transform, "cuda"))  # auto picks it on CUDA
+    assert decoder is not None and decoder.device.type == "cuda"
+    deferred = decoder.wrap(pillow)
+    items, pixels = decoder.finish(*decoder.collate([deferred[i] for i in range(len(deferred))]))
+    assert pixels.is_cuda and pixels.shape[0] == 5
+    for got, ref in zip(items, (pillow[i] for i in range(len(pillow)))):
+        assert (got.error, got.record) == (ref.error, ref.record)
+        if got.error is None:
+            ref_pixels = _pillow_pixels(open(got.entry.path, "rb").read(), clip_transform)
+            assert (pixels[got.row].cpu() - ref_pixels).abs().mean() < 0.01  # nvJPEG's IDCT differs a little
+    assert decoder.counts["batch"] == 3 and decoder.counts["refused"] == 0
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_encoder_with_nvjpeg_gives_the_cpu_vectors(mixed_folder, tiny_clip_spec, monkeypatch):
+    """fp16 on the GPU with nvJPEG against fp32 on the CPU with Pillow: the same photos, failures
+    and (nearly) the same vectors."""
+    from indexer.embed import ShardEmbedder
+    from indexer.scan import scan_paths
+
+    monkeypatch.delenv("VSEARCH_JPEG_DECODER", raising=False)
+    entries = scan_paths([str(mixed_folder)]).files
+    gpu_embedder = ShardEmbedder(tiny_clip_spec, "cuda", batch_size=4, decode_threads=2)
+    assert gpu_embedder.jpeg_decoder is not None
+    rec_g, vec_g, fail_g, _ = gpu_embedder.embed(entries)
+    rec_c, vec_c, fail_c, _ = ShardEmbedder(tiny_clip_spec, "cpu", batch_size=4).embed(entries)
+    assert rec_g == rec_c and [r.path for r, _ in fail_g] == [r.path for r, _ in fail_c]
+    assert (vec_g * vec_c).sum(axis=1).min() > 0.98
