@@ -53,6 +53,9 @@ _JPEG_START = b"\xff\xd8\xff"
 _JPEG_END = b"\xff\xd9"
 
 # transforms that only make sure a PIL image is RGB: a decoded tensor already is
+# decoded pixels held at once per decoder call: 2^28 RGB pixels are 768 MiB of uint8
+MAX_DECODED_PIXELS = 1 << 28
+
 _RGB_STEPS = {"MaybeConvertMode", "_convert_to_rgb", "convert_to_rgb"}
 _TO_TENSOR_STEPS = {"ToTensor", "MaybeToTensor"}
 
@@ -213,11 +216,13 @@ class BatchJpegDecoder:
     """Decodes a batch's JPEGs with ``torchvision.io.decode_jpeg`` on ``device`` and preprocesses
     them there; files it refuses go through Pillow. ``counts`` says how many took which way."""
 
-    def __init__(self, device: str | torch.device, tensor_preprocess: TensorPreprocess, preprocess, draft_size: int):
+    def __init__(self, device: str | torch.device, tensor_preprocess: TensorPreprocess, preprocess, draft_size: int,
+                 max_pixels: int = MAX_DECODED_PIXELS):
         self.device = torch.device(device)
         self.tensor_preprocess = tensor_preprocess
         self.preprocess = preprocess
         self.draft_size = draft_size
+        self.max_pixels = max_pixels
         self.counts = {"batch": 0, "pillow": 0, "refused": 0}
 
     def wrap(self, dataset: _DecodeDataset) -> DeferredJpegDataset:
@@ -225,40 +230,47 @@ class BatchJpegDecoder:
 
     @staticmethod
     def collate(pairs: list[tuple[_Item, torch.Tensor | None]]):
-        """(items, (pixels of the Pillow-decoded items stacked, [(position, jpeg bytes)]))."""
+        """(items, (pixels of the Pillow-decoded items stacked, positions of the JPEGs, their
+        bytes end to end in one tensor, their lengths)).
+
+        One tensor for all the bytes because a loader worker hands each tensor over through a
+        shared-memory file of its own: one per file would exhaust the open-file limit."""
         items, pixels = _collate([item for item, _ in pairs])
-        return items, (pixels, [(pos, jpeg) for pos, (_, jpeg) in enumerate(pairs) if jpeg is not None])
+        jpegs = [(pos, jpeg) for pos, (_, jpeg) in enumerate(pairs) if jpeg is not None]
+        blob = torch.cat([jpeg for _, jpeg in jpegs]) if jpegs else torch.zeros(0, dtype=torch.uint8)
+        return items, (pixels, [pos for pos, _ in jpegs], blob, [len(jpeg) for _, jpeg in jpegs])
 
     def finish(self, items: list[_Item], payload) -> tuple[list[_Item], torch.Tensor | None]:
         """The batch as ``_collate`` gives it (items with ``row`` set, stacked pixels), with the
         JPEGs decoded; the pixels are on :attr:`device`."""
-        pillow_pixels, jpegs = payload
+        pillow_pixels, positions, blob, lengths = payload
+        jpegs = list(zip(positions, torch.split(blob, lengths)))  # views: contiguous 1-D slices
         items = list(items)
-        decoded = self._decode([jpeg for _, jpeg in jpegs])
-        device_images: dict[int, torch.Tensor] = {}
+        device_rows: dict[int, torch.Tensor] = {}  # position in the batch -> (3, S, S)
         fallback: dict[int, torch.Tensor] = {}
-        for (pos, jpeg), image in zip(jpegs, decoded):
-            if image is not None:
-                device_images[pos] = upright(image, items[pos].record.orientation)
-                continue
-            self.counts["refused"] += 1
-            item = items[pos]
-            redone = pillow_item(item.entry, item.record, jpeg.numpy().tobytes(), self.preprocess, self.draft_size)
-            items[pos] = redone
-            if redone.pixels is not None:
-                fallback[pos] = redone.pixels
-        self.counts["batch"] += len(device_images)
+        for chunk in self._chunks(jpegs, items):
+            decoded, done = self._decode([jpeg for _, jpeg in chunk]), []
+            for (pos, jpeg), image in zip(chunk, decoded):
+                if image is not None:
+                    done.append((pos, upright(image, items[pos].record.orientation)))
+                    continue
+                self.counts["refused"] += 1
+                item = items[pos]
+                items[pos] = pillow_item(item.entry, item.record, jpeg.numpy().tobytes(), self.preprocess, self.draft_size)
+                if items[pos].pixels is not None:
+                    fallback[pos] = items[pos].pixels
+            if done:  # preprocess now, so full-size decoded images of one chunk at a time are held
+                for (pos, _), row in zip(done, self.tensor_preprocess([image for _, image in done])):
+                    device_rows[pos] = row
+        self.counts["batch"] += len(device_rows)
         self.counts["pillow"] += sum(1 for i in items if i.row is not None) + len(fallback)
 
-        order = sorted(device_images)
-        batch_pixels = self.tensor_preprocess([device_images[p] for p in order]) if order else None
-        row_of_device = {p: r for r, p in enumerate(order)}
         parts, out = [], []
         for pos, item in enumerate(items):
             if item.row is not None:  # decoded by Pillow in the worker
                 parts.append(pillow_pixels[item.row].to(self.device, non_blocking=True))
-            elif pos in device_images:
-                parts.append(batch_pixels[row_of_device[pos]])
+            elif pos in device_rows:
+                parts.append(device_rows[pos])
             elif pos in fallback:
                 parts.append(fallback[pos].to(self.device))
             else:
@@ -266,6 +278,21 @@ class BatchJpegDecoder:
                 continue
             out.append(dataclasses.replace(item, pixels=None, row=len(parts) - 1))
         return out, (torch.stack(parts) if parts else None)
+
+    def _chunks(self, jpegs: list[tuple[int, torch.Tensor]], items: list[_Item]):
+        """The batch's JPEGs in runs of at most ``max_pixels`` decoded pixels (at least one file
+        each): 256 photos of 24 megapixels would need 18 GB decoded at once."""
+        chunk, pixels = [], 0
+        for pos, jpeg in jpegs:
+            record = items[pos].record
+            size = (record.width or 0) * (record.height or 0)
+            if chunk and pixels + size > self.max_pixels:
+                yield chunk
+                chunk, pixels = [], 0
+            chunk.append((pos, jpeg))
+            pixels += size
+        if chunk:
+            yield chunk
 
     def _decode(self, jpegs: list[torch.Tensor]) -> list[torch.Tensor | None]:
         """Decoded (3, H, W) uint8 images as stored (not rotated), on the device; None where the
