@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -c "import vsearch, faiss, torch, open_clip"
 	touch $@
 
-.PHONY: install demo test
+.PHONY: install demo test device-wheels
 install: $(VENV)/.installed
 
 demo: install
@@ -19,3 +19,7 @@ demo: install
 
 test: install
 	$(VENV)/bin/python -m pytest
+
+# .whl/: wheels the offline GPU machine lacks (Python 3.12), carried with the checkout
+device-wheels:
+	scripts/device_wheels.sh

@@ -3,12 +3,17 @@
 The pipeline's overhead is end-to-end time over pure encoder forward time for the same images
 (goal: ≤ 20 %). Random-weight CLIP is fine for throughput; the packaged model is the real default.
 
+With ``--decoders pillow,torchvision`` it also compares JPEG decoders (``indexer.gpu_decode``;
+torchvision is nvJPEG on ``--device cuda``, libjpeg-turbo on the CPU): decode-only through the
+loader workers, and end to end through the shard embedder (read, hash, decode, encode).
+
 usage: python benchmarks/index_throughput.py [--n 256] [--model clip-b32|packaged] [--device cpu|cuda]
-       [--batch-size 32] [--workers 1]
+       [--batch-size 32] [--workers 1] [--decoders pillow,torchvision] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -43,6 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "vsearch-bench-jpegs"))
+    ap.add_argument("--decoders", default="", help="also compare these JPEG decoders: pillow,torchvision")
+    ap.add_argument("--json", help="also write the rates to this JSON file")
     args = ap.parse_args(argv)
 
     import vsearch
@@ -93,7 +100,63 @@ def main(argv=None) -> int:
     print(f"end-to-end index:       {n / e2e_s:8.1f} img/s   (stage times: " +
           ", ".join(f"{k} {v:.1f}s" for k, v in summary.timings.items()) + ")")
     print(f"pipeline overhead vs encoder forward: {e2e_s / encode_s - 1:+.1%}")
+    results = {"machine": machine(), "model": encoder.info.name, "device": args.device, "images": n,
+               "batch_size": args.batch_size, "workers": args.workers,
+               "img_per_s": {"decode_preprocess": n / decode_s, "encode": n / encode_s, "index_paths": n / e2e_s}}
+    if args.decoders:
+        results["decoders"] = compare_decoders(encoder, entries, args)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
     return 0
+
+
+def compare_decoders(encoder, entries, args) -> dict:
+    """Per decoder: decode-only (pixels on the encoder's device) and shard embedding end to end."""
+    from torch.utils.data import DataLoader
+
+    from indexer.embed import ShardEmbedder
+    from indexer.gpu_decode import DECODER_ENV, select_decoder
+    from indexer.pipeline import _collate, _DecodeDataset, _worker_init
+
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    n, out = len(entries), {}
+    print(f"\nJPEG decoders, {n} images, batch {args.batch_size}, {args.workers} loader workers / decode threads")
+    print(f"{'decoder':>12} {'decode-only img/s':>18} {'end-to-end img/s':>17}  (end to end: shard embedder)")
+    for choice in args.decoders.split(","):
+        decoder = select_decoder(encoder, choice=choice)
+        base = _DecodeDataset(entries, encoder.preprocess, encoder.info.image_size)
+        loader = DataLoader(decoder.wrap(base) if decoder else base, batch_size=args.batch_size,
+                            num_workers=args.workers, collate_fn=decoder.collate if decoder else _collate,
+                            worker_init_fn=_worker_init if args.workers else None,
+                            pin_memory=device.type == "cuda")
+        t, done = time.perf_counter(), 0
+        for batch, payload in loader:
+            items, pixels = decoder.finish(batch, payload) if decoder else (batch, payload.to(device, non_blocking=True))
+            done += pixels.shape[0]
+        sync()
+        decode_rate = done / (time.perf_counter() - t)
+
+        previous = os.environ.get(DECODER_ENV)
+        os.environ[DECODER_ENV] = choice
+        try:
+            embedder = ShardEmbedder(encoder.info.name, args.device, args.batch_size, decode_threads=args.workers)
+            t = time.perf_counter()
+            records, _, failures, timings = embedder.embed(entries)
+            e2e_rate = len(records) / (time.perf_counter() - t)
+        finally:
+            if previous is None:
+                os.environ.pop(DECODER_ENV, None)
+            else:
+                os.environ[DECODER_ENV] = previous
+        assert len(records) == n and not failures, failures[:3]
+        counts = embedder.jpeg_decoder.counts if embedder.jpeg_decoder else {"pillow": n}
+        print(f"{choice:>12} {decode_rate:>18.1f} {e2e_rate:>17.1f}  (decode wait {timings['decode_wait']:.1f}s, "
+              f"encode {timings['encode']:.1f}s; files per path {counts})", flush=True)
+        out[choice] = {"decode_only": decode_rate, "end_to_end": e2e_rate, "decode_wait_s": timings["decode_wait"],
+                       "encode_s": timings["encode"], "files_per_path": counts}
+    return out
 
 
 if __name__ == "__main__":

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
-import torch
 
 from indexer.manifest import entries_digest
-from indexer.pipeline import _DecodeDataset, _Item
+from indexer.gpu_decode import select_decoder
+from indexer.pipeline import _collate, _DecodeDataset, _Item
 from indexer.scan import FileEntry
 from indexer.shards import ShardJob, is_done, plan_shards, read_run, shard_paths, write_run, write_shard
 from vsearch.catalog import MediaRecord
@@ -82,7 +82,9 @@ class ShardEmbedder:
     ``decode_threads`` > 0 decodes in a thread pool while the model encodes the previous batch:
     Pillow and hashlib release the GIL while they work, so threads use several cores inside one
     process. That matters on a GPU actor, which would otherwise be held to one core's decoding
-    (about 190 JPEGs/s, ../shared/DEVICE.md) against an encoder that can do 30,000.
+    (about 190 JPEGs/s) against an encoder that can do 30,000 (``benchmarks/RESULTS.md``). With the
+    encoder on CUDA, JPEGs are decoded a batch at a time on the GPU instead
+    (:mod:`indexer.gpu_decode`; the threads then only read and hash files).
     """
 
     def __init__(self, model: str, device: str = "cpu", batch_size: int = 64, decode_threads: int = 0,
@@ -92,11 +94,12 @@ class ShardEmbedder:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.encoder = load_encoder(model, device)
+        self.jpeg_decoder = select_decoder(self.encoder)  # None: Pillow decodes every file
         self.batch_size = batch_size
         self.decode_threads = decode_threads
         self.prefetch_batches = max(1, prefetch_batches)
 
-    def _batches(self, dataset: _DecodeDataset) -> Iterator[list[_Item]]:
+    def _batches(self, dataset) -> Iterator[list]:
         """Decoded items, batch by batch, in manifest order; with threads, at most
         ``prefetch_batches`` batches are decoded ahead (bounded memory)."""
         n, bs = len(dataset), self.batch_size
@@ -119,23 +122,24 @@ class ShardEmbedder:
         """(records, vectors (N, D), failures, timings) for these files, in their order."""
         info = self.encoder.info
         dataset = _DecodeDataset(entries, self.encoder.preprocess, draft_size=info.image_size)
+        decoder = self.jpeg_decoder
         records: list[MediaRecord] = []
         parts: list[np.ndarray] = []
         failures: list[tuple[MediaRecord, str]] = []
         timings = {"decode_wait": 0.0, "encode": 0.0}
         wait_start = time.perf_counter()
-        for batch in self._batches(dataset):
+        for batch in self._batches(decoder.wrap(dataset) if decoder else dataset):
+            items, pixels = decoder.finish(*decoder.collate(batch)) if decoder else _collate(batch)
             timings["decode_wait"] += time.perf_counter() - wait_start
-            ok = [i for i in batch if not i.error]
-            for item in batch:
+            for item in items:
                 if item.error:
                     rec = item.record or MediaRecord(item.entry.path, item.entry.size, item.entry.mtime)
                     failures.append((rec, item.error))
-            if ok:
+            if pixels is not None:  # one row per item without an error, in order
                 t = time.perf_counter()
-                parts.append(self.encoder.encode_pixels(torch.stack([i.pixels for i in ok])))
+                parts.append(self.encoder.encode_pixels(pixels))
                 timings["encode"] += time.perf_counter() - t
-                records.extend(i.record for i in ok)
+                records.extend(i.record for i in items if not i.error)
             wait_start = time.perf_counter()
         vectors = np.concatenate(parts) if parts else np.zeros((0, info.dim), np.float32)
         return records, vectors, failures, timings

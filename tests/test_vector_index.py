@@ -1,20 +1,12 @@
 import numpy as np
 import pytest
 
+from benchmarks.common import clustered_with_queries
 from vsearch.vector_index import VectorIndex, ivf_params
 
 
 def _unit(x):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def clustered(n, dim, n_clusters, seed, noise=0.8):
-    """Vectors around random centres (cosine to their centre about 0.78), like real embeddings;
-    uniform random ones are the worst case for IVF and not what a photo collection looks like."""
-    rng = np.random.default_rng(seed)
-    centres = _unit(rng.normal(size=(n_clusters, dim)))
-    labels = rng.integers(0, n_clusters, size=n)
-    return _unit(centres[labels] + noise * rng.normal(size=(n, dim)) / np.sqrt(dim))
 
 
 def brute_force(db, ids, q, k):
@@ -54,9 +46,9 @@ def test_search_never_pads_with_minus_one():
 
 def test_ivf_recall_against_exact_on_clustered_vectors():
     n, dim = 20_000, 64
-    db = clustered(n, dim, 200, seed=2)
+    # queries are held-out points of the database's clusters, as photo queries resemble photos
+    db, q = clustered_with_queries(n, 200, dim, 200, seed=2)
     ids = np.arange(n, dtype=np.int64) * 3 + 7
-    q = clustered(200, dim, 200, seed=3)
     vi = VectorIndex.build(dim, db, ids, ann_threshold=1000)
     assert vi.kind == "ivf"
     _, got = vi.search(q, 10)

@@ -1,6 +1,6 @@
 """GPU search, with CPU fallbacks that say why they fell back.
 
-Two GPU paths, chosen by measurement (../shared/DEVICE.md, H100, 1M × 512, k = 10):
+Two GPU paths, chosen by measurement (H100, 1M × 512, k = 10; ``benchmarks/RESULTS.md``):
 
 * exact search as one fp16 matrix product + top-k in torch: 113,000 queries/s, three times
   FAISS's ``GpuIndexFlatIP`` (35,000) — :class:`TorchExactSearch`;
@@ -98,13 +98,29 @@ def gpu_searcher(vector_index, device: str = "cuda"):
     if device == "cpu" or not torch.cuda.is_available():
         return vector_index, "no CUDA device: CPU search"
     if not vector_index.is_ivf:
-        ids = vector_index.ids()
-        vectors = np.stack([vector_index.reconstruct(i) for i in ids]) if len(ids) else np.zeros((0, vector_index.dim), np.float32)
+        vectors, ids = flat_contents(vector_index)
         return TorchExactSearch(vectors, ids, device), "exact search: torch fp16 matmul + top-k on the GPU"
     gpu_index, note = faiss_to_gpu(vector_index.index)
     if gpu_index is vector_index.index:
         return vector_index, note
     return _FaissGpuSearch(gpu_index, vector_index.index.nprobe), note
+
+
+def flat_contents(vector_index) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors (N, D), ids (N,)) of a flat index in one copy; one ``reconstruct`` call per id
+    takes seconds at a million vectors."""
+    index = vector_index.index
+    n = int(index.ntotal)
+    if n == 0:
+        return np.zeros((0, vector_index.dim), np.float32), np.zeros(0, np.int64)
+    import faiss
+
+    inner = faiss.downcast_index(index.index) if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)) else None
+    if isinstance(inner, faiss.IndexFlat):
+        # internal order: row i of the flat index holds id_map[i]
+        return inner.reconstruct_n(0, n), faiss.vector_to_array(index.id_map).astype(np.int64)
+    ids = vector_index.ids()
+    return np.stack([vector_index.reconstruct(i) for i in ids]), ids
 
 
 class _FaissGpuSearch:
