@@ -65,7 +65,7 @@ class _RichProgress:
         self.progress = Progress(
             TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=err_console, disable=not enabled, transient=False,
+            console=err_console, disable=not enabled or not err_console.is_terminal, transient=False,
         )
         self.task = None
 

@@ -163,11 +163,29 @@ def handle_errors(fn):
     return wrapper
 
 
-def setup_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler
+class _StderrHandler(logging.StreamHandler):
+    """Plain log lines on the ``sys.stderr`` of the moment (tests and callers swap it)."""
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=err_console, show_path=False, markup=False)], force=True)
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def setup_logging(verbose: bool) -> None:
+    """Rich log lines on a terminal; elsewhere plain ``LEVEL: message`` lines (never padded)."""
+    if err_console.is_terminal:
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=err_console, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

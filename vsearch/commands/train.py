@@ -48,7 +48,7 @@ class _RichTrainProgress:
         self.progress = Progress(
             TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=err_console, disable=not enabled,
+            console=err_console, disable=not enabled or not err_console.is_terminal,
         )
         self.epochs = epochs
         self.task = None
