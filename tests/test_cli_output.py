@@ -105,7 +105,7 @@ def test_query_image_missing_or_a_folder_names_it(tmp_path):
 
 def test_merge_shards_of_a_missing_folder_creates_no_catalog(tmp_path):
     r = invoke("merge-shards", tmp_path / "nope", "--db", tmp_path / "db")
-    assert r.exit_code == 2 and "not found" in r.output
+    assert r.exit_code == 2 and f"no such shard folder: {tmp_path / 'nope'}" in r.output
     assert not (tmp_path / "db").exists()
 
 

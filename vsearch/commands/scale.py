@@ -105,7 +105,7 @@ def merge_shards_cmd(
     from vsearch.errors import ShardError
 
     if not os.path.isdir(shard_dir):  # before the catalog is opened (and perhaps created)
-        raise ShardError(f"{'not a folder' if os.path.exists(shard_dir) else 'not found'}: {shard_dir}")
+        raise ShardError(f"{'not a folder' if os.path.exists(shard_dir) else 'no such shard folder'}: {shard_dir}")
     with CatalogRef(db, db_url).catalog(create=True) as catalog:
         s = merge_shards(catalog, shard_dir, space=space)
     err_console.print(
