@@ -191,9 +191,11 @@ def search(
         coll = stack.enter_context(CatalogRef(db, db_url).collection(model, device, create=False,
                                                                      load_model=face is None))
         if face_file is not None:
+            from vsearch.commands.common import loading
             from vsearch.faces.service import photos_with_face
 
-            hits = photos_with_face(coll.catalog, face_file, k=k, device=resolve_device(device))
+            with loading("loading the face models"):
+                hits = photos_with_face(coll.catalog, face_file, k=k, device=resolve_device(device))
         else:
             hits = coll.search(text=query, image=image_file, plus=plus, minus=minus, k=k, tags=tags, regions=regions)
     if html_out:

@@ -56,8 +56,21 @@ class _RichTrainProgress:
         self.total = 0
         self._timed_from: tuple[int, float] | None = None
         self._eta_shown = False
+        self._status = None
+
+    def decoding(self, images: int) -> None:
+        """A spinner while the images are decoded, before the first step (terminal only)."""
+        if err_console.is_terminal:
+            self._status = err_console.status(f"decoding {images} images…", spinner="dots")
+            self._status.start()
+
+    def end_decoding(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
     def start(self, total_steps: int, done_steps: int) -> None:
+        self.end_decoding()
         self.total = total_steps
         per_epoch = total_steps // max(1, self.epochs)
         err_console.print(f"{per_epoch} steps per epoch, {total_steps} in all"
@@ -152,11 +165,18 @@ def train_cmd(
                  val_classes=[c.strip() for c in val_classes.split(",") if c.strip()] if val_classes else [])
     cfg = TrainConfig(**{f.name: given[f.name] for f in fields(TrainConfig) if f.name in given})
     bar = _RichTrainProgress(enabled=not quiet, epochs=epochs)
+
+    def on_plan(plan) -> None:
+        _print_plan(plan)
+        bar.decoding(plan.train_images + plan.val_images)
+
     try:
-        outcome = run(cfg, progress=bar, on_plan=_print_plan)
+        outcome = run(cfg, progress=bar, on_plan=on_plan)
     except TrainingInterrupted as exc:
         err_console.print(f"[yellow]{escape(str(exc))}[/]")
         raise typer.Exit(130) from None
+    finally:
+        bar.end_decoding()
 
     for path, reason in outcome.train.skipped + (outcome.val.skipped if outcome.val is not None else []):
         err_console.print(f"  [red]skipped[/] {escape(path)}: {escape(reason)}")
