@@ -54,8 +54,11 @@ def test_version():
     assert r.exit_code == 0 and r.stdout.strip() == f"vsearch {__version__}"
 
 
-def test_shell_completion_is_offered():
+def test_shell_completion_is_offered_and_completes():
     assert "--install-completion" in invoke("--help").stdout
+    env = {"_VSEARCH_COMPLETE": "complete_bash", "COMP_WORDS": "vsearch sea", "COMP_CWORD": "1"}
+    r = runner.invoke(app, [], env=env, prog_name="vsearch")
+    assert r.exit_code == 0 and r.stdout.split() == ["search"]
 
 
 def test_help_keeps_brackets():
