@@ -23,8 +23,8 @@ from vsearch.errors import VSearchError
 
 __all__ = [
     "CatalogRef", "DbOpt", "DbUrlOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "OutputPathError", "check_output_file",
-    "console", "err_console", "escape", "handle_errors", "loading", "open_collection", "print_json", "print_rows",
-    "resolve_device", "setup_logging",
+    "console", "err_console", "escape", "handle_errors", "loading", "open_collection", "print_error", "print_json",
+    "print_rows", "resolve_device", "setup_logging",
 ]
 
 

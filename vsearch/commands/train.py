@@ -158,8 +158,9 @@ def train_cmd(
     from training.run import run
     from training.trainer import TrainingInterrupted
 
-    for path, option in ((out, "--out"), (checkpoint, "--checkpoint"), (report, "--report")):
-        check_output_file(path, option)
+    out = check_output_file(out, "--out")
+    checkpoint = check_output_file(checkpoint, "--checkpoint")
+    report = check_output_file(report, "--report")
     given = dict(locals())
     given.update(loss=loss.value, miner=miner.value,
                  val_classes=[c.strip() for c in val_classes.split(",") if c.strip()] if val_classes else [])
