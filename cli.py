@@ -1,7 +1,11 @@
-"""The ``vsearch`` command: a thin typer adapter over the Python API in :mod:`vsearch`."""
+"""The ``vsearch`` command: a thin typer adapter over the Python API in :mod:`vsearch`.
+
+Only light modules are imported here and in :mod:`vsearch.commands`: ``--help``, ``--version``,
+shell completion and usage errors answer without loading torch or FAISS. Each command imports
+what it needs when it runs.
+"""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Annotated, List, Optional
@@ -9,26 +13,41 @@ from typing import Annotated, List, Optional
 import typer
 
 from vsearch.commands.common import (
-    DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, console, err_console, handle_errors, open_collection, resolve_device,
-    setup_logging,
+    CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, check_output_file, console, err_console, escape,
+    handle_errors, open_collection, print_json, print_rows, resolve_device, setup_logging,
 )
 from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag
 from vsearch.commands.eval import eval_app
 from vsearch.commands.faces import faces_app
+from vsearch.commands.regions import detect, detect_eval
 from vsearch.commands.scale import scale_app
 from vsearch.commands.serve import serve
+from vsearch.commands.train import train_cmd
 
 app = typer.Typer(
     help="vsearch: index a photo collection, then search it by text or by example image.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # help is plain text: "[x1, y1, x2, y2]" in a help string is not markup to swallow
+    rich_markup_mode=None,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from vsearch import __version__
+
+        print(f"vsearch {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_print_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
     setup_logging(verbose)
 
 
@@ -46,7 +65,7 @@ class _RichProgress:
         self.progress = Progress(
             TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=err_console, disable=not enabled, transient=False,
+            console=err_console, disable=not enabled or not err_console.is_terminal, transient=False,
         )
         self.task = None
 
@@ -78,6 +97,7 @@ def index(
     regions: Annotated[Optional[str], typer.Option("--regions", help="Also index regions: proposals | detector:WEIGHTS.pt.")] = None,
     max_regions: Annotated[Optional[int], typer.Option("--max-regions", min=1, help="With --regions: at most N regions per photo (default 24).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (counts, failures, seconds).")] = False,
 ) -> None:
     """Add new and changed photos under PATHS to the catalog, drop deleted ones, skip unchanged ones.
 
@@ -111,72 +131,95 @@ def index(
         highlight=False,
     )
     for path, reason in summary.failed:
-        err_console.print(f"  [red]failed[/] {path}: {reason}", highlight=False, soft_wrap=True)
+        err_console.print(f"  [red]failed[/] {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    if as_json:
+        print_json(_index_summary_json(summary, encoder.info.name))
     if summary.indexed_ok == 0 and summary.removed == 0:
         err_console.print("[red]nothing could be indexed[/]" if summary.failed else
-                          f"[red]no image files found under[/] {' '.join(paths)}")
+                          f"[red]no image files found under[/] {escape(' '.join(paths))}")
         raise typer.Exit(1)
+
+
+def _index_summary_json(summary, model: str) -> dict:
+    from dataclasses import asdict
+
+    d = asdict(summary)
+    d["failed"] = [{"path": path, "reason": reason} for path, reason in summary.failed]
+    d.update(model=model, indexed_ok=summary.indexed_ok, images_per_second=round(summary.images_per_second, 3))
+    return d
 
 
 @app.command()
 @handle_errors
 def search(
     query: Annotated[Optional[str], typer.Argument(help="Text to search for, e.g. \"a dog on the beach\".")] = None,
-    image: Annotated[Optional[str], typer.Option("--image", "-i", help="Search by an example image.")] = None,
-    face: Annotated[Optional[str], typer.Option("--face", help="Photos containing the person in this photo (needs index --faces).")] = None,
+    image: Annotated[Optional[str], typer.Option("--image", "-i", help="Search by an example image: a file or an http(s) URL.")] = None,
+    face: Annotated[Optional[str], typer.Option("--face", help="Photos containing the person in this photo, a file or URL (needs index --faces).")] = None,
     plus: Annotated[List[str], typer.Option("--plus", help="Add a text concept; \"snow=0.5\" sets its weight.")] = [],  # noqa: B006 - typer needs a list
     minus: Annotated[List[str], typer.Option("--minus", help="Subtract a text concept; \"night=0.5\" sets its weight.")] = [],  # noqa: B006
     tags: Annotated[List[str], typer.Option("--tag", help="Only photos tagged with this (see `vsearch tag`); repeatable.")] = [],  # noqa: B006
     k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score}.")] = False,
-    html_out: Annotated[Optional[str], typer.Option("--html", help="Write a self-contained gallery page here.")] = None,
+    bare_paths: Annotated[bool, typer.Option("--paths", help="Print only the paths, one a line (for xargs, xdg-open).")] = False,
+    html_out: Annotated[Optional[str], typer.Option("--html", help="Write a self-contained gallery page here (its folder must exist).")] = None,
     regions: Annotated[bool, typer.Option("--regions", help="Match regions too (see index --regions); results carry the best box.")] = False,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
     model: ModelOpt = "auto",
     device: DeviceOpt = "cpu",
 ) -> None:
-    """Find photos by text, by example image, or both (with --plus/--minus concepts)."""
+    """Find photos by text, by example image, or both (with --plus/--minus concepts).
+
+    On a terminal the results are a table; piped, one tab-separated line per result
+    (rank, score, path), never wrapped.
+    """
+    from contextlib import ExitStack
+
     from vsearch.errors import QueryError
+    from vsearch.fetch import local_image
 
     if query is None and image is None and not plus and face is None:
         raise QueryError("give a text query, --image FILE, --face FILE, or --plus terms")
-    coll = _open(db, db_url, model, device, create=False)
-    if face is not None:
-        from vsearch.faces.service import photos_with_face
+    if face is not None and (query is not None or image is not None or plus or minus or tags):
+        raise QueryError("--face finds photos of a person; it does not combine with text, --image or --tag")
+    if as_json and bare_paths:
+        raise QueryError("choose one of --json and --paths")
+    html_out = check_output_file(html_out, "--html")
+    with ExitStack() as stack:
+        image_file = stack.enter_context(local_image(image)) if image is not None else None
+        face_file = stack.enter_context(local_image(face)) if face is not None else None
+        coll = stack.enter_context(CatalogRef(db, db_url).collection(model, device, create=False,
+                                                                     load_model=face is None))
+        if face_file is not None:
+            from vsearch.commands.common import loading
+            from vsearch.faces.service import photos_with_face
 
-        if query is not None or image is not None or plus or minus or tags:
-            raise QueryError("--face finds photos of a person; it does not combine with text, --image or --tag")
-        hits = photos_with_face(coll.catalog, face, k=k, device=resolve_device(device))
-    else:
-        hits = coll.search(text=query, image=image, plus=plus, minus=minus, k=k, tags=tags, regions=regions)
+            with loading("loading the face models"):
+                hits = photos_with_face(coll.catalog, face_file, k=k, device=resolve_device(device))
+        else:
+            hits = coll.search(text=query, image=image_file, plus=plus, minus=minus, k=k, tags=tags, regions=regions)
     if html_out:
         from vsearch.report import gallery_html
 
         title = " + ".join(x for x in [query, image and f"image {os.path.basename(image)}"] if x) or "search"
         with open(html_out, "w", encoding="utf-8") as fh:
             fh.write(gallery_html(f"vsearch: {title}", hits))
-        err_console.print(f"wrote {html_out}")
+        err_console.print(f"wrote {escape(html_out)}")
     if as_json:
         from vsearch.regions.report import hit_json
 
-        print(json.dumps([hit_json(h) for h in hits], ensure_ascii=False))
+        print_json([hit_json(h) for h in hits])
+        return
+    if bare_paths:
+        sys.stdout.write("".join(h.path + "\n" for h in hits))
         return
     if not hits:
-        console.print("no results (is the catalog empty?)")
+        err_console.print("no results (is the catalog empty?)")
         return
-    from rich.table import Table
-
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("path", overflow="fold")
-    if regions:
-        table.add_column("box")
-    for h in hits:
-        table.add_row(str(h.rank), f"{h.score:.3f}", h.path,
-                      *(["[" + ", ".join(f"{v:.0f}" for v in h.box) + "]"] if regions else []))
-    console.print(table)
+    columns = ["#", "score", "path"] + (["box"] if regions else [])
+    rows = [[str(h.rank), f"{h.score:.3f}", h.path,
+             *(["[" + ", ".join(f"{v:.0f}" for v in h.box) + "]"] if regions else [])] for h in hits]
+    print_rows(columns, rows, justify=["right", "right", "left", "left"])
 
 
 @app.command()
@@ -219,15 +262,20 @@ def verify(
 
 @app.command()
 @handle_errors
-def doctor(db: DbOpt = None, db_url: DbUrlOpt = None) -> None:
+def doctor(db: DbOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt = False) -> None:
     """Versions, devices, FAISS CPU/GPU, models available offline, and catalog stats."""
+    from vsearch.commands.common import loading
     from vsearch.doctor import collect
 
-    report = collect(db, db_url)
+    with loading("looking at the installation and the catalog"):
+        report = collect(db, db_url)
+    if as_json:
+        print_json(report)
+        return
     for section, items in report.items():
-        console.print(f"[bold]{section}[/]")
+        console.print(f"[bold]{escape(section)}[/]")
         for key, value in items.items():
-            console.print(f"  {key}: {value}", highlight=False, soft_wrap=True)
+            console.print(f"  {escape(str(key))}: {escape(str(value))}")
 
 
 app.command("classify")(classify)
@@ -237,16 +285,8 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(faces_app, name="faces")
 app.command("serve")(serve)
 
-
-# issue 6 (regions): `vsearch detect`, and `vsearch eval detect` in the shared `eval` group
-from vsearch.commands import regions as _regions  # noqa: E402
-
-app.command()(_regions.detect)
-eval_app.command("detect")(_regions.detect_eval)
-
-
-from vsearch.commands.train import train_cmd  # noqa: E402 - sub-apps join after the core commands
-
+app.command("detect")(detect)
+eval_app.command("detect")(detect_eval)
 app.command("train")(train_cmd)
 app.add_typer(scale_app)  # no name: embed-shards, merge-shards, build-index are top-level commands
 

@@ -36,7 +36,10 @@ def test_index_search_json_html_verify(photos, tmp_path, tiny_clip_spec):
     assert r.exit_code == 0 and "data:image/jpeg;base64," in html.read_text()
 
     r = invoke("search", "a horse", "--plus", "grass=0.5", "--minus", "night", "--db", db, "-k", "2")
-    assert r.exit_code == 0 and "score" in r.output
+    assert r.exit_code == 0
+    lines = r.stdout.splitlines()  # not a terminal: rank<TAB>score<TAB>path, one line per result
+    assert [line.split("\t")[0] for line in lines] == ["1", "2"]
+    assert all(line.split("\t")[2].startswith(str(photos)) for line in lines)
 
     r = invoke("verify", "--db", db)
     assert r.exit_code == 0 and "ok" in r.output

@@ -80,7 +80,10 @@ def test_build_index(tmp_path):
     r = invoke("build-index", "--kind", "hnsw", "--db", db)
     assert r.exit_code == 2 and "unknown --kind" in r.output
 
-    out = tmp_path / "served" / "ivfpq.faiss"  # its folder is created
+    out = tmp_path / "served" / "ivfpq.faiss"
+    r = invoke("build-index", "--db", db, "--ondisk", out)  # output files: the folder must exist
+    assert r.exit_code == 2 and "does not exist" in r.output
+    out.parent.mkdir()
     r = invoke("build-index", "--db", db, "--ondisk", out, "--m", "5")
     assert r.exit_code == 2 and "must divide the dimension 16" in r.output
     r = invoke("build-index", "--db", db, "--ondisk", out, "--part-size", "250")

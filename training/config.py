@@ -5,9 +5,9 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 
 from training.errors import TrainingConfigError
-from training.losses import LOSSES
-from training.miners import MINERS
-from training.model import DEFAULT_BACKBONE
+
+# Light on purpose (no torch): the CLI reads the defaults below to build `vsearch train --help`.
+DEFAULT_BACKBONE = "efficientnet_lite0"
 
 # Settings that change what a run computes. A checkpoint made under other values cannot be resumed
 # into an identical run, so --resume refuses it; the rest (paths, workers, logging) may change.
@@ -25,7 +25,7 @@ class TrainConfig:
     backbone: str = DEFAULT_BACKBONE  # any timm architecture name
     weights: str = "auto"  # auto | imagenet | none | FILE (initial backbone weights)
     embedding_dim: int = 128
-    image_size: int | None = None  # None: the backbone's own input size
+    image_size: int | None = None  # None: chosen from the data (see data.choose_image_size), capped by the backbone's
     loss: str = "triplet"
     miner: str = "batch-hard"
     margin: float | None = None  # None: the loss's default (see losses.DEFAULT_MARGINS)
@@ -52,6 +52,9 @@ class TrainConfig:
     report: str | None = None  # None: OUT with .eval.json (and .eval.png next to it)
 
     def validate(self) -> "TrainConfig":
+        from training.losses import LOSSES
+        from training.miners import MINERS
+
         if self.loss not in LOSSES:
             raise TrainingConfigError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         if self.miner not in MINERS:

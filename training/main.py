@@ -16,7 +16,8 @@ def build_app():
     from vsearch.commands.train import train_cmd
 
     app = typer.Typer(help="vsearch trainer: `train DATA ...` and `eval embeddings DATA --model FILE`.",
-                      no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                      no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                      rich_markup_mode=None)
     app.command("train")(train_cmd)
     app.add_typer(eval_app, name="eval")
     return app

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.config import DEFAULT_BACKBONE  # re-exported: the default lives with the settings
 from training.errors import CheckpointError, TrainingConfigError
 from training.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
 TINY_BACKBONE = "vsearch_tiny_cnn"
 PACKAGED_IMAGENET = "efficientnet_lite0"  # the one backbone whose ImageNet weights ship offline
 

@@ -99,3 +99,56 @@ def test_progress_reports_loss_active_fraction_and_empty_batches_per_epoch(digit
         line = next(l for l in r.output.splitlines() if l.startswith(epoch))
         assert "loss" in line and "active" in line and "batches without a valid tuple 0/4" in line
         assert "held-out R@1" in line
+
+
+def _resized_copy(src, dst, size: int, classes=None):
+    from PIL import Image
+
+    for path in sorted(src.rglob("*.png")):
+        if classes is not None and path.parent.name not in classes:
+            continue
+        out = dst / path.relative_to(src)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(path).resize((size, size)).save(out)
+    return dst
+
+
+def test_input_size_is_chosen_from_the_data(tmp_path, digits_root):
+    from training.data import choose_image_size, discover
+
+    paths = discover(str(_resized_copy(digits_root, tmp_path / "d", 40, classes={"0", "1"}))).paths
+    assert choose_image_size(paths, largest=224) == 40
+    assert choose_image_size(paths, largest=32) == 32  # capped by the backbone
+    assert choose_image_size(discover(str(digits_root)).paths, largest=224) == 32  # 8 px: not below 32
+    assert choose_image_size([str(tmp_path / "missing.png")], largest=224) is None
+
+
+def test_held_out_warnings():
+    from training.data import LabelledPaths
+    from training.run import held_out_warnings
+
+    one_class = LabelledPaths(("a", "b", "c"), ("7", "7", "7"))
+    assert "only 1 class" in held_out_warnings(one_class)[0]
+    singletons = LabelledPaths(("a", "b"), ("7", "8"))
+    assert "2 images" in held_out_warnings(singletons)[0]
+    assert held_out_warnings(LabelledPaths(("a", "b", "c", "d"), ("7", "7", "8", "8"))) == []
+    assert held_out_warnings(LabelledPaths((), ())) == []
+
+
+def test_train_prints_size_steps_eta_and_warns_when_held_out_set_measures_nothing(tmp_path, digits_root):
+    data = _resized_copy(digits_root, tmp_path / "digits32", 32, classes={"0", "1", "2", "3", "4", "9"})
+    r = invoke("train", data, "--out", tmp_path / "m.pt", "--backbone", "efficientnet_lite0", "--weights", "none",
+               "--dim", "16", "--epochs", "1", "--steps-per-epoch", "7", "-P", "4", "-K", "4",
+               "--val-classes", "9", "--json")
+    assert r.exit_code == 0, r.output
+    assert "input 32 px, from the data (the backbone takes up to 224" in r.output
+    assert "7 steps per epoch" in r.output and "per step: about" in r.output and "ETA" in r.output
+    assert "warning: only 1 class is held out" in r.output
+    result = json.loads(r.stdout)
+    assert result["steps"] == 7 and result["warnings"] and result["held_out"]["classes"] == 1
+
+
+def test_train_output_in_a_missing_folder_fails_before_any_work(tmp_path, digits):
+    r = invoke("train", digits, "--out", tmp_path / "no" / "m.pt", *TINY)
+    assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "no").exists()

@@ -1,12 +1,11 @@
 """`vsearch captions ...`: caption sets stored and embedded in the catalog."""
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional
 
 import typer
 
-from vsearch.commands.common import DbOpt, DbUrlOpt, console, err_console, handle_errors, open_collection
+from vsearch.commands.common import CatalogRef, DbOpt, DbUrlOpt, console, err_console, escape, handle_errors, print_json
 
 captions_app = typer.Typer(help="Caption sets: add them, find the best captions for an image, search captions.",
                            no_args_is_help=True)
@@ -18,13 +17,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 def _print_hits(hits, as_json: bool) -> None:
     if as_json:
-        print(json.dumps([{"caption": h.text, "score": round(h.score, 6), "set": h.caption_set, "id": h.ext_id,
-                           "image": h.image_ref} for h in hits], ensure_ascii=False))
+        print_json([{"caption": h.text, "score": round(h.score, 6), "set": h.caption_set, "id": h.ext_id,
+                     "image": h.image_ref} for h in hits])
         return
     if not hits:
-        console.print("no captions found")
+        err_console.print("no captions found")
     for h in hits:
-        console.print(f"{h.rank:>3}  {h.score:.3f}  {h.text}", highlight=False)
+        console.print(escape(f"{h.rank:>3}  {h.score:.3f}  {h.text}"))
 
 
 @captions_app.command("add")
@@ -38,22 +37,26 @@ def add(
     """Store and embed a caption file as a caption set."""
     from vsearch.captions import add_captions
 
-    coll = open_collection(db, db_url, create=False)
-    summary = add_captions(coll, file, caption_set)
+    with CatalogRef(db, db_url).collection() as coll:
+        summary = add_captions(coll, file, caption_set)
     console.print(f"added {summary.added} captions" + (f", skipped {summary.skipped_empty} empty lines" if summary.skipped_empty else ""))
     if summary.missing_images:
         err_console.print(f"warning: {len(summary.missing_images)} captions refer to images that do not exist, e.g. "
-                          f"{summary.missing_images[0]} (captions kept)", highlight=False)
+                          f"{escape(summary.missing_images[0])} (captions kept)")
 
 
 @captions_app.command("for-image")
 @handle_errors
-def for_image(image: Annotated[str, typer.Argument(help="An image file.")], k: KOpt = 5, caption_set: SetOpt = None,
+def for_image(image: Annotated[str, typer.Argument(help="An image file or an http(s) URL.")], k: KOpt = 5, caption_set: SetOpt = None,
               as_json: JsonOpt = False, db: DbOpt = None, db_url: DbUrlOpt = None) -> None:
     """The best captions for an image."""
     from vsearch.captions import captions_for_image
 
-    _print_hits(captions_for_image(open_collection(db, db_url, create=False), image, k, caption_set), as_json)
+    from vsearch.fetch import local_image
+
+    with local_image(image) as image_file, CatalogRef(db, db_url).collection() as coll:
+        hits = captions_for_image(coll, image_file, k, caption_set)
+    _print_hits(hits, as_json)
 
 
 @captions_app.command("search")
@@ -63,7 +66,9 @@ def search(text: Annotated[str, typer.Argument(help="Text to match captions agai
     """Captions similar to a text."""
     from vsearch.captions import search_captions
 
-    _print_hits(search_captions(open_collection(db, db_url, create=False), text, k, caption_set), as_json)
+    with CatalogRef(db, db_url).collection() as coll:
+        hits = search_captions(coll, text, k, caption_set)
+    _print_hits(hits, as_json)
 
 
 @captions_app.command("list")
@@ -72,8 +77,10 @@ def list_sets(db: DbOpt = None, db_url: DbUrlOpt = None) -> None:
     """Caption sets in the catalog, with their sizes."""
     from vsearch.captions import caption_sets
 
-    for name, n in caption_sets(open_collection(db, db_url, create=False).catalog):
-        console.print(f"{name}: {n}", highlight=False)
+    with CatalogRef(db, db_url).catalog() as catalog:
+        sets = caption_sets(catalog)
+    for name, n in sets:
+        console.print(f"{escape(name)}: {n}")
 
 
 @captions_app.command("remove")
@@ -82,7 +89,8 @@ def remove(caption_set: Annotated[str, typer.Argument(help="Set name.")], db: Db
     """Delete a caption set (rows and vectors)."""
     from vsearch.captions import remove_caption_set
 
-    n = remove_caption_set(open_collection(db, db_url, create=False).catalog, caption_set)
+    with CatalogRef(db, db_url).catalog() as catalog:
+        n = remove_caption_set(catalog, caption_set)
     console.print(f"removed {n} captions")
     if n == 0:
         raise typer.Exit(1)

@@ -1,12 +1,12 @@
 """`vsearch classify` and `vsearch tag`: zero-shot labels for photos."""
 from __future__ import annotations
 
-import json
 from typing import Annotated, List, Optional
 
 import typer
 
-from vsearch.commands.common import DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, console, err_console, handle_errors, open_collection
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, console, err_console,
+                                     escape, handle_errors, print_json)
 
 LabelsOpt = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels, e.g. \"cat,dog,car\".")]
 LabelsFileOpt = Annotated[Optional[str], typer.Option("--labels-file", help="A file with one label per line.")]
@@ -19,7 +19,7 @@ def _labels(labels, labels_file):
 
     label_set = parse_labels(labels, labels_file)
     if label_set.duplicates:
-        err_console.print(f"note: ignoring repeated labels: {', '.join(label_set.duplicates)}", highlight=False)
+        err_console.print(f"note: ignoring repeated labels: {escape(', '.join(label_set.duplicates))}")
     return label_set.labels
 
 
@@ -38,8 +38,6 @@ def classify(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Zero-shot classification: the top-k of your labels for each image, with probabilities."""
-    from indexer.scan import scan_paths
-    from vsearch.catalog import IMAGE_SPACE
     from vsearch.errors import QueryError
     from vsearch.zeroshot import ClassifierCache, class_probabilities, load_templates, logit_scale, top_k
 
@@ -47,37 +45,45 @@ def classify(
     template_list = load_templates(templates)
     if not paths and not all_photos:
         raise QueryError("give image paths or --all")
-    coll = open_collection(db, db_url, model, device, create=False if all_photos else None)
-    failures = []
-    if all_photos:
-        names, vectors = coll.catalog.media_vectors(IMAGE_SPACE)
-    else:
-        scan = scan_paths(paths)
-        failures += scan.problems
-        names, vecs = [], []
-        for f in scan.files:
-            try:
-                vecs.append(coll.embed_image_file(f.path))
-                names.append(f.path)
-            except Exception as exc:  # noqa: BLE001 - reported per file, the rest still classified
-                failures.append((f.path, str(exc)))
-        import numpy as np
-
-        vectors = np.stack(vecs) if vecs else np.zeros((0, coll.encoder.info.dim), np.float32)
-    if coll.notice:
-        err_console.print(coll.notice, highlight=False)
-    classifier = ClassifierCache().get(coll.encoder, label_list, template_list)
-    results = top_k(class_probabilities(vectors, classifier, logit_scale(coll.encoder)), label_list, k) if len(names) else []
+    with CatalogRef(db, db_url).collection(model, device, create=False if all_photos else None) as coll:
+        names, vectors, failures = _vectors(coll, paths, all_photos)
+        if coll.notice:
+            err_console.print(escape(coll.notice))
+        classifier = ClassifierCache().get(coll.encoder, label_list, template_list)
+        results = top_k(class_probabilities(vectors, classifier, logit_scale(coll.encoder)), label_list, k) if len(names) else []
     if as_json:
-        print(json.dumps([{"path": n, "labels": [{"label": lab, "p": round(p, 6)} for lab, p in r]}
-                          for n, r in zip(names, results)], ensure_ascii=False))
-    else:
+        print_json([{"path": n, "labels": [{"label": lab, "p": round(p, 6)} for lab, p in r]}
+                    for n, r in zip(names, results)])
+    else:  # one line per image: "PATH: label p, label p" (never wrapped, see common.console)
         for n, r in zip(names, results):
-            console.print(f"{n}: " + ", ".join(f"{lab} {p:.2f}" for lab, p in r), highlight=False)
+            console.print(escape(f"{n}: " + ", ".join(f"{lab} {p:.2f}" for lab, p in r)))
     for path, reason in failures:
-        err_console.print(f"  [red]skipped[/] {path}: {reason}", highlight=False)
+        err_console.print(f"  [red]skipped[/] {escape(path)}: {escape(reason)}")
     if not names:
         raise typer.Exit(1)
+
+
+def _vectors(coll, paths, all_photos: bool):
+    """(names, (N, D) vectors, failures): stored vectors of the whole catalog, or the given files embedded."""
+    import numpy as np
+
+    from indexer.scan import scan_paths
+    from vsearch.catalog import IMAGE_SPACE
+
+    if all_photos:
+        names, vectors = coll.catalog.media_vectors(IMAGE_SPACE)
+        return names, vectors, []
+    scan = scan_paths(paths)
+    failures = list(scan.problems)
+    names, vecs = [], []
+    for f in scan.files:
+        try:
+            vecs.append(coll.embed_image_file(f.path))
+            names.append(f.path)
+        except Exception as exc:  # noqa: BLE001 - reported per file, the rest still classified
+            failures.append((f.path, str(exc)))
+    vectors = np.stack(vecs) if vecs else np.zeros((0, coll.encoder.info.dim), np.float32)
+    return names, vectors, failures
 
 
 @handle_errors
@@ -89,6 +95,7 @@ def tag(
                          help="Store a label when its probability is at least this.")] = 0.5,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Tag the whole collection with your labels; then `vsearch search ... --tag LABEL` filters.
 
@@ -98,8 +105,12 @@ def tag(
     from vsearch.zeroshot import load_templates
 
     config = TaggingConfig(_labels(labels, labels_file), load_templates(templates), threshold)
-    coll = open_collection(db, db_url, "auto", "cpu", create=False)
-    summary = tag_collection(coll, config)
-    console.print(f"tagged {summary.tagged} photos, {summary.labels_stored} tags stored", highlight=False)
-    for label, n in sorted(summary.counts.items(), key=lambda kv: -kv[1]):
-        console.print(f"  {label}: {n}", highlight=False)
+    with CatalogRef(db, db_url).collection(create=False) as coll:
+        summary = tag_collection(coll, config)
+    counts = sorted(summary.counts.items(), key=lambda kv: -kv[1])
+    if as_json:
+        print_json({"tagged": summary.tagged, "tags_stored": summary.labels_stored, "counts": dict(counts)})
+        return
+    console.print(f"tagged {summary.tagged} photos, {summary.labels_stored} tags stored")
+    for label, n in counts:
+        console.print(f"  {escape(label)}: {n}")

@@ -1,18 +1,61 @@
-"""Options and error handling shared by every CLI command."""
+"""What every CLI command shares: options, consoles, output rules, error handling, the catalog.
+
+Importing this module must stay cheap (no torch, FAISS or SQLAlchemy): ``vsearch --help``,
+``--version`` and usage errors import every command module, and should answer at once. Commands
+import their heavy modules inside the function.
+"""
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import logging
 import os
-from typing import Annotated, Optional
+import sys
+from dataclasses import dataclass
+from typing import Annotated, Iterator, Optional, Sequence
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 
 from vsearch.errors import VSearchError
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)  # messages stay one greppable line
+__all__ = [
+    "CatalogRef", "DbOpt", "DbUrlOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "OutputPathError", "check_output_file",
+    "console", "err_console", "escape", "handle_errors", "loading", "open_collection", "print_error", "print_json",
+    "print_rows", "resolve_device", "setup_logging",
+]
+
+
+UNWRAPPED_WIDTH = 100_000  # columns off a terminal: no line of ours is longer
+
+
+class _Console(Console):
+    """A console that never wraps when its stream is not a terminal.
+
+    Rich formats for 80 columns when it cannot ask a terminal, so a piped ``vsearch search`` cut
+    paths in two. Whether the stream is a terminal is asked at each print (tests and callers swap
+    ``sys.stdout``), and off a terminal the width is unbounded: lines stay whole for grep and cut.
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:  # type: ignore[override]
+        dims = Console.size.fget(self)  # type: ignore[attr-defined]
+        return dims if self.is_terminal else ConsoleDimensions(UNWRAPPED_WIDTH, dims.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+def make_console(stderr: bool = False) -> Console:
+    # soft_wrap: a message is one line (greppable); the terminal folds it if it must
+    return _Console(stderr=stderr, soft_wrap=True, highlight=False)
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 DbOpt = Annotated[
     Optional[str],
@@ -30,6 +73,63 @@ ModelOpt = Annotated[
                  "An existing catalog keeps the model it was built with."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu | cuda | auto")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (one document on stdout).")]
+
+
+class OutputPathError(VSearchError):
+    """An output file cannot be written where it was asked for (missing folder, a folder given)."""
+
+
+def check_output_file(path: str | None, option: str) -> str | None:
+    """The one rule for files a command writes (``--html``, ``--out``, ``--plot``, ``--report``):
+    the folder must exist and the path must not be a folder. Checked before any work is done, so a
+    typo costs nothing; nothing is created behind the user's back. Returns the path, ``~`` expanded."""
+    if path is None or path == "":
+        return None
+    path = os.path.expanduser(path)
+    if os.path.isdir(path):
+        raise OutputPathError(f"{option} {path} is a folder: give a file name inside it")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        what = "is not a folder" if os.path.exists(parent) else "does not exist"
+        raise OutputPathError(f"{option} {path}: the folder {parent} {what} (create it first)")
+    return path
+
+
+def print_json(value) -> None:
+    """One JSON document on stdout: no rich console (it would wrap and colour), UTF-8 kept as is."""
+    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def print_rows(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None,
+               justify: Sequence[str] | None = None) -> None:
+    """A table on a terminal; off a terminal, one tab-separated line per row (no header, nothing
+    wrapped or padded), for ``cut -f``, ``sort`` and ``xargs``."""
+    if not console.is_terminal:
+        for row in rows:
+            sys.stdout.write("\t".join(str(cell) for cell in row) + "\n")
+        sys.stdout.flush()
+        return
+    from rich.table import Table
+
+    table = Table(title=title, show_header=True, header_style="bold")
+    for i, col in enumerate(columns):
+        table.add_column(escape(col), justify=(justify[i] if justify else "left"), overflow="fold")  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(*(escape(str(cell)) for cell in row))
+    console.print(table)
+
+
+@contextlib.contextmanager
+def loading(what: str) -> Iterator[None]:
+    """A spinner on stderr while something slow starts ("loading model packaged"); nothing when
+    stderr is not a terminal (logs stay clean)."""
+    if not err_console.is_terminal:
+        yield
+        return
+    with err_console.status(f"{escape(what)}…", spinner="dots"):
+        yield
 
 
 def resolve_device(device: str) -> str:
@@ -40,6 +140,11 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def print_error(message: str) -> None:
+    """``error: MESSAGE`` on stderr; the message is text, not markup ("[x1, y1, x2, y2]" stays)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
+
+
 def handle_errors(fn):
     """Turn library exceptions into a one-line message and exit code 2 (only the CLI does this)."""
 
@@ -48,7 +153,7 @@ def handle_errors(fn):
         try:
             return fn(*args, **kwargs)
         except VSearchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            print_error(str(exc))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: everything committed so far is kept; run the same "
@@ -58,15 +163,69 @@ def handle_errors(fn):
     return wrapper
 
 
-def setup_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler
+class _StderrHandler(logging.StreamHandler):
+    """Plain log lines on the ``sys.stderr`` of the moment (tests and callers swap it)."""
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def setup_logging(verbose: bool) -> None:
+    """Rich log lines on a terminal; elsewhere plain ``LEVEL: message`` lines (never padded)."""
+    if err_console.is_terminal:
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=err_console, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def open_collection(db, db_url, model="auto", device="cpu", create: bool | None = True):
+@dataclass(frozen=True)
+class CatalogRef:
+    """Where a command's catalog lives (``--db`` folder, optional ``--db-url``), and the one way
+    commands open it: as a context manager that closes it (saving what changed) on the way out."""
+
+    db: str | None = None
+    db_url: str | None = None
+
+    @property
+    def directory(self) -> str:
+        import vsearch
+
+        return self.db or vsearch.default_db_dir()
+
+    @contextlib.contextmanager
+    def catalog(self, create: bool = False):
+        """The catalog alone (no encoder): verify, merge, build-index, faces."""
+        from vsearch.catalog import Catalog
+
+        cat = Catalog(self.directory, url=self.db_url, create=create)
+        try:
+            yield cat
+        finally:
+            cat.close()
+
+    @contextlib.contextmanager
+    def collection(self, model: str = "auto", device: str = "cpu", create: bool | None = False,
+                   load_model: bool = True):
+        """The catalog with its encoder (see :func:`open_collection`); the model loads under a spinner."""
+        coll = open_collection(self.db, self.db_url, model, device, create, load_model)
+        try:
+            yield coll
+        finally:
+            coll.close()
+
+
+def open_collection(db, db_url, model="auto", device="cpu", create: bool | None = True, load_model: bool = True):
     """``create=None``: use the catalog if one exists at ``db``, else an in-memory-only view (a
     catalog in a temporary folder) so that commands like `classify` work without indexing first."""
     import tempfile
@@ -85,4 +244,12 @@ def open_collection(db, db_url, model="auto", device="cpu", create: bool | None 
             directory = tempfile.mkdtemp(prefix="vsearch-")
             atexit.register(shutil.rmtree, directory, True)
             create = True
-    return vsearch.open(directory, model=model, url=db_url, device=resolve_device(device), create=create)
+    coll = vsearch.open(directory, model=model, url=db_url, device=resolve_device(device), create=create)
+    if load_model:
+        try:
+            with loading(f"loading model {model}" if model not in (None, "auto") else "loading the model"):
+                coll.encoder  # noqa: B018 - the collection loads it on first use; here, under the spinner
+        except BaseException:
+            coll.catalog.engine.dispose()
+            raise
+    return coll

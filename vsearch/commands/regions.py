@@ -5,22 +5,25 @@ their work is done in :mod:`vsearch.regions`.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Annotated, Optional
 
 import typer
 
-from vsearch.commands.common import DeviceOpt, ModelOpt, console, err_console, handle_errors, resolve_device
-from vsearch.regions.detect import DEFAULT_THRESHOLD, DETECT_PROPOSALS
+from vsearch.commands.common import (DeviceOpt, ModelOpt, check_output_file, console, err_console, escape,
+                                     handle_errors, loading, print_json, print_rows, resolve_device)
+
+# Defaults of vsearch.regions.detect, repeated so that `--help` needs no torch (a test checks they agree).
+DEFAULT_THRESHOLD = 0.3
+DETECT_PROPOSALS = 64
 
 
 @handle_errors
 def detect(
-    image: Annotated[str, typer.Argument(help="The image to look in.")],
+    image: Annotated[str, typer.Argument(help="The image to look in: a file or an http(s) URL.")],
     labels: Annotated[str, typer.Option("--labels", "-l", help='What to look for, comma-separated: "cat,cup".')],
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the image with the boxes drawn here (PNG).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the image with the boxes drawn here (PNG; its folder must exist).")] = None,
     threshold: Annotated[float, typer.Option("--threshold", "-t",
                          help="Lowest cosine similarity kept (0.3 suits the packaged model; use less with CLIP).")] = DEFAULT_THRESHOLD,
     max_detections: Annotated[int, typer.Option("--max", "-n", min=1, help="At most this many boxes.")] = 20,
@@ -34,19 +37,24 @@ def detect(
     """Open-vocabulary detection in one image: region proposals scored against the label texts,
     per-label NMS, a score threshold. Prints the boxes ([x1, y1, x2, y2] in image pixels)."""
     from vsearch.encoders import load_encoder, resolve_auto
+    from vsearch.fetch import local_image
     from vsearch.images import decode_image
     from vsearch.regions.detect import annotate
     from vsearch.regions.detect import detect as run_detect
     from vsearch.regions.detect import parse_labels
 
     names = parse_labels(labels)  # fail on bad labels before loading a model
-    picture = decode_image(image).image
+    out = check_output_file(out, "--out")
+    with local_image(image) as image_file:
+        picture = decode_image(image_file).image
     device = resolve_device(device)
-    if model == "auto":
-        encoder, notice = resolve_auto(device)
-        err_console.print(notice, highlight=False)
-    else:
-        encoder = load_encoder(model, device)
+    with loading(f"loading model {model}"):
+        if model == "auto":
+            encoder, notice = resolve_auto(device)
+        else:
+            encoder, notice = load_encoder(model, device), None
+    if notice:
+        err_console.print(escape(notice))
     from vsearch.regions.proposals import ProposalConfig, ProposalSource
 
     found = run_detect(encoder, picture, names, threshold=threshold, max_detections=max_detections,
@@ -58,23 +66,20 @@ def detect(
             annotate(picture, found).save(out, format="PNG")
         except (OSError, ValueError) as exc:
             raise RegionError(f"cannot write {out}: {exc}") from None
-        err_console.print(f"wrote {out}")
-    path = os.path.abspath(image)
+        err_console.print(f"wrote {escape(out)}")
+    from vsearch.fetch import is_url
+
+    path = image if is_url(image) else os.path.abspath(image)
     if as_json:
-        print(json.dumps([{"image": path, "label": d.label, "score": round(d.score, 6),
-                           "box": [round(v, 2) for v in d.box]} for d in found], ensure_ascii=False))
+        print_json([{"image": path, "label": d.label, "score": round(d.score, 6),
+                     "box": [round(v, 2) for v in d.box]} for d in found])
         return
     if not found:
-        console.print(f"nothing above {threshold} for {', '.join(names)}")
+        err_console.print(f"nothing above {threshold} for {escape(', '.join(names))}")
         return
-    from rich.table import Table
-
-    table = Table(show_header=True, header_style="bold")
-    for col, justify in (("label", "left"), ("score", "right"), ("box [x1, y1, x2, y2]", "left")):
-        table.add_column(col, justify=justify)
-    for d in found:
-        table.add_row(d.label, f"{d.score:.3f}", "[" + ", ".join(f"{v:.0f}" for v in d.box) + "]")
-    console.print(table)
+    print_rows(["label", "score", "box [x1, y1, x2, y2]"],
+               [[d.label, f"{d.score:.3f}", "[" + ", ".join(f"{v:.0f}" for v in d.box) + "]"] for d in found],
+               justify=["left", "right", "left"])
 
 
 @handle_errors
@@ -101,24 +106,19 @@ def detect_eval(
     eleven = {c.label: c.ap for c in evaluate_detections(gt, dets, iou, "11pt").per_class}
     tag = f"mAP@{iou:g}"
     if as_json:
-        print(json.dumps({
+        print_json({
             "iou": iou,
             "classes": [{"label": c.label, "ap": c.ap, "ap_11pt": eleven[c.label], "ground_truth": c.n_ground_truth,
                          "detections": c.n_detections, "true_positives": c.true_positives, "recall": c.recall}
                         for c in all_point.per_class],
             "map": _none_if_nan(all_point.mean_ap),
             "map_11pt": _none_if_nan(_mean([v for v in eleven.values() if v is not None])),
-        }))
+        })
         return
-    from rich.table import Table
-
-    table = Table(show_header=True, header_style="bold")
-    for col in ("class", "AP", "AP (11-pt)", "ground truth", "detections", "true pos.", "recall"):
-        table.add_column(col, justify="left" if col == "class" else "right")
-    for c in all_point.per_class:
-        table.add_row(c.label, _fmt(c.ap), _fmt(eleven[c.label]), str(c.n_ground_truth), str(c.n_detections),
-                      str(c.true_positives), _fmt(c.recall))
-    console.print(table)
+    columns = ("class", "AP", "AP (11-pt)", "ground truth", "detections", "true pos.", "recall")
+    print_rows(columns, [[c.label, _fmt(c.ap), _fmt(eleven[c.label]), str(c.n_ground_truth), str(c.n_detections),
+                          str(c.true_positives), _fmt(c.recall)] for c in all_point.per_class],
+               justify=["left"] + ["right"] * (len(columns) - 1))
     mean_11 = _mean([v for v in eleven.values() if v is not None])
     if math.isnan(all_point.mean_ap):
         console.print(f"{tag}: undefined (no ground-truth boxes)")
@@ -127,7 +127,7 @@ def detect_eval(
                       f"{sum(c.ap is not None for c in all_point.per_class)} classes", highlight=False)
     missing = [c.label for c in all_point.per_class if c.ap is None]
     if missing:
-        console.print(f"not scored (detections but no ground truth): {', '.join(missing)}", highlight=False)
+        console.print(f"not scored (detections but no ground truth): {escape(', '.join(missing))}")
 
 
 def _fmt(v: float | None) -> str:
@@ -142,9 +142,4 @@ def _none_if_nan(x: float) -> float | None:
     return None if math.isnan(x) else x  # JSON has no NaN
 
 
-# `vsearch eval detect`: a group of its own for now. Another branch adds an `eval` group in
-# vsearch/commands/eval.py; when both are merged, `detect_eval` joins that group and this goes.
-eval_detect_app = typer.Typer(help="Evaluate results against ground truth.", no_args_is_help=True)
-eval_detect_app.command("detect")(detect_eval)
-
-__all__ = ["detect", "detect_eval", "eval_detect_app"]
+__all__ = ["detect", "detect_eval"]

@@ -10,17 +10,13 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from vsearch.commands.common import DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, err_console, handle_errors, resolve_device
+import os
+
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, check_output_file, err_console,
+                                     escape, handle_errors, resolve_device)
 
 scale_app = typer.Typer()
 SpaceOpt = Annotated[str, typer.Option("--space", help="Vector space (image, face, region, ...).")]
-
-
-def _catalog(db, db_url, create: bool):
-    import vsearch
-    from vsearch.catalog import Catalog
-
-    return Catalog(db or vsearch.default_db_dir(), url=db_url, create=create)
 
 
 @scale_app.command("embed-shards")
@@ -58,19 +54,18 @@ def embed_shards_cmd(
         found = mf.Manifest(sorted({e.path: e for e in found.entries + listed.entries}.values(), key=lambda e: e.path),
                             found.problems + listed.problems)
     if db or db_url:
-        catalog = _catalog(db, db_url, create=False)
-        recorded = catalog.space_model("image")
         from vsearch.encoders import canonical_spec
 
-        if recorded and canonical_spec(model) not in ("auto", recorded[0]):
-            from vsearch.errors import ModelMismatchError
+        with CatalogRef(db, db_url).catalog() as catalog:
+            recorded = catalog.space_model("image")
+            if recorded and canonical_spec(model) not in ("auto", recorded[0]):
+                from vsearch.errors import ModelMismatchError
 
-            raise ModelMismatchError(f"this catalog was built with {recorded[0]}; leave --model out or pass that model")
-        model = recorded[0] if recorded else model
-        found = mf.pending(found, catalog)
-        catalog.engine.dispose()
+                raise ModelMismatchError(f"this catalog was built with {recorded[0]}; leave --model out or pass that model")
+            model = recorded[0] if recorded else model
+            found = mf.pending(found, catalog)
     for path, reason in found.problems:
-        err_console.print(f"  [red]skipped[/] {path}: {reason}", highlight=False, soft_wrap=True)
+        err_console.print(f"  [red]skipped[/] {escape(path)}: {escape(reason)}")
     if not found.entries:
         if found.skipped:
             err_console.print(f"nothing to embed: the catalog already holds all {found.skipped} files")
@@ -107,12 +102,12 @@ def merge_shards_cmd(
 ) -> None:
     """Put shard files into the catalog (safe to repeat: what is there already is skipped)."""
     from indexer.merge import merge_shards
+    from vsearch.errors import ShardError
 
-    catalog = _catalog(db, db_url, create=True)
-    try:
+    if not os.path.isdir(shard_dir):  # before the catalog is opened (and perhaps created)
+        raise ShardError(f"{'not a folder' if os.path.exists(shard_dir) else 'no such shard folder'}: {shard_dir}")
+    with CatalogRef(db, db_url).catalog(create=True) as catalog:
         s = merge_shards(catalog, shard_dir, space=space)
-    finally:
-        catalog.close()
     err_console.print(
         f"[green]merged[/] {s.shards} shard(s) in {s.seconds:.1f}s: added {s.added}, replaced {s.replaced}, "
         f"unchanged {s.unchanged}, stale {s.stale}, failed {s.failed}"
@@ -120,7 +115,7 @@ def merge_shards_cmd(
         highlight=False,
     )
     for path, reason in s.failures:
-        err_console.print(f"  [red]failed[/] {path}: {reason}", highlight=False, soft_wrap=True)
+        err_console.print(f"  [red]failed[/] {escape(path)}: {escape(reason)}")
     if s.missing_shards:
         shown = ", ".join(map(str, s.missing_shards[:10])) + (" …" if len(s.missing_shards) > 10 else "")
         err_console.print(f"[yellow]{len(s.missing_shards)} planned shard(s) not written yet[/] ({shown}): "
@@ -142,9 +137,12 @@ def build_index_cmd(
 ) -> None:
     """Rebuild a vector space's index: IVF-PQ for large catalogs, or back to the default kind."""
     from vsearch import ivfpq
+    from vsearch.catalog import Catalog
 
-    catalog = _catalog(db, db_url, create=False)
-    try:
+    ondisk = check_output_file(ondisk, "--ondisk")
+    where = CatalogRef(db, db_url)
+    catalog = Catalog(where.directory, url=db_url, create=False)
+    try:  # not closed with save(): the build writes its own files; only the connections go
         if kind == "default":
             catalog.rebuild(space)
             catalog.save()

@@ -1,13 +1,38 @@
 """`vsearch serve`: the HTTP service and web page (see :mod:`vsearch.serve`)."""
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import socket
 from typing import Annotated, Optional
 
 import typer
 
-from vsearch.commands.common import DbOpt, DbUrlOpt, DeviceOpt, err_console, handle_errors, resolve_device
+from vsearch.commands.common import CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, err_console, escape, handle_errors, loading, resolve_device
+from vsearch.errors import VSearchError
+
+
+class PortError(VSearchError):
+    """The address to serve on cannot be bound (port taken, no permission, unknown host)."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let go, before minutes of model loading: a taken port is then
+    an error at once. (uvicorn binds again later; SO_REUSEADDR as uvicorn sets it.)"""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise PortError(f"cannot serve on {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortError(f"port {port} on {host} is already in use: stop what uses it or pass --port") from None
+            raise PortError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def is_loopback(host: str) -> bool:
@@ -45,11 +70,12 @@ def serve(
     Models and indexes are loaded once. Photos that `vsearch index` adds meanwhile appear once
     it saves its index (every few seconds and at the end). OpenAPI docs at /docs.
     """
-    import uvicorn
+    check_port(host, port)
+    where = CatalogRef(db, db_url)
+    with loading("starting the server"):
+        import uvicorn
 
-    import vsearch
-    from vsearch.serve import LOOPBACK_HOSTS, ServeSettings, create_app
-
+        from vsearch.serve import LOOPBACK_HOSTS, ServeSettings, create_app
     cores = max(1, os.cpu_count() or 1)
     workers = workers or cores
     _share_cores(workers)
@@ -61,20 +87,20 @@ def serve(
         # on loopback only loopback names are answered (DNS rebinding); elsewhere any name
         allowed_hosts=LOOPBACK_HOSTS if loopback else None,
     )
-    app = create_app(db or vsearch.default_db_dir(), db_url=db_url, device=resolve_device(device),
-                     token_file=token_file, settings=settings)
+    with loading("loading the catalog and the models"):
+        app = create_app(where.directory, db_url=db_url, device=resolve_device(device),
+                         token_file=token_file, settings=settings)
     service = app.state.service
     err_console.print(f"model {service.encoder.info.name}, {len(service.reader.current())} photos in the index",
                       highlight=False)
     if app.state.token_file:
         verb = "created a new token in" if app.state.token_created else "token in"
-        err_console.print(f"face endpoints need 'Authorization: Bearer <token>': {verb} {app.state.token_file}",
-                          highlight=False)
+        err_console.print(f"face endpoints need 'Authorization: Bearer <token>': {verb} {escape(str(app.state.token_file))}")
     if not loopback:
         err_console.print(f"[yellow]warning[/]: listening on {host}: other machines can reach this service, "
                           "and HTTP is not encrypted (put it behind a TLS proxy)", highlight=False)
     shown = f"[{host}]" if ":" in host else host
-    err_console.print(f"serving on http://{shown}:{port}/ (API docs at /docs); Ctrl-C stops", highlight=False)
+    err_console.print(escape(f"serving on http://{shown}:{port}/ (API docs at /docs); Ctrl-C stops"))
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
 
 
