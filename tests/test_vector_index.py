@@ -76,3 +76,28 @@ def test_ivf_params_grow_with_n():
     assert ivf_params(10_000)[0] < ivf_params(1_000_000)[0]
     nlist, nprobe = ivf_params(1_000_000)
     assert 1 <= nprobe <= nlist
+
+
+def test_filtered_search_survives_faiss_torch_utils():
+    """pytorch-metric-learning imports faiss.contrib.torch_utils, which swaps Index.search for a
+    wrapper without ``params=`` in the whole process; a filtered search must still work after it.
+    Run in a subprocess so the swap does not leak into other tests."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numpy as np
+        import faiss.contrib.torch_utils  # noqa: F401 - the swap under test
+        from vsearch.vector_index import VectorIndex
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((50, 8)).astype("float32")
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        index = VectorIndex(8)
+        index.add(x, np.arange(50))
+        scores, ids = index.search(x[:2], 3, allowed_ids=[7, 9, 11])
+        assert set(ids.ravel().tolist()) <= {7, 9, 11}, ids
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]

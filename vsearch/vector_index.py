@@ -149,7 +149,11 @@ class VectorIndex:
             params = faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
         else:
             params = faiss.SearchParameters(sel=selector)
-        return self.index.search(queries, k, params=params)
+        # pytorch-metric-learning imports faiss.contrib.torch_utils, which replaces Index.search
+        # for the whole process with a wrapper that has no ``params=``; it keeps the original
+        # numpy method as ``search_numpy``, which still filters.
+        search = getattr(self.index, "search_numpy", self.index.search)
+        return search(queries, k, params=params)
 
     def reconstruct(self, vector_id: int) -> np.ndarray:
         return self.index.reconstruct(int(vector_id))
