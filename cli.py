@@ -13,7 +13,7 @@ from vsearch.commands.common import (
     setup_logging,
 )
 from vsearch.commands.captions import captions_app
-from vsearch.commands.classify import classify, tag
+from vsearch.commands.classify import classify, tag, tags_list
 from vsearch.commands.eval import eval_app
 from vsearch.commands.faces import faces_app
 from vsearch.commands.scale import scale_app
@@ -137,10 +137,12 @@ def search(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Find photos by text, by example image, or both (with --plus/--minus concepts)."""
+    from vsearch.commands.library import check_weighted_terms
     from vsearch.errors import QueryError
 
     if query is None and image is None and not plus and face is None:
         raise QueryError("give a text query, --image FILE, --face FILE, or --plus terms")
+    check_weighted_terms(plus, minus)
     coll = _open(db, db_url, model, device, create=False)
     if face is not None:
         from vsearch.faces.service import photos_with_face
@@ -232,6 +234,7 @@ def doctor(db: DbOpt = None, db_url: DbUrlOpt = None) -> None:
 
 app.command("classify")(classify)
 app.command("tag")(tag)
+app.command("tags")(tags_list)
 app.add_typer(captions_app, name="captions")
 app.add_typer(eval_app, name="eval")
 app.add_typer(faces_app, name="faces")
