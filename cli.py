@@ -16,6 +16,7 @@ from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag, tags_list
 from vsearch.commands.eval import eval_app
 from vsearch.commands.faces import faces_app
+from vsearch.commands.library import duplicates
 from vsearch.commands.scale import scale_app
 from vsearch.commands.serve import serve
 
@@ -235,6 +236,7 @@ def doctor(db: DbOpt = None, db_url: DbUrlOpt = None) -> None:
 app.command("classify")(classify)
 app.command("tag")(tag)
 app.command("tags")(tags_list)
+app.command("duplicates")(duplicates)
 app.add_typer(captions_app, name="captions")
 app.add_typer(eval_app, name="eval")
 app.add_typer(faces_app, name="faces")

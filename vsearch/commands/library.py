@@ -27,3 +27,43 @@ def check_weighted_terms(plus: Sequence[str], minus: Sequence[str]) -> None:
                                  f"e.g. {head.strip() or 'night'}=0.5") from None
             if not head.strip():
                 raise QueryError(f"{option} {term!r}: no text before '='")
+
+
+@handle_errors
+def duplicates(
+    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", min=-1.0, max=1.0,
+                         help="Cosine from which two photos are candidates (default by model: 0.80 packaged, 0.92 "
+                         "CLIP); lower finds bursts of near-identical shots too.")] = None,
+    geometric: Annotated[Optional[bool], typer.Option("--geometric/--no-geometric",
+                         help="Confirm candidates by matching keypoints (default: on for the packaged model).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the groups as JSON.")] = False,
+    html_out: Annotated[Optional[str], typer.Option("--html", help="Write a page with the groups' thumbnails here.")] = None,
+    db: DbOpt = None,
+    db_url: DbUrlOpt = None,
+) -> None:
+    """Groups of photos that are the same picture (re-encoded, resized, cropped, lightly edited,
+    or byte-identical), each with its best copy (most pixels, then sharpest) named first."""
+    from vsearch.duplicates import duplicates_html, find_duplicates
+
+    coll = open_collection(db, db_url, "auto", "cpu", create=False)
+    try:
+        report = find_duplicates(coll.catalog, threshold=threshold, geometric_check=geometric)
+    finally:
+        coll.catalog.engine.dispose()
+    if html_out:
+        with open(html_out, "w", encoding="utf-8") as fh:
+            fh.write(duplicates_html(report))
+        err_console.print(f"wrote {html_out}")
+    summary = report.to_json()
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+        return
+    for g in report.groups:
+        console.print(f"[bold]{g.kind}[/] keep {g.best.path} ({g.best.width}×{g.best.height})", highlight=False)
+        for m in g.others:
+            why = "same bytes" if m.same_bytes_as is not None else f"{m.similarity:.3f}"
+            console.print(f"    {why:>10}  {m.path} ({m.width}×{m.height})", highlight=False)
+    console.print(f"{summary['exact_groups']} exact and {summary['near_groups']} near-duplicate groups among "
+                  f"{report.photos} photos ({summary['exact_copies']} byte-identical copies); "
+                  f"{summary['redundant_files']} redundant files, "
+                  f"{summary['redundant_bytes'] / 1e6:.1f} MB", highlight=False)
