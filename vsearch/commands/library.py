@@ -59,11 +59,11 @@ def duplicates(
         print(json.dumps(summary, ensure_ascii=False))
         return
     for g in report.groups:
-        console.print(f"[bold]{g.kind}[/] keep {g.best.path} ({g.best.width}×{g.best.height})", highlight=False)
+        console.print(f"[bold]{g.kind}[/] keep {g.best.path} ({g.best.width}×{g.best.height})", highlight=False, soft_wrap=True)
         for m in g.others:
             why = "same bytes" if m.same_bytes_as is not None else f"{m.similarity:.3f}"
-            console.print(f"    {why:>10}  {m.path} ({m.width}×{m.height})", highlight=False)
+            console.print(f"    {why:>10}  {m.path} ({m.width}×{m.height})", highlight=False, soft_wrap=True)
     console.print(f"{summary['exact_groups']} exact and {summary['near_groups']} near-duplicate groups among "
                   f"{report.photos} photos ({summary['exact_copies']} byte-identical copies); "
                   f"{summary['redundant_files']} redundant files, "
-                  f"{summary['redundant_bytes'] / 1e6:.1f} MB", highlight=False)
+                  f"{summary['redundant_bytes'] / 1e6:.1f} MB", highlight=False, soft_wrap=True)
