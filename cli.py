@@ -79,6 +79,8 @@ def index(
     regions: Annotated[Optional[str], typer.Option("--regions", help="Also index regions: proposals | detector:WEIGHTS.pt.")] = None,
     max_regions: Annotated[Optional[int], typer.Option("--max-regions", min=1, help="With --regions: at most N regions per photo (default 24).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Then keep watching PATHS and index what changes (Ctrl-C stops).")] = False,
+    debounce: Annotated[float, typer.Option("--debounce", min=0.0, help="With --watch: seconds of quiet before a batch is indexed.")] = 2.0,
 ) -> None:
     """Add new and changed photos under PATHS to the catalog, drop deleted ones, skip unchanged ones.
 
@@ -113,6 +115,10 @@ def index(
     )
     for path, reason in summary.failed:
         err_console.print(f"  [red]failed[/] {path}: {reason}", highlight=False, soft_wrap=True)
+    if watch:
+        from vsearch.commands.library import watch_forever
+
+        return watch_forever(db, db_url, model, device, paths, batch_size, extractors, debounce)
     if summary.indexed_ok == 0 and summary.removed == 0:
         err_console.print("[red]nothing could be indexed[/]" if summary.failed else
                           f"[red]no image files found under[/] {' '.join(paths)}")
