@@ -6,7 +6,7 @@ to their source, some of them in bursts of 3–5. Prints, for the exact (flat) r
 for the IVF one that `vsearch duplicates` uses above ``EXACT_RANGE_BELOW`` vectors: seconds,
 pairs found, recall of the exact pairs, and the groups found.
 
-usage: python benchmarks/duplicates.py [--n 100000] [--dim 512] [--threshold 0.92] [--nprobe 8] [--exact-queries 10000]
+usage: python benchmarks/duplicates.py [--n 100000] [--dim 512] [--threshold 0.92] [--nprobe 4] [--exact-queries 10000]
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--copies", type=int, default=5_000)
     ap.add_argument("--threshold", type=float, default=0.92)
-    ap.add_argument("--nprobe", type=int, default=8)
+    ap.add_argument("--nprobe", type=int, default=4)
     ap.add_argument("--exact-queries", type=int, default=10_000,
                     help="exact range search for this many random rows only (its time is scaled to all n)")
     args = ap.parse_args(argv)

@@ -25,7 +25,6 @@ import faiss
 import numpy as np
 
 from vsearch.catalog import IMAGE_SPACE
-from vsearch.vector_index import ivf_params
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ class DuplicateReport:
 
 # -- pure parts ----------------------------------------------------------------------------------
 def similar_pairs(vectors: np.ndarray, threshold: float, exact_below: int = EXACT_RANGE_BELOW,
-                  nprobe: int = 8, batch: int = 8192, seed: int = 1234) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  nprobe: int = 4, batch: int = 8192, seed: int = 1234) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row pairs (i < j) of unit ``vectors`` whose cosine is at least ``threshold``, with it.
 
     FAISS range search; exact (flat) below ``exact_below`` rows, else IVF with ``nprobe`` lists
@@ -129,11 +128,13 @@ def similar_pairs(vectors: np.ndarray, threshold: float, exact_below: int = EXAC
     if n < exact_below:
         index = faiss.IndexFlatIP(dim)
     else:
-        nlist, _ = ivf_params(n)
+        # fewer, larger lists than the search index uses: every row is a query here, so
+        # training cost (k-means) matters as much as per-query cost
+        nlist = max(16, int(np.sqrt(n)))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
         rng = np.random.default_rng(seed)
-        index.train(x[rng.choice(n, size=min(n, nlist * 64), replace=False)])
+        index.train(x[rng.choice(n, size=min(n, nlist * 50), replace=False)])
         index.nprobe = min(nprobe, nlist)
     index.add(x)
     # range_search keeps scores strictly above the radius; nudge it so "at least" holds
