@@ -138,6 +138,8 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score}.")] = False,
     html_out: Annotated[Optional[str], typer.Option("--html", help="Write a self-contained gallery page here.")] = None,
     regions: Annotated[bool, typer.Option("--regions", help="Match regions too (see index --regions); results carry the best box.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="For each hit, the part of the photo that matched best (its region, "
+                       "else an occlusion heat map); drawn in --html, in --json as \"explain\".")] = False,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
     model: ModelOpt = "auto",
@@ -159,17 +161,24 @@ def search(
         hits = photos_with_face(coll.catalog, face, k=k, device=resolve_device(device))
     else:
         hits = coll.search(text=query, image=image, plus=plus, minus=minus, k=k, tags=tags, regions=regions)
+    explained = None
+    if explain:
+        from vsearch.commands.library import explain_search
+
+        explained = explain_search(coll, hits, query, image, plus, minus, face)
     if html_out:
         from vsearch.report import gallery_html
 
         title = " + ".join(x for x in [query, image and f"image {os.path.basename(image)}"] if x) or "search"
+        thumbs = None if explained is None else [t for _, t in explained]
         with open(html_out, "w", encoding="utf-8") as fh:
-            fh.write(gallery_html(f"vsearch: {title}", hits))
+            fh.write(gallery_html(f"vsearch: {title}", hits, thumbnails=thumbs))
         err_console.print(f"wrote {html_out}")
     if as_json:
         from vsearch.regions.report import hit_json
 
-        print(json.dumps([hit_json(h) for h in hits], ensure_ascii=False))
+        print(json.dumps([{**hit_json(h), **({"explain": explained[i][0].to_json()} if explained else {})}
+                          for i, h in enumerate(hits)], ensure_ascii=False))
         return
     if not hits:
         console.print("no results (is the catalog empty?)")
@@ -180,11 +189,12 @@ def search(
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("path", overflow="fold")
-    if regions:
-        table.add_column("box")
-    for h in hits:
+    if regions or explained:
+        table.add_column("matched here" if explained else "box")
+    for i, h in enumerate(hits):
+        box = explained[i][0].box if explained else getattr(h, "box", None)
         table.add_row(str(h.rank), f"{h.score:.3f}", h.path,
-                      *(["[" + ", ".join(f"{v:.0f}" for v in h.box) + "]"] if regions else []))
+                      *(["[" + ", ".join(f"{v:.0f}" for v in box) + "]"] if regions or explained else []))
     console.print(table)
 
 

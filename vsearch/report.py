@@ -28,12 +28,14 @@ def thumbnail_jpeg(path: str, size: int = 256, box: Sequence[float] | None = Non
     return buf.getvalue()
 
 
-def gallery_html(title: str, hits: Sequence[SearchHit], thumb_size: int = 256) -> str:
+def gallery_html(title: str, hits: Sequence[SearchHit], thumb_size: int = 256,
+                 thumbnails: Sequence[bytes | None] | None = None) -> str:
+    """``thumbnails``: ready JPEGs, one per hit (e.g. with the --explain overlay drawn)."""
     from vsearch.regions.report import hit_box
 
     cards = []
-    for hit in hits:
-        data = thumbnail_jpeg(hit.path, thumb_size, box=hit_box(hit))
+    for i, hit in enumerate(hits):
+        data = thumbnails[i] if thumbnails is not None else thumbnail_jpeg(hit.path, thumb_size, box=hit_box(hit))
         img = (f'<img src="data:image/jpeg;base64,{base64.b64encode(data).decode()}" alt="">'
                if data else '<div class="missing">unreadable</div>')
         cards.append(

@@ -93,3 +93,15 @@ def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: i
               extractors=extractors)
     finally:
         coll.close()
+
+
+def explain_search(coll, hits, query, image, plus, minus, face) -> list:
+    """`search --explain`: (explanation, thumbnail JPEG with its overlay) per hit."""
+    from vsearch.errors import QueryError
+    from vsearch.explain import explain_hits, explained_thumbnail_jpeg, query_vector_for
+
+    if face is not None:
+        raise QueryError("--explain works with text and image queries, not --face")
+    vector = query_vector_for(coll, query, image, plus, minus)
+    explanations = explain_hits(coll, hits, vector)
+    return [(e, explained_thumbnail_jpeg(h.path, e)) for h, e in zip(hits, explanations)]
