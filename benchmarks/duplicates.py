@@ -6,7 +6,7 @@ to their source, some of them in bursts of 3–5. Prints, for the exact (flat) r
 for the IVF one that `vsearch duplicates` uses above ``EXACT_RANGE_BELOW`` vectors: seconds,
 pairs found, recall of the exact pairs, and the groups found.
 
-usage: python benchmarks/duplicates.py [--n 100000] [--dim 512] [--threshold 0.92] [--nprobe 4] [--exact-queries 10000]
+usage: python benchmarks/duplicates.py [--n 100000] [--dim 512] [--threshold 0.92] [--nprobe 4] [--exact-queries 10000] [--threads 1]
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--copies", type=int, default=5_000)
     ap.add_argument("--threshold", type=float, default=0.92)
     ap.add_argument("--nprobe", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=0, help="FAISS OpenMP threads (0: FAISS's default)")
     ap.add_argument("--exact-queries", type=int, default=10_000,
                     help="exact range search for this many random rows only (its time is scaled to all n)")
     args = ap.parse_args(argv)
@@ -48,6 +49,9 @@ def main(argv=None) -> int:
     import faiss
 
     from vsearch.duplicates import connected_groups, similar_pairs
+
+    if args.threads:
+        faiss.omp_set_num_threads(args.threads)
 
     print(f"machine: {machine()}  faiss {faiss.__version__}  threads {faiss.omp_get_max_threads()}")
     x, _ = with_planted_duplicates(args.n, args.dim, args.copies)
