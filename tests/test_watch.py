@@ -95,3 +95,67 @@ def test_watch_adds_moves_and_removes(tmp_path, tiny_clip_spec):
         reader.engine.dispose()
     assert not thread.is_alive()
     assert all(b.error is None for b in batches)
+
+
+def test_cli_index_watch_then_ctrl_c(tmp_path, tiny_clip_spec):
+    import signal
+    import subprocess
+    import sys
+
+    import vsearch
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    skimage_rgb("chelsea").save(lib / "cat.jpg")
+    db = tmp_path / "db"
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    proc = subprocess.Popen([sys.executable, "-c", "from cli import app; app()", "index", str(lib), "--db", str(db),
+                             "--model", tiny_clip_spec, "--workers", "0", "-q", "--watch", "--debounce", "0.3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert wait_for(lambda: (db / "image.faiss").exists(), timeout=120)
+        time.sleep(1.0)  # the observer is running once the first run has saved
+        skimage_rgb("rocket").save(lib / "rocket.jpg")
+
+        def indexed():
+            cat = vsearch.open(db).catalog
+            try:
+                return str(lib / "rocket.jpg") in cat.media_under([str(lib)])
+            finally:
+                cat.engine.dispose()
+
+        assert wait_for(indexed, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "watching" in out and "added 1" in out and "Traceback" not in out
+
+
+def test_background_watch_for_serve(tmp_path, tiny_clip_spec):
+    import vsearch
+    from vsearch.commands.library import start_background_watch
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    db = tmp_path / "db"
+    vsearch.open(db, model=tiny_clip_spec).close()  # an empty catalog bound to nothing yet
+    skimage_rgb("coffee").save(lib / "coffee.jpg")
+    coll = vsearch.open(db, model=tiny_clip_spec)
+    coll.index([str(lib)], workers=0)
+    coll.close()
+    stop = start_background_watch(str(db), None, "cpu", [str(lib)])
+    try:
+        time.sleep(1.0)
+        skimage_rgb("moon").save(lib / "moon.jpg")
+
+        def indexed():
+            cat = vsearch.open(db).catalog
+            try:
+                return set(cat.media_under([str(lib)])) == {str(lib / "coffee.jpg"), str(lib / "moon.jpg")}
+            finally:
+                cat.engine.dispose()
+
+        assert wait_for(indexed, timeout=60)
+    finally:
+        stop()

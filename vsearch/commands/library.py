@@ -105,3 +105,38 @@ def explain_search(coll, hits, query, image, plus, minus, face) -> list:
     vector = query_vector_for(coll, query, image, plus, minus)
     explanations = explain_hits(coll, hits, vector)
     return [(e, explained_thumbnail_jpeg(h.path, e)) for h, e in zip(hits, explanations)]
+
+
+def start_background_watch(db, db_url, device: str, paths: Sequence[str]):
+    """`serve --watch PATH`: index PATHS in a background thread and keep them current; the
+    server picks new photos up when the watcher saves the index. Returns a function that stops it."""
+    import threading
+
+    from vsearch.watch import watch
+
+    coll = open_collection(db, db_url, "auto", device)
+    stop = threading.Event()
+
+    def report(batch) -> None:
+        s = batch.summary
+        if batch.error is not None:
+            err_console.print(f"[red]watch[/] {', '.join(batch.paths[:3])}: {batch.error}", highlight=False)
+        elif s.added or s.moved or s.copied or s.removed or s.failed:
+            err_console.print(f"[green]watch[/]: added {s.added}, moved {s.moved}, copied {s.copied}, removed "
+                              f"{s.removed}, failed {len(s.failed)}", highlight=False)
+
+    def run() -> None:
+        try:
+            watch(coll, paths, on_batch=report, stop=stop, workers=0)
+        finally:
+            coll.close()
+
+    thread = threading.Thread(target=run, name="vsearch-watch", daemon=True)
+    thread.start()
+    err_console.print(f"watching {', '.join(paths)}: new and changed photos are indexed while serving", highlight=False)
+
+    def stop_watching() -> None:
+        stop.set()
+        thread.join(timeout=30)
+
+    return stop_watching
