@@ -15,7 +15,6 @@ homography must explain enough of them (OpenCV). CLIP vectors are specific enoug
 """
 from __future__ import annotations
 
-import logging
 import os
 from collections import OrderedDict
 import time
@@ -25,8 +24,6 @@ import faiss
 import numpy as np
 
 from vsearch.catalog import IMAGE_SPACE
-
-log = logging.getLogger(__name__)
 
 # Exact range search below this many vectors (a few seconds at 20k on 2 cores), IVF above.
 EXACT_RANGE_BELOW = 20_000
