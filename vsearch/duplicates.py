@@ -25,8 +25,9 @@ import numpy as np
 
 from vsearch.catalog import IMAGE_SPACE
 
-# Exact range search below this many vectors (a few seconds at 20k on 2 cores), IVF above.
-EXACT_RANGE_BELOW = 20_000
+# Exact range search below this many vectors, IVF above: at 10,000 vectors exact took 12.5 s and
+# IVF 5.5 s with the same pairs found (shared 2-core CPU, benchmarks/RESULTS.md).
+EXACT_RANGE_BELOW = 5_000
 # Cosine thresholds for candidates, by model (measured on re-encoded, resized and cropped
 # scikit-image photos; benchmarks/RESULTS.md). Bursts need a lower one, e.g. --threshold 0.85 (CLIP).
 PACKAGED_THRESHOLD = 0.60
