@@ -89,8 +89,10 @@ def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: i
     coll = open_collection(db, db_url, model, device)
     err_console.print(f"watching {', '.join(paths)} for changes (Ctrl-C to stop)", highlight=False)
     try:
-        watch(coll, paths, on_batch=report, debounce=debounce, catch_up=False, batch_size=batch_size,
-              extractors=extractors)
+        # catch_up: one more (stat-only) pass once events are being watched, so that nothing
+        # written between the first run's scan and the watcher's start is missed
+        watch(coll, paths, on_batch=report, debounce=debounce, catch_up=True, batch_size=batch_size,
+              extractors=extractors, workers=0)
     finally:
         coll.close()
 
