@@ -190,7 +190,7 @@ class Calibration:
 # (0.745 nats per photo, against 4.2 at the closed-set scale of 100).
 PACKAGED_CALIBRATION = Calibration(0.40, 9.8, "fitted on scikit-image photos")
 # Not measured here (no CLIP weights offline). CLIP ViT-B/32 cosines of matching image–text pairs
-# sit around 0.25–0.35 and of unrelated pairs around 0.10–0.20; LAION filtered its captions at
+# sit around 0.25–0.35 and of unrelated pairs around 0.10–0.20; LAION-5B kept English captions from
 # 0.28. A one-word label prompt matches more weakly than a caption, hence 0.25. The spread between
 # matching and unrelated cosines is about five times narrower than the packaged model's, hence a
 # scale five times larger.
