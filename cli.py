@@ -17,10 +17,11 @@ from vsearch.commands.common import (
     handle_errors, open_collection, print_json, print_rows, resolve_device, setup_logging,
 )
 from vsearch.commands.captions import captions_app
-from vsearch.commands.classify import classify, tag
+from vsearch.commands.classify import classify, tag, tags_list
 from vsearch.commands.eval import eval_app
 from vsearch.commands.faces import faces_app
 from vsearch.commands.regions import detect, detect_eval
+from vsearch.commands.library import duplicates
 from vsearch.commands.scale import scale_app
 from vsearch.commands.serve import serve
 from vsearch.commands.train import train_cmd
@@ -98,6 +99,8 @@ def index(
     max_regions: Annotated[Optional[int], typer.Option("--max-regions", min=1, help="With --regions: at most N regions per photo (default 24).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (counts, failures, seconds).")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Then keep watching PATHS and index what changes (Ctrl-C stops).")] = False,
+    debounce: Annotated[float, typer.Option("--debounce", min=0.0, help="With --watch: seconds of quiet before a batch is indexed.")] = 2.0,
 ) -> None:
     """Add new and changed photos under PATHS to the catalog, drop deleted ones, skip unchanged ones.
 
@@ -134,6 +137,10 @@ def index(
         err_console.print(f"  [red]failed[/] {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
     if as_json:
         print_json(_index_summary_json(summary, encoder.info.name))
+    if watch:
+        from vsearch.commands.library import watch_forever
+
+        return watch_forever(db, db_url, model, device, paths, batch_size, extractors, debounce)
     if summary.indexed_ok == 0 and summary.removed == 0:
         err_console.print("[red]nothing could be indexed[/]" if summary.failed else
                           f"[red]no image files found under[/] {escape(' '.join(paths))}")
@@ -163,6 +170,8 @@ def search(
     bare_paths: Annotated[bool, typer.Option("--paths", help="Print only the paths, one a line (for xargs, xdg-open).")] = False,
     html_out: Annotated[Optional[str], typer.Option("--html", help="Write a self-contained gallery page here (its folder must exist).")] = None,
     regions: Annotated[bool, typer.Option("--regions", help="Match regions too (see index --regions); results carry the best box.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="For each hit, the part of the photo that matched best (its region, "
+                       "else an occlusion heat map); drawn in --html, in --json as \"explain\".")] = False,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
     model: ModelOpt = "auto",
@@ -175,6 +184,7 @@ def search(
     """
     from contextlib import ExitStack
 
+    from vsearch.commands.library import check_weighted_terms
     from vsearch.errors import QueryError
     from vsearch.fetch import local_image
 
@@ -184,6 +194,7 @@ def search(
         raise QueryError("--face finds photos of a person; it does not combine with text, --image or --tag")
     if as_json and bare_paths:
         raise QueryError("choose one of --json and --paths")
+    check_weighted_terms(plus, minus)
     html_out = check_output_file(html_out, "--html")
     with ExitStack() as stack:
         image_file = stack.enter_context(local_image(image)) if image is not None else None
@@ -198,17 +209,25 @@ def search(
                 hits = photos_with_face(coll.catalog, face_file, k=k, device=resolve_device(device))
         else:
             hits = coll.search(text=query, image=image_file, plus=plus, minus=minus, k=k, tags=tags, regions=regions)
+        explained = None
+        if explain:
+            from vsearch.commands.library import explain_search
+
+            explained = explain_search(coll, hits, query, image_file, plus, minus, face_file)
     if html_out:
-        from vsearch.report import gallery_html
+        from vsearch.report import GalleryQuery, gallery_html
 
         title = " + ".join(x for x in [query, image and f"image {os.path.basename(image)}"] if x) or "search"
+        thumbs = None if explained is None else [t for _, t in explained]
         with open(html_out, "w", encoding="utf-8") as fh:
-            fh.write(gallery_html(f"vsearch: {title}", hits))
+            fh.write(gallery_html(f"vsearch: {title}", hits, query=GalleryQuery(text=query, image=image, plus=plus,
+                                                                 minus=minus, tags=tags), thumbnails=thumbs))
         err_console.print(f"wrote {escape(html_out)}")
     if as_json:
         from vsearch.regions.report import hit_json
 
-        print_json([hit_json(h) for h in hits])
+        print_json([{**hit_json(h), **({"explain": explained[i][0].to_json()} if explained else {})}
+                    for i, h in enumerate(hits)])
         return
     if bare_paths:
         sys.stdout.write("".join(h.path + "\n" for h in hits))
@@ -216,9 +235,13 @@ def search(
     if not hits:
         err_console.print("no results (is the catalog empty?)")
         return
-    columns = ["#", "score", "path"] + (["box"] if regions else [])
-    rows = [[str(h.rank), f"{h.score:.3f}", h.path,
-             *(["[" + ", ".join(f"{v:.0f}" for v in h.box) + "]"] if regions else [])] for h in hits]
+    columns = ["#", "score", "path"] + (["matched here" if explained else "box"] if regions or explained else [])
+    rows = []
+    for i, h in enumerate(hits):
+        box = explained[i][0].box if explained else getattr(h, "box", None)
+        rows.append([str(h.rank), f"{h.score:.3f}", h.path,
+                     *(["[" + ", ".join(f"{v:.0f}" for v in box) + "]" if box is not None else ""]
+                       if regions or explained else [])])
     print_rows(columns, rows, justify=["right", "right", "left", "left"])
 
 
@@ -280,6 +303,8 @@ def doctor(db: DbOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt = False) 
 
 app.command("classify")(classify)
 app.command("tag")(tag)
+app.command("tags")(tags_list)
+app.command("duplicates")(duplicates)
 app.add_typer(captions_app, name="captions")
 app.add_typer(eval_app, name="eval")
 app.add_typer(faces_app, name="faces")

@@ -63,7 +63,10 @@ def test_classify_cli_with_packaged_model(photo_dir, packaged_encoder):
     out = {row["path"].rsplit("/", 1)[-1]: row["labels"] for row in json.loads(r.stdout)}
     assert out["chelsea.jpg"][0]["label"] == "cat"
     assert out["coffee.jpg"][0]["label"] == "coffee cup"
-    assert sum(x["p"] for x in out["chelsea.jpg"]) == pytest.approx(1.0, abs=1e-3)
+    rows = {row["path"].rsplit("/", 1)[-1]: row for row in json.loads(r.stdout)}
+    # probabilities are over the labels plus "none of these"
+    assert sum(x["p"] for x in out["chelsea.jpg"]) + rows["chelsea.jpg"]["none"] == pytest.approx(1.0, abs=1e-3)
+    assert rows["chelsea.jpg"]["top"] == "cat"
 
 
 def test_classify_errors(photo_dir):

@@ -54,14 +54,15 @@ class GalleryQuery:
 
 
 def gallery_html(title: str, hits: Sequence[SearchHit], thumb_size: int = 256,
-                 query: GalleryQuery | None = None) -> str:
+                 query: GalleryQuery | None = None, thumbnails: Sequence[bytes | None] | None = None) -> str:
     """A page of the hits; each card links to its original file (a file:// link, as the page is a
-    file on the same machine). ``query``: shown above the results, term by term."""
+    file on the same machine). ``query``: shown above the results, term by term. ``thumbnails``:
+    ready JPEGs, one per hit (e.g. with the --explain overlay drawn)."""
     from vsearch.regions.report import hit_box
 
     cards = []
-    for hit in hits:
-        data = thumbnail_jpeg(hit.path, thumb_size, box=hit_box(hit))
+    for i, hit in enumerate(hits):
+        data = thumbnails[i] if thumbnails is not None else thumbnail_jpeg(hit.path, thumb_size, box=hit_box(hit))
         img = (f'<img src="data:image/jpeg;base64,{base64.b64encode(data).decode()}" alt="">'
                if data else '<div class="missing">unreadable</div>')
         path, original = html.escape(hit.path), html.escape(Path(os.path.abspath(hit.path)).as_uri())

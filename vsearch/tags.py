@@ -17,26 +17,40 @@ from sqlalchemy.orm import Session
 
 from vsearch.catalog import IMAGE_SPACE, _from_blobs
 from vsearch.schema import Tag, TagRun, Vector
-from vsearch.zeroshot import ClassifierCache, class_probabilities, logit_scale
+from vsearch.zeroshot import ClassifierCache, calibration_for, label_presence, label_thresholds
 
 TAGGING_META = "tagging.config"
 
 
 @dataclass(frozen=True)
 class TaggingConfig:
+    """``threshold`` is a probability (a label is stored when its presence probability reaches it;
+    0.5 means "its cosine reaches the label's threshold"); ``label_thresholds`` are per-label
+    cosines (empty: the model's calibrated default for every label); ``scale`` the calibrated
+    inverse temperature (None: the model's)."""
+
     labels: tuple[str, ...]
     templates: tuple[str, ...]
-    threshold: float
+    threshold: float = 0.5
     max_tags: int = 5
+    label_thresholds: tuple[tuple[str, float], ...] = ()
+    scale: float | None = None
 
     def to_json(self) -> str:
         return json.dumps({"labels": self.labels, "templates": self.templates, "threshold": self.threshold,
-                           "max_tags": self.max_tags}, ensure_ascii=False)
+                           "max_tags": self.max_tags, "label_thresholds": dict(self.label_thresholds),
+                           "scale": self.scale}, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> "TaggingConfig":
         d = json.loads(text)
-        return cls(tuple(d["labels"]), tuple(d["templates"]), float(d["threshold"]), int(d.get("max_tags", 5)))
+        return cls(tuple(d["labels"]), tuple(d["templates"]), float(d["threshold"]), int(d.get("max_tags", 5)),
+                   tuple((k, float(v)) for k, v in (d.get("label_thresholds") or {}).items()), d.get("scale"))
+
+    def thresholds_and_scale(self, encoder) -> tuple[np.ndarray, float]:
+        calibration = calibration_for(encoder)
+        return (label_thresholds(self.labels, calibration, dict(self.label_thresholds)),
+                float(self.scale if self.scale is not None else calibration.scale))
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,7 @@ def tag_pending(collection, batch_size: int = 4096) -> TagSummary:
     config = TaggingConfig.from_json(raw)
     encoder = collection.encoder
     classifier = ClassifierCache().get(encoder, config.labels, config.templates)
-    scale = logit_scale(encoder)
+    thresholds, scale = config.thresholds_and_scale(encoder)
     dim = catalog.space_model(IMAGE_SPACE)[1]
     tagged = stored = 0
     counts: dict[str, int] = {}
@@ -80,7 +94,7 @@ def tag_pending(collection, batch_size: int = 4096) -> TagSummary:
         if not rows:
             break
         ids = [r[0] for r in rows]
-        probs = class_probabilities(_from_blobs([r[1] for r in rows], dim), classifier, scale)
+        probs = label_presence(_from_blobs([r[1] for r in rows], dim), classifier, thresholds, scale)
         with Session(catalog.engine) as s, s.begin():
             for vid, p in zip(ids, probs):
                 order = np.argsort(-p)[: config.max_tags]
@@ -115,3 +129,22 @@ def tags_of(catalog, vector_ids: Sequence[int]) -> dict[int, list[tuple[str, flo
             ):
                 out.setdefault(vid, []).append((label, score))
     return out
+
+
+def tag_counts(catalog) -> list[tuple[str, int]]:
+    """Every label of the stored tagging config (and any other stored tag) with its photo count,
+    most used first; labels no photo reached are listed with 0."""
+    from sqlalchemy import func
+
+    with Session(catalog.engine) as s:
+        counts = dict(s.execute(select(Tag.label, func.count()).group_by(Tag.label)).all())
+    raw = catalog.get_meta(TAGGING_META)
+    if raw is not None:
+        for label in TaggingConfig.from_json(raw).labels:
+            counts.setdefault(label, 0)
+    return sorted(((label, int(n)) for label, n in counts.items()), key=lambda kv: (-kv[1], kv[0].casefold()))
+
+
+def tagging_config(catalog) -> TaggingConfig | None:
+    raw = catalog.get_meta(TAGGING_META)
+    return None if raw is None else TaggingConfig.from_json(raw)

@@ -1,6 +1,7 @@
 """`vsearch classify` and `vsearch tag`: zero-shot labels for photos."""
 from __future__ import annotations
 
+import os
 from typing import Annotated, List, Optional
 
 import typer
@@ -10,8 +11,37 @@ from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, Jso
 
 LabelsOpt = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels, e.g. \"cat,dog,car\".")]
 LabelsFileOpt = Annotated[Optional[str], typer.Option("--labels-file", help="A file with one label per line.")]
+LabelThresholdOpt = Annotated[List[str], typer.Option(
+    "--label-threshold", help="LABEL=COSINE: this label's own threshold (default: the model's calibrated one); repeatable.")]
 TemplatesOpt = Annotated[str, typer.Option("--templates", help="default (8 CLIP prompts), plain, or a file with one "
                                            "template per line containing {}.")]
+
+
+def _learned_thresholds(coll, examples, label_list, template_list) -> dict[str, float]:
+    """--example LABEL=PATH: each label's threshold from the photos the user says show it."""
+    from indexer.scan import scan_paths
+    from vsearch.zeroshot import ClassifierCache, LabelError, calibration_for, threshold_from_examples
+
+    by_label: dict[str, list[str]] = {}
+    known = {label.casefold(): label for label in label_list}
+    for term in examples:
+        head, sep, path = term.partition("=")
+        label = known.get(head.strip().casefold())
+        if not sep or label is None:
+            raise LabelError(f"--example {term!r}: write LABEL=PATH with LABEL one of the labels")
+        files = [f.path for f in scan_paths([path]).files]
+        if not files:
+            raise LabelError(f"--example {term!r}: no image files at {os.path.abspath(path)}")
+        by_label.setdefault(label, []).extend(files)
+    if not by_label:
+        return {}
+    classifier = ClassifierCache().get(coll.encoder, label_list, template_list)
+    default = calibration_for(coll.encoder).threshold
+    out = {}
+    for label, files in by_label.items():
+        out[label] = threshold_from_examples(coll.image_vectors(files), classifier[:, label_list.index(label)], default)
+        err_console.print(escape(f"{label}: threshold {out[label]:.3f} learned from {len(files)} example photo(s)"))
+    return out
 
 
 def _labels(labels, labels_file):
@@ -19,7 +49,7 @@ def _labels(labels, labels_file):
 
     label_set = parse_labels(labels, labels_file)
     if label_set.duplicates:
-        err_console.print(f"note: ignoring repeated labels: {escape(', '.join(label_set.duplicates))}")
+        err_console.print(f"note: ignoring repeated labels: {', '.join(label_set.duplicates)}", highlight=False)
     return label_set.labels
 
 
@@ -31,15 +61,26 @@ def classify(
     labels_file: LabelsFileOpt = None,
     templates: TemplatesOpt = "default",
     k: Annotated[int, typer.Option("-k", min=1, help="Labels to show per image.")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: [{path, labels: [{label, p}]}].")] = False,
+    label_threshold: LabelThresholdOpt = [],  # noqa: B006 - typer needs a list
+    closed_set: Annotated[bool, typer.Option("--closed-set", help="Always pick one of the labels (no \"none of "
+                          "these\"): a softmax over your labels only.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: [{path, top, none, labels: [{label, p}]}]; "
+                       "top is null when none of the labels fits.")] = False,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
     model: ModelOpt = "auto",
     device: DeviceOpt = "cpu",
 ) -> None:
-    """Zero-shot classification: the top-k of your labels for each image, with probabilities."""
+    """Zero-shot classification: the top-k of your labels for each image, with probabilities.
+
+    A label must reach its own cosine threshold (calibrated per model; --label-threshold sets one),
+    so an image none of the labels fits is reported as "none of these".
+    """
+    import numpy as np
+
     from vsearch.errors import QueryError
-    from vsearch.zeroshot import ClassifierCache, class_probabilities, load_templates, logit_scale, top_k
+    from vsearch.zeroshot import (ClassifierCache, calibration_for, label_thresholds, load_templates,
+                                  open_set_probabilities, parse_label_thresholds, top_k)
 
     label_list = _labels(labels, labels_file)
     template_list = load_templates(templates)
@@ -50,13 +91,23 @@ def classify(
         if coll.notice:
             err_console.print(escape(coll.notice))
         classifier = ClassifierCache().get(coll.encoder, label_list, template_list)
-        results = top_k(class_probabilities(vectors, classifier, logit_scale(coll.encoder)), label_list, k) if len(names) else []
+        calibration = calibration_for(coll.encoder)
+    thresholds = label_thresholds(label_list, calibration, parse_label_thresholds(label_threshold, label_list))
+    if closed_set:  # every label at the same offset: the "none" column drops out of the softmax
+        thresholds = np.full(len(label_list), -1e3 / calibration.scale, np.float32)
+    probs = open_set_probabilities(vectors, classifier, thresholds, calibration.scale) if len(names) else np.zeros((0, 1))
+    label_probs, none_probs = probs[:, :-1], probs[:, -1]
+    results = top_k(label_probs, label_list, k) if len(names) else []
+    tops = [None if (not closed_set and pn >= max(lp.max(), 0.0)) else r[0][0]
+            for lp, pn, r in zip(label_probs, none_probs, results)]
     if as_json:
-        print_json([{"path": n, "labels": [{"label": lab, "p": round(p, 6)} for lab, p in r]}
-                    for n, r in zip(names, results)])
+        print_json([{"path": n, "top": t, "none": None if closed_set else round(float(pn), 6),
+                     "labels": [{"label": lab, "p": round(p, 6)} for lab, p in r]}
+                    for n, t, pn, r in zip(names, tops, none_probs, results)])
     else:  # one line per image: "PATH: label p, label p" (never wrapped, see common.console)
-        for n, r in zip(names, results):
-            console.print(escape(f"{n}: " + ", ".join(f"{lab} {p:.2f}" for lab, p in r)))
+        for n, t, pn, r in zip(names, tops, none_probs, results):
+            head = "" if t is not None else f"none of these {pn:.2f}; "
+            console.print(escape(f"{n}: {head}" + ", ".join(f"{lab} {p:.2f}" for lab, p in r)))
     for path, reason in failures:
         err_console.print(f"  [red]skipped[/] {escape(path)}: {escape(reason)}")
     if not names:
@@ -92,20 +143,30 @@ def tag(
     labels_file: LabelsFileOpt = None,
     templates: TemplatesOpt = "default",
     threshold: Annotated[float, typer.Option("--threshold", "-t", min=0.0, max=1.0,
-                         help="Store a label when its probability is at least this.")] = 0.5,
+                         help="Store a label when its presence probability is at least this (0.5: its cosine "
+                         "reaches the label's threshold).")] = 0.5,
+    label_threshold: LabelThresholdOpt = [],  # noqa: B006 - typer needs a list
+    examples: Annotated[List[str], typer.Option("--example", help="LABEL=PATH: photos (a file or folder) that show "
+                        "LABEL; its threshold is learned from them; repeatable.")] = [],  # noqa: B006
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Tag the whole collection with your labels; then `vsearch search ... --tag LABEL` filters.
 
-    The labels are remembered: photos added or changed later are tagged by `vsearch index`.
+    Each label needs its own evidence (a cosine threshold calibrated for the model, or set with
+    --label-threshold, or learned from --example photos): a photo none of the labels fits gets no
+    tag. The labels are remembered: photos added or changed later are tagged by `vsearch index`.
     """
     from vsearch.tags import TaggingConfig, tag_collection
-    from vsearch.zeroshot import load_templates
+    from vsearch.zeroshot import load_templates, parse_label_thresholds
 
-    config = TaggingConfig(_labels(labels, labels_file), load_templates(templates), threshold)
+    label_list = _labels(labels, labels_file)
+    template_list = load_templates(templates)
+    overrides = parse_label_thresholds(label_threshold, label_list)
     with CatalogRef(db, db_url).collection(create=False) as coll:
+        overrides.update(_learned_thresholds(coll, examples, label_list, template_list))
+        config = TaggingConfig(label_list, template_list, threshold, label_thresholds=tuple(overrides.items()))
         summary = tag_collection(coll, config)
     counts = sorted(summary.counts.items(), key=lambda kv: -kv[1])
     if as_json:
@@ -114,3 +175,24 @@ def tag(
     console.print(f"tagged {summary.tagged} photos, {summary.labels_stored} tags stored")
     for label, n in counts:
         console.print(f"  {escape(label)}: {n}")
+
+
+@handle_errors
+def tags_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: [{label, photos}].")] = False,
+    db: DbOpt = None,
+    db_url: DbUrlOpt = None,
+) -> None:
+    """The collection's tags with how many photos carry each (see `vsearch tag`)."""
+    from vsearch.tags import tag_counts
+
+    with CatalogRef(db, db_url).catalog() as catalog:
+        counts = tag_counts(catalog)
+    if as_json:
+        print_json([{"label": label, "photos": n} for label, n in counts])
+        return
+    if not counts:
+        console.print("no tags yet: run vsearch tag --labels \"cat,dog,beach\"")
+        return
+    for label, n in counts:
+        console.print(escape(f"{n:6d}  {label}"))

@@ -5,7 +5,7 @@ import errno
 import ipaddress
 import os
 import socket
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -64,6 +64,8 @@ def serve(
     max_megapixels: Annotated[float, typer.Option("--max-megapixels", min=0.01,
                               help="Largest uploaded image, in millions of pixels.")] = 40.0,
     device: DeviceOpt = "cpu",
+    watch: Annotated[Optional[List[str]], typer.Option("--watch", help="Also keep these folders indexed while serving "
+                     "(as `vsearch index PATH --watch`); repeatable.")] = None,
 ) -> None:
     """Serve search, classification and face verification over HTTP, with a web page at /.
 
@@ -101,7 +103,13 @@ def serve(
                           "and HTTP is not encrypted (put it behind a TLS proxy)", highlight=False)
     shown = f"[{host}]" if ":" in host else host
     err_console.print(escape(f"serving on http://{shown}:{port}/ (API docs at /docs); Ctrl-C stops"))
+    if watch:
+        from vsearch.commands.library import start_background_watch
+
+        stop_watching = start_background_watch(db, db_url, resolve_device(device), watch)
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    if watch:
+        stop_watching()
 
 
 def _share_cores(workers: int) -> None:

@@ -1,0 +1,144 @@
+"""Commands for living photo libraries: `vsearch duplicates`, and the checks and loops behind
+`search --explain` and `index --watch`."""
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional, Sequence
+
+import typer
+
+from vsearch.commands.common import DbOpt, DbUrlOpt, console, err_console, handle_errors, open_collection
+
+
+def check_weighted_terms(plus: Sequence[str], minus: Sequence[str]) -> None:
+    """``--plus``/``--minus`` terms: a text, or ``text=WEIGHT`` with a number. ``night=abc`` is a
+    typo for a weight, not a text to search for, so it is refused."""
+    from vsearch.errors import QueryError
+
+    for option, terms in (("--plus", plus), ("--minus", minus)):
+        for term in terms:
+            head, sep, tail = term.rpartition("=")
+            if not sep:
+                continue
+            try:
+                float(tail)
+            except ValueError:
+                raise QueryError(f"{option} {term!r}: the weight after '=' must be a number, "
+                                 f"e.g. {head.strip() or 'night'}=0.5") from None
+            if not head.strip():
+                raise QueryError(f"{option} {term!r}: no text before '='")
+
+
+@handle_errors
+def duplicates(
+    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", min=-1.0, max=1.0,
+                         help="Cosine from which two photos are candidates (default by model: 0.80 packaged, 0.92 "
+                         "CLIP); lower finds bursts of near-identical shots too.")] = None,
+    geometric: Annotated[Optional[bool], typer.Option("--geometric/--no-geometric",
+                         help="Confirm candidates by matching keypoints (default: on for the packaged model).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the groups as JSON.")] = False,
+    html_out: Annotated[Optional[str], typer.Option("--html", help="Write a page with the groups' thumbnails here.")] = None,
+    db: DbOpt = None,
+    db_url: DbUrlOpt = None,
+) -> None:
+    """Groups of photos that are the same picture (re-encoded, resized, cropped, lightly edited,
+    or byte-identical), each with its best copy (most pixels, then sharpest) named first."""
+    from vsearch.duplicates import duplicates_html, find_duplicates
+
+    coll = open_collection(db, db_url, "auto", "cpu", create=False)
+    try:
+        report = find_duplicates(coll.catalog, threshold=threshold, geometric_check=geometric)
+    finally:
+        coll.catalog.engine.dispose()
+    if html_out:
+        with open(html_out, "w", encoding="utf-8") as fh:
+            fh.write(duplicates_html(report))
+        err_console.print(f"wrote {html_out}")
+    summary = report.to_json()
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+        return
+    for g in report.groups:
+        console.print(f"[bold]{g.kind}[/] keep {g.best.path} ({g.best.width}×{g.best.height})", highlight=False, soft_wrap=True)
+        for m in g.others:
+            why = "same bytes" if m.same_bytes_as is not None else f"{m.similarity:.3f}"
+            console.print(f"    {why:>10}  {m.path} ({m.width}×{m.height})", highlight=False, soft_wrap=True)
+    console.print(f"{summary['exact_groups']} exact and {summary['near_groups']} near-duplicate groups among "
+                  f"{report.photos} photos ({summary['exact_copies']} byte-identical copies); "
+                  f"{summary['redundant_files']} redundant files, "
+                  f"{summary['redundant_bytes'] / 1e6:.1f} MB", highlight=False, soft_wrap=True)
+
+
+def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: int, extractors, debounce: float) -> None:
+    """`vsearch index PATHS --watch`: after the first run, re-index what changes until Ctrl-C."""
+    from vsearch.watch import watch
+
+    def report(batch) -> None:
+        where = ", ".join(batch.paths[:3]) + (f" and {len(batch.paths) - 3} more" if len(batch.paths) > 3 else "")
+        if batch.error is not None:
+            err_console.print(f"[red]watch[/] {where}: {batch.error}", highlight=False)
+            return
+        s = batch.summary
+        if s.added or s.moved or s.copied or s.removed or s.failed:
+            err_console.print(
+                f"[green]watch[/] {where}: added {s.added}, moved {s.moved}, copied {s.copied}, "
+                f"removed {s.removed}, failed {len(s.failed)} ({batch.seconds:.1f}s)", highlight=False)
+        for path, reason in s.failed:
+            err_console.print(f"  [red]failed[/] {path}: {reason}", highlight=False)
+
+    coll = open_collection(db, db_url, model, device)
+    err_console.print(f"watching {', '.join(paths)} for changes (Ctrl-C to stop)", highlight=False)
+    try:
+        # catch_up: one more (stat-only) pass once events are being watched, so that nothing
+        # written between the first run's scan and the watcher's start is missed
+        watch(coll, paths, on_batch=report, debounce=debounce, catch_up=True, batch_size=batch_size,
+              extractors=extractors, workers=0)
+    finally:
+        coll.close()
+
+
+def explain_search(coll, hits, query, image, plus, minus, face) -> list:
+    """`search --explain`: (explanation, thumbnail JPEG with its overlay) per hit."""
+    from vsearch.errors import QueryError
+    from vsearch.explain import explain_hits, explained_thumbnail_jpeg, query_vector_for
+
+    if face is not None:
+        raise QueryError("--explain works with text and image queries, not --face")
+    vector = query_vector_for(coll, query, image, plus, minus)
+    explanations = explain_hits(coll, hits, vector)
+    return [(e, explained_thumbnail_jpeg(h.path, e)) for h, e in zip(hits, explanations)]
+
+
+def start_background_watch(db, db_url, device: str, paths: Sequence[str]):
+    """`serve --watch PATH`: index PATHS in a background thread and keep them current; the
+    server picks new photos up when the watcher saves the index. Returns a function that stops it."""
+    import threading
+
+    from vsearch.watch import watch
+
+    coll = open_collection(db, db_url, "auto", device)
+    stop = threading.Event()
+
+    def report(batch) -> None:
+        s = batch.summary
+        if batch.error is not None:
+            err_console.print(f"[red]watch[/] {', '.join(batch.paths[:3])}: {batch.error}", highlight=False)
+        elif s.added or s.moved or s.copied or s.removed or s.failed:
+            err_console.print(f"[green]watch[/]: added {s.added}, moved {s.moved}, copied {s.copied}, removed "
+                              f"{s.removed}, failed {len(s.failed)}", highlight=False)
+
+    def run() -> None:
+        try:
+            watch(coll, paths, on_batch=report, stop=stop, workers=0)
+        finally:
+            coll.close()
+
+    thread = threading.Thread(target=run, name="vsearch-watch", daemon=True)
+    thread.start()
+    err_console.print(f"watching {', '.join(paths)}: new and changed photos are indexed while serving", highlight=False)
+
+    def stop_watching() -> None:
+        stop.set()
+        thread.join(timeout=30)
+
+    return stop_watching

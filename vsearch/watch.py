@@ -1,0 +1,190 @@
+"""Keep a catalog current while files change: ``vsearch index PATH --watch``.
+
+File-system events (watchdog: inotify, FSEvents, ReadDirectoryChangesW) are collected into
+batches; a batch is handed to the ordinary indexing run once the folder has been quiet for
+``debounce`` seconds (a camera import or a copy of 500 photos becomes one run, not 500), or after
+``max_wait`` seconds of continuous activity. Every batch goes through :meth:`Collection.index`,
+so watch mode follows exactly the rules of a normal run: unchanged files are skipped, moved and
+copied files keep their vectors (sha256), and what counts as a deletion is decided by the
+indexer, never here. For that reason a deleted or moved-away file is not removed directly: its
+nearest existing folder is re-indexed, and the indexer's sweep removes what is really gone. A
+watched root that disappears (an unmounted disk) yields no work at all.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from vsearch.images import is_image_path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DEBOUNCE = 2.0
+DEFAULT_MAX_WAIT = 30.0
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+@dataclass
+class ChangeBatcher:
+    """Collects events and turns them into the paths one indexing run should look at.
+
+    Thread-safe: watchdog calls :meth:`add` from its observer thread, the loop calls
+    :meth:`ready` and :meth:`take`. ``clock`` is injectable for tests.
+    """
+
+    roots: Sequence[str]
+    debounce: float = DEFAULT_DEBOUNCE
+    max_wait: float = DEFAULT_MAX_WAIT
+    clock: Callable[[], float] = time.monotonic
+    _files: set[str] = field(default_factory=set)
+    _folders: set[str] = field(default_factory=set)
+    _first: float | None = None
+    _last: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self):
+        self.roots = [os.path.abspath(r) for r in self.roots]
+
+    def _root_of(self, path: str) -> str | None:
+        return next((r for r in self.roots if _within(path, r)), None)
+
+    def _existing_folder(self, path: str) -> str | None:
+        """The nearest folder above ``path`` that still exists, inside its watched root; None when
+        the root itself is gone (not a deletion: nothing to do)."""
+        root = self._root_of(path)
+        if root is None:
+            return None
+        folder = os.path.dirname(path)
+        while _within(folder, root):
+            if os.path.isdir(folder):
+                return folder
+            if folder == root:
+                break
+            folder = os.path.dirname(folder)
+        return None
+
+    def add(self, kind: str, src: str, dest: str | None = None, is_directory: bool = False) -> None:
+        """``kind``: created | modified | deleted | moved (``dest`` set) | closed."""
+        src = os.path.abspath(src)
+        files: list[str] = []
+        folders: list[str] = []
+        if kind in ("created", "modified", "closed"):
+            if is_directory:
+                if kind == "created":
+                    folders.append(src)
+            elif is_image_path(src):
+                files.append(src)
+        if kind in ("deleted", "moved"):
+            if is_directory or is_image_path(src):
+                gone_from = self._existing_folder(src)
+                if gone_from is not None:
+                    folders.append(gone_from)
+        if kind == "moved" and dest is not None:
+            dest = os.path.abspath(dest)
+            if self._root_of(dest) is not None:
+                if is_directory:
+                    folders.append(dest)
+                elif is_image_path(dest):
+                    files.append(dest)
+        if not files and not folders:
+            return
+        with self._lock:
+            now = self.clock()
+            self._files.update(f for f in files if self._root_of(f) is not None)
+            self._folders.update(folders)
+            self._first = now if self._first is None else self._first
+            self._last = now
+
+    def ready(self) -> bool:
+        with self._lock:
+            if self._last is None:
+                return False
+            now = self.clock()
+            return now - self._last >= self.debounce or now - self._first >= self.max_wait
+
+    def take(self) -> list[str]:
+        """The batch's paths (folders first), with anything inside a listed folder left out."""
+        with self._lock:
+            folders, files = sorted(self._folders), sorted(self._files)
+            self._files, self._folders, self._first, self._last = set(), set(), None, None
+        outer: list[str] = []
+        for folder in folders:  # sorted: a parent comes before its children
+            if not any(_within(folder, o) for o in outer):
+                outer.append(folder)
+        return outer + [f for f in files if not any(_within(f, o) for o in outer)]
+
+
+@dataclass(frozen=True)
+class WatchBatch:
+    paths: tuple[str, ...]
+    summary: object | None  # indexer.IndexSummary, or None when the run failed
+    error: str | None
+    seconds: float
+
+
+def watch(collection, paths: Sequence[str], on_batch: Callable[[WatchBatch], None] | None = None,
+          stop: threading.Event | None = None, debounce: float = DEFAULT_DEBOUNCE,
+          max_wait: float = DEFAULT_MAX_WAIT, poll: float = 0.2, catch_up: bool = True, **index_kwargs) -> None:
+    """Index ``paths`` once (``catch_up``), then re-index what changes until ``stop`` is set.
+
+    ``index_kwargs`` go to :meth:`Collection.index` (batch_size, extractors, ...); batches run
+    in this process (``workers=0``) because they are small and worker start-up would dominate.
+    """
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    from vsearch.errors import VSearchError
+
+    roots = [os.path.abspath(os.path.expanduser(p)) for p in paths]
+    batcher = ChangeBatcher(roots, debounce=debounce, max_wait=max_wait)
+    stop = stop or threading.Event()
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event):
+            kind = event.event_type
+            if kind in ("opened", "closed_no_write"):
+                return
+            kind = "closed" if kind == "closed" else kind
+            src = os.fsdecode(event.src_path)
+            dest = os.fsdecode(event.dest_path) if getattr(event, "dest_path", "") else None
+            batcher.add(kind, src, dest, event.is_directory)
+
+    observer = Observer()
+    handler = Handler()
+    for root in roots:
+        if os.path.isdir(root):
+            observer.schedule(handler, root, recursive=True)
+        elif os.path.isfile(root):
+            observer.schedule(handler, os.path.dirname(root), recursive=False)
+        else:
+            log.warning("%s: no such folder; not watched", root)
+    observer.start()
+
+    def run(batch_paths: list[str], **kwargs) -> None:
+        started = time.perf_counter()
+        try:
+            summary, error = collection.index(batch_paths, **{**index_kwargs, **kwargs}), None
+        except (VSearchError, OSError) as exc:
+            summary, error = None, str(exc)
+        if on_batch is not None:
+            on_batch(WatchBatch(tuple(batch_paths), summary, error, time.perf_counter() - started))
+
+    try:
+        if catch_up:
+            run(roots)
+        while not stop.is_set():
+            stop.wait(poll)
+            if batcher.ready():
+                batch = batcher.take()
+                if batch:
+                    run(batch, workers=0)
+    finally:
+        observer.stop()
+        observer.join(timeout=5)
