@@ -35,3 +35,11 @@ class ShardError(VSearchError):
 
 class IndexBuildError(VSearchError):
     """An index cannot be built as asked (too few vectors, parameters that do not fit the data)."""
+
+
+class CatalogBusyError(CatalogError):
+    """Another process is writing to the catalog (one writer at a time)."""
+
+
+class StorageFullError(CatalogError):
+    """The disk (or the database server) ran out of space while writing; what was committed is kept."""
