@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 TRANSIENT_REASONS = ("cannot read", "permission denied", "file vanished", "cannot stat")
 
 
+VANISHED = "file vanished before it could be read"
+
+
 def is_transient(reason: str | None) -> bool:
     return bool(reason) and reason.startswith(TRANSIENT_REASONS)
 
@@ -140,7 +143,7 @@ class _DecodeDataset(Dataset):
         try:
             fh = open(entry.path, "rb")
         except FileNotFoundError:
-            return _Item(entry, None, None, "file vanished before it could be read", media_id=media_id)
+            return _Item(entry, None, None, VANISHED, media_id=media_id)
         except OSError as exc:
             return _Item(entry, None, None, f"cannot read: {exc.strerror or exc}", media_id=media_id)
         with fh:
@@ -370,6 +373,8 @@ def _process_batch(catalog: Catalog, encoder, batch: list[_Item], pixels: torch.
     failures = [(item.record or MediaRecord(item.entry.path, item.entry.size, item.entry.mtime), item.error)
                 for item in batch if item.error]
     summary.failed.extend((rec.path, reason) for rec, reason in failures)
+    # a file deleted since the scan is reported, not remembered: it has no row to keep
+    failures = [(rec, reason) for rec, reason in failures if not reason.startswith(VANISHED)]
     _one_by_one_on_error(lambda part: catalog.record_failures(part), failures, None)
 
     to_encode: list[_Item] = []

@@ -96,6 +96,11 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.missing_from_index and not self.extra_in_index and not self.duplicated_in_index
 
+    @property
+    def only_lagging(self) -> bool:
+        """The file only lacks ids the database has: what a writer's unsaved work looks like."""
+        return not self.extra_in_index and not self.duplicated_in_index
+
 
 @dataclass
 class SyncResult:
@@ -168,6 +173,44 @@ def catalog_exists(directory: str | os.PathLike, url: str | None = None) -> bool
     if url is None:
         return os.path.exists(os.path.join(directory, DB_FILENAME))
     return os.path.isdir(directory)
+
+
+def remove_empty_catalog(directory: str | os.PathLike, url: str | None = None) -> bool:
+    """Delete a catalog that holds nothing (no media, no vectors), such as the one a failed first
+    ``vsearch index`` created, so that it does not pass for a real, empty collection. Only the
+    catalog's own files go, and the folder if that leaves it empty; a catalog another process is
+    writing to is left alone. Returns whether anything was removed."""
+    directory = os.path.abspath(os.fspath(directory))
+    if not os.path.isdir(directory):
+        return False
+    lock = FolderLock(os.path.join(directory, LOCK_FILENAME))
+    if not lock.try_acquire():
+        return False
+    try:
+        engine = create_engine(url or f"sqlite:///{os.path.join(directory, DB_FILENAME)}", future=True)
+        try:
+            with engine.connect() as conn:
+                if inspect(conn).has_table("media"):
+                    if conn.execute(select(func.count()).select_from(Media)).scalar() or \
+                            conn.execute(select(func.count()).select_from(Vector)).scalar():
+                        return False
+        finally:
+            engine.dispose()
+        names = [f"{DB_FILENAME}{x}" for x in ("", "-wal", "-shm", "-journal")] if url is None else []
+        names += [n for n in os.listdir(directory) if n.endswith(".faiss")]
+        for name in names:
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
+        os.unlink(lock.path)
+    finally:
+        lock.release()
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass  # other files of the user's: the folder stays
+    return True
 
 
 def _private_folder(directory: str) -> None:
@@ -439,13 +482,24 @@ class Catalog:
         """Make the in-memory index hold exactly the SQL ids of ``space`` (rebuilding if its kind
         no longer suits the size). Marks it dirty when anything changed."""
         vindex = self._indexes[space] if space in self._indexes else self.index(space)
-        sql_ids = self._sql_ids(space)
-        index_ids = vindex.ids()
-        if len(_duplicates(index_ids)):  # set arithmetic cannot repair an id stored twice
+        if len(_duplicates(vindex.ids())):  # set arithmetic cannot repair an id stored twice
             self.rebuild(space)
             return SyncResult(rebuilt=True)
+        result = self.level_with_sql(space, vindex)
+        if vindex.needs_rebuild(self.ann_threshold):
+            self.rebuild(space)
+            result.rebuilt = True
+        if result.added or result.removed or result.rebuilt:
+            self._dirty.add(space)
+        return result
+
+    def level_with_sql(self, space: str, vindex: VectorIndex) -> SyncResult:
+        """Add the SQL vectors ``vindex`` lacks and drop the ids SQL no longer has, in memory
+        only (a reader such as the server uses this on its own copy; nothing is written)."""
+        sql_ids = self._sql_ids(space)
+        index_ids = vindex.ids()
         missing = np.setdiff1d(sql_ids, index_ids, assume_unique=True)
-        extra = np.setdiff1d(index_ids, sql_ids, assume_unique=True)
+        extra = np.setdiff1d(index_ids, sql_ids)
         result = SyncResult()
         if len(extra):
             result.removed = vindex.remove(extra)
@@ -453,12 +507,13 @@ class Catalog:
             ids, vectors = self._load_vectors(space, missing)
             vindex.add(vectors, ids)
             result.added = len(ids)
-        if vindex.needs_rebuild(self.ann_threshold):
-            self.rebuild(space)
-            result.rebuilt = True
-        if result.added or result.removed or result.rebuilt:
-            self._dirty.add(space)
         return result
+
+    def sql_fingerprint(self, space: str = IMAGE_SPACE) -> tuple[int, int]:
+        """(count, largest id) of a space's vectors: a cheap way to notice that SQL moved on."""
+        with Session(self.engine) as s:
+            n, top = s.execute(select(func.count(), func.max(Vector.id)).where(Vector.space == space)).one()
+        return int(n or 0), int(top if top is not None else -1)
 
     def rebuild(self, space: str) -> VectorIndex:
         """A fresh index of the kind that suits the space's size, from the SQL embeddings."""
