@@ -40,6 +40,7 @@ class ServeSettings:
     max_k: int = 200
     max_labels: int = 256  # building a classifier costs one text encoding per label and template
     index_check_seconds: float = 0.5
+    index_level_seconds: float = 10.0  # how often SQL is checked for vectors the index file lacks
     face_processes: int = 0  # >0: face calls in this many worker processes (dlib holds the GIL)
     allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS  # None: any Host header
 
@@ -73,7 +74,8 @@ class SearchService:
         self.catalog = collection.catalog
         self.settings = settings
         self.encoder = collection.encoder  # loaded now, once, not on the first request
-        self.reader = IndexReader(self.catalog, IMAGE_SPACE, settings.index_check_seconds)
+        self.reader = IndexReader(self.catalog, IMAGE_SPACE, settings.index_check_seconds,
+                                  settings.index_level_seconds)
         self._thumbs = _LRU(512)
         self._classifiers = _LRU(16)
         self._classifier_build = threading.Lock()
