@@ -196,6 +196,11 @@ def test_cli_index_while_another_writes(tmp_path, photos, tiny_clip_spec):
     assert r.exit_code == 2 and "another vsearch process is writing" in r.output and "--wait" in r.output
     holder.release_writer()
     holder.engine.dispose()
+    # a query image that is missing or a folder is named as such
+    r = invoke("search", "--image", tmp_path / "nope.jpg", "--db", db)
+    assert r.exit_code == 2 and f"not found: {tmp_path / 'nope.jpg'}" in r.output, r.output
+    r = invoke("search", "--image", photos, "--db", db)
+    assert r.exit_code == 2 and f"is a folder: {photos}" in r.output, r.output
 
 
 def test_verify_during_an_index_run_is_not_a_failure(tmp_path):
