@@ -93,7 +93,7 @@ def index(
     """
     import vsearch
     from vsearch.catalog import catalog_exists, remove_empty_catalog
-    from vsearch.errors import StorageFullError, VSearchError
+    from vsearch.errors import StorageError, VSearchError
     from vsearch.extractors import build_extractor
     from vsearch.fsutil import display_path
 
@@ -122,7 +122,7 @@ def index(
         finally:
             coll.close()  # saves what was committed, and lets go of the writer lock
         ok = summary.indexed_ok > 0 or summary.removed > 0
-    except StorageFullError as exc:  # one clear line; what was committed stays committed
+    except StorageError as exc:  # one clear line; what was committed stays committed
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     finally:

@@ -424,17 +424,20 @@ def _process_batch(catalog: Catalog, encoder, batch: list[_Item], pixels: torch.
 
 def _one_by_one_on_error(write, items: list, summary: IndexSummary | None, name=None) -> int:
     """``write(items)`` in one transaction; if the database refuses the batch, write the items one
-    at a time so that one odd row costs only itself (it is reported in ``summary``). A full disk
-    (:class:`~vsearch.errors.StorageFullError`) is no item's fault and stops the run. Returns how
-    many items could not be written."""
-    from sqlalchemy.exc import SQLAlchemyError
+    at a time so that one odd row costs only itself (it is reported in ``summary``). Errors of the
+    database itself (a full disk, an I/O error, a lost connection: ``OperationalError`` and
+    :class:`~vsearch.errors.StorageError`) are no item's fault and stop the run. Returns how many
+    items could not be written."""
+    from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
     if not items:
         return 0
     try:
         write(items)
         return 0
-    except (SQLAlchemyError, ValueError, UnicodeError) as exc:
+    except (StatementError, ValueError, UnicodeError) as exc:
+        if isinstance(exc, (OperationalError, InterfaceError)):
+            raise
         if len(items) == 1:
             if summary is not None:
                 summary.failed.append((name(items[0][0]) if name else str(items[0][0]),

@@ -352,3 +352,38 @@ def test_index_file_write_failure_on_full_disk(tmp_path, monkeypatch):
     monkeypatch.undo()
     cat.engine.dispose()
     assert Catalog(tmp_path / "db").stats()["media_indexed"] == 1  # SQL kept it; the file catches up
+
+
+@pytest.mark.slow  # two real CLI processes (about a minute on a shared 2-core machine)
+def test_cli_disk_failure_is_one_line_exit_1_then_resumes(tmp_path, tiny_clip_spec):
+    """A real `vsearch index` whose writes hit a file size limit (RLIMIT_FSIZE: SQLite reports a
+    disk I/O error, as on a failing or full disk): one line, exit 1, the catalog verifies, and the
+    same command without the limit finishes the job."""
+    import resource
+    import subprocess
+    import sys
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(120):
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
+    db = tmp_path / "db"
+    cmd = [sys.executable, "-c", "from cli import app; app()", "index", str(folder), "--db", str(db),
+           "--model", tiny_clip_spec, "-q", "-w", "0", "-b", "1"]
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    out = subprocess.run(cmd, preexec_fn=small_disk, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 1, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "run the same command again" in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+    cat = Catalog(db, create=False)
+    kept = cat.stats()["media_indexed"]
+    assert 0 < kept < 120 and cat.verify()[0].ok
+    cat.engine.dispose()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0 and f"added {120 - kept}" in out.stderr, out.stderr

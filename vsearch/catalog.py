@@ -28,7 +28,7 @@ from sqlalchemy import create_engine, delete, event, func, inspect, select, upda
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from vsearch.errors import CatalogBusyError, CatalogError, ModelMismatchError, StorageFullError
+from vsearch.errors import CatalogBusyError, CatalogError, ModelMismatchError, StorageError, StorageFullError
 from vsearch.fsutil import FolderLock, path_to_text, text_to_path
 from vsearch.ivfpq import is_pq, search_reranked
 from vsearch.schema import SCHEMA_VERSION, Base, Media, Meta, Vector, migrate
@@ -161,9 +161,14 @@ def _storage_full_message(where: str, exc: BaseException) -> str:
 
 
 def _on_db_error(context) -> None:
-    """SQLAlchemy ``handle_error`` hook: a full disk becomes one clear :class:`StorageFullError`."""
-    if _is_storage_full(context.original_exception):
-        raise StorageFullError(_storage_full_message("the database", context.original_exception))
+    """SQLAlchemy ``handle_error`` hook: a full disk becomes one clear :class:`StorageFullError`,
+    a disk I/O error one clear :class:`StorageError` (neither is the fault of the rows written)."""
+    exc = context.original_exception
+    if _is_storage_full(exc):
+        raise StorageFullError(_storage_full_message("the database", exc))
+    if "disk i/o error" in str(exc).lower():
+        raise StorageError(f"the disk failed while writing the database ({exc}); everything committed "
+                           "before is kept: check the disk and run the same command again")
 
 
 def catalog_exists(directory: str | os.PathLike, url: str | None = None) -> bool:

@@ -41,5 +41,10 @@ class CatalogBusyError(CatalogError):
     """Another process is writing to the catalog (one writer at a time)."""
 
 
-class StorageFullError(CatalogError):
+class StorageError(CatalogError):
+    """Writing the database or an index file failed for a reason of the storage, not of the data
+    (a disk I/O error); what was committed before is kept."""
+
+
+class StorageFullError(StorageError):
     """The disk (or the database server) ran out of space while writing; what was committed is kept."""
