@@ -189,7 +189,10 @@ def remove_empty_catalog(directory: str | os.PathLike, url: str | None = None) -
     if not os.path.isdir(directory):
         return False
     lock = FolderLock(os.path.join(directory, LOCK_FILENAME))
-    if not lock.try_acquire():
+    try:
+        if not lock.try_acquire():
+            return False
+    except OSError:
         return False
     try:
         engine = create_engine(url or f"sqlite:///{os.path.join(directory, DB_FILENAME)}", future=True)
@@ -291,7 +294,7 @@ class Catalog:
         if self._writer_lock.held:
             return
         told = False
-        while not self._writer_lock.try_acquire():
+        while not self._try_lock():
             holder = self._writer_lock.holder() or "another process"
             if not wait:
                 raise CatalogBusyError(
@@ -308,6 +311,13 @@ class Catalog:
             except BaseException:
                 self._writer_lock.release()
                 raise
+
+    def _try_lock(self) -> bool:
+        try:
+            return self._writer_lock.try_acquire()
+        except OSError as exc:
+            raise CatalogError(f"cannot write to the catalog at {self.directory}: "
+                               f"{exc.strerror or exc} ({self._writer_lock.path})") from None
 
     def _lock_postgres(self, wait, on_wait, told, poll_seconds) -> None:
         """The same database may serve catalogs in several folders: lock it too."""

@@ -74,7 +74,7 @@ class FolderLock:
 
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # OSError: the caller says why
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -88,19 +88,26 @@ class FolderLock:
         return True
 
     def holder(self) -> str | None:
-        """Who holds the lock (as they wrote it), or None when it is free."""
+        """Who holds the lock (as they wrote it), or None when it is free. Only reads: a reader
+        without write access to the folder can ask too."""
+        import fcntl
+
         if self._fd is not None:
             return f"pid {os.getpid()} (this process)"
-        if not os.path.exists(self.path):
-            return None
-        if self.try_acquire():
-            self.release()
-            return None
         try:
-            with open(self.path, encoding="utf-8", errors="replace") as fh:
-                return fh.read().strip() or "another process"
+            fd = os.open(self.path, os.O_RDONLY)
         except OSError:
-            return "another process"
+            return None  # no lock file: nobody has ever written here
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                text = os.read(fd, 4096).decode("utf-8", "replace").strip()
+                return text or "another process"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self._fd is not None:
