@@ -144,7 +144,7 @@ def index(
         err_console.print(f"  [yellow]kept[/] {count} photo{'s' * (count != 1)} under {display_path(path)}: {why}",
                           highlight=False, soft_wrap=True)
     for root, why in summary.unavailable:
-        err_console.print(f"[red]unavailable:[/] {display_path(root)} {why}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]unavailable:[/] {display_path(root)}: {why}", highlight=False, soft_wrap=True)
     if summary.unavailable and not prune_missing:
         raise typer.Exit(1)
     if summary.indexed_ok == 0 and summary.removed == 0:

@@ -235,8 +235,10 @@ def _kept_rows(scan: ScanResult, known: dict, prune_missing: bool, summary: Inde
 
     roots_down = list(scan.unavailable)
     for root, entries in scan.root_entries.items():
-        rows = under(root)
-        if rows and not any(p in seen for p in rows) and not any(f.path.startswith(root.rstrip(os.sep) + os.sep) for f in scan.files):
+        prefix = root.rstrip(os.sep) + os.sep
+        # a readable root without a single image file, where the catalog has photos: more likely
+        # an empty mount point than a collection deleted whole
+        if under(root) and not any(f.path.startswith(prefix) for f in scan.files):
             why = "is empty (not mounted?)" if entries == 0 else "holds no image file any more"
             roots_down.append((root, why))
     for root, why in roots_down:

@@ -46,9 +46,9 @@ def root_state(root: str) -> str | None:
     if os.path.isfile(root):
         return None
     if not os.path.lexists(root):
-        return "does not exist (not mounted?)"
+        return "no such file or folder (not mounted?)"
     if not os.path.isdir(root):
-        return "does not exist (broken link?)" if os.path.islink(root) else "not a folder or image file"
+        return "no such file or folder (broken link)" if os.path.islink(root) else "not a folder or image file"
     if not os.access(root, os.R_OK | os.X_OK):
         return "cannot be read (permission denied)"
     return None

@@ -39,14 +39,19 @@ def db_url(request):
         return None
     if not PG_URL:
         pytest.skip("no PostgreSQL: set VSEARCH_TEST_PG_URL")
-    from sqlalchemy import create_engine
+    _empty_postgres()
+    return PG_URL
 
-    from vsearch.schema import Base
+
+def _empty_postgres() -> None:
+    """Drop every table of the test database (those of optional features too, found by reflection)."""
+    from sqlalchemy import MetaData, create_engine
 
     engine = create_engine(PG_URL)
-    Base.metadata.drop_all(engine)
+    tables = MetaData()
+    tables.reflect(engine)
+    tables.drop_all(engine)
     engine.dispose()
-    return PG_URL
 
 
 def _index(db, paths, encoder, url=None, **kw):
@@ -68,7 +73,7 @@ def test_missing_root_keeps_everything_and_says_why(photos, tmp_path, tiny, db_u
     shutil.move(photos, moved)  # the drive is unmounted
     s, cat = _index(tmp_path / "db", [photos], tiny, db_url)
     assert s.removed == 0 and _count(cat) == 10
-    assert s.unavailable == [(str(photos), "does not exist (not mounted?)")]
+    assert s.unavailable == [(str(photos), "no such file or folder (not mounted?)")]
     assert s.kept and s.kept[0][:2] == (str(photos), 10) and "--prune-missing" in s.kept[0][2]
     assert cat.verify()[0].ok
     shutil.move(moved, photos)  # mounted again: nothing to do
@@ -170,13 +175,7 @@ def test_second_writer_fails_clearly_or_waits(tmp_path, tiny, photos, db_url):
 
 @pytest.mark.skipif(not PG_URL, reason="no PostgreSQL: set VSEARCH_TEST_PG_URL")
 def test_postgres_writers_in_different_folders_are_serialised(tmp_path):
-    from sqlalchemy import create_engine
-
-    from vsearch.schema import Base
-
-    engine = create_engine(PG_URL)
-    Base.metadata.drop_all(engine)
-    engine.dispose()
+    _empty_postgres()
     a, b = Catalog(tmp_path / "a", url=PG_URL), Catalog(tmp_path / "b", url=PG_URL)
     a.lock_for_writing()
     with pytest.raises(CatalogBusyError, match="advisory lock"):
