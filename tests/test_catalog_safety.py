@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import vsearch
 from cli import app
 from indexer import index_paths
 from vsearch.catalog import Catalog, MediaRecord
