@@ -97,6 +97,12 @@ def index(
     faces: Annotated[bool, typer.Option("--faces", help="Also detect faces and index each one (see `vsearch faces`).")] = False,
     regions: Annotated[Optional[str], typer.Option("--regions", help="Also index regions: proposals | detector:WEIGHTS.pt.")] = None,
     max_regions: Annotated[Optional[int], typer.Option("--max-regions", min=1, help="With --regions: at most N regions per photo (default 24).")] = None,
+    prune_missing: Annotated[bool, typer.Option("--prune-missing", help="Remove the photos under a folder that is "
+                             "missing or empty (normally kept: it may be an unmounted drive).")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try every file that failed before again "
+                            "(read errors are retried anyway).")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="If another process is writing to the catalog, wait for it "
+                    "instead of stopping.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (counts, failures, seconds).")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Then keep watching PATHS and index what changes (Ctrl-C stops).")] = False,
@@ -104,39 +110,68 @@ def index(
 ) -> None:
     """Add new and changed photos under PATHS to the catalog, drop deleted ones, skip unchanged ones.
 
-    Safe to interrupt (Ctrl-C or kill): run it again and it resumes where it stopped.
+    Safe to interrupt (Ctrl-C or kill): run it again and it resumes where it stopped. Photos are
+    removed only when their file is seen gone: a missing or empty folder (an unmounted drive) or
+    one that cannot be read keeps its photos.
     """
-    from vsearch.errors import VSearchError
+    import vsearch
+    from vsearch.catalog import catalog_exists, remove_empty_catalog
+    from vsearch.errors import StorageError, VSearchError
     from vsearch.extractors import build_extractor
+    from vsearch.fsutil import display_path
 
     if max_regions is not None and not regions:
         raise VSearchError("--max-regions needs --regions")
-    coll = _open(db, db_url, model, device)
-    encoder = coll.encoder
-    if coll.notice:
-        err_console.print(coll.notice, highlight=False)
-    device = resolve_device(device)
-    extractors = ([build_extractor("faces", "", device)] if faces else []) + \
-        ([build_extractor("regions", regions, device, max_regions=max_regions)] if regions else [])
-    bar = _RichProgress(enabled=not quiet)
+    directory = db or vsearch.default_db_dir()
+    new_catalog = not catalog_exists(directory, db_url)
+    ok = False
     try:
-        summary = coll.index(paths, batch_size=batch_size, workers=workers, progress=bar, extractors=extractors)
+        coll = _open(db, db_url, model, device)
+        try:
+            coll.catalog.lock_for_writing(wait=wait, on_wait=lambda who: err_console.print(
+                f"waiting for the catalog: another process is writing to it ({who})", highlight=False))
+            encoder = coll.encoder
+            if coll.notice:
+                err_console.print(coll.notice, highlight=False)
+            device = resolve_device(device)
+            extractors = ([build_extractor("faces", "", device)] if faces else []) + \
+                ([build_extractor("regions", regions, device, max_regions=max_regions)] if regions else [])
+            bar = _RichProgress(enabled=not quiet)
+            try:
+                summary = coll.index(paths, batch_size=batch_size, workers=workers, progress=bar,
+                                     extractors=extractors, prune_missing=prune_missing, retry_failed=retry_failed)
+            finally:
+                bar.stop()
+        finally:
+            coll.close()  # saves what was committed, and lets go of the writer lock
+        ok = summary.indexed_ok > 0 or summary.removed > 0
+    except StorageError as exc:  # one clear line; what was committed stays committed
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
     finally:
-        bar.stop()
-        coll.close()
+        if new_catalog and not ok:  # a first run that indexed nothing leaves no empty catalog behind
+            remove_empty_catalog(directory, db_url)
     err_console.print(
         f"[green]done[/] in {summary.seconds:.1f}s with {encoder.info.name}: "
         f"added {summary.added}, unchanged {summary.unchanged}, moved {summary.moved}, "
         f"copied {summary.copied}, removed {summary.removed}, failed {len(summary.failed)}"
-        + (f" (+{summary.known_failures} known bad, not retried)" if summary.known_failures else "")
+        + (f" (+{summary.known_failures} known bad, not retried; --retry-failed tries them)" if summary.known_failures else "")
+        + (f", retried {summary.retried}" if summary.retried else "")
         + (f", revisited {summary.revisited} for --faces/--regions" if summary.revisited else "")
         + (f" — {summary.images_per_second:.1f} img/s" if summary.added else ""),
         highlight=False,
     )
     for path, reason in summary.failed:
-        err_console.print(f"  [red]failed[/] {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
+        err_console.print(f"  [red]failed[/] {escape(display_path(path))}: {escape(reason)}", highlight=False, soft_wrap=True)
+    for path, count, why in summary.kept:
+        err_console.print(f"  [yellow]kept[/] {count} photo{'s' * (count != 1)} under {escape(display_path(path))}: "
+                          f"{escape(why)}", highlight=False, soft_wrap=True)
+    for root, why in summary.unavailable:
+        err_console.print(f"[red]unavailable:[/] {escape(display_path(root))}: {escape(why)}", highlight=False, soft_wrap=True)
     if as_json:
         print_json(_index_summary_json(summary, encoder.info.name))
+    if summary.unavailable and not prune_missing:
+        raise typer.Exit(1)
     if watch:
         from vsearch.commands.library import watch_forever
 
@@ -249,19 +284,24 @@ def search(
 @handle_errors
 def verify(
     repair: Annotated[bool, typer.Option("--repair", help="Rewrite index files to match the database.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="With --repair: if an index run is writing, wait for it.")] = False,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
 ) -> None:
-    """Check that the database and the FAISS index files hold the same ids (exit 1 if not)."""
+    """Check that the database and the FAISS index files hold the same ids (exit 1 if not).
+
+    While an index run is writing, its index file trails the database until its next save (every
+    30 s and at the end): ids only missing from the file are then expected, not a failure."""
     from vsearch.catalog import Catalog
 
     import vsearch
 
     cat = Catalog(db or vsearch.default_db_dir(), url=db_url, create=False)
+    writer = cat.writer()
     reports = cat.verify()
-    bad = [r for r in reports if not r.ok]
+    bad = [r for r in reports if not r.ok and not (writer and r.only_lagging)]
     for r in reports:
-        status = "[green]ok[/]" if r.ok else "[red]MISMATCH[/]"
+        status = "[green]ok[/]" if r.ok else ("[yellow]catching up[/]" if writer and r.only_lagging else "[red]MISMATCH[/]")
         console.print(f"{r.space}: {status} — {r.sql_count} in database, {r.index_count} in index file"
                       + (" (index file missing)" if r.index_file_missing else ""), highlight=False)
         if r.missing_from_index:
@@ -272,9 +312,14 @@ def verify(
         if r.extra_in_index:
             console.print(f"  ids in the index but not the database: {list(r.extra_in_index)[:20]}"
                           + (" …" if len(r.extra_in_index) > 20 else ""))
+    if writer:
+        console.print(f"an index run is writing to this catalog ({writer}); its index file catches up when it "
+                      "saves (every 30 s and at the end)", highlight=False)
     if bad and repair:
-        cat.repair()
+        cat.repair(wait=wait, on_wait=lambda who: err_console.print(
+            f"waiting for the catalog: another process is writing to it ({who})", highlight=False))
         again = [r for r in cat.verify() if not r.ok]
+        cat.engine.dispose()
         console.print("[green]repaired[/]" if not again else "[red]repair failed[/]")
         raise typer.Exit(1 if again else 0)
     cat.engine.dispose()

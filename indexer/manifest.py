@@ -12,6 +12,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from indexer.pipeline import is_transient
 from indexer.scan import FileEntry, scan_paths
 from vsearch.catalog import Catalog
 
@@ -74,13 +75,14 @@ def from_list_file(list_path: str | os.PathLike) -> Manifest:
 
 def pending(manifest: Manifest, catalog: Catalog) -> Manifest:
     """The part of ``manifest`` the catalog does not hold yet: new files and files whose size or
-    mtime changed. Files the catalog knows unchanged (indexed, or failed before) are left out,
-    the same rule ``vsearch index`` uses to skip work."""
+    mtime changed. Files the catalog knows unchanged (indexed, or failed before for a reason that
+    does not pass, such as a corrupt file) are left out, the same rule ``vsearch index`` uses."""
     known = catalog.media_at([e.path for e in manifest.entries])
     todo = []
     for entry in manifest.entries:
         state = known.get(entry.path)
-        if state is not None and state.size == entry.size and state.mtime == entry.mtime:
+        if state is not None and state.size == entry.size and state.mtime == entry.mtime \
+                and not (state.status == "failed" and is_transient(state.error)):
             continue
         todo.append(entry)
     return Manifest(todo, list(manifest.problems), manifest.skipped + len(manifest.entries) - len(todo))

@@ -44,8 +44,14 @@ def merge_shards(catalog: Catalog, shard_dir: str, space: str = IMAGE_SPACE, chu
     anything is written. Each shard is committed in transactions of ``chunk`` files; the index
     files are saved every ``checkpoint_seconds`` (between shards) and at the end. SQL is the truth,
     so an interrupted merge loses nothing committed: merging again skips what is there, and the
-    catalog brings a lagging index file level with SQL when it loads it.
+    catalog brings a lagging index file level with SQL when it loads it. The merge holds the
+    catalog's writer lock, like ``vsearch index``.
     """
+    with catalog.writing():
+        return _merge_shards(catalog, shard_dir, space, chunk, checkpoint_seconds)
+
+
+def _merge_shards(catalog: Catalog, shard_dir: str, space: str, chunk: int, checkpoint_seconds: float) -> MergeSummary:
     started = time.perf_counter()
     if not os.path.isdir(shard_dir):
         raise ShardError(f"no such shard folder: {shard_dir}")

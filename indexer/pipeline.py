@@ -8,7 +8,6 @@ not decoded again.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import time
@@ -20,12 +19,23 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from indexer.scan import FileEntry, scan_paths
+from indexer.scan import FileEntry, ScanResult, scan_paths
 from vsearch.catalog import IMAGE_SPACE, Catalog, MediaRecord
 from vsearch.errors import ImageDecodeError, VSearchError
-from vsearch.images import decode_image
+from vsearch.images import MAX_FILE_BYTES, decode_image, limit_aspect, sha256_file
 
 log = logging.getLogger(__name__)
+
+# A failure with one of these reasons may go away without the file changing (a permission fixed,
+# a drive that answered slowly): such files are tried again on the next run.
+TRANSIENT_REASONS = ("cannot read", "permission denied", "file vanished", "cannot stat")
+
+
+VANISHED = "file vanished before it could be read"
+
+
+def is_transient(reason: str | None) -> bool:
+    return bool(reason) and reason.startswith(TRANSIENT_REASONS)
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,10 @@ class IndexSummary:
     removed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run
     known_failures: int = 0  # unchanged files that failed in an earlier run (not retried)
+    retried: int = 0  # files that failed before and were tried again (transient reason, or asked)
+    # catalog rows kept although the scan did not see their file: (path, rows, why)
+    kept: list[tuple[str, int, str]] = field(default_factory=list)
+    unavailable: list[tuple[str, str]] = field(default_factory=list)  # roots that could not be scanned
     revisited: int = 0  # unchanged photos processed only by extractors (faces, regions)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"decode_wait": 0.0, "encode": 0.0, "write": 0.0})
@@ -122,20 +136,32 @@ class _DecodeDataset(Dataset):
 
     def __getitem__(self, i: int) -> _Item:
         entry = self.entries[i]
-        try:
-            with open(entry.path, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            return _Item(entry, None, None, f"cannot read: {exc.strerror or exc}")
-        record = MediaRecord(entry.path, entry.size, entry.mtime, hashlib.sha256(data).hexdigest())
         media_id = self.media_ids[i]
+        if entry.size > MAX_FILE_BYTES:
+            return _Item(entry, None, None, f"too large to index: {entry.size / (1 << 30):.1f} GiB "
+                         f"(limit {MAX_FILE_BYTES / (1 << 30):.1f} GiB)", media_id=media_id)
         try:
-            decoded = decode_image(data, draft_size=self.draft_size)
-            pixels = self.preprocess(decoded.image) if media_id is None else None
-        except ImageDecodeError as exc:
-            return _Item(entry, record, None, str(exc), media_id=media_id)
-        except Exception as exc:  # a preprocessing failure is this file's problem, not the run's
-            return _Item(entry, record, None, f"preprocessing failed: {type(exc).__name__}: {exc}", media_id=media_id)
+            fh = open(entry.path, "rb")
+        except FileNotFoundError:
+            return _Item(entry, None, None, VANISHED, media_id=media_id)
+        except OSError as exc:
+            return _Item(entry, None, None, f"cannot read: {exc.strerror or exc}", media_id=media_id)
+        with fh:
+            try:
+                digest = sha256_file(fh)  # in chunks: a huge file never sits in memory whole
+                fh.seek(0)
+            except OSError as exc:
+                return _Item(entry, None, None, f"cannot read: {exc.strerror or exc}", media_id=media_id)
+            record = MediaRecord(entry.path, entry.size, entry.mtime, digest)
+            try:
+                decoded = decode_image(fh, draft_size=self.draft_size)
+                pixels = self.preprocess(limit_aspect(decoded.image)) if media_id is None else None
+            except ImageDecodeError as exc:
+                return _Item(entry, record, None, str(exc), media_id=media_id)
+            except MemoryError:
+                return _Item(entry, record, None, "out of memory while decoding", media_id=media_id)
+            except Exception as exc:  # a preprocessing failure is this file's problem, not the run's
+                return _Item(entry, record, None, f"preprocessing failed: {type(exc).__name__}: {exc}", media_id=media_id)
         record = MediaRecord(entry.path, entry.size, entry.mtime, record.sha256, decoded.width,
                              decoded.height, decoded.taken_at, decoded.orientation)
         extract_input = None
@@ -176,13 +202,61 @@ def index_paths(
     progress: ProgressHook | None = None,
     checkpoint_seconds: float = 30.0,
     extractors: Sequence[RegionExtractor] = (),
+    prune_missing: bool = False,
+    retry_failed: bool = False,
 ) -> IndexSummary:
     """Index every image under ``paths`` into ``catalog`` with ``encoder``.
 
     Unchanged files are skipped, changed ones re-embedded, renamed/copied ones reuse their vectors
-    (matched by sha256), files gone from under ``paths`` are removed. Bad files are recorded and
-    listed in the summary; they never stop the run.
+    (matched by sha256). A catalog row is removed only when the scan *saw* its file gone: rows
+    under a root that is missing, unreadable or without any image file any more (an unmounted
+    drive) are kept and the root is listed in ``summary.unavailable`` (``prune_missing`` removes
+    them on purpose), and rows under a folder or file that could not be listed or stat'ed are kept.
+    Bad files are recorded and listed in the summary; they never stop the run. Files that failed
+    for a passing reason (a read error) are tried again; ``retry_failed`` retries every failure.
+
+    The run holds the catalog's writer lock (:meth:`Catalog.lock_for_writing`); a second writer
+    gets :class:`~vsearch.errors.CatalogBusyError`.
     """
+    with catalog.writing():
+        return _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpoint_seconds,
+                            extractors, prune_missing, retry_failed)
+
+
+def _kept_rows(scan: ScanResult, known: dict, prune_missing: bool, summary: IndexSummary) -> set[str]:
+    """Paths of catalog rows the scan did not see but must not remove; fills the summary's
+    ``unavailable`` and ``kept``."""
+    keep: set[str] = set()
+    seen = {f.path for f in scan.files}
+
+    def under(root: str) -> list[str]:
+        prefix = root.rstrip(os.sep) + os.sep
+        return [p for p in known if p == root or p.startswith(prefix)]
+
+    roots_down = list(scan.unavailable)
+    for root, entries in scan.root_entries.items():
+        prefix = root.rstrip(os.sep) + os.sep
+        # a readable root without a single image file, where the catalog has photos: more likely
+        # an empty mount point than a collection deleted whole
+        if under(root) and not any(f.path.startswith(prefix) for f in scan.files):
+            why = "is empty (not mounted?)" if entries == 0 else "holds no image file any more"
+            roots_down.append((root, why))
+    for root, why in roots_down:
+        summary.unavailable.append((root, why))
+        rows = [p for p in under(root) if p not in seen]
+        if rows and not prune_missing:
+            keep.update(rows)
+            summary.kept.append((root, len(rows), f"{why}; pass --prune-missing to remove them"))
+    for folder in scan.unseen:
+        rows = [p for p in under(folder) if p not in seen and p not in keep]
+        if rows:
+            keep.update(rows)
+            summary.kept.append((folder, len(rows), "could not be read"))
+    return keep
+
+
+def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpoint_seconds, extractors,
+                 prune_missing, retry_failed) -> IndexSummary:
     started = time.perf_counter()
     progress = progress or _NoProgress()
     if workers is None:
@@ -192,15 +266,19 @@ def index_paths(
     summary = IndexSummary()
 
     scan = scan_paths(paths)
-    summary.failed.extend(scan.problems)
     known = catalog.media_under(scan.roots)
+    unavailable = {root for root, _ in scan.unavailable}
+    summary.failed.extend((p, r) for p, r in scan.problems if p not in unavailable)  # roots: summary.unavailable
     seen = {f.path for f in scan.files}
 
     todo: list[FileEntry] = []
     for entry in scan.files:
         state = known.get(entry.path)
         if state is not None and state.size == entry.size and state.mtime == entry.mtime:
-            if state.status == "failed":
+            if state.status == "failed" and (retry_failed or is_transient(state.error)):
+                summary.retried += 1
+                todo.append(entry)
+            elif state.status == "failed":
                 summary.known_failures += 1
             else:
                 summary.unchanged += 1
@@ -221,7 +299,8 @@ def index_paths(
         revisit = [(unchanged[m], m) for m in sorted(wanted)]
 
     progress.start(len(todo) + len(revisit))
-    gone_ids = {s.id for p, s in known.items() if p not in seen}
+    keep = _kept_rows(scan, known, prune_missing, summary)
+    gone_ids = {s.id for p, s in known.items() if p not in seen and p not in keep}
     dataset = _DecodeDataset(
         todo + [e for e, _ in revisit], encoder.preprocess, draft_size=encoder.info.image_size,
         extract_side=max((x.max_side for x in extractors), default=0),
@@ -244,7 +323,7 @@ def index_paths(
                 catalog.save()
                 last_save = time.perf_counter()
             wait_start = time.perf_counter()
-        # sweep: files that were under the given paths and are gone now
+        # sweep: files that were under the given paths and that the scan saw gone
         summary.removed = catalog.remove_media(sorted(gone_ids))
     finally:
         # whatever happened (Ctrl-C included), what SQL committed goes into the index file
@@ -295,8 +374,10 @@ def _process_batch(catalog: Catalog, encoder, batch: list[_Item], pixels: torch.
     t0 = time.perf_counter()
     failures = [(item.record or MediaRecord(item.entry.path, item.entry.size, item.entry.mtime), item.error)
                 for item in batch if item.error]
-    catalog.record_failures(failures)
     summary.failed.extend((rec.path, reason) for rec, reason in failures)
+    # a file deleted since the scan is reported, not remembered: it has no row to keep
+    failures = [(rec, reason) for rec, reason in failures if not reason.startswith(VANISHED)]
+    _one_by_one_on_error(lambda part: catalog.record_failures(part), failures, None)
 
     to_encode: list[_Item] = []
     for item in (i for i in batch if not i.error):
@@ -325,15 +406,48 @@ def _process_batch(catalog: Catalog, encoder, batch: list[_Item], pixels: torch.
     selected = pixels if len(rows) == pixels.shape[0] else pixels[torch.as_tensor(rows)]
     vectors = encoder.encode_pixels(selected)
     summary.timings["encode"] += time.perf_counter() - t1
-    attach = None
+    payloads = [{} for _ in to_encode]
     if extractors:
         te = time.perf_counter()
-        attach = _attach_fn(catalog, extractors, _run_extractors(extractors, to_encode, summary))
+        payloads = _run_extractors(extractors, to_encode, summary)
         summary.timings["extract"] = summary.timings.get("extract", 0.0) + time.perf_counter() - te
     t2 = time.perf_counter()
-    catalog.add_media([i.record for i in to_encode], vectors, attach=attach)
+
+    def add(part):
+        rows = [i for i, _ in part]
+        attach = _attach_fn(catalog, extractors, [payloads[i] for i in rows]) if extractors else None
+        catalog.add_media([to_encode[i].record for i in rows], vectors[rows], attach=attach)
+
+    failed = _one_by_one_on_error(add, [(i, None) for i in range(len(to_encode))], summary,
+                                  name=lambda i: to_encode[i].record.path)
     summary.timings["write"] += time.perf_counter() - t2
-    summary.added += len(to_encode)
+    summary.added += len(to_encode) - failed
+
+
+def _one_by_one_on_error(write, items: list, summary: IndexSummary | None, name=None) -> int:
+    """``write(items)`` in one transaction; if the database refuses the batch, write the items one
+    at a time so that one odd row costs only itself (it is reported in ``summary``). Errors of the
+    database itself (a full disk, an I/O error, a lost connection: ``OperationalError`` and
+    :class:`~vsearch.errors.StorageError`) are no item's fault and stop the run. Returns how many
+    items could not be written."""
+    from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
+
+    if not items:
+        return 0
+    try:
+        write(items)
+        return 0
+    except (StatementError, ValueError, UnicodeError) as exc:
+        if isinstance(exc, (OperationalError, InterfaceError)):
+            raise
+        if len(items) == 1:
+            if summary is not None:
+                summary.failed.append((name(items[0][0]) if name else str(items[0][0]),
+                                       f"could not be stored: {type(exc).__name__}: {str(exc).splitlines()[0]}"))
+            else:
+                log.warning("could not record a failure: %s", exc)
+            return 1
+    return sum(_one_by_one_on_error(write, [item], summary, name) for item in items)
 
 
 def _reusable_source(catalog: Catalog, sha256: str, exclude: int | None):

@@ -1,4 +1,9 @@
-"""Finding image files under the paths a user gives, without looping on symlinks."""
+"""Finding image files under the paths a user gives, without looping on symlinks.
+
+A scan also says what it could *not* see: a root that is missing, unreadable or empty, a folder
+it could not list, a file it could not stat. The indexer removes a catalog row only when the scan
+saw its file as gone, so nothing behind an unmounted drive or a ``chmod 000`` folder is lost.
+"""
 from __future__ import annotations
 
 import os
@@ -21,6 +26,32 @@ class ScanResult:
     files: list[FileEntry] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     roots: list[str] = field(default_factory=list)
+    # roots the scan could not look into at all: (root, reason); see ``root_state``
+    unavailable: list[tuple[str, str]] = field(default_factory=list)
+    # folders and files the scan reached but could not list or stat: what is under them is unknown
+    unseen: list[str] = field(default_factory=list)
+    # how many entries (of any kind) each readable root folder holds at its top level
+    root_entries: dict[str, int] = field(default_factory=dict)
+
+    def is_unseen(self, path: str) -> bool:
+        """Whether ``path`` is (or lies under) something the scan could not look into."""
+        for u in self.unseen:
+            if path == u or path.startswith(u.rstrip(os.sep) + os.sep):
+                return True
+        return False
+
+
+def root_state(root: str) -> str | None:
+    """None when ``root`` can be scanned, else why not (missing, unreadable)."""
+    if os.path.isfile(root):
+        return None
+    if not os.path.lexists(root):
+        return "no such file or folder (not mounted?)"
+    if not os.path.isdir(root):
+        return "no such file or folder (broken link)" if os.path.islink(root) else "not a folder or image file"
+    if not os.access(root, os.R_OK | os.X_OK):
+        return "cannot be read (permission denied)"
+    return None
 
 
 def scan_paths(paths: Iterable[str]) -> ScanResult:
@@ -36,8 +67,13 @@ def scan_paths(paths: Iterable[str]) -> ScanResult:
     def add_file(path: str) -> None:
         try:
             st = os.stat(path)
+        except FileNotFoundError:
+            if os.path.islink(path):
+                result.problems.append((path, "broken symbolic link"))
+            return  # deleted between listing and stat: gone, as far as this scan knows
         except OSError as exc:
             result.problems.append((path, f"cannot stat: {exc.strerror or exc}"))
+            result.unseen.append(path)
             return
         if not stat.S_ISREG(st.st_mode):
             return
@@ -50,20 +86,33 @@ def scan_paths(paths: Iterable[str]) -> ScanResult:
     for raw in paths:
         root = os.path.abspath(os.path.expanduser(raw))
         result.roots.append(root)
+        why = root_state(root)
+        if why is not None:
+            result.unavailable.append((root, why))
+            result.problems.append((root, why))
+            continue
         if os.path.isfile(root):
             add_file(root)
             continue
-        if not os.path.isdir(root):
-            result.problems.append((root, "no such file or folder"))
+        try:
+            result.root_entries[root] = len(os.listdir(root))
+        except OSError as exc:
+            why = f"cannot be read: {exc.strerror or exc}"
+            result.unavailable.append((root, why))
+            result.problems.append((root, why))
             continue
 
         def onerror(exc: OSError) -> None:
-            result.problems.append((exc.filename or root, f"cannot read folder: {exc.strerror or exc}"))
+            folder = exc.filename or root
+            result.problems.append((folder, f"cannot read folder: {exc.strerror or exc}"))
+            result.unseen.append(os.path.abspath(folder))
 
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=onerror):
             try:
                 st = os.stat(dirpath)
-            except OSError:
+            except OSError as exc:
+                result.problems.append((dirpath, f"cannot read folder: {exc.strerror or exc}"))
+                result.unseen.append(dirpath)
                 dirnames[:] = []
                 continue
             key = (st.st_dev, st.st_ino)

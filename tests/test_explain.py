@@ -49,7 +49,8 @@ def test_search_explain_json_and_html(tmp_path, packaged_encoder):
     assert hit["explain"]["box"][2] <= 300 and len(hit["explain"]["heatmap"]) == 4
     assert "data:image/jpeg;base64" in (tmp_path / "out.html").read_text()
     r = invoke("search", "a cat", "--explain", "-k", "1", "--db", db)
-    assert "matched here" in r.output
+    # piped: rank, score, path and the matched box as one tab-separated line
+    assert r.output.rstrip("\n").split("\t")[3] == "[" + ", ".join(f"{v:.0f}" for v in hit["explain"]["box"]) + "]"
 
 
 def test_explain_uses_stored_regions(tmp_path, packaged_encoder):

@@ -34,11 +34,63 @@ def test_truncated_jpeg_is_refused_not_padded():
         decode_image(data[: len(data) // 2])
 
 
-def test_decompression_bomb_refused(monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    data = _jpeg_bytes(Image.new("RGB", (40, 40)))  # 1,600 px > limit, < 2x limit: only a warning in Pillow
+def _png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_decompression_bomb_refused_by_memory_with_its_size(monkeypatch):
+    import vsearch.images as images
+
+    monkeypatch.setattr(images, "MAX_DECODE_BYTES", 40 * 40 * 8 - 1)  # just below what 40x40 RGB takes
+    with pytest.raises(ImageDecodeError, match=r"decompression bomb: 40×40 RGB would take"):
+        decode_image(_png_bytes(Image.new("RGB", (40, 40))))
+    decode_image(_png_bytes(Image.new("RGB", (39, 40))))  # under the bound: decoded
+
+
+def test_big_jpeg_decodes_reduced_instead_of_refused(monkeypatch):
+    """A JPEG over the memory bound decodes at 1/2, 1/4 or 1/8 scale (a 108 MP phone photo was
+    refused as a bomb by Pillow's nominal-pixel check); the original size is still reported."""
+    import vsearch.images as images
+
+    monkeypatch.setattr(images, "MAX_DECODE_BYTES", 400 * 300 * 8 // 3)  # full scale does not fit, 1/2 does
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400 * 300 // 2)  # Pillow alone would call it a bomb
+    decoded = decode_image(_jpeg_bytes(Image.new("RGB", (400, 300), "blue")))
+    assert (decoded.width, decoded.height) == (400, 300)
+    assert decoded.image.size == (200, 150)
+    monkeypatch.setattr(images, "MAX_DECODE_BYTES", 40)  # not even 1/8 fits
     with pytest.raises(ImageDecodeError, match="decompression bomb"):
-        decode_image(data)
+        decode_image(_jpeg_bytes(Image.new("RGB", (400, 300), "blue")))
+
+
+def test_missing_or_folder_query_image_names_the_path(tmp_path):
+    with pytest.raises(ImageDecodeError, match=f"not found: {tmp_path / 'nope.jpg'}"):
+        decode_image(str(tmp_path / "nope.jpg"))
+    with pytest.raises(ImageDecodeError, match=f"is a folder: {tmp_path}"):
+        decode_image(str(tmp_path))
+
+
+@pytest.mark.parametrize("size", [(1, 8000), (8000, 1), (3, 20000), (224, 224), (300, 1200)])
+def test_limit_aspect_bounds_what_the_encoder_resizes(size):
+    from vsearch.images import MAX_ASPECT, limit_aspect
+
+    out = limit_aspect(Image.new("RGB", size))
+    w, h = out.size
+    assert max(w, h) <= MAX_ASPECT * min(w, h)
+    assert min(w, h) == min(size)  # the short side is never cut
+    if max(size) <= MAX_ASPECT * min(size):
+        assert out.size == size
+
+
+def test_extreme_strip_preprocess_stays_small(packaged_encoder):
+    """A 95-byte 1×8000 PNG took gigabytes: the encoder resized its short side to 256 pixels,
+    i.e. 256×2,048,000. After limit_aspect the tensor is the encoder's usual size."""
+    from vsearch.images import limit_aspect
+
+    image = decode_image(_png_bytes(Image.new("RGB", (1, 8000), "white"))).image
+    pixels = packaged_encoder.preprocess(limit_aspect(image))
+    assert tuple(pixels.shape[-2:]) == (224, 224)
 
 
 @pytest.mark.parametrize("mode", ["CMYK", "P", "RGBA", "LA", "L", "I;16", "1"])

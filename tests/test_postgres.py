@@ -13,13 +13,13 @@ pytestmark = pytest.mark.skipif(not PG_URL, reason="no PostgreSQL: set VSEARCH_T
 
 @pytest.fixture
 def pg_url():
-    """An empty database: every table of the catalog dropped before the test."""
-    from sqlalchemy import create_engine
-
-    from vsearch.schema import Base
+    """An empty database: every table dropped before the test."""
+    from sqlalchemy import MetaData, create_engine
 
     engine = create_engine(PG_URL)
-    Base.metadata.drop_all(engine)
+    tables = MetaData()
+    tables.reflect(engine)  # tables of optional features (faces, regions) too, in dependency order
+    tables.drop_all(engine)
     engine.dispose()
     return PG_URL
 

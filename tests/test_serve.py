@@ -31,6 +31,7 @@ def settings(**kw) -> ServeSettings:
     kw.setdefault("workers", 2)
     kw.setdefault("queue_depth", 8)
     kw.setdefault("index_check_seconds", 0.0)  # tests see a saved index at once
+    kw.setdefault("index_level_seconds", 3600.0)  # and only the saved one, unless a test asks
     return ServeSettings(**kw)
 
 
@@ -529,3 +530,78 @@ def test_cli_serve_help_and_missing_catalog(tmp_path):
     assert r.exit_code == 0 and "--token-file" in r.output and "--face-processes" in r.output
     r = runner.invoke(app, ["serve", "--db", str(tmp_path / "none"), "--port", "1"])
     assert r.exit_code == 2 and "vsearch index" in r.output  # refused before binding any port
+
+
+# -- edges: huge ids, slow bodies, an index file older than the database -------------------------------
+@pytest.mark.parametrize("url", ["/v1/media/9223372036854775808/thumbnail", "/v1/media/99999999999999999999/thumbnail",
+                                 "/v1/search?like=9223372036854775808", "/v1/search?like=-1"])
+def test_ids_beyond_sql_integers_are_422_not_500(client, url):
+    r = client.get(url)
+    assert r.status_code == 422, r.text
+
+
+def test_classify_media_id_beyond_sql_integers_is_422(client):
+    r = client.post("/v1/classify", data={"labels": "cat,dog", "media_id": str(2**63)})
+    assert r.status_code == 422, r.text
+
+
+def test_largest_sql_id_is_404(client):
+    assert client.get(f"/v1/media/{2**63 - 1}/thumbnail").status_code == 404
+    assert client.get("/v1/search", params={"like": 2**63 - 1}).status_code == 404
+
+
+def test_body_that_never_finishes_is_408(catalog_dir):
+    app = create_app(catalog_dir / "db", token=TOKEN, settings=settings(body_timeout_s=0.2))
+    sent = []
+    pulled = []
+
+    async def receive():  # the first part arrives, then the client goes silent
+        pulled.append(1)
+        if len(pulled) == 1:
+            return {"type": "http.request", "body": b"--zzz\r\n", "more_body": True}
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/v1/search", "raw_path": b"/v1/search", "query_string": b"",
+             "root_path": "", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
+             "headers": [(b"host", b"127.0.0.1:8000"), (b"transfer-encoding", b"chunked"),
+                         (b"content-type", b"multipart/form-data; boundary=zzz")]}
+
+    async def run():
+        await asyncio.wait_for(app(scope, receive, send), 10)
+
+    asyncio.run(run())
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 408
+    assert b"request_timeout" in b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def test_server_reads_photos_a_crashed_indexer_committed_but_never_saved(tmp_path, photos, tiny_clip_spec):
+    with vsearch.open(tmp_path / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(photos)], workers=0)
+    paths, vectors = stored_vectors(tmp_path / "db")
+    crashed = Catalog(tmp_path / "db")  # an indexer that commits, then dies before its save
+    copy = photos / "copy-of-coins.jpg"
+    shutil.copy(photos / "coins.jpg", copy)
+    st = copy.stat()
+    coins = next(i for i, p in paths.items() if p.endswith("coins.jpg"))
+    crashed.add_media([MediaRecord(str(copy), st.st_size, st.st_mtime, "f" * 64)], vectors[coins][None])
+    crashed.engine.dispose()
+    index_file = tmp_path / "db" / f"{IMAGE_SPACE}.faiss"
+    before = index_file.stat().st_mtime_ns
+
+    app = create_app(tmp_path / "db", token=TOKEN, settings=settings(index_level_seconds=0.0))
+    with TestClient(app, base_url=BASE) as c:
+        body = c.get("/v1/search", params={"like": coins, "k": 3}).json()
+        assert body["photos_in_index"] == 11
+        assert body["results"][0]["name"] == "copy-of-coins.jpg"
+        # a writer that commits while the server runs: visible at the next check, before any save
+        writer = Catalog(tmp_path / "db")
+        gone = writer.media_under([str(copy)])[str(copy)]
+        writer.remove_media([gone.id])
+        writer.engine.dispose()
+        assert c.get("/v1/search", params={"q": "x", "k": 50}).json()["photos_in_index"] == 10
+    assert index_file.stat().st_mtime_ns == before  # levelled in memory only

@@ -13,7 +13,7 @@ import numpy as np
 from vsearch.catalog import IMAGE_SPACE, Catalog, SearchHit
 from vsearch.encoders import canonical_spec, load_encoder, resolve_auto
 from vsearch.errors import ModelMismatchError, QueryError
-from vsearch.images import decode_image
+from vsearch.images import decode_image, limit_aspect
 from vsearch.ivfpq import is_pq
 
 
@@ -75,13 +75,15 @@ class Collection:
 
     # -- indexing --------------------------------------------------------------------------------
     def index(self, paths: Sequence[str], batch_size: int = 32, workers: int | None = None, progress=None,
-              extractors: Sequence = ()):
-        """Index photos under ``paths``; ``extractors`` (faces, regions) add vectors for parts."""
+              extractors: Sequence = (), prune_missing: bool = False, retry_failed: bool = False):
+        """Index photos under ``paths``; ``extractors`` (faces, regions) add vectors for parts.
+        ``prune_missing``/``retry_failed``: see :func:`indexer.index_paths`."""
         from indexer import index_paths
         from vsearch.tags import tag_pending
 
         summary = index_paths(self.catalog, self.encoder, paths, batch_size=batch_size, workers=workers,
-                              progress=progress, extractors=extractors)
+                              progress=progress, extractors=extractors, prune_missing=prune_missing,
+                              retry_failed=retry_failed)
         tag_pending(self)  # new and changed photos get the collection's tags (if `vsearch tag` was used)
         return summary
 
@@ -96,7 +98,7 @@ class Collection:
                 vec = self.catalog.media_vector(known.id, IMAGE_SPACE)
                 if vec is not None:
                     return vec
-        image = decode_image(path).image
+        image = limit_aspect(decode_image(path).image)
         pixels = self.encoder.preprocess(image).unsqueeze(0)
         return self.encoder.encode_pixels(pixels)[0]
 

@@ -13,10 +13,13 @@ Rules that make it crash-safe:
 """
 from __future__ import annotations
 
+import errno
+import shutil
 import logging
 import os
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -25,7 +28,8 @@ from sqlalchemy import create_engine, delete, event, func, inspect, select, upda
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from vsearch.errors import CatalogError, ModelMismatchError
+from vsearch.errors import CatalogBusyError, CatalogError, ModelMismatchError, StorageError, StorageFullError
+from vsearch.fsutil import FolderLock, path_to_text, text_to_path
 from vsearch.ivfpq import is_pq, search_reranked
 from vsearch.schema import SCHEMA_VERSION, Base, Media, Meta, Vector, migrate
 from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
@@ -33,6 +37,9 @@ from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
 log = logging.getLogger(__name__)
 
 DB_FILENAME = "catalog.sqlite"
+LOCK_FILENAME = "writer.lock"
+# pg_advisory_lock key of the catalog writer lock (a fixed 63-bit number: "vsearch" in ASCII)
+PG_WRITER_LOCK_KEY = 0x76736561726368
 IMAGE_SPACE = "image"
 
 
@@ -89,6 +96,11 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.missing_from_index and not self.extra_in_index and not self.duplicated_in_index
 
+    @property
+    def only_lagging(self) -> bool:
+        """The file only lacks ids the database has: what a writer's unsaved work looks like."""
+        return not self.extra_in_index and not self.duplicated_in_index
+
 
 @dataclass
 class SyncResult:
@@ -118,7 +130,7 @@ def _from_blobs(blobs: Sequence[bytes], dim: int) -> np.ndarray:
 
 
 def _state(m: Media) -> MediaState:
-    return MediaState(m.id, m.path, m.size, m.mtime, m.sha256, m.status, m.error, m.indexed_at)
+    return MediaState(m.id, text_to_path(m.path), m.size, m.mtime, m.sha256, m.status, m.error, m.indexed_at)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -130,9 +142,112 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+_FULL_MARKERS = ("database or disk is full", "no space left on device", "disk full", "could not extend file")
+
+
+def _is_storage_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    if getattr(exc, "sqlstate", None) == "53100":  # PostgreSQL disk_full
+        return True
+    text = str(exc).lower()
+    return any(m in text for m in _FULL_MARKERS)
+
+
+def _storage_full_message(where: str, exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (f"out of space writing {where} ({first}); everything committed before is kept: "
+            "free some space and run the same command again")
+
+
+def _on_db_error(context) -> None:
+    """SQLAlchemy ``handle_error`` hook: a full disk becomes one clear :class:`StorageFullError`,
+    a disk I/O error one clear :class:`StorageError` (neither is the fault of the rows written)."""
+    exc = context.original_exception
+    if _is_storage_full(exc):
+        raise StorageFullError(_storage_full_message("the database", exc))
+    if "disk i/o error" in str(exc).lower():
+        raise StorageError(f"the disk failed while writing the database ({exc}); everything committed "
+                           "before is kept: check the disk and run the same command again")
+
+
+def catalog_exists(directory: str | os.PathLike, url: str | None = None) -> bool:
+    """Whether a catalog is already stored at ``directory`` (its SQLite file, or for another
+    database the folder of its index files)."""
+    directory = os.path.abspath(os.fspath(directory))
+    if url is None:
+        return os.path.exists(os.path.join(directory, DB_FILENAME))
+    return os.path.isdir(directory)
+
+
+def remove_empty_catalog(directory: str | os.PathLike, url: str | None = None) -> bool:
+    """Delete a catalog that holds nothing (no media, no vectors), such as the one a failed first
+    ``vsearch index`` created, so that it does not pass for a real, empty collection. Only the
+    catalog's own files go, and the folder if that leaves it empty; a catalog another process is
+    writing to is left alone. Returns whether anything was removed."""
+    directory = os.path.abspath(os.fspath(directory))
+    if not os.path.isdir(directory):
+        return False
+    lock = FolderLock(os.path.join(directory, LOCK_FILENAME))
+    try:
+        if not lock.try_acquire():
+            return False
+    except OSError:
+        return False
+    try:
+        engine = create_engine(url or f"sqlite:///{os.path.join(directory, DB_FILENAME)}", future=True)
+        try:
+            with engine.connect() as conn:
+                if inspect(conn).has_table("media"):
+                    if conn.execute(select(func.count()).select_from(Media)).scalar() or \
+                            conn.execute(select(func.count()).select_from(Vector)).scalar():
+                        return False
+        finally:
+            engine.dispose()
+        names = [f"{DB_FILENAME}{x}" for x in ("", "-wal", "-shm", "-journal")] if url is None else []
+        names += [n for n in os.listdir(directory) if n.endswith(".faiss")]
+        for name in names:
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
+        os.unlink(lock.path)
+    finally:
+        lock.release()
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass  # other files of the user's: the folder stays
+    return True
+
+
+def _private_folder(directory: str) -> None:
+    """Create the catalog folder readable by its owner only (it holds face embeddings)."""
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
+
+
+def _private_file(path: str) -> None:
+    """Create ``path`` as 0600 if missing; tighten an existing file of ours that others can read.
+    SQLite gives its -wal and -shm files the database file's permissions."""
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    try:
+        st = os.stat(path)
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:
+        pass
+
+
 class Catalog:
     """SQL + FAISS for one collection. ``directory`` holds the index files (and the SQLite file
-    unless ``url`` points at another database such as PostgreSQL)."""
+    unless ``url`` points at another database such as PostgreSQL).
+
+    One writer at a time: :meth:`lock_for_writing` takes a lock file in ``directory`` (and, on
+    PostgreSQL, an advisory lock in the database) that the indexer holds for its whole run.
+    Readers (search, serve) never take it."""
 
     def __init__(self, directory: str | os.PathLike, url: str | None = None, create: bool = True,
                  ann_threshold: int = ANN_THRESHOLD):
@@ -142,15 +257,106 @@ class Catalog:
             raise CatalogError(
                 f"no catalog at {self.directory}: run `vsearch index PATH --db {self.directory}` first"
             )
-        os.makedirs(self.directory, exist_ok=True)
+        if not create and url is not None and not os.path.isdir(self.directory):
+            raise CatalogError(
+                f"no catalog folder at {self.directory}: run `vsearch index PATH --db {self.directory}` first"
+            )
+        _private_folder(self.directory)
+        if url is None:
+            _private_file(db_path)
         self.url = url or f"sqlite:///{db_path}"
         self.ann_threshold = ann_threshold
         self.engine: Engine = create_engine(self.url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine, "handle_error", _on_db_error)
         self._indexes: dict[str, VectorIndex] = {}
         self._dirty: set[str] = set()
+        self._writer_lock = FolderLock(os.path.join(self.directory, LOCK_FILENAME))
+        self._pg_lock_conn = None
         self._init_schema()
+
+    # -- one writer at a time --------------------------------------------------------------------
+    @property
+    def is_writer(self) -> bool:
+        return self._writer_lock.held
+
+    def writer(self) -> str | None:
+        """Who holds the writer lock (pid and command), or None when no process is writing."""
+        return self._writer_lock.holder()
+
+    def lock_for_writing(self, wait: bool = False, on_wait: Callable[[str], None] | None = None,
+                         poll_seconds: float = 0.5) -> None:
+        """Become the catalog's only writer until :meth:`release_writer` or :meth:`close`.
+
+        With ``wait`` False a busy catalog raises :class:`CatalogBusyError` naming the holder;
+        with ``wait`` True it waits (``on_wait(holder)`` is called once, to tell the user)."""
+        if self._writer_lock.held:
+            return
+        told = False
+        while not self._try_lock():
+            holder = self._writer_lock.holder() or "another process"
+            if not wait:
+                raise CatalogBusyError(
+                    f"another vsearch process is writing to the catalog at {self.directory} ({holder}); "
+                    "wait for it to finish, or pass --wait to start when it does"
+                )
+            if not told and on_wait is not None:
+                on_wait(holder)
+                told = True
+            time.sleep(poll_seconds)
+        if self.engine.dialect.name == "postgresql":
+            try:
+                self._lock_postgres(wait, on_wait, told, poll_seconds)
+            except BaseException:
+                self._writer_lock.release()
+                raise
+
+    def _try_lock(self) -> bool:
+        try:
+            return self._writer_lock.try_acquire()
+        except OSError as exc:
+            raise CatalogError(f"cannot write to the catalog at {self.directory}: "
+                               f"{exc.strerror or exc} ({self._writer_lock.path})") from None
+
+    def _lock_postgres(self, wait, on_wait, told, poll_seconds) -> None:
+        """The same database may serve catalogs in several folders: lock it too."""
+        conn = self.engine.connect()
+        while not conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({PG_WRITER_LOCK_KEY})").scalar():
+            conn.rollback()
+            if not wait:
+                conn.close()
+                raise CatalogBusyError(
+                    f"another vsearch process is writing to the database {self.engine.url.render_as_string(hide_password=True)}"
+                    " (PostgreSQL advisory lock held); wait for it to finish, or pass --wait"
+                )
+            if not told and on_wait is not None:
+                on_wait("a writer on the same PostgreSQL database")
+                told = True
+            time.sleep(poll_seconds)
+        conn.commit()  # the session-level lock outlives the transaction
+        self._pg_lock_conn = conn
+
+    def release_writer(self) -> None:
+        if self._pg_lock_conn is not None:
+            try:
+                self._pg_lock_conn.exec_driver_sql(f"SELECT pg_advisory_unlock({PG_WRITER_LOCK_KEY})")
+                self._pg_lock_conn.commit()
+            finally:
+                self._pg_lock_conn.close()
+                self._pg_lock_conn = None
+        self._writer_lock.release()
+
+    @contextmanager
+    def writing(self, wait: bool = False, on_wait: Callable[[str], None] | None = None) -> Iterator["Catalog"]:
+        """Hold the writer lock for a block; a lock already held (by the caller) is left held."""
+        held = self.is_writer
+        self.lock_for_writing(wait, on_wait)
+        try:
+            yield self
+        finally:
+            if not held:
+                self.release_writer()
 
     # -- schema and metadata ---------------------------------------------------------------------
     def _init_schema(self) -> None:
@@ -291,13 +497,24 @@ class Catalog:
         """Make the in-memory index hold exactly the SQL ids of ``space`` (rebuilding if its kind
         no longer suits the size). Marks it dirty when anything changed."""
         vindex = self._indexes[space] if space in self._indexes else self.index(space)
-        sql_ids = self._sql_ids(space)
-        index_ids = vindex.ids()
-        if len(_duplicates(index_ids)):  # set arithmetic cannot repair an id stored twice
+        if len(_duplicates(vindex.ids())):  # set arithmetic cannot repair an id stored twice
             self.rebuild(space)
             return SyncResult(rebuilt=True)
+        result = self.level_with_sql(space, vindex)
+        if vindex.needs_rebuild(self.ann_threshold):
+            self.rebuild(space)
+            result.rebuilt = True
+        if result.added or result.removed or result.rebuilt:
+            self._dirty.add(space)
+        return result
+
+    def level_with_sql(self, space: str, vindex: VectorIndex) -> SyncResult:
+        """Add the SQL vectors ``vindex`` lacks and drop the ids SQL no longer has, in memory
+        only (a reader such as the server uses this on its own copy; nothing is written)."""
+        sql_ids = self._sql_ids(space)
+        index_ids = vindex.ids()
         missing = np.setdiff1d(sql_ids, index_ids, assume_unique=True)
-        extra = np.setdiff1d(index_ids, sql_ids, assume_unique=True)
+        extra = np.setdiff1d(index_ids, sql_ids)
         result = SyncResult()
         if len(extra):
             result.removed = vindex.remove(extra)
@@ -305,12 +522,13 @@ class Catalog:
             ids, vectors = self._load_vectors(space, missing)
             vindex.add(vectors, ids)
             result.added = len(ids)
-        if vindex.needs_rebuild(self.ann_threshold):
-            self.rebuild(space)
-            result.rebuilt = True
-        if result.added or result.removed or result.rebuilt:
-            self._dirty.add(space)
         return result
+
+    def sql_fingerprint(self, space: str = IMAGE_SPACE) -> tuple[int, int]:
+        """(count, largest id) of a space's vectors: a cheap way to notice that SQL moved on."""
+        with Session(self.engine) as s:
+            n, top = s.execute(select(func.count(), func.max(Vector.id)).where(Vector.space == space)).one()
+        return int(n or 0), int(top if top is not None else -1)
 
     def rebuild(self, space: str) -> VectorIndex:
         """A fresh index of the kind that suits the space's size, from the SQL embeddings."""
@@ -326,7 +544,12 @@ class Catalog:
             if vindex is not None:
                 if vindex.needs_rebuild(self.ann_threshold):
                     vindex = self.rebuild(space)
-                vindex.save(self.index_path(space))
+                try:
+                    vindex.save(self.index_path(space))
+                except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
+                    if _is_storage_full(exc) or shutil.disk_usage(self.directory).free < 64 << 20:
+                        raise StorageFullError(_storage_full_message(self.index_path(space), exc)) from None
+                    raise
         self._dirty.clear()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -383,12 +606,13 @@ class Catalog:
         now = time.time()
         removed: dict[str, list[int]] = defaultdict(list)
         with Session(self.engine) as s, s.begin():
-            existing = {m.path: m for m in s.scalars(select(Media).where(Media.path.in_([r.path for r in records])))}
+            stored = [path_to_text(r.path) for r in records]
+            existing = {m.path: m for m in s.scalars(select(Media).where(Media.path.in_(stored)))}
             media_rows = []
-            for rec in records:
-                row = existing.get(rec.path)
+            for rec, text in zip(records, stored):
+                row = existing.get(text)
                 if row is None:
-                    row = Media(path=rec.path)
+                    row = Media(path=text)
                     s.add(row)
                 else:  # changed file: its old vectors (all spaces) go
                     self._drop_vectors(s, [row.id], removed)
@@ -442,11 +666,12 @@ class Catalog:
         now = time.time()
         removed: dict[str, list[int]] = defaultdict(list)
         with Session(self.engine) as s, s.begin():
-            existing = {m.path: m for m in s.scalars(select(Media).where(Media.path.in_([r.path for r, _ in failures])))}
-            for rec, reason in failures:
-                row = existing.get(rec.path)
+            stored = [path_to_text(r.path) for r, _ in failures]
+            existing = {m.path: m for m in s.scalars(select(Media).where(Media.path.in_(stored)))}
+            for (rec, reason), text in zip(failures, stored):
+                row = existing.get(text)
                 if row is None:
-                    row = Media(path=rec.path)
+                    row = Media(path=text)
                     s.add(row)
                 else:
                     self._drop_vectors(s, [row.id], removed)
@@ -459,17 +684,17 @@ class Catalog:
         the row takes the new path) or a copy (a new row gets copies of the source's vectors)."""
         with Session(self.engine) as s, s.begin():
             src = s.get(Media, source_id)
-            stale = s.scalars(select(Media).where(Media.path == record.path)).first()
+            stale = s.scalars(select(Media).where(Media.path == path_to_text(record.path))).first()
             removed: dict[str, list[int]] = defaultdict(list)
             if stale is not None and stale.id != source_id:
                 self._drop_vectors(s, [stale.id], removed)
                 s.delete(stale)
                 s.flush()
             if move:
-                src.path, src.size, src.mtime = record.path, record.size, record.mtime
+                src.path, src.size, src.mtime = path_to_text(record.path), record.size, record.mtime
                 return_id, added = src.id, []
             else:
-                copy = Media(path=record.path)
+                copy = Media(path=path_to_text(record.path))
                 s.add(copy)
                 self._fill(copy, record, time.time())
                 copy.width, copy.height = src.width, src.height
@@ -509,7 +734,7 @@ class Catalog:
         bytewise = self.engine.dialect.name == "sqlite"  # SQLite compares text bytewise (BINARY)
         with Session(self.engine) as s:
             for root in roots:
-                root = os.path.abspath(root)
+                root = path_to_text(os.path.abspath(root))
                 prefix = root.rstrip(os.sep) + os.sep
                 if bytewise:
                     # '/' + 1 == '0': a range scan over the path index; SQLite's LIKE would ignore case
@@ -521,7 +746,7 @@ class Catalog:
                     below = Media.path.startswith(prefix, autoescape=True)
                 query = select(Media).where((Media.path == root) | below)
                 for m in s.scalars(query):
-                    out[m.path] = _state(m)
+                    out[text_to_path(m.path)] = _state(m)
         return out
 
     def media_by_sha(self, sha256: str) -> list[MediaState]:
@@ -532,25 +757,33 @@ class Catalog:
     def media_at(self, paths: Sequence[str]) -> dict[str, MediaState]:
         """Catalog rows for exactly these paths (those that have one)."""
         out: dict[str, MediaState] = {}
-        wanted = list(dict.fromkeys(paths))
+        wanted = list(dict.fromkeys(path_to_text(p) for p in paths))
         with Session(self.engine) as s:
             for start in range(0, len(wanted), 900):  # stay under SQLite's variable limit
                 for m in s.scalars(select(Media).where(Media.path.in_(wanted[start : start + 900]))):
-                    out[m.path] = _state(m)
+                    out[text_to_path(m.path)] = _state(m)
         return out
 
     def media(self, media_id: int) -> Media | None:
+        if not 0 <= int(media_id) < 2**63:  # beyond any SQL integer: no such row
+            return None
         with Session(self.engine, expire_on_commit=False) as s:
-            return s.get(Media, media_id)
+            row = s.get(Media, media_id)
+            if row is not None:
+                s.expunge(row)
+                row.path = text_to_path(row.path)  # detached: the filesystem name, never written back
+            return row
 
     def media_vectors(self, space: str = IMAGE_SPACE) -> tuple[list[str], np.ndarray]:
         """(paths, (N, D) vectors) of every photo with a vector in ``space``, sorted by path."""
         with Session(self.engine) as s:
             rows = s.execute(select(Media.path, Vector.embedding).join(Vector, Vector.media_id == Media.id)
                              .where(Vector.space == space).order_by(Media.path)).all()
-        return [r[0] for r in rows], _from_blobs([r[1] for r in rows], self._dim(space))
+        return [text_to_path(r[0]) for r in rows], _from_blobs([r[1] for r in rows], self._dim(space))
 
     def media_vector(self, media_id: int, space: str = IMAGE_SPACE) -> np.ndarray | None:
+        if not 0 <= int(media_id) < 2**63:  # beyond any SQL integer: no such row
+            return None
         with Session(self.engine) as s:
             blob = s.scalars(
                 select(Vector.embedding).where(Vector.media_id == media_id, Vector.space == space)
@@ -582,7 +815,7 @@ class Catalog:
                 for vid, mid, path in s.execute(
                     select(Vector.id, Media.id, Media.path).join(Media, Media.id == Vector.media_id).where(Vector.id.in_(chunk))
                 ):
-                    rows[vid] = (mid, path)
+                    rows[vid] = (mid, text_to_path(path))
         results = []
         for qscores, qids in zip(scores, ids):
             hits = []
@@ -609,7 +842,7 @@ class Catalog:
 
     def failures(self) -> list[tuple[str, str]]:
         with Session(self.engine) as s:
-            return [(p, e or "") for p, e in s.execute(select(Media.path, Media.error).where(Media.status == "failed"))]
+            return [(text_to_path(p), e or "") for p, e in s.execute(select(Media.path, Media.error).where(Media.status == "failed"))]
 
     # -- consistency -----------------------------------------------------------------------------
     def verify(self) -> list[VerifyReport]:
@@ -634,17 +867,22 @@ class Catalog:
             ))
         return reports
 
-    def repair(self) -> None:
-        """Bring every index file level with SQL and write it."""
-        for space in self.spaces():
-            self._indexes.pop(space, None)
-            self.index(space)  # load + sync
-            self._dirty.add(space)
-        self.save()
+    def repair(self, wait: bool = False, on_wait: Callable[[str], None] | None = None) -> None:
+        """Bring every index file level with SQL and write it (as the catalog's only writer: an
+        index run in progress would overwrite the repaired file with its own at its next save)."""
+        with self.writing(wait, on_wait):
+            for space in self.spaces():
+                self._indexes.pop(space, None)
+                self.index(space)  # load + sync
+                self._dirty.add(space)
+            self.save()
 
     def close(self) -> None:
-        self.save()
-        self.engine.dispose()
+        try:
+            self.save()
+        finally:
+            self.release_writer()
+            self.engine.dispose()
 
     def __enter__(self) -> "Catalog":
         return self

@@ -35,3 +35,16 @@ class ShardError(VSearchError):
 
 class IndexBuildError(VSearchError):
     """An index cannot be built as asked (too few vectors, parameters that do not fit the data)."""
+
+
+class CatalogBusyError(CatalogError):
+    """Another process is writing to the catalog (one writer at a time)."""
+
+
+class StorageError(CatalogError):
+    """Writing the database or an index file failed for a reason of the storage, not of the data
+    (a disk I/O error); what was committed before is kept."""
+
+
+class StorageFullError(StorageError):
+    """The disk (or the database server) ran out of space while writing; what was committed is kept."""

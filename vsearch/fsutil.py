@@ -21,3 +21,106 @@ def atomic_write(path: str, fill: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+# -- file names that are not valid UTF-8 ----------------------------------------------------------
+# Python hands such names over with each undecodable byte as a lone surrogate (U+DC80..U+DCFF,
+# "surrogateescape"), which no database encoding accepts. In the catalog each of those is stored
+# as a character of the last private-use plane (U+10FF80..U+10FFFF) instead: valid text, one
+# character per byte, so prefixes (and the indexer's folder range scans) stay prefixes, and the
+# exact bytes come back when the path is read. Names that really contain those private-use
+# characters are not supported (no normal text uses them).
+_SURROGATE_LO, _SURROGATE_HI = 0xDC80, 0xDCFF
+_STORED_BASE = 0x10FF80 - _SURROGATE_LO
+_TO_STORED = {c: c + _STORED_BASE for c in range(_SURROGATE_LO, _SURROGATE_HI + 1)}
+_FROM_STORED = {v: k for k, v in _TO_STORED.items()}
+
+
+def path_to_text(path: str) -> str:
+    """A filesystem path (str, possibly with surrogate escapes) as text any database stores."""
+    return path.translate(_TO_STORED) if not path.isascii() else path
+
+
+def text_to_path(text: str) -> str:
+    """The inverse of :func:`path_to_text`: the path as the filesystem knows it."""
+    return text.translate(_FROM_STORED) if not text.isascii() else text
+
+
+def display_path(path: str) -> str:
+    """A path safe to print on any terminal: undecodable bytes shown as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace") if not path.isascii() else path
+
+
+# -- one writer at a time ---------------------------------------------------------------------------
+class FolderLock:
+    """An exclusive ``flock`` on a file in a folder, held until :meth:`release` (or process exit).
+
+    The file records who holds it (pid, command, since when) so a second writer can say whom it
+    is waiting for. The kernel drops the lock when the holder dies, so a crash never leaves a
+    stale lock behind."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def try_acquire(self) -> bool:
+        import fcntl
+        import sys
+        import time
+
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # OSError: the caller says why
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        holder = f"pid {os.getpid()}, `{' '.join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))}`" \
+                 f" since {time.strftime('%H:%M:%S')}"
+        os.write(fd, holder.encode("utf-8", "backslashreplace"))
+        self._fd = fd
+        return True
+
+    def holder(self) -> str | None:
+        """Who holds the lock (as they wrote it), or None when it is free. Only reads: a reader
+        without write access to the folder can ask too."""
+        import fcntl
+
+        if self._fd is not None:
+            return f"pid {os.getpid()} (this process)"
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None  # no lock file: nobody has ever written here
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                text = os.read(fd, 4096).decode("utf-8", "replace").strip()
+                return text or "another process"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:
+            pass

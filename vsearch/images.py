@@ -1,7 +1,12 @@
 """Decoding image files safely: every failure becomes an :class:`ImageDecodeError` with a reason.
 
 Pillow is strict by default and we keep it that way: truncated files raise instead of being
-padded with grey, and images above Pillow's pixel limit are refused as decompression bombs.
+padded with grey. Memory, not nominal pixels, is what is bounded: an image whose decoding would
+take more than :data:`MAX_DECODE_BYTES` is refused as a decompression bomb, except that a big JPEG
+is first decoded at a reduced scale (libjpeg's ``draft``: 1/2, 1/4 or 1/8), so a 108 MP phone
+photo decodes in about a quarter of the memory instead of being refused. Before an encoder's
+resize, :func:`limit_aspect` crops extreme aspect ratios (a 1×8000 strip would otherwise become a
+224×1,792,000 tensor).
 """
 from __future__ import annotations
 
@@ -15,6 +20,20 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vsearch.errors import ImageDecodeError
+
+# what decoding one image may cost (decoded pixels, the RGB copy, a rotated copy), in bytes
+MAX_DECODE_BYTES = 1 << 30
+# files larger than this are not read at all (hashing and decoding would hold them for long)
+MAX_FILE_BYTES = 1 << 30
+# width/height (or height/width) an encoder is handed at most; encoders centre-crop a square, so
+# cropping a longer strip to this ratio first changes nothing they see but bounds the resize
+MAX_ASPECT = 4.0
+
+# Pillow's own check (a warning above 89.5 MP, an error above twice that) looks at nominal pixels
+# and runs before any reduced decode is possible; MAX_DECODE_BYTES takes its place in
+# decode_image, so Pillow's limit only stops header sizes no reduced decode could bring down.
+if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < 64 * (MAX_DECODE_BYTES // 8):
+    Image.MAX_IMAGE_PIXELS = 64 * (MAX_DECODE_BYTES // 8)
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
@@ -78,31 +97,112 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_image(source: str | bytes, draft_size: int | None = None) -> DecodedImage:
-    """Open, fully decode and normalise one image.
+def _bytes_per_pixel(mode: str) -> int:
+    """Bytes Pillow holds per pixel in ``mode`` (3- and 4-band modes take 4)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4
+
+
+def decode_cost(mode: str, size: tuple[int, int], rotated: bool = False) -> int:
+    """Bytes that decoding an image of this mode and size takes at the peak (see MAX_DECODE_BYTES)."""
+    pixels = size[0] * size[1]
+    per_pixel = _bytes_per_pixel(mode) + 4  # the decoded image and its RGB copy
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        per_pixel += 8  # rescaling to 8 bits goes through float64
+    if rotated:
+        per_pixel += 4
+    return pixels * per_pixel
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.0f} MiB"
+
+
+def _fit_memory(img: Image.Image, rotated: bool, draft_size: int | None) -> None:
+    """Pick a JPEG's reduced decode scale (for ``draft_size`` and for MAX_DECODE_BYTES), and
+    refuse any image whose decoding would still take more than MAX_DECODE_BYTES."""
+    width, height = img.size
+    size, mode = img.size, img.mode
+    if img.format == "JPEG":
+        scale = 1
+        if draft_size:  # the largest reduction that keeps the short side at least draft_size
+            while scale < 8 and min(width, height) // (scale * 2) >= draft_size:
+                scale *= 2
+        while scale < 8 and decode_cost("RGB", (width // scale, height // scale), rotated) > MAX_DECODE_BYTES:
+            scale *= 2
+        if scale > 1:
+            # draft() keeps at least the size asked for, so asking for 1/scale selects that scale
+            img.draft("RGB", (max(1, width // scale), max(1, height // scale)))
+        size, mode = img.size, "RGB"
+    cost = decode_cost(mode, size, rotated)
+    if cost > MAX_DECODE_BYTES:
+        raise ImageDecodeError(
+            f"refused as a decompression bomb: {width}×{height} {img.mode} would take "
+            f"{_gib(cost)} to decode (limit {_gib(MAX_DECODE_BYTES)})"
+        )
+
+
+def limit_aspect(image: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Image:
+    """The centre of ``image`` cropped to at most ``max_aspect``:1 (either way), unchanged if it
+    already fits. Call it before an encoder's ``preprocess``: resizing the short side of a 1×8000
+    strip to 224 pixels would ask for 400 million pixels."""
+    w, h = image.size
+    if w > h * max_aspect:
+        keep = max(1, int(h * max_aspect))
+        left = (w - keep) // 2
+        return image.crop((left, 0, left + keep, h))
+    if h > w * max_aspect:
+        keep = max(1, int(w * max_aspect))
+        top = (h - keep) // 2
+        return image.crop((0, top, w, top + keep))
+    return image
+
+
+def _open_source(source):
+    """(file-like or path for Image.open, whether it is empty). Raises with a clear reason for a
+    path that is missing or a folder."""
+    if isinstance(source, (bytes, bytearray)):
+        return io.BytesIO(source), len(source) == 0
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if os.path.isdir(path):
+            raise ImageDecodeError(f"is a folder: {path}")
+        if not os.path.exists(path):
+            raise ImageDecodeError(f"not found: {path}")
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            raise ImageDecodeError(f"too large to read: {_gib(size)} (limit {_gib(MAX_FILE_BYTES)})")
+        return path, size == 0
+    # an open binary file, positioned at its start
+    here = source.tell()
+    empty = source.read(1) == b""
+    source.seek(here)
+    return source, empty
+
+
+def decode_image(source, draft_size: int | None = None) -> DecodedImage:
+    """Open, fully decode and normalise one image: a path, the file's bytes, or an open binary file.
 
     ``draft_size``: for JPEGs, let libjpeg decode at a reduced scale no smaller than this many
     pixels on the short side (several times faster for big photos; the encoders resize anyway).
+    A JPEG too big for MAX_DECODE_BYTES is decoded reduced even without it.
     """
     try:
-        if isinstance(source, (bytes, bytearray)):
-            if len(source) == 0:
-                raise ImageDecodeError("empty file (0 bytes)")
-            fp = io.BytesIO(source)
-        else:
-            if os.path.getsize(source) == 0:
-                raise ImageDecodeError("empty file (0 bytes)")
-            fp = source
+        fp, empty = _open_source(source)
+        if empty:
+            raise ImageDecodeError("empty file (0 bytes)")
         with warnings.catch_warnings():
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse both.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # memory is bounded by _fit_memory below, not by Pillow's nominal-pixel warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(fp)
             orientation, taken_at = _exif_fields(img)
             width, height = img.size
             if orientation in (5, 6, 7, 8):
                 width, height = height, width
-            if draft_size and img.format == "JPEG":
-                img.draft("RGB", (draft_size, draft_size))
+            _fit_memory(img, orientation not in (None, 1), draft_size)
             img.load()
             img = ImageOps.exif_transpose(img)
             img = to_rgb(img)
@@ -122,6 +222,16 @@ def decode_image(source: str | bytes, draft_size: int | None = None) -> DecodedI
     except Exception as exc:  # a decoder bug in a plugin must not stop an indexing run
         raise ImageDecodeError(f"{type(exc).__name__}: {exc}") from None
     return DecodedImage(img, width, height, orientation, taken_at)
+
+
+def sha256_file(fh, chunk_size: int = 1 << 20) -> str:
+    """sha256 of an open binary file, read ``chunk_size`` bytes at a time (memory stays flat)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for block in iter(lambda: fh.read(chunk_size), b""):
+        h.update(block)
+    return h.hexdigest()
 
 
 def open_rgb(path: str) -> Image.Image:

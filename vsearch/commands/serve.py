@@ -70,7 +70,7 @@ def serve(
     """Serve search, classification and face verification over HTTP, with a web page at /.
 
     Models and indexes are loaded once. Photos that `vsearch index` adds meanwhile appear once
-    it saves its index (every few seconds and at the end). OpenAPI docs at /docs.
+    it saves its index (every 30 s and at the end). OpenAPI docs at /docs.
     """
     check_port(host, port)
     where = CatalogRef(db, db_url)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from vsearch.images import limit_aspect
 from vsearch.regions.base import Regions
 
 # The ImageNet mean colour (CLIP's is within 2 levels of it). After the encoders' normalisation it
@@ -87,7 +88,8 @@ def embed_regions(encoder, image: Image.Image, regions: Regions, batch_size: int
     crops = region_crops(image, regions, context, max_size=int(np.ceil(encoder.info.image_size / 0.875)))
     out = []
     for start in range(0, len(crops), batch_size):
-        pixels = torch.stack([encoder.preprocess(c) for c in crops[start : start + batch_size]])
+        # a thin box (a pole, a strip photo's proposal) must not become a huge resize: see limit_aspect
+        pixels = torch.stack([encoder.preprocess(limit_aspect(c)) for c in crops[start : start + batch_size]])
         out.append(encoder.encode_pixels(pixels))
     if not out:
         return np.zeros((0, encoder.info.dim), np.float32)

@@ -81,6 +81,9 @@ class SafetyHeaders:
         return await self.app(scope, receive, send_with_headers)
 
 
+MAX_ID = 2**63 - 1  # catalog ids are SQL integers: larger numbers name no photo (422, not a crash)
+
+
 def create_app(db: str | os.PathLike | None = None, *, model: str | None = None, db_url: str | None = None,
                device: str = "cpu", token: str | None = None, token_file: str | None = None,
                settings: ServeSettings | None = None, faces: bool | None = None,
@@ -122,7 +125,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
     app.state.service, app.state.queue, app.state.settings = service, queue, settings
     app.state.token_file, app.state.token_created = token_path, token_created
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes, timeout_s=settings.body_timeout_s)
     if settings.allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
     app.add_middleware(SafetyHeaders)
@@ -164,7 +167,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
     async def search_get(
         request: Request,
         q: Annotated[Optional[str], Query(max_length=1000, description="Text query, e.g. 'a dog on the beach'.")] = None,
-        like: Annotated[Optional[int], Query(description="A photo's catalog id: find photos similar to it "
+        like: Annotated[Optional[int], Query(ge=0, le=MAX_ID, description="A photo's catalog id: find photos similar to it "
                                              "(the photo itself is left out).")] = None,
         plus: Annotated[list[str], Query(description="Text concepts to add; 'snow=0.5' sets a weight.")] = [],  # noqa: B006
         minus: Annotated[list[str], Query(description="Text concepts to subtract; 'night=0.5' sets a weight.")] = [],  # noqa: B006
@@ -220,7 +223,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         request: Request,
         labels: Annotated[str, Form(max_length=20000, description="Comma-separated labels, e.g. 'cat,dog,car'.")],
         image: Annotated[Optional[UploadFile], File(description="The image to classify.")] = None,
-        media_id: Annotated[Optional[int], Form(description="Or a catalog photo's id instead of an upload.")] = None,
+        media_id: Annotated[Optional[int], Form(ge=0, le=MAX_ID, description="Or a catalog photo's id instead of an upload.")] = None,
         k: Annotated[int, Form(ge=1, le=100, description="Labels to return, best first.")] = 3,
         templates: Annotated[Literal["default", "plain"], Form(
             description="default: 8 CLIP prompt templates per label; plain: the label alone.")] = "default",
@@ -243,7 +246,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
                         **error_responses(404, 503)})
     async def thumbnail(
         request: Request,
-        media_id: Annotated[int, PathParam(description="The photo's catalog id (from a search result).")],
+        media_id: Annotated[int, PathParam(ge=0, le=MAX_ID, description="The photo's catalog id (from a search result).")],
         size: Annotated[int, Query(ge=32, le=1024, description="Longest side in pixels.")] = 256,
     ) -> Response:
         """A JPEG thumbnail of a catalog photo. Photos are reachable only by catalog id."""

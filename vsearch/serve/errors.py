@@ -47,7 +47,7 @@ def register_error(cls: type[Exception], status: int, code: str) -> None:
         _LIBRARY_ERRORS.insert(0, (cls, status, code))
 
 
-_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 408: "request_timeout", 405: "method_not_allowed", 413: "too_large",
                415: "unsupported_media_type"}
 
 

@@ -78,12 +78,18 @@ class _BodyTooLarge(StarletteHTTPException):
     unchanged (it turns other exceptions into a vague 400) and the error handlers answer 413."""
 
 
+class _BodyTimeout(StarletteHTTPException):
+    """Raised from ``receive`` when the client stops sending its body (answered 408)."""
+
+
 class BodySizeLimit:
     """ASGI middleware: 413 for a body over ``max_bytes``, by its Content-Length when it declares
-    one, else by counting the chunks as they arrive (chunked transfer)."""
+    one, else by counting the chunks as they arrive (chunked transfer); 408 when the next part of
+    the body takes more than ``timeout_s`` to arrive (a body that never finishes would otherwise
+    hold a connection and a request slot for ever)."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, timeout_s: float = 30.0):
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     def _too_large(self) -> ApiError:
         mib = self.max_bytes / (1 << 20)
@@ -104,12 +110,20 @@ class BodySizeLimit:
                                                 {"Connection": "close"})(scope, receive, send)
         seen = 0
         started = False
+        body_done = False
 
         async def counting_receive():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:  # after the body, receive() waits for a disconnect: no time limit
+                return await receive()
+            try:
+                with anyio.fail_after(self.timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                raise _BodyTimeout(408, f"the request body did not arrive within {self.timeout_s:g} s") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > self.max_bytes:
                     raise _BodyTooLarge(413, self._too_large().detail)
             return message
@@ -127,6 +141,10 @@ class BodySizeLimit:
                 raise
             err = self._too_large()
             await error_response(err.status, err.code, err.detail, {"Connection": "close"})(scope, receive, send)
+        except _BodyTimeout as exc:
+            if started:
+                raise
+            await error_response(408, "request_timeout", exc.detail, {"Connection": "close"})(scope, receive, send)
 
 
 def check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:

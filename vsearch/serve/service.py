@@ -17,7 +17,7 @@ import numpy as np
 from vsearch.api import Collection
 from vsearch.catalog import IMAGE_SPACE, SearchHit
 from vsearch.errors import QueryError
-from vsearch.images import decode_image
+from vsearch.images import decode_image, limit_aspect
 from vsearch.ivfpq import is_pq, search_reranked
 from vsearch.report import thumbnail_jpeg
 from vsearch.serve.errors import ApiError
@@ -33,12 +33,14 @@ TEMPLATE_SETS = ("default", "plain")  # only named sets: a client never names a 
 @dataclass(frozen=True)
 class ServeSettings:
     max_upload_bytes: int = 10 << 20
+    body_timeout_s: float = 30.0  # the longest wait for the next part of a request body (then 408)
     max_pixels: int = 40_000_000  # a 40 MP photo is already larger than most phone cameras make
     workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     queue_depth: int = 64  # waiting calls beyond the running ones; more get 503
     max_k: int = 200
     max_labels: int = 256  # building a classifier costs one text encoding per label and template
     index_check_seconds: float = 0.5
+    index_level_seconds: float = 10.0  # how often SQL is checked for vectors the index file lacks
     face_processes: int = 0  # >0: face calls in this many worker processes (dlib holds the GIL)
     allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS  # None: any Host header
 
@@ -72,7 +74,8 @@ class SearchService:
         self.catalog = collection.catalog
         self.settings = settings
         self.encoder = collection.encoder  # loaded now, once, not on the first request
-        self.reader = IndexReader(self.catalog, IMAGE_SPACE, settings.index_check_seconds)
+        self.reader = IndexReader(self.catalog, IMAGE_SPACE, settings.index_check_seconds,
+                                  settings.index_level_seconds)
         self._thumbs = _LRU(512)
         self._classifiers = _LRU(16)
         self._classifier_build = threading.Lock()
@@ -86,7 +89,7 @@ class SearchService:
     def image_vector(self, data: bytes) -> np.ndarray:
         """The vector of an uploaded image; limits are checked on the header before decoding."""
         check_pixels(data, self.settings.max_pixels)
-        image = decode_image(data, draft_size=self.encoder.info.image_size).image
+        image = limit_aspect(decode_image(data, draft_size=self.encoder.info.image_size).image)
         pixels = self.encoder.preprocess(image).unsqueeze(0)  # (1, 3, H, W)
         return self.encoder.encode_pixels(pixels)[0]
 

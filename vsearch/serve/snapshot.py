@@ -1,11 +1,12 @@
 """Read-only views of a catalog's index files that follow the indexer's saves.
 
-``vsearch index`` (another process) commits rows to SQL and, every few seconds and at the end,
-writes ``<space>.faiss`` to a temporary file and renames it over the old one. A reader that
-opens the path therefore always gets a complete file: the old one or the new one. The server
-searches the file *as last saved* (it never syncs from SQL, so it never writes index files and
-cannot race the indexer's writes) and maps ids to paths through SQL, where rows deleted since
-the save simply drop out.
+``vsearch index`` (another process) commits rows to SQL and, every 30 s and at the end, writes
+``<space>.faiss`` to a temporary file and renames it over the old one. A reader that opens the
+path therefore always gets a complete file: the old one or the new one. The server searches the
+file as last saved, brought level in memory with SQL when the database holds vectors the file
+does not (an indexer that crashed before its last save; one that has not saved yet): the server
+never writes index files, so it cannot race the indexer's writes. Ids map to paths through SQL,
+where rows deleted since the save simply drop out.
 
 A reload is noticed by the file's (inode, size, mtime): a rename always brings a new inode, so
 coarse mtime clocks do not hide a save.
@@ -47,8 +48,11 @@ def file_signature(path: str) -> tuple[int, int, int] | None:
 class IndexReader:
     """The newest saved index of one vector space, checked at most every ``check_seconds``."""
 
-    def __init__(self, catalog: Catalog, space: str, check_seconds: float = 0.5):
+    def __init__(self, catalog: Catalog, space: str, check_seconds: float = 0.5, level_seconds: float = 10.0):
         self.catalog, self.space, self.check_seconds = catalog, space, check_seconds
+        self.level_seconds = level_seconds  # how often SQL is compared with the loaded file
+        self._leveled = float("-inf")
+        self._fingerprint: tuple[int, int] | None = None
         self.path = catalog.index_path(space)
         self._snapshot = Snapshot(None, None, time.time())
         self._checked = float("-inf")
@@ -63,6 +67,13 @@ class IndexReader:
             self.refresh()
         return self._snapshot
 
+    def _sql_fingerprint(self) -> tuple[int, int] | None:
+        try:
+            return self.catalog.sql_fingerprint(self.space)
+        except Exception as exc:  # noqa: BLE001 - the database may be busy; the file still serves
+            log.warning("could not compare %s with the database (%s)", self.space, exc)
+            return None
+
     def refresh(self, force: bool = False) -> Snapshot:
         if not self._lock.acquire(blocking=force):
             return self._snapshot
@@ -71,18 +82,34 @@ class IndexReader:
             # taken *before* loading: if the file is replaced while we read it, the next check
             # sees a signature that differs from this one and loads again
             signature = file_signature(self.path)
+            level_due = time.monotonic() - self._leveled >= self.level_seconds
+            fingerprint = None
             if signature == self._snapshot.signature and not force:
-                return self._snapshot
-            if signature is None:
-                self._snapshot = Snapshot(None, None, time.time())
-                return self._snapshot
+                if not level_due:
+                    return self._snapshot
+                fingerprint = self._sql_fingerprint()
+                self._leveled = time.monotonic()
+                if fingerprint is None or fingerprint == self._fingerprint:
+                    return self._snapshot
             recorded = self.catalog.space_model(self.space)
-            if recorded is None:  # a file without a recorded model: nothing we can interpret
+            if recorded is None:  # no model recorded: nothing we can interpret
                 return self._snapshot
+            fingerprint = fingerprint or self._sql_fingerprint()
             try:
-                index = VectorIndex.load(self.path, recorded[1])
+                index = VectorIndex.load(self.path, recorded[1]) if signature is not None else VectorIndex(recorded[1])
+                # the file may trail SQL (a crash before the indexer's last save): level this copy
+                self._leveled = time.monotonic()
+                if fingerprint is not None and fingerprint != (len(index), int(index.ids().max()) if len(index) else -1):
+                    result = self.catalog.level_with_sql(self.space, index)
+                    if result.added or result.removed:
+                        log.info("index %s is older than the database: +%d/-%d vectors from SQL",
+                                 os.path.basename(self.path), result.added, result.removed)
+                self._fingerprint = fingerprint
             except Exception as exc:  # noqa: BLE001 - keep serving the previous snapshot
                 log.warning("could not load %s (%s); still serving the previous index", self.path, exc)
+                return self._snapshot
+            if signature is None and len(index) == 0:
+                self._snapshot = Snapshot(None, None, time.time())
                 return self._snapshot
             previous = len(self._snapshot)
             self._snapshot = Snapshot(index, signature, time.time())
