@@ -42,7 +42,7 @@ from indexer.pipeline import _collate, _DecodeDataset, _Item
 from indexer.scan import FileEntry
 from vsearch.catalog import MediaRecord
 from vsearch.errors import ImageDecodeError
-from vsearch.images import _exif_fields, decode_image
+from vsearch.images import MAX_ASPECT, _exif_fields, decode_image, limit_aspect
 
 log = logging.getLogger(__name__)
 
@@ -165,11 +165,16 @@ def jpeg_header(data: bytes) -> tuple[int, int, int | None, str | None] | None:
     return width, height, orientation, taken_at
 
 
+# Files above these take the Pillow path (see DeferredJpegDataset): a 50 MP JPEG is ~150 MB decoded.
+BATCH_MAX_FILE_BYTES = 64 << 20
+BATCH_MAX_PIXELS = 50_000_000
+
+
 def pillow_item(entry: FileEntry, record: MediaRecord, data: bytes, preprocess, draft_size: int) -> _Item:
     """What the Pillow path makes of these bytes: pixels and the full record, or the error."""
     try:
         decoded = decode_image(data, draft_size=draft_size)
-        pixels = preprocess(decoded.image)
+        pixels = preprocess(limit_aspect(decoded.image))
     except ImageDecodeError as exc:
         return _Item(entry, record, None, str(exc))
     except Exception as exc:  # noqa: BLE001 - a preprocessing failure is this file's problem
@@ -198,16 +203,23 @@ class DeferredJpegDataset(Dataset):
         if base.extract_side or base.media_ids[i] is not None:  # extractors need a PIL image
             return base[i], None
         entry = base.entries[i]
+        # Only ordinary JPEGs take the batch path; everything else, and any file that is large or
+        # odd, goes through the Pillow dataset with its limits (chunked hashing, size limit,
+        # reduced decoding, aspect crop), which reads the file again: rare, so cheap.
+        if not entry.path.lower().endswith((".jpg", ".jpeg", ".jpe")) or entry.size > BATCH_MAX_FILE_BYTES:
+            return base[i], None
         try:
             with open(entry.path, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            return _Item(entry, None, None, f"cannot read: {exc.strerror or exc}"), None
-        record = MediaRecord(entry.path, entry.size, entry.mtime, hashlib.sha256(data).hexdigest())
-        header = jpeg_header(data) if is_complete_jpeg(data) else None
+                data = fh.read(BATCH_MAX_FILE_BYTES + 1)
+        except OSError:
+            return base[i], None  # the Pillow path names the reason the same way a normal run does
+        header = jpeg_header(data) if len(data) <= BATCH_MAX_FILE_BYTES and is_complete_jpeg(data) else None
         if header is None:
-            return pillow_item(entry, record, data, base.preprocess, base.draft_size), None
+            return base[i], None
         width, height, orientation, taken_at = header
+        if max(width, height) > MAX_ASPECT * max(min(width, height), 1) or width * height > BATCH_MAX_PIXELS:
+            return base[i], None  # strips need the aspect crop; huge photos need reduced decoding
+        record = MediaRecord(entry.path, entry.size, entry.mtime, hashlib.sha256(data).hexdigest())
         record = dataclasses.replace(record, width=width, height=height, taken_at=taken_at, orientation=orientation)
         return _Item(entry, record, None, None), torch.frombuffer(bytearray(data), dtype=torch.uint8)
 

@@ -306,8 +306,14 @@ def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpo
         extract_side=max((x.max_side for x in extractors), default=0),
         media_ids=[None] * len(todo) + [m for _, m in revisit],
     )
+    # JPEGs decoded a batch at a time on the GPU (nvJPEG) when the encoder is on CUDA; imported
+    # here because gpu_decode builds on this module's dataset
+    from indexer.gpu_decode import select_decoder
+
+    decoder = select_decoder(encoder, extract_side=dataset.extract_side)
     loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+        decoder.wrap(dataset) if decoder else dataset, batch_size=batch_size, num_workers=workers,
+        collate_fn=decoder.collate if decoder else _collate,
         worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
         # page-locked batches let the host→GPU copy overlap the previous batch's encoding
         pin_memory=str(getattr(encoder, "device", "cpu")).startswith("cuda"),
@@ -316,6 +322,8 @@ def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpo
     try:
         wait_start = time.perf_counter()
         for batch, pixels in loader:
+            if decoder:
+                batch, pixels = decoder.finish(batch, pixels)
             summary.timings["decode_wait"] += time.perf_counter() - wait_start
             _process_batch(catalog, encoder, batch, pixels, known, gone_ids, summary, extractors)
             progress.advance(len(batch))

@@ -331,3 +331,31 @@ def test_cuda_encoder_with_nvjpeg_gives_the_cpu_vectors(mixed_folder, tiny_clip_
     rec_c, vec_c, fail_c, _ = ShardEmbedder(tiny_clip_spec, "cpu", batch_size=4).embed(entries)
     assert rec_g == rec_c and [r.path for r, _ in fail_g] == [r.path for r, _ in fail_c]
     assert (vec_g * vec_c).sum(axis=1).min() > 0.98
+
+
+def test_index_with_batch_decoding_indexes_what_pillow_indexes(mixed_folder, tiny_clip_spec, monkeypatch, tmp_path):
+    """`vsearch index` through the batch decoder (forced on the CPU): the same photos indexed, the
+    same failures, close vectors; a 1×2000 strip JPEG goes through Pillow's aspect crop."""
+    import vsearch
+    from indexer import index_paths
+    from tests.conftest import skimage_rgb
+    from vsearch.catalog import IMAGE_SPACE
+    from vsearch.encoders import load_encoder
+
+    skimage_rgb("coffee").resize((2000, 8)).save(mixed_folder / "i_strip.jpg")
+    encoder = load_encoder(tiny_clip_spec)
+    found = {}
+    for choice in ("pillow", "torchvision"):
+        monkeypatch.setenv("VSEARCH_JPEG_DECODER", choice)
+        coll = vsearch.open(str(tmp_path / f"db_{choice}"))
+        try:
+            summary = index_paths(coll.catalog, encoder, [str(mixed_folder)], workers=0, batch_size=4)
+            names, vectors = coll.catalog.media_vectors(IMAGE_SPACE)
+        finally:
+            coll.catalog.close()
+        found[choice] = (summary, dict(zip(names, vectors)))
+    (sum_p, vec_p), (sum_t, vec_t) = found["pillow"], found["torchvision"]
+    assert sum_t.added == sum_p.added == 6
+    assert sorted(p for p, _ in sum_t.failed) == sorted(p for p, _ in sum_p.failed)
+    assert vec_t.keys() == vec_p.keys()
+    assert min(float(vec_t[p] @ vec_p[p]) for p in vec_p) > 0.98
