@@ -26,6 +26,7 @@ Factory = Callable[[str, str], object]  # (rest of spec after "prefix:", device)
 _FACTORIES: dict[str, Factory] = {}
 PACKAGED = "packaged:effnet-lite0+minilm"
 AUTO_CLIP = "clip:ViT-B-32/laion2b_s34b_b79k"
+AUTO_CLIP_HUB_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"  # where open_clip fetches AUTO_CLIP from
 
 
 def register_encoder(prefix: str) -> Callable[[Factory], Factory]:
@@ -86,11 +87,13 @@ def local_clip_spec() -> str | None:
     env = os.environ.get("VSEARCH_CLIP_WEIGHTS")
     if env and os.path.isfile(env):
         return f"clip:ViT-B-32@{os.path.abspath(env)}"
-    try:
-        from vsearch.encoders.clip import DEFAULT_ARCH, DEFAULT_TAG, cached_pretrained_file
+    try:  # huggingface_hub directly: open_clip would import torch just to answer "no"
+        from huggingface_hub import try_to_load_from_cache
 
-        if cached_pretrained_file(DEFAULT_ARCH, DEFAULT_TAG):
-            return AUTO_CLIP
+        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            found = try_to_load_from_cache(AUTO_CLIP_HUB_REPO, filename)
+            if isinstance(found, str) and os.path.exists(found):
+                return AUTO_CLIP
     except Exception:
         return None
     return None
@@ -142,7 +145,8 @@ def load_encoder(spec: str, device: str = "cpu", runtime: str | None = None, pre
 
 def _torch_factory(spec: str):
     prefix, _, rest = spec.partition(":")
-    _import_plugins()
+    if prefix not in _FACTORIES:  # plugins import torch: only for the prefixes they define
+        _import_plugins()
     factory = _FACTORIES.get(prefix)
     if factory is None:
         raise UnknownModelError(
