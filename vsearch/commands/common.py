@@ -30,6 +30,12 @@ ModelOpt = Annotated[
                  "An existing catalog keeps the model it was built with."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu | cuda | auto")]
+RuntimeOpt = Annotated[
+    Optional[str],
+    typer.Option("--runtime", envvar="VSEARCH_RUNTIME", show_default=False,
+                 help="torch | onnx. Default: onnx on a CPU (exported once into a cache), torch on CUDA."),
+]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 | int8 (CLIP models on onnx only).")]
 
 
 def resolve_device(device: str) -> str:
@@ -66,7 +72,8 @@ def setup_logging(verbose: bool) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def open_collection(db, db_url, model="auto", device="cpu", create: bool | None = True):
+def open_collection(db, db_url, model="auto", device="cpu", create: bool | None = True, runtime=None,
+                    precision=None):
     """``create=None``: use the catalog if one exists at ``db``, else an in-memory-only view (a
     catalog in a temporary folder) so that commands like `classify` work without indexing first."""
     import tempfile
@@ -85,4 +92,5 @@ def open_collection(db, db_url, model="auto", device="cpu", create: bool | None 
             directory = tempfile.mkdtemp(prefix="vsearch-")
             atexit.register(shutil.rmtree, directory, True)
             create = True
-    return vsearch.open(directory, model=model, url=db_url, device=resolve_device(device), create=create)
+    return vsearch.open(directory, model=model, url=db_url, device=resolve_device(device), create=create,
+                        runtime=runtime, precision=precision)
