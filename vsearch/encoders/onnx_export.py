@@ -88,9 +88,14 @@ class _MeanPooledBert(torch.nn.Module):
 
 def _export(module, args: tuple, path: str, input_names: list[str], dynamic: dict) -> None:
     module = module.eval().float().cpu()
-    with torch.inference_mode(False), torch.no_grad():
-        torch.onnx.export(module, args, path, input_names=input_names, output_names=["output"],
-                          dynamic_axes={**dynamic, "output": {0: "batch"}}, opset_version=OPSET, dynamo=False)
+    # with gradients on, nn.MultiheadAttention takes its plain path; its inference fast path
+    # (aten::_native_multi_head_attention) has no ONNX export
+    with torch.inference_mode(False), torch.enable_grad():
+        try:
+            torch.onnx.export(module, args, path, input_names=input_names, output_names=["output"],
+                              dynamic_axes={**dynamic, "output": {0: "batch"}}, opset_version=OPSET, dynamo=False)
+        except Exception as exc:  # noqa: BLE001 - an operator ONNX lacks: torch keeps running the model
+            raise ExportRefused(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def _clip_tokenizer_file(tokenizer) -> tuple[str, int]:

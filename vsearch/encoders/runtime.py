@@ -6,7 +6,7 @@ CUDA, torch (fp16) stays the default. ``VSEARCH_RUNTIME`` or a ``runtime=`` argu
 explicitly.
 
 A model is exported once into ``<cache>/<model>-<key>/``, where the key hashes the model spec,
-the weights' fingerprints and the precision, so changed weights get a fresh export. This module
+the weights files' SHA-256 and the precision, so changed weights get a fresh export. This module
 imports no torch: finding and loading a cached export is part of the torch-free query path.
 """
 from __future__ import annotations
@@ -52,19 +52,28 @@ def cache_root() -> str:
 
 
 def fingerprint(path: str) -> str:
-    """A content fingerprint of a weights file: its size and first and last MiB.
-
-    Hashing a whole 600 MB checkpoint on every query would cost about a second; replaced or
-    retrained weights change these bytes (a header, the first and the last tensors)."""
+    """The SHA-256 of a weights file, remembered by (path, size, mtime) so that a query does not
+    re-read a 600 MB checkpoint: replaced or retrained weights get a new mtime and a new hash."""
+    st = os.stat(path)
+    stamp = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+    memo_path = os.path.join(cache_root(), "fingerprints.json")
+    memo = _read_json(memo_path) or {}
+    if stamp in memo:
+        return memo[stamp]
     h = hashlib.sha256()
-    size = os.path.getsize(path)
-    h.update(str(size).encode())
     with open(path, "rb") as fh:
-        h.update(fh.read(1 << 20))
-        if size > 2 << 20:
-            fh.seek(-(1 << 20), os.SEEK_END)
-            h.update(fh.read())
-    return h.hexdigest()
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    memo[stamp] = h.hexdigest()
+    try:
+        os.makedirs(os.path.dirname(memo_path), exist_ok=True)
+        tmp = f"{memo_path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(memo, fh)
+        os.replace(tmp, memo_path)
+    except OSError:
+        pass  # a read-only cache only costs the hashing again
+    return memo[stamp]
 
 
 def weights_files(spec: str) -> list[str] | None:
