@@ -43,6 +43,9 @@ class OnnxEncoder:
 
                 opts = ort.SessionOptions()
                 opts.log_severity_level = 3
+                # idle ONNX Runtime threads otherwise spin for a while after each run, taking the
+                # cores from torch, decoding workers and other processes (2-core machines notice)
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 if self._threads:
                     opts.intra_op_num_threads = self._threads
                 self._sessions[tower] = ort.InferenceSession(os.path.join(self.directory, f"{tower}.onnx"), opts,
