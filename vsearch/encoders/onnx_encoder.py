@@ -23,7 +23,10 @@ class OnnxEncoder:
 
     def __init__(self, directory: str, meta: dict | None = None, threads: int | None = None):
         self.directory = directory
-        self.meta = meta or json.load(open(os.path.join(directory, "meta.json")))
+        if meta is None:
+            with open(os.path.join(directory, "meta.json")) as fh:
+                meta = json.load(fh)
+        self.meta = meta
         self.kind = self.meta["kind"]  # "clip" | "conse"
         self.precision = self.meta.get("precision", "fp32")
         self.info = EncoderInfo(**self.meta["info"])

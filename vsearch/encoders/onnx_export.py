@@ -5,7 +5,8 @@ needs onnxscript) with a dynamic batch axis (and dynamic sequence length for Min
 is kept only if, on fixed real photos and texts, every ONNX embedding has cosine >= 0.9999 with
 torch's, the numpy preprocessing matches torchvision and the torch-free tokenizer gives the same
 ids; otherwise it is refused and the caller keeps torch. int8 (dynamic QUInt8 weights: QInt8
-loses accuracy on AVX2 CPUs without VNNI) is offered for CLIP towers only and passes the same check.
+loses accuracy on AVX2 CPUs without VNNI) is offered for CLIP towers only and is kept only if it
+passes a check of its own (:data:`INT8_MIN_COSINE`, same best text for every photo).
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 OPSET = 18
 MIN_COSINE = 0.9999
+# int8 changes the weights by design: it is kept when every embedding stays within this cosine of
+# torch's and each photo's best-matching fixed text is unchanged (ViT-B-32 measured cos >= 0.9997)
+INT8_MIN_COSINE = 0.999
 FIDELITY_TEXTS = ("a cat", "a photo of a dog on a beach", "Coffee cup, espresso!", "the rocket launch at night",
                   "an astronaut's portrait in 1984", "x")
 FIDELITY_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "horse", "camera")
@@ -204,9 +208,14 @@ def check_fidelity(encoder, onnx: OnnxEncoder) -> dict:
     text_cos = float(np.min(np.sum(ref_txt * got_txt, axis=1)))
     result = {"image_min_cosine": round(image_cos, 7), "text_min_cosine": round(text_cos, 7),
               "max_pixel_diff": pixel_diff, "photos": len(images), "texts": len(FIDELITY_TEXTS)}
-    if min(image_cos, text_cos) < MIN_COSINE:
+    needed = INT8_MIN_COSINE if onnx.precision == "int8" else MIN_COSINE
+    if min(image_cos, text_cos) < needed:
         raise ExportRefused(f"ONNX output differs from torch (min cosine image {image_cos:.5f}, text {text_cos:.5f}; "
-                            f"needs {MIN_COSINE})")
+                            f"needs {needed})")
+    if onnx.precision == "int8":
+        same = np.array_equal(np.argmax(ref_img @ ref_txt.T, axis=1), np.argmax(got_img @ got_txt.T, axis=1))
+        if not same:
+            raise ExportRefused("int8 changes which text best matches a photo")
     return result
 
 
