@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     db = os.path.join(work, "db")
     name = build_catalog(db, args.model)
     print(f"machine: {machine()}")
-    print(f"model: {name}  catalog: 10 photos  runs: {args.runs} per runtime, alternating")
+    print(f"model: {name}  catalog: 10 photos  runs: {args.runs} per runtime, alternating", flush=True)
     py = sys.executable
     cli = [py, "-c", "from cli import app; app()"]
     commands = {
@@ -88,6 +88,7 @@ def main(argv=None) -> int:
                 env = {**os.environ, "PYTHONPATH": ROOT, "VSEARCH_RUNTIME": runtime, "VSEARCH_OFFLINE": "1",
                        "HF_HUB_OFFLINE": "1"}
                 wall, rss, tail = run_once(argv_, env)
+                print(f"  {label:<30} {runtime:<6} {wall:6.2f} s {rss:6.0f} MB", flush=True)
                 results.setdefault((label, runtime), []).append((wall, rss))
                 if "torch imported" in tail:
                     notes[(label, runtime)] = tail
