@@ -137,7 +137,7 @@ def load_encoder(spec: str, device: str = "cpu", runtime: str | None = None, pre
     if precision == "int8":
         if not spec.startswith("clip:"):
             raise VSearchError("--precision int8 is for CLIP models only: EfficientNet-Lite0 and MiniLM lose "
-                               "their rankings in int8 (see benchmarks/RESULTS.md)")
+                               "their rankings in int8")
         if chosen != "onnx":
             raise VSearchError("--precision int8 runs on ONNX Runtime: use it with --runtime onnx on a CPU")
     return _load_canonical(spec, str(device), chosen, precision)
