@@ -5,8 +5,8 @@ needs onnxscript) with a dynamic batch axis (and dynamic sequence length for Min
 is kept only if, on fixed real photos and texts, every ONNX embedding has cosine >= 0.9999 with
 torch's, the numpy preprocessing matches torchvision and the torch-free tokenizer gives the same
 ids; otherwise it is refused and the caller keeps torch. int8 (dynamic QUInt8 weights: QInt8
-loses accuracy on AVX2 CPUs without VNNI) is offered for CLIP towers only and is kept only if it
-passes a check of its own (:data:`INT8_MIN_COSINE`, same best text for every photo).
+loses accuracy on AVX2 CPUs without VNNI) is offered for CLIP towers only, tower by tower, each
+kept only if it passes a check of its own (:data:`INT8_MIN_COSINE`, same best text for every photo).
 """
 from __future__ import annotations
 
@@ -154,12 +154,12 @@ def export_model(spec: str, encoder, directory: str, precision: str = "fp32") ->
                     ["tokens"], {"tokens": {0: "batch"}})
             shutil.copy(bpe, os.path.join(tmp, "bpe.txt.gz"))
             meta["tokenizer"] = {"kind": "clip-bpe", "file": "bpe.txt.gz", "context_length": context}
-            if precision == "int8":
-                for tower in ("image", "text"):
-                    quantize_int8(os.path.join(tmp, f"{tower}.onnx"))
         else:
             raise ExportRefused(f"{type(encoder).__name__} models are run by torch")
-        meta["fidelity"] = check_fidelity(encoder, OnnxEncoder(tmp, meta))
+        meta["fidelity"] = check_fidelity(encoder, OnnxEncoder(tmp, {**meta, "precision": "fp32"}))
+        if precision == "int8":
+            meta["int8_towers"] = _quantize_towers(encoder, tmp, meta)
+            meta["fidelity"] = check_fidelity(encoder, OnnxEncoder(tmp, meta), int8=True)
         meta["export_seconds"] = round(time.perf_counter() - started, 1)
         _write_json(os.path.join(tmp, "meta.json"), meta)
         _publish(tmp, directory)
@@ -188,7 +188,29 @@ def quantize_int8(path: str) -> None:
     os.remove(prepared)
 
 
-def check_fidelity(encoder, onnx: OnnxEncoder) -> dict:
+def _quantize_towers(encoder, directory: str, meta: dict) -> list[str]:
+    """Quantize each tower that stays faithful in int8 (the image tower is what indexing speed
+    depends on; a text tower that drifts stays fp32). ExportRefused if neither does."""
+    kept, reasons = [], []
+    for tower in ("image", "text"):
+        path = os.path.join(directory, f"{tower}.onnx")
+        shutil.copy(path, path + ".fp32")
+        quantize_int8(path)
+        try:
+            check_fidelity(encoder, OnnxEncoder(directory, meta), int8=True)
+            kept.append(tower)
+        except ExportRefused as exc:
+            reasons.append(f"{tower}: {exc}")
+            os.replace(path + ".fp32", path)
+        finally:
+            if os.path.exists(path + ".fp32"):
+                os.remove(path + ".fp32")
+    if not kept:
+        raise ExportRefused("int8 holds for no tower (" + "; ".join(reasons) + ")")
+    return kept
+
+
+def check_fidelity(encoder, onnx: OnnxEncoder, int8: bool = False) -> dict:
     """Compare the ONNX encoder with torch on fixed photos and texts; ExportRefused if they differ."""
     images = fidelity_images()
     torch_pixels = [encoder.preprocess(im) for im in images]
@@ -208,11 +230,11 @@ def check_fidelity(encoder, onnx: OnnxEncoder) -> dict:
     text_cos = float(np.min(np.sum(ref_txt * got_txt, axis=1)))
     result = {"image_min_cosine": round(image_cos, 7), "text_min_cosine": round(text_cos, 7),
               "max_pixel_diff": pixel_diff, "photos": len(images), "texts": len(FIDELITY_TEXTS)}
-    needed = INT8_MIN_COSINE if onnx.precision == "int8" else MIN_COSINE
-    if min(image_cos, text_cos) < needed:
+    min_cosine = INT8_MIN_COSINE if int8 else MIN_COSINE
+    if min(image_cos, text_cos) < min_cosine:
         raise ExportRefused(f"ONNX output differs from torch (min cosine image {image_cos:.5f}, text {text_cos:.5f}; "
-                            f"needs {needed})")
-    if onnx.precision == "int8":
+                            f"needs {min_cosine})")
+    if int8:
         same = np.array_equal(np.argmax(ref_img @ ref_txt.T, axis=1), np.argmax(got_img @ got_txt.T, axis=1))
         if not same:
             raise ExportRefused("int8 changes which text best matches a photo")
