@@ -220,3 +220,12 @@ def test_query_process_imports_no_torch(packaged_onnx, photo_dir, tmp_path):
     assert out["imported"] == [] and out["encoder"] == "OnnxEncoder"
     assert out["text"] == expected and out["text"][0].endswith("chelsea.jpg")
     assert out["image"][0].endswith("chelsea.jpg") and out["classify"] == "cat"
+
+
+def test_doctor_shows_runtime_and_cache(packaged_onnx, onnx_cache, monkeypatch):
+    from vsearch.doctor import _inference
+
+    monkeypatch.delenv("VSEARCH_RUNTIME", raising=False)
+    report = _inference()
+    assert report["runtime on cpu"] == "onnx" and report["ONNX cache"] == onnx_cache
+    assert "packaged:effnet-lite0+minilm fp32: min cosine vs torch image 0.99999" in report["cached exports"]
