@@ -13,7 +13,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from vsearch.commands.common import (
-    CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, check_output_file, console, err_console, escape,
+    CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt, check_output_file, console, err_console, escape,
     handle_errors, open_collection, print_json, print_rows, resolve_device, setup_logging,
 )
 from vsearch.commands.captions import captions_app
@@ -52,8 +52,8 @@ def main(
     setup_logging(verbose)
 
 
-def _open(db, db_url, model="auto", device="cpu", create=True):
-    return open_collection(db, db_url, model, device, create)
+def _open(db, db_url, model="auto", device="cpu", create=True, runtime=None, precision=None):
+    return open_collection(db, db_url, model, device, create, runtime=runtime, precision=precision)
 
 
 class _RichProgress:
@@ -94,6 +94,8 @@ def index(
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=0,
                        help="Decode worker processes (0: decode in this process). Default: cores - 1.")] = None,
     device: DeviceOpt = "cpu",
+    runtime: RuntimeOpt = None,
+    precision: PrecisionOpt = "fp32",
     faces: Annotated[bool, typer.Option("--faces", help="Also detect faces and index each one (see `vsearch faces`).")] = False,
     regions: Annotated[Optional[str], typer.Option("--regions", help="Also index regions: proposals | detector:WEIGHTS.pt.")] = None,
     max_regions: Annotated[Optional[int], typer.Option("--max-regions", min=1, help="With --regions: at most N regions per photo (default 24).")] = None,
@@ -126,7 +128,7 @@ def index(
     new_catalog = not catalog_exists(directory, db_url)
     ok = False
     try:
-        coll = _open(db, db_url, model, device)
+        coll = _open(db, db_url, model, device, runtime=runtime, precision=precision)
         try:
             coll.catalog.lock_for_writing(wait=wait, on_wait=lambda who: err_console.print(
                 f"waiting for the catalog: another process is writing to it ({who})", highlight=False))
@@ -211,6 +213,8 @@ def search(
     db_url: DbUrlOpt = None,
     model: ModelOpt = "auto",
     device: DeviceOpt = "cpu",
+    runtime: RuntimeOpt = None,
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Find photos by text, by example image, or both (with --plus/--minus concepts).
 
@@ -235,7 +239,8 @@ def search(
         image_file = stack.enter_context(local_image(image)) if image is not None else None
         face_file = stack.enter_context(local_image(face)) if face is not None else None
         coll = stack.enter_context(CatalogRef(db, db_url).collection(model, device, create=False,
-                                                                     load_model=face is None))
+                                                                     load_model=face is None, runtime=runtime,
+                                                                     precision=precision))
         if face_file is not None:
             from vsearch.commands.common import loading
             from vsearch.faces.service import photos_with_face

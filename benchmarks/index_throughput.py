@@ -9,6 +9,7 @@ loader workers, and end to end through the shard embedder (read, hash, decode, e
 
 usage: python benchmarks/index_throughput.py [--n 256] [--model clip-b32|packaged] [--device cpu|cuda]
        [--batch-size 32] [--workers 1] [--decoders pillow,torchvision] [--json out.json]
+       [--runtime torch|onnx] [--precision fp32|int8]
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import machine, synthetic_jpegs  # noqa: E402
 
 
-def random_clip(device: str):
+def random_clip(device: str, runtime: str = "torch", precision: str = "fp32"):
     """ViT-B-32 with random weights, loaded through the real local-file path."""
     import open_clip
 
@@ -37,7 +38,7 @@ def random_clip(device: str):
     if not os.path.exists(path):
         torch.manual_seed(0)
         torch.save(open_clip.create_model("ViT-B-32").state_dict(), path)
-    return load_encoder(f"clip:ViT-B-32@{path}", device)
+    return load_encoder(f"clip:ViT-B-32@{path}", device, runtime, precision)
 
 
 def main(argv=None) -> int:
@@ -47,6 +48,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                    help="onnx: the model exported to ONNX Runtime (exported into the cache on first use)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "int8"], help="int8: CLIP on onnx only")
     ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "vsearch-bench-jpegs"))
     ap.add_argument("--decoders", default="", help="also compare these JPEG decoders: pillow,torchvision")
     ap.add_argument("--json", help="also write the rates to this JSON file")
@@ -59,12 +63,13 @@ def main(argv=None) -> int:
     from torch.utils.data import DataLoader
     from vsearch.encoders import load_encoder
 
-    encoder = random_clip(args.device) if args.model == "clip-b32" else load_encoder("packaged", args.device)
+    encoder = (random_clip(args.device, args.runtime, args.precision) if args.model == "clip-b32"
+               else load_encoder("packaged", args.device, args.runtime))
     folder = os.path.join(args.data, f"set-{args.n}")  # exactly n files: index_paths takes the whole folder
     synthetic_jpegs(folder, args.n)
     entries = scan_paths([folder]).files[: args.n]
     print(f"machine: {machine()}")
-    print(f"model: {encoder.info.name}  images: {len(entries)}  batch {args.batch_size}  workers {args.workers}  torch threads {torch.get_num_threads()}")
+    print(f"model: {encoder.info.name}  images: {len(entries)}  batch {args.batch_size}  workers {args.workers}  runtime {args.runtime} {args.precision}  torch threads {torch.get_num_threads()}")
 
     def loader():
         return DataLoader(_DecodeDataset(entries, encoder.preprocess, encoder.info.image_size),

@@ -10,6 +10,8 @@ from PIL import Image
 
 os.environ.setdefault("VSEARCH_OFFLINE", "1")  # tests never try to reach a model hub
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the suite runs torch unless a test picks onnx (tests/test_onnx.py compares the two)
+os.environ.setdefault("VSEARCH_RUNTIME", "torch")
 
 # skimage loaders whose data ship inside the package (others need a download)
 SKIMAGE_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "camera", "horse", "coins", "moon",

@@ -48,9 +48,12 @@ def parse_weighted(term: str, default: float = 1.0) -> tuple[str, float]:
 class Collection:
     """A photo collection: its catalog and, loaded on first use, the model that filled it."""
 
-    def __init__(self, catalog: Catalog, model: str | None = None, device: str = "cpu"):
+    def __init__(self, catalog: Catalog, model: str | None = None, device: str = "cpu", runtime: str | None = None,
+                 precision: str | None = None):
         self.catalog = catalog
         self.device = device
+        self.runtime = runtime  # torch | onnx | None: $VSEARCH_RUNTIME, else onnx on a CPU (vsearch.encoders.runtime)
+        self.precision = precision
         self._requested = None if model in (None, "auto") else canonical_spec(model)
         self._encoder = None
         self.notice: str | None = None  # which model `auto` picked, for the CLI to show once
@@ -66,11 +69,14 @@ class Collection:
         if self._encoder is None:
             recorded = self.catalog.space_model(IMAGE_SPACE)
             if recorded:
-                self._encoder = load_encoder(recorded[0], self.device)
+                self._encoder = load_encoder(recorded[0], self.device, self.runtime, self.precision)
             elif self._requested:
-                self._encoder = load_encoder(self._requested, self.device)
+                self._encoder = load_encoder(self._requested, self.device, self.runtime, self.precision)
             else:
-                self._encoder, self.notice = resolve_auto(self.device)
+                self._encoder, self.notice = resolve_auto(self.device, self.runtime, self.precision)
+            runtime_notice = getattr(self._encoder, "runtime_notice", None)
+            if runtime_notice:
+                self.notice = f"{self.notice}\n{runtime_notice}" if self.notice else runtime_notice
         return self._encoder
 
     # -- indexing --------------------------------------------------------------------------------
@@ -99,7 +105,7 @@ class Collection:
                 if vec is not None:
                     return vec
         image = limit_aspect(decode_image(path).image)
-        pixels = self.encoder.preprocess(image).unsqueeze(0)
+        pixels = self.encoder.preprocess(image)[None]
         return self.encoder.encode_pixels(pixels)[0]
 
     def query_vector(self, terms: Sequence[QueryTerm]) -> np.ndarray:
@@ -189,7 +195,11 @@ class Collection:
 
 
 def open(db: str | os.PathLike | None = None, model: str | None = None, url: str | None = None,
-         device: str = "cpu", create: bool = True) -> Collection:  # noqa: A001 - mirrors builtins.open on purpose
-    """Open (or create) the collection stored in ``db`` (a folder; metadata goes to ``url`` if given)."""
+         device: str = "cpu", create: bool = True, runtime: str | None = None,
+         precision: str | None = None) -> Collection:  # noqa: A001 - mirrors builtins.open on purpose
+    """Open (or create) the collection stored in ``db`` (a folder; metadata goes to ``url`` if given).
+    ``runtime``: torch | onnx (default: $VSEARCH_RUNTIME, else onnx on a CPU and torch on CUDA);
+    ``precision``: fp32 | int8 (CLIP on onnx only)."""
     directory = os.fspath(db) if db is not None else default_db_dir()
-    return Collection(Catalog(directory, url=url, create=create), model=model, device=device)
+    return Collection(Catalog(directory, url=url, create=create), model=model, device=device, runtime=runtime,
+                      precision=precision)

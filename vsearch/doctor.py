@@ -44,6 +44,44 @@ def _models() -> dict:
     return out
 
 
+def _inference() -> dict:
+    """Which runtime runs the models here, and what the ONNX cache holds."""
+    import json
+
+    from vsearch.encoders.runtime import cache_root, choose_runtime, onnxruntime_available
+
+    out: dict = {}
+    try:
+        out["runtime on cpu"] = choose_runtime("cpu")
+    except Exception as exc:  # noqa: BLE001 - a bad VSEARCH_RUNTIME is reported, not raised
+        out["runtime on cpu"] = f"error: {exc}"
+    out["runtime on cuda"] = "torch (fp16)" if not os.environ.get("VSEARCH_RUNTIME") else os.environ["VSEARCH_RUNTIME"]
+    out["VSEARCH_RUNTIME"] = os.environ.get("VSEARCH_RUNTIME") or "(unset)"
+    if onnxruntime_available():
+        import onnxruntime
+
+        out["onnxruntime"] = onnxruntime.__version__
+    else:
+        out["onnxruntime"] = "not installed (pip install onnxruntime): torch runs every model"
+    root = cache_root()
+    out["ONNX cache"] = root
+    exports = []
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        try:
+            with open(os.path.join(root, name, "meta.json")) as fh:
+                meta = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if meta.get("refused"):
+            exports.append(f"{meta.get('spec')} {meta.get('precision')}: refused ({meta['refused']})")
+        else:
+            fid = meta.get("fidelity", {})
+            exports.append(f"{meta.get('spec')} {meta.get('precision')}: min cosine vs torch "
+                           f"image {fid.get('image_min_cosine')} text {fid.get('text_min_cosine')}")
+    out["cached exports"] = "; ".join(exports) or "none yet (the first CPU query or index exports its model, once)"
+    return out
+
+
 def collect(db: str | None = None, db_url: str | None = None) -> dict[str, dict]:
     import torch
 
@@ -60,6 +98,7 @@ def collect(db: str | None = None, db_url: str | None = None) -> dict[str, dict]
         },
         "faiss": _faiss_info(),
         "models": _models(),
+        "inference": _inference(),
     }
     directory = db or vsearch.default_db_dir()
     if db_url or os.path.exists(os.path.join(directory, DB_FILENAME)):

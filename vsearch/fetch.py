@@ -34,7 +34,7 @@ def check_local_image(ref: str) -> str:
     """``ref`` with ``~`` expanded, or a clear error when it is missing or a folder."""
     path = os.path.expanduser(ref)
     if os.path.isdir(path):
-        raise QueryError(f"is a folder, not an image: {ref}")
+        raise QueryError(f"is a folder: {ref}")
     if not os.path.exists(path):
         raise QueryError(f"not found: {ref}")
     return path

@@ -6,7 +6,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, console, err_console,
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt, console, err_console,
                                      escape, handle_errors, print_json)
 
 LabelsOpt = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels, e.g. \"cat,dog,car\".")]
@@ -70,6 +70,8 @@ def classify(
     db_url: DbUrlOpt = None,
     model: ModelOpt = "auto",
     device: DeviceOpt = "cpu",
+    runtime: RuntimeOpt = None,
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Zero-shot classification: the top-k of your labels for each image, with probabilities.
 
@@ -86,7 +88,8 @@ def classify(
     template_list = load_templates(templates)
     if not paths and not all_photos:
         raise QueryError("give image paths or --all")
-    with CatalogRef(db, db_url).collection(model, device, create=False if all_photos else None) as coll:
+    with CatalogRef(db, db_url).collection(model, device, create=False if all_photos else None,
+                                             runtime=runtime, precision=precision) as coll:
         names, vectors, failures = _vectors(coll, paths, all_photos)
         if coll.notice:
             err_console.print(escape(coll.notice))

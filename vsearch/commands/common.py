@@ -130,6 +130,12 @@ def loading(what: str) -> Iterator[None]:
         return
     with err_console.status(f"{escape(what)}…", spinner="dots"):
         yield
+RuntimeOpt = Annotated[
+    Optional[str],
+    typer.Option("--runtime", envvar="VSEARCH_RUNTIME", show_default=False,
+                 help="torch | onnx. Default: onnx on a CPU (exported once into a cache), torch on CUDA."),
+]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 | int8 (CLIP models on onnx only).")]
 
 
 def resolve_device(device: str) -> str:
@@ -216,16 +222,17 @@ class CatalogRef:
 
     @contextlib.contextmanager
     def collection(self, model: str = "auto", device: str = "cpu", create: bool | None = False,
-                   load_model: bool = True):
+                   load_model: bool = True, runtime: str | None = None, precision: str | None = None):
         """The catalog with its encoder (see :func:`open_collection`); the model loads under a spinner."""
-        coll = open_collection(self.db, self.db_url, model, device, create, load_model)
+        coll = open_collection(self.db, self.db_url, model, device, create, load_model, runtime, precision)
         try:
             yield coll
         finally:
             coll.close()
 
 
-def open_collection(db, db_url, model="auto", device="cpu", create: bool | None = True, load_model: bool = True):
+def open_collection(db, db_url, model="auto", device="cpu", create: bool | None = True, load_model: bool = True,
+                    runtime: str | None = None, precision: str | None = None):
     """``create=None``: use the catalog if one exists at ``db``, else an in-memory-only view (a
     catalog in a temporary folder) so that commands like `classify` work without indexing first."""
     import tempfile
@@ -244,7 +251,8 @@ def open_collection(db, db_url, model="auto", device="cpu", create: bool | None 
             directory = tempfile.mkdtemp(prefix="vsearch-")
             atexit.register(shutil.rmtree, directory, True)
             create = True
-    coll = vsearch.open(directory, model=model, url=db_url, device=resolve_device(device), create=create)
+    coll = vsearch.open(directory, model=model, url=db_url, device=resolve_device(device), create=create,
+                         runtime=runtime, precision=precision)
     if load_model:
         try:
             with loading(f"loading model {model}" if model not in (None, "auto") else "loading the model"):

