@@ -105,6 +105,12 @@ def index(
                             "(read errors are retried anyway).")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="If another process is writing to the catalog, wait for it "
                     "instead of stopping.")] = False,
+    include_hidden: Annotated[bool, typer.Option("--include-hidden", help="Also index hidden files and folders and "
+                              "system folders (.thumbnails, @eaDir, .Trash-*, $RECYCLE.BIN, .git, ...), skipped by default.")] = False,
+    exclude: Annotated[List[str], typer.Option("--exclude", help="Leave out files and folders matching this glob "
+                       "(name or path, e.g. \"*.tmp\", \"*/private/*\"); repeatable.")] = [],  # noqa: B006
+    exclude_from: Annotated[Optional[str], typer.Option("--exclude-from", help="A file of --exclude globs, one a line "
+                            "(# comments).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (counts, failures, seconds).")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Then keep watching PATHS and index what changes (Ctrl-C stops).")] = False,
@@ -114,7 +120,8 @@ def index(
 
     Safe to interrupt (Ctrl-C or kill): run it again and it resumes where it stopped. Photos are
     removed only when their file is seen gone: a missing or empty folder (an unmounted drive) or
-    one that cannot be read keeps its photos.
+    one that cannot be read keeps its photos. Hidden files and folders and system folders are left
+    out (--include-hidden takes them); HEIC/HEIF, AVIF and camera RAW files are read too.
     """
     import vsearch
     from vsearch.catalog import catalog_exists, remove_empty_catalog
@@ -124,6 +131,14 @@ def index(
 
     if max_regions is not None and not regions:
         raise VSearchError("--max-regions needs --regions")
+    excludes = tuple(exclude)
+    if exclude_from:
+        from indexer.scan import read_exclude_file
+
+        try:
+            excludes += read_exclude_file(exclude_from)
+        except OSError as exc:
+            raise VSearchError(f"--exclude-from {exclude_from}: {exc.strerror or exc}") from None
     directory = db or vsearch.default_db_dir()
     new_catalog = not catalog_exists(directory, db_url)
     ok = False
@@ -141,7 +156,8 @@ def index(
             bar = _RichProgress(enabled=not quiet)
             try:
                 summary = coll.index(paths, batch_size=batch_size, workers=workers, progress=bar,
-                                     extractors=extractors, prune_missing=prune_missing, retry_failed=retry_failed)
+                                     extractors=extractors, prune_missing=prune_missing, retry_failed=retry_failed,
+                                     include_hidden=include_hidden, exclude=excludes)
             finally:
                 bar.stop()
         finally:
@@ -160,6 +176,8 @@ def index(
         + (f" (+{summary.known_failures} known bad, not retried; --retry-failed tries them)" if summary.known_failures else "")
         + (f", retried {summary.retried}" if summary.retried else "")
         + (f", revisited {summary.revisited} for --faces/--regions" if summary.revisited else "")
+        + (f"; left out {summary.skipped} hidden/system/excluded" if summary.skipped else "")
+        + (f"; {summary.skipped_by_extension} non-image files" if summary.skipped_by_extension else "")
         + (f" — {summary.images_per_second:.1f} img/s" if summary.added else ""),
         highlight=False,
     )

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from indexer.scan import FileEntry, ScanResult, scan_paths
+from indexer.scan import FileEntry, ScanOptions, ScanResult, scan_paths
 from vsearch.catalog import IMAGE_SPACE, Catalog, MediaRecord
 from vsearch.errors import ImageDecodeError, VSearchError
 from vsearch.images import MAX_FILE_BYTES, decode_image, limit_aspect, sha256_file
@@ -97,6 +97,8 @@ class IndexSummary:
     kept: list[tuple[str, int, str]] = field(default_factory=list)
     unavailable: list[tuple[str, str]] = field(default_factory=list)  # roots that could not be scanned
     revisited: int = 0  # unchanged photos processed only by extractors (faces, regions)
+    skipped: int = 0  # files and folders left out: hidden, system folders, --exclude
+    skipped_by_extension: int = 0  # files that are not images by their extension
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"decode_wait": 0.0, "encode": 0.0, "write": 0.0})
 
@@ -204,6 +206,7 @@ def index_paths(
     extractors: Sequence[RegionExtractor] = (),
     prune_missing: bool = False,
     retry_failed: bool = False,
+    scan_options: ScanOptions | None = None,
 ) -> IndexSummary:
     """Index every image under ``paths`` into ``catalog`` with ``encoder``.
 
@@ -220,7 +223,7 @@ def index_paths(
     """
     with catalog.writing():
         return _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpoint_seconds,
-                            extractors, prune_missing, retry_failed)
+                            extractors, prune_missing, retry_failed, scan_options)
 
 
 def _kept_rows(scan: ScanResult, known: dict, prune_missing: bool, summary: IndexSummary) -> set[str]:
@@ -252,11 +255,17 @@ def _kept_rows(scan: ScanResult, known: dict, prune_missing: bool, summary: Inde
         if rows:
             keep.update(rows)
             summary.kept.append((folder, len(rows), "could not be read"))
+    for skipped in scan.skipped:
+        rows = [p for p in under(skipped) if p not in seen and p not in keep]
+        if rows and not prune_missing:
+            keep.update(rows)
+            summary.kept.append((skipped, len(rows), "left out of this scan (hidden, system folder or --exclude); "
+                                 "pass --prune-missing to remove them"))
     return keep
 
 
 def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpoint_seconds, extractors,
-                 prune_missing, retry_failed) -> IndexSummary:
+                 prune_missing, retry_failed, scan_options=None) -> IndexSummary:
     started = time.perf_counter()
     progress = progress or _NoProgress()
     if workers is None:
@@ -265,7 +274,9 @@ def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpo
     catalog.index(IMAGE_SPACE)  # load and, after a crash, bring level with SQL before adding
     summary = IndexSummary()
 
-    scan = scan_paths(paths)
+    scan = scan_paths(paths, scan_options)
+    summary.skipped_by_extension = scan.skipped_by_extension
+    summary.skipped = len(scan.skipped)
     known = catalog.media_under(scan.roots)
     unavailable = {root for root, _ in scan.unavailable}
     summary.failed.extend((p, r) for p, r in scan.problems if p not in unavailable)  # roots: summary.unavailable

@@ -6,6 +6,7 @@ saw its file as gone, so nothing behind an unmounted drive or a ``chmod 000`` fo
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 import stat
 from dataclasses import dataclass, field
@@ -21,6 +22,49 @@ class FileEntry:
     mtime: float
 
 
+# Folders that hold a system's or an application's files, not a person's photos: thumbnail caches
+# (Synology's @eaDir, freedesktop's .thumbnails), recycle bins, version control. Hidden names
+# (a leading dot) are skipped as well unless asked for.
+SYSTEM_FOLDERS = frozenset({
+    "@eadir", "#recycle", "#snapshot", "$recycle.bin", "system volume information", "lost+found",
+    ".thumbnails", ".thumbs", ".cache", ".git", ".svn", ".hg", ".trash", ".trashes", ".spotlight-v100",
+    ".fseventsd", ".picasaoriginals", "__macosx", "node_modules",
+})
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What a scan leaves out. ``exclude``: glob patterns matched against a file's or folder's
+    name and against its path (absolute, and relative to the root given), e.g. ``*.tmp``,
+    ``*/private/*``, ``raw``."""
+
+    include_hidden: bool = False
+    exclude: tuple[str, ...] = ()
+
+    def skips_folder(self, name: str) -> bool:
+        if not self.include_hidden and (name.startswith(".") or name.casefold() in SYSTEM_FOLDERS
+                                        or name.casefold().startswith(".trash-")):
+            return True
+        return False
+
+    def skips_file(self, name: str) -> bool:
+        return not self.include_hidden and name.startswith(".")
+
+    def excludes(self, path: str, root: str) -> bool:
+        if not self.exclude:
+            return False
+        rel = os.path.relpath(path, root) if root != path else os.path.basename(path)
+        name = os.path.basename(path)
+        return any(fnmatch.fnmatch(name, g) or fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(path, g)
+                   for g in self.exclude)
+
+
+def read_exclude_file(path: str) -> tuple[str, ...]:
+    """Glob patterns from a file, one a line; blank lines and lines starting with # are ignored."""
+    with open(os.path.expanduser(path), encoding="utf-8") as fh:
+        return tuple(line.strip() for line in fh if line.strip() and not line.lstrip().startswith("#"))
+
+
 @dataclass
 class ScanResult:
     files: list[FileEntry] = field(default_factory=list)
@@ -32,6 +76,9 @@ class ScanResult:
     unseen: list[str] = field(default_factory=list)
     # how many entries (of any kind) each readable root folder holds at its top level
     root_entries: dict[str, int] = field(default_factory=dict)
+    # left out on purpose (hidden, system folder, --exclude): what the catalog has there is kept
+    skipped: list[str] = field(default_factory=list)
+    skipped_by_extension: int = 0  # files that are not images by their extension (.txt, .mov, ...)
 
     def is_unseen(self, path: str) -> bool:
         """Whether ``path`` is (or lies under) something the scan could not look into."""
@@ -54,12 +101,15 @@ def root_state(root: str) -> str | None:
     return None
 
 
-def scan_paths(paths: Iterable[str]) -> ScanResult:
+def scan_paths(paths: Iterable[str], options: ScanOptions | None = None) -> ScanResult:
     """Every image file (by extension) under ``paths``, each real file once, sorted by path.
 
     Symlinked folders are followed, but a folder already visited (same device and inode) is not
-    entered again, which is what stops ``a/link -> a`` loops.
+    entered again, which is what stops ``a/link -> a`` loops. Hidden files and folders and system
+    folders are left out unless ``options.include_hidden``; so is what ``options.exclude`` matches.
+    A path given explicitly is always scanned, even if hidden.
     """
+    options = options or ScanOptions()
     result = ScanResult()
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
@@ -120,9 +170,21 @@ def scan_paths(paths: Iterable[str]) -> ScanResult:
                 dirnames[:] = []
                 continue
             seen_dirs.add(key)
-            dirnames.sort()
+            kept_dirs = []
+            for name in sorted(dirnames):
+                sub = os.path.join(dirpath, name)
+                if options.skips_folder(name) or options.excludes(sub, root):
+                    result.skipped.append(sub)
+                else:
+                    kept_dirs.append(name)
+            dirnames[:] = kept_dirs
             for name in sorted(filenames):
-                if is_image_path(name):
-                    add_file(os.path.join(dirpath, name))
+                path = os.path.join(dirpath, name)
+                if not is_image_path(name):
+                    result.skipped_by_extension += 1
+                elif options.skips_file(name) or options.excludes(path, root):
+                    result.skipped.append(path)
+                else:
+                    add_file(path)
     result.files.sort(key=lambda f: f.path)
     return result

@@ -81,15 +81,19 @@ class Collection:
 
     # -- indexing --------------------------------------------------------------------------------
     def index(self, paths: Sequence[str], batch_size: int = 32, workers: int | None = None, progress=None,
-              extractors: Sequence = (), prune_missing: bool = False, retry_failed: bool = False):
+              extractors: Sequence = (), prune_missing: bool = False, retry_failed: bool = False,
+              include_hidden: bool = False, exclude: Sequence[str] = ()):
         """Index photos under ``paths``; ``extractors`` (faces, regions) add vectors for parts.
-        ``prune_missing``/``retry_failed``: see :func:`indexer.index_paths`."""
+        ``prune_missing``/``retry_failed``: see :func:`indexer.index_paths`; ``include_hidden`` and
+        ``exclude`` (glob patterns): see :class:`indexer.scan.ScanOptions`."""
+        from indexer.scan import ScanOptions
         from indexer import index_paths
         from vsearch.tags import tag_pending
 
         summary = index_paths(self.catalog, self.encoder, paths, batch_size=batch_size, workers=workers,
                               progress=progress, extractors=extractors, prune_missing=prune_missing,
-                              retry_failed=retry_failed)
+                              retry_failed=retry_failed,
+                              scan_options=ScanOptions(include_hidden=include_hidden, exclude=tuple(exclude)))
         tag_pending(self)  # new and changed photos get the collection's tags (if `vsearch tag` was used)
         return summary
 

@@ -35,9 +35,80 @@ MAX_ASPECT = 4.0
 if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < 64 * (MAX_DECODE_BYTES // 8):
     Image.MAX_IMAGE_PIXELS = 64 * (MAX_DECODE_BYTES // 8)
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
+# camera RAW files, read through rawpy (LibRaw): the embedded JPEG preview when there is one
+RAW_EXTENSIONS = frozenset(
+    {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf",
+     ".pef", ".srw", ".raw", ".rwl", ".3fr", ".erf", ".kdc", ".mrw", ".x3f", ".iiq"}
 )
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif",
+     ".heic", ".heif", ".hif", ".avif"}
+) | RAW_EXTENSIONS
+
+_plugins_registered = False
+
+
+def _register_plugins() -> None:
+    """HEIC/HEIF through pillow-heif (most phone photos today); AVIF is Pillow's own. Registered on
+    first use so that importing this module stays cheap."""
+    global _plugins_registered
+    if _plugins_registered:
+        return
+    _plugins_registered = True
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    except ImportError:  # without it a .heic file is reported as "not a recognised image format"
+        pass
+
+
+def _source_name(source) -> str | None:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else None
+
+
+def _decode_raw(source, draft_size: int | None) -> "DecodedImage":
+    """A camera RAW file: its embedded JPEG preview (fast, and what the camera showed) when there is
+    one that is big enough, else LibRaw's demosaic at half size (camera white balance)."""
+    try:
+        import rawpy
+    except ImportError:
+        raise ImageDecodeError("camera RAW file: install rawpy to read it") from None
+    path = _source_name(source)
+    try:
+        raw = rawpy.imread(source if isinstance(source, (str, os.PathLike)) or path is None else path)
+    except Exception as exc:  # LibRawFileUnsupportedError, LibRawIOError, ...
+        raise ImageDecodeError(f"unreadable RAW file: {type(exc).__name__}: {exc}") from None
+    with raw:
+        width, height = int(raw.sizes.width), int(raw.sizes.height)  # before postprocess halves them
+        flip = {0: 1, 3: 3, 5: 8, 6: 6}.get(int(raw.sizes.flip), 1)  # LibRaw's flip as EXIF orientation
+        try:
+            thumb = raw.extract_thumb()
+        except Exception:  # noqa: BLE001 - no preview in this file: demosaic below
+            thumb = None
+        if thumb is not None and thumb.format == rawpy.ThumbFormat.JPEG:
+            try:
+                preview = decode_image(bytes(thumb.data), draft_size=draft_size)
+                if min(preview.width, preview.height) >= min(draft_size or 224, 224):
+                    if preview.orientation in (None, 1) and flip != 1:  # the preview itself is not rotated
+                        image = preview.image.transpose(_FLIP_TRANSPOSE[flip])
+                        return DecodedImage(image, image.size[0], image.size[1], flip, preview.taken_at)
+                    return preview
+            except ImageDecodeError:
+                pass  # a broken preview: demosaic instead
+        try:
+            rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)  # (H, W, 3) uint8, upright
+        except Exception as exc:
+            raise ImageDecodeError(f"unreadable RAW file: {type(exc).__name__}: {exc}") from None
+    if flip in (5, 6, 7, 8):
+        width, height = height, width
+    return DecodedImage(Image.fromarray(rgb), width, height, flip, None)
+
+
+_FLIP_TRANSPOSE = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_270, 8: Image.Transpose.ROTATE_90}
 
 _EXIF_ORIENTATION = 0x0112
 _EXIF_DATETIME = 0x0132
@@ -190,10 +261,14 @@ def decode_image(source, draft_size: int | None = None) -> DecodedImage:
     pixels on the short side (several times faster for big photos; the encoders resize anyway).
     A JPEG too big for MAX_DECODE_BYTES is decoded reduced even without it.
     """
+    _register_plugins()
     try:
         fp, empty = _open_source(source)
         if empty:
             raise ImageDecodeError("empty file (0 bytes)")
+        name = _source_name(source)
+        if name is not None and os.path.splitext(name)[1].lower() in RAW_EXTENSIONS:
+            return _decode_raw(fp, draft_size)
         with warnings.catch_warnings():
             # memory is bounded by _fit_memory below, not by Pillow's nominal-pixel warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
