@@ -85,7 +85,8 @@ def test_error_messages_keep_brackets(tmp_path):
 
 @pytest.mark.parametrize("command", [
     ["search", "a cat", "--html"], ["detect", "x.jpg", "--labels", "cat", "--out"], ["train", "data", "--out"],
-    ["build-index", "--ondisk"],
+    ["build-index", "--ondisk"], ["faces", "calibrate", "people", "--plot"], ["eval", "embeddings", "data", "-m", "packaged", "--plot"],
+    ["duplicates", "--html"],
 ])
 def test_output_file_in_a_missing_folder_or_a_folder_is_a_clear_error(tmp_path, command):
     missing = tmp_path / "no" / "such" / "dir" / "out.file"
@@ -178,3 +179,14 @@ def test_make_demo_installs_the_product_only():
     assert "pip install -q -e ." in r.stdout and "[dev]" not in r.stdout
     r = subprocess.run(["make", "-n", "-B", "test"], capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert "'.[dev]'" in r.stdout
+
+
+def test_a_weight_that_is_not_a_number_is_an_error_everywhere(tmp_path):
+    from vsearch.api import parse_weighted
+    from vsearch.errors import QueryError
+
+    assert parse_weighted("snow=0.5") == ("snow", 0.5) and parse_weighted("snow") == ("snow", 1.0)
+    with pytest.raises(QueryError, match="must be a number"):
+        parse_weighted("night=abc")  # the Python API and the server, not only the CLI
+    r = invoke("search", "a cat", "--minus", "night=abc", "--db", tmp_path / "db")
+    assert r.exit_code == 2 and "--minus" in r.output and "must be a number" in r.output

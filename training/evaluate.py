@@ -155,7 +155,12 @@ def plot_curves(report: EvalReport, path: str) -> None:
         ax_roc.set_ylabel("true accept rate")
         ax_roc.legend(loc="lower right")
         ax_roc.grid(alpha=0.3)
-        bins = np.linspace(-1, 1, 81)
+        # bins over the scores' own range: trained embeddings often sit in [0.6, 1], where fixed
+        # bins over [-1, 1] would put every score into a handful of bars
+        scores = np.concatenate([v.impostor_scores, v.genuine_scores])
+        low, high = float(scores.min()), float(scores.max())
+        pad = max(high - low, 1e-3) * 0.02
+        bins = np.linspace(low - pad, high + pad, 61)
         ax_hist.hist(v.impostor_scores, bins=bins, density=True, alpha=0.6, label=f"different class ({v.impostor_pairs:,})")
         ax_hist.hist(v.genuine_scores, bins=bins, density=True, alpha=0.6, label=f"same class ({v.genuine_pairs:,})")
         ax_hist.axvline(v.eer_threshold, color="C3", lw=1, ls="--", label="EER threshold")

@@ -35,14 +35,18 @@ class QueryTerm:
 
 
 def parse_weighted(term: str, default: float = 1.0) -> tuple[str, float]:
-    """'snow=0.5' -> ('snow', 0.5); 'snow' -> ('snow', default). Only a trailing number counts."""
+    """'snow=0.5' -> ('snow', 0.5); 'snow' -> ('snow', default). 'night=abc' is a mistyped weight,
+    not a text to search for: a :class:`QueryError`."""
     head, sep, tail = term.rpartition("=")
-    if sep:
-        try:
-            return head, float(tail)
-        except ValueError:
-            pass
-    return term, default
+    if not sep:
+        return term, default
+    try:
+        weight = float(tail)
+    except ValueError:
+        raise QueryError(f"{term!r}: the weight after '=' must be a number, e.g. {head.strip() or 'night'}=0.5") from None
+    if not head.strip():
+        raise QueryError(f"{term!r}: no text before '='")
+    return head, weight
 
 
 class Collection:

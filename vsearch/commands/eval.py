@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from vsearch.commands.common import (DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, console, err_console, handle_errors,
-                                     open_collection, resolve_device)
+from vsearch.commands.common import (DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, check_output_file, console, err_console,
+                                     handle_errors, open_collection, resolve_device)
 
 eval_app = typer.Typer(help="Evaluate models: zero-shot classification, image-text retrieval, embeddings, detection.",
                        no_args_is_help=True)
@@ -95,6 +95,7 @@ def embeddings(
 
     from vsearch.commands.train import print_report
 
+    plot = check_output_file(plot, "--plot")
     spec = _model_spec(model)
     encoder = load_encoder(spec, resolve_device(device))
     listed = discover(data)

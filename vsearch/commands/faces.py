@@ -14,7 +14,8 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from vsearch.commands.common import DbOpt, DbUrlOpt, DeviceOpt, console, err_console, handle_errors, resolve_device
+from vsearch.commands.common import (DbOpt, DbUrlOpt, DeviceOpt, check_output_file, console, err_console, handle_errors,
+                                     resolve_device)
 from vsearch.errors import VSearchError
 
 faces_app = typer.Typer(help="Faces: enroll people, verify (face unlock), identify, cluster, calibrate.",
@@ -212,6 +213,7 @@ def calibrate(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Measure verification on FOLDER (all genuine and impostor pairs) and store the threshold for --target-far."""
+    plot = check_output_file(plot, "--plot")
     svc = _service(db, db_url, detector, embedder, device, create=True)
     try:
         rep = svc.calibrate(folder, target_far=target_far, plot=plot, store=not dry_run)

@@ -2,31 +2,26 @@
 `search --explain` and `index --watch`."""
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional, Sequence
 
 import typer
 
-from vsearch.commands.common import DbOpt, DbUrlOpt, console, err_console, handle_errors, open_collection
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, check_output_file, console, err_console, escape,
+                                     handle_errors, open_collection, print_json)
 
 
 def check_weighted_terms(plus: Sequence[str], minus: Sequence[str]) -> None:
     """``--plus``/``--minus`` terms: a text, or ``text=WEIGHT`` with a number. ``night=abc`` is a
-    typo for a weight, not a text to search for, so it is refused."""
+    typo for a weight, not a text to search for, so it is refused before any model loads."""
+    from vsearch.api import parse_weighted
     from vsearch.errors import QueryError
 
     for option, terms in (("--plus", plus), ("--minus", minus)):
         for term in terms:
-            head, sep, tail = term.rpartition("=")
-            if not sep:
-                continue
             try:
-                float(tail)
-            except ValueError:
-                raise QueryError(f"{option} {term!r}: the weight after '=' must be a number, "
-                                 f"e.g. {head.strip() or 'night'}=0.5") from None
-            if not head.strip():
-                raise QueryError(f"{option} {term!r}: no text before '='")
+                parse_weighted(term)
+            except QueryError as exc:
+                raise QueryError(f"{option} {exc}") from None
 
 
 @handle_errors
@@ -45,24 +40,22 @@ def duplicates(
     or byte-identical), each with its best copy (most pixels, then sharpest) named first."""
     from vsearch.duplicates import duplicates_html, find_duplicates
 
-    coll = open_collection(db, db_url, "auto", "cpu", create=False)
-    try:
-        report = find_duplicates(coll.catalog, threshold=threshold, geometric_check=geometric)
-    finally:
-        coll.catalog.engine.dispose()
+    html_out = check_output_file(html_out, "--html")
+    with CatalogRef(db, db_url).catalog() as catalog:
+        report = find_duplicates(catalog, threshold=threshold, geometric_check=geometric)
     if html_out:
         with open(html_out, "w", encoding="utf-8") as fh:
             fh.write(duplicates_html(report))
-        err_console.print(f"wrote {html_out}")
+        err_console.print(f"wrote {escape(html_out)}", highlight=False)
     summary = report.to_json()
     if as_json:
-        print(json.dumps(summary, ensure_ascii=False))
+        print_json(summary)
         return
     for g in report.groups:
-        console.print(f"[bold]{g.kind}[/] keep {g.best.path} ({g.best.width}×{g.best.height})", highlight=False, soft_wrap=True)
+        console.print(f"[bold]{g.kind}[/] keep {escape(g.best.path)} ({g.best.width}×{g.best.height})", highlight=False, soft_wrap=True)
         for m in g.others:
             why = "same bytes" if m.same_bytes_as is not None else f"{m.similarity:.3f}"
-            console.print(f"    {why:>10}  {m.path} ({m.width}×{m.height})", highlight=False, soft_wrap=True)
+            console.print(escape(f"    {why:>10}  {m.path} ({m.width}×{m.height})"), highlight=False, soft_wrap=True)
     console.print(f"{summary['exact_groups']} exact and {summary['near_groups']} near-duplicate groups among "
                   f"{report.photos} photos ({summary['exact_copies']} byte-identical copies); "
                   f"{summary['redundant_files']} redundant files, "
