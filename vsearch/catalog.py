@@ -28,9 +28,10 @@ from sqlalchemy import create_engine, delete, event, func, inspect, select, upda
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from vsearch.errors import CatalogBusyError, CatalogError, ModelMismatchError, StorageError, StorageFullError
+from vsearch.errors import (CatalogBusyError, CatalogError, IndexBuildError, ModelMismatchError, StorageError,
+                            StorageFullError)
 from vsearch.fsutil import FolderLock, path_to_text, text_to_path
-from vsearch.ivfpq import is_pq, search_reranked
+from vsearch.ivfpq import BuildReport, IvfPqParams, build_ivfpq, is_pq, search_reranked
 from vsearch.schema import SCHEMA_VERSION, Base, Media, Meta, Vector, migrate
 from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
 
@@ -551,6 +552,82 @@ class Catalog:
                         raise StorageFullError(_storage_full_message(self.index_path(space), exc)) from None
                     raise
         self._dirty.clear()
+
+    # -- IVF-PQ (vsearch.ivfpq builds it; the catalog feeds it SQL vectors and installs it) --------
+    def build_ivfpq(self, space: str = IMAGE_SPACE, m: int | None = None, nlist: int | None = None,
+                    nbits: int = 8, sample_size: int | None = None, part_size: int = 500_000,
+                    ondisk_path: str | None = None, seed: int = 1234) -> BuildReport:
+        """Build an IVF-PQ over a space (ids = vector ids), ``part_size`` vectors per part.
+
+        Without ``ondisk_path`` it is installed as the space's index file, replacing the exact/IVF
+        one: the catalog then re-ranks its searches exactly, keeps adding and removing vectors in it,
+        and replaces it by its default kind only when the space grows 4x
+        (``vsearch.vector_index.RETRAIN_GROWTH``) or shrinks below half the ANN threshold, so build
+        again after large merges. With ``ondisk_path`` the index (lists memory-mapped) is written
+        there for a server to load with :func:`vsearch.ivfpq.load_ondisk`, and the catalog is left
+        as it is.
+        """
+        if ondisk_path is None and space != IMAGE_SPACE:
+            # faces and regions search their index files directly, without the exact re-ranking
+            # that makes PQ codes usable: only the image space may hold an IVF-PQ
+            raise IndexBuildError(f"an IVF-PQ can replace the index of the 'image' space only, not {space!r} "
+                                  "(use --ondisk to write one for another space)")
+        recorded = self.space_model(space)
+        if recorded is None:
+            raise IndexBuildError(f"vector space {space!r} is empty: index some photos first")
+        dim = recorded[1]
+        n = self.vector_count(space)
+        if ondisk_path is None and n < self.ann_threshold / 2:
+            raise IndexBuildError(
+                f"{space!r} has {n} vectors: below {self.ann_threshold // 2} the catalog uses its exact index "
+                "(fast at that size) and would replace an IVF-PQ at once"
+            )
+        try:
+            params = IvfPqParams.for_size(n, dim, m=m, nlist=nlist, nbits=nbits)
+        except ValueError as exc:
+            raise IndexBuildError(str(exc)) from None
+        if n < max(params.nlist, 2 ** params.nbits):
+            raise IndexBuildError(f"{n} vectors are too few to train IVF-PQ ({params.nlist} lists, "
+                                  f"{2 ** params.nbits} centroids per codebook)")
+        report = build_ivfpq(lambda: self.iter_vectors(space, part_size), n, dim, params,
+                             sample_size=sample_size, ondisk_path=ondisk_path, seed=seed)
+        if ondisk_path is None:
+            self.install_index(space, report.index)
+        return report
+
+    def install_index(self, space: str, index) -> None:
+        """Make the FAISS ``index`` the space's index file (atomic replace), then load it, which
+        brings it level with SQL (vectors added or removed while it was built), and save."""
+        VectorIndex(index.d, index).save(self.index_path(space))
+        self.forget_index(space)
+        self.index(space)
+        self.save()
+
+    def recall_against_exact(self, space: str = IMAGE_SPACE, n_queries: int = 200, k: int = 10,
+                             seed: int = 0, chunk_size: int = 100_000) -> float:
+        """Recall@k of the catalog's own search (whatever index it has) against exact search, with
+        ``n_queries`` of the space's stored vectors, chosen at random, as queries. Each query's own
+        vector is left out of both lists (it would be an easy hit). Exact search is a brute-force
+        pass over the SQL vectors, one chunk at a time."""
+        all_ids = self.vector_ids(space)
+        if len(all_ids) <= k:
+            raise ValueError(f"need more than {k} vectors to measure Recall@{k}")
+        picked = np.random.default_rng(seed).choice(all_ids, size=min(n_queries, len(all_ids)), replace=False)
+        qids, queries = self.vectors(space, picked)
+        best_s = np.full((len(qids), k + 1), -np.inf, np.float32)
+        best_i = np.full((len(qids), k + 1), -1, np.int64)
+        for ids, vectors in self.iter_vectors(space, chunk_size):  # running exact top-(k+1)
+            s = np.concatenate([best_s, queries @ vectors.T], axis=1)
+            i = np.concatenate([best_i, np.broadcast_to(ids, (len(qids), len(ids)))], axis=1)
+            top = np.argsort(-s, axis=1, kind="stable")[:, : k + 1]
+            best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
+        _, approx = self.search_ids(queries, k + 1, space)
+        hits = 0
+        for qid, want, got in zip(qids, best_i, approx):
+            want = [int(x) for x in want if x != qid][:k]
+            got = [int(x) for x in got if x != qid and x >= 0][:k]
+            hits += len(set(want) & set(got))
+        return hits / (k * len(qids))
 
     # -- writing ---------------------------------------------------------------------------------
     def add_vectors(self, space: str, vectors: np.ndarray, media_ids: Sequence[int | None]) -> list[int]:
