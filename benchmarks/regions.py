@@ -1,4 +1,4 @@
-"""Regions (issue 6): what proposals cost at indexing time and what they change in search.
+"""Regions: what proposals cost at indexing time and what they change in search.
 
     python benchmarks/regions.py [--max-regions 24] [--out benchmarks/out/regions]
 

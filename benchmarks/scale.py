@@ -1,4 +1,4 @@
-"""Scale (issue 8): shard embedding with the local loop vs Ray, and IVF-PQ built part by part.
+"""Scale: shard embedding with the local loop vs Ray, and IVF-PQ built part by part.
 
 embed: synthetic 640x480 JPEGs into shards, with the local loop (with and without decode
 threads) and with Ray Data actors on a local Ray instance. For each: wall time including model

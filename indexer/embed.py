@@ -25,7 +25,7 @@ import numpy as np
 
 from indexer.manifest import entries_digest
 from indexer.gpu_decode import select_decoder
-from indexer.pipeline import _collate, _DecodeDataset, _Item
+from indexer.decode import _collate, _DecodeDataset, _Item
 from indexer.scan import FileEntry
 from indexer.shards import ShardJob, is_done, plan_shards, read_run, shard_paths, write_run, write_shard
 from vsearch.catalog import MediaRecord

@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from indexer.pipeline import _collate, _DecodeDataset, _Item
+from indexer.decode import _collate, _DecodeDataset, _Item
 from indexer.scan import FileEntry
 from vsearch.catalog import MediaRecord
 from vsearch.errors import ImageDecodeError

@@ -265,9 +265,9 @@ def test_transient_failures_are_retried_and_retry_failed_retries_all(tmp_path, t
 
 
 def test_file_over_the_size_limit_is_skipped_with_a_reason(tmp_path, tiny, photos, monkeypatch):
-    import indexer.pipeline as pipeline
+    import indexer.decode as decode
 
-    monkeypatch.setattr(pipeline, "MAX_FILE_BYTES", 20_000)
+    monkeypatch.setattr(decode, "MAX_FILE_BYTES", 20_000)
     s, _ = _index(tmp_path / "db", [photos], tiny)
     big = [(os.path.basename(p), r) for p, r in s.failed]
     assert big and all("too large to index" in r for _, r in big)

@@ -157,9 +157,9 @@ def test_catalog_uses_an_installed_ivfpq_with_exact_scores(tmp_path):
     media_ids = cat.add_media(recs[:n], x[:n])
     cat.save()
     with pytest.raises(IndexBuildError, match="too few to train"):
-        ivfpq.build_for_catalog(cat, nlist=2000, nbits=6)
+        cat.build_ivfpq(nlist=2000, nbits=6)
 
-    report = ivfpq.build_for_catalog(cat, m=16, nbits=6, part_size=500)
+    report = cat.build_ivfpq(m=16, nbits=6, part_size=500)
     assert report.parts == 3
     assert ivfpq.is_pq(VectorIndex.load(cat.index_path("image"), dim).index)
     assert all(r.ok for r in cat.verify())
@@ -167,7 +167,7 @@ def test_catalog_uses_an_installed_ivfpq_with_exact_scores(tmp_path):
     assert hits[0].path == "/p/00007.jpg"
     for h in hits:  # re-ranked: the scores are exact inner products with the stored vectors
         assert h.score == pytest.approx(float(cat.media_vector(h.media_id) @ x[7]), abs=1e-5)
-    assert ivfpq.recall_against_exact(cat, n_queries=100) >= 0.9  # measured 1.00 (nprobe 17 of 138 lists)
+    assert cat.recall_against_exact(n_queries=100) >= 0.9  # measured 1.00 (nprobe 17 of 138 lists)
 
     # the catalog keeps using and updating it
     cat.add_media(recs[n:], x[n:])
@@ -182,13 +182,13 @@ def test_catalog_uses_an_installed_ivfpq_with_exact_scores(tmp_path):
 def test_catalog_refuses_ivfpq_where_its_exact_index_belongs(tmp_path):
     cat = Catalog(tmp_path / "db")
     with pytest.raises(IndexBuildError, match="empty"):
-        ivfpq.build_for_catalog(cat)
+        cat.build_ivfpq()
     with pytest.raises(IndexBuildError, match="'image' space only, not 'face'"):
-        ivfpq.build_for_catalog(cat, space="face")
+        cat.build_ivfpq(space="face")
     cat.bind_space("image", "synthetic", 8)
     cat.add_media([MediaRecord("/p/a.jpg", 1, 1.0)], np.ones((1, 8), np.float32) / np.sqrt(8))
     with pytest.raises(IndexBuildError, match="below 25000 the catalog uses its exact index"):
-        ivfpq.build_for_catalog(cat)
+        cat.build_ivfpq()
 
 
 def test_serve_re_ranks_an_installed_ivfpq(tmp_path, photos, tiny_clip_spec):
@@ -207,7 +207,7 @@ def test_serve_re_ranks_an_installed_ivfpq(tmp_path, photos, tiny_clip_spec):
     cat = Catalog(db, ann_threshold=1000)
     extra = clustered(1200, DIM, 30, seed=7)  # the tiny CLIP's space is 32-d too
     cat.add_media([MediaRecord(f"/synthetic/{i:05d}.jpg", 1, 1.0) for i in range(len(extra))], extra)
-    ivfpq.build_for_catalog(cat, m=16, nbits=6)
+    cat.build_ivfpq(m=16, nbits=6)
     horse = cat.media_at([str(photos / "horse.jpg")])[str(photos / "horse.jpg")].id
     q = cat.media_vector(horse)
     ids, vectors = cat.vectors("image", cat.vector_ids())

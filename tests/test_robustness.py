@@ -146,12 +146,12 @@ def tiny(tiny_clip_spec):
 
 
 def test_hostile_folder_is_indexed_without_a_crash(tmp_path, tiny, monkeypatch):
-    import indexer.pipeline as pipeline
+    import indexer.decode as decode
     import vsearch.images as images
 
     # a 1200×900 JPEG stands in for a 108 MP photo: full decode does not fit, a reduced one does
     monkeypatch.setattr(images, "MAX_DECODE_BYTES", 6 << 20)
-    monkeypatch.setattr(pipeline, "MAX_FILE_BYTES", 2 << 20)
+    monkeypatch.setattr(decode, "MAX_FILE_BYTES", 2 << 20)
     root = os.fsencode(tmp_path / "collection")
     good, bad = _good_inputs(1200), _bad_inputs(2 << 20)
     for rel, data in list(good.items()) + [(k, v[0]) for k, v in bad.items()]:

@@ -14,7 +14,7 @@ One concept per module, composed by :func:`training.trainer.fit`:
 ``evaluate``       embedding a labelled set, the JSON report and the PNG of the curves
 ``export``         the model file (loaded with ``torch.load(weights_only=True)``)
 ``encoder``        the ``trained:FILE`` encoder in vsearch's registry
-``run``, ``main``  a whole run as ``vsearch train`` does it; ``main(argv)`` for tests and scripts
+``run``            a whole run as ``vsearch train`` does it (``python -m training`` runs the commands)
 =================  ===========================================================================
 
 Nothing is imported here: vsearch imports ``training.encoder`` on every model lookup, and that

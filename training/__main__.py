@@ -1,5 +1,6 @@
+"""``python -m training train ...`` / ``python -m training eval embeddings ...``."""
 import sys
 
-from training.main import main
+from vsearch.commands.trainer import main
 
 sys.exit(main())

@@ -20,6 +20,9 @@ PQ codes are lossy: on clustered data the PQ order of near neighbours is often w
 therefore asks the index for a shortlist of ``k * rerank_factor`` and re-ranks it exactly with
 the float vectors, which the catalog keeps in SQL anyway; the catalog's search and ``vsearch
 serve`` do this for any IVF-PQ index they load. Ids are the catalog's vector ids throughout.
+
+This module is FAISS and numpy only: the catalog drives it (:meth:`vsearch.catalog.Catalog.build_ivfpq`
+feeds it the SQL vectors chunk by chunk and installs the result), never the other way round.
 """
 from __future__ import annotations
 
@@ -32,15 +35,12 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable
 
 import faiss
 import numpy as np
 
 from vsearch.vector_index import VectorIndex, ivf_params
-
-if TYPE_CHECKING:
-    from vsearch.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -278,87 +278,3 @@ def search_reranked(vindex: VectorIndex, queries: np.ndarray, k: int,
     _, candidates = vindex.search(queries, max(k, k * rerank_factor), allowed_ids=allowed_ids)
     k = min(k, candidates.shape[1])
     return rerank(queries, candidates, fetch, k)
-
-
-# -- the catalog ---------------------------------------------------------------------------------
-def catalog_chunks(catalog: "Catalog", space: str, chunk_size: int) -> Chunks:
-    return lambda: catalog.iter_vectors(space, chunk_size)
-
-
-def build_for_catalog(catalog: "Catalog", space: str = "image", m: int | None = None, nlist: int | None = None,
-                      nbits: int = 8, sample_size: int | None = None, part_size: int = 500_000,
-                      ondisk_path: str | None = None, seed: int = 1234) -> BuildReport:
-    """Build an IVF-PQ over a catalog space (ids = vector ids), ``part_size`` vectors per part.
-
-    Without ``ondisk_path`` it is installed as the space's index file, replacing the exact/IVF
-    one: the catalog then re-ranks its searches exactly, keeps adding and removing vectors in it,
-    and replaces it by its default kind only when the space grows 4x
-    (``vsearch.vector_index.RETRAIN_GROWTH``) or shrinks below half the ANN threshold, so build
-    again after large merges. With ``ondisk_path`` the index (lists memory-mapped) is written
-    there for a server to load with :func:`load_ondisk`, and the catalog is left as it is.
-    """
-    from vsearch.errors import IndexBuildError
-
-    if ondisk_path is None and space != "image":
-        # faces and regions search their index files directly, without the exact re-ranking
-        # that makes PQ codes usable: only the image space may hold an IVF-PQ
-        raise IndexBuildError(f"an IVF-PQ can replace the index of the 'image' space only, not {space!r} "
-                              "(use --ondisk to write one for another space)")
-    recorded = catalog.space_model(space)
-    if recorded is None:
-        raise IndexBuildError(f"vector space {space!r} is empty: index some photos first")
-    dim = recorded[1]
-    n = catalog.vector_count(space)
-    if ondisk_path is None and n < catalog.ann_threshold / 2:
-        raise IndexBuildError(
-            f"{space!r} has {n} vectors: below {catalog.ann_threshold // 2} the catalog uses its exact index "
-            "(fast at that size) and would replace an IVF-PQ at once"
-        )
-    try:
-        params = IvfPqParams.for_size(n, dim, m=m, nlist=nlist, nbits=nbits)
-    except ValueError as exc:
-        raise IndexBuildError(str(exc)) from None
-    if n < max(params.nlist, 2 ** params.nbits):
-        raise IndexBuildError(f"{n} vectors are too few to train IVF-PQ ({params.nlist} lists, "
-                           f"{2 ** params.nbits} centroids per codebook)")
-    report = build_ivfpq(catalog_chunks(catalog, space, part_size), n, dim, params, sample_size=sample_size,
-                         ondisk_path=ondisk_path, seed=seed)
-    if ondisk_path is None:
-        install(catalog, space, report.index)
-    return report
-
-
-def install(catalog: "Catalog", space: str, index: faiss.Index) -> None:
-    """Make ``index`` the space's index file (atomic replace), then let the catalog load it, which
-    brings it level with SQL (vectors added or removed while it was built), and save."""
-    VectorIndex(index.d, index).save(catalog.index_path(space))
-    catalog.forget_index(space)
-    catalog.index(space)
-    catalog.save()
-
-
-def recall_against_exact(catalog: "Catalog", space: str = "image", n_queries: int = 200, k: int = 10,
-                         seed: int = 0, chunk_size: int = 100_000) -> float:
-    """Recall@k of the catalog's own search (whatever index it has) against exact search, with
-    ``n_queries`` of the space's stored vectors, chosen at random, as queries. Each query's own
-    vector is left out of both lists (it would be an easy hit). Exact search is a brute-force
-    pass over the SQL vectors, one chunk at a time."""
-    all_ids = catalog.vector_ids(space)
-    if len(all_ids) <= k:
-        raise ValueError(f"need more than {k} vectors to measure Recall@{k}")
-    picked = np.random.default_rng(seed).choice(all_ids, size=min(n_queries, len(all_ids)), replace=False)
-    qids, queries = catalog.vectors(space, picked)
-    best_s = np.full((len(qids), k + 1), -np.inf, np.float32)
-    best_i = np.full((len(qids), k + 1), -1, np.int64)
-    for ids, vectors in catalog.iter_vectors(space, chunk_size):  # running exact top-(k+1)
-        s = np.concatenate([best_s, queries @ vectors.T], axis=1)
-        i = np.concatenate([best_i, np.broadcast_to(ids, (len(qids), len(ids)))], axis=1)
-        top = np.argsort(-s, axis=1, kind="stable")[:, : k + 1]
-        best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
-    _, approx = catalog.search_ids(queries, k + 1, space)
-    hits = 0
-    for qid, want, got in zip(qids, best_i, approx):
-        want = [int(x) for x in want if x != qid][:k]
-        got = [int(x) for x in got if x != qid and x >= 0][:k]
-        hits += len(set(want) & set(got))
-    return hits / (k * len(qids))

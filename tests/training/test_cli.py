@@ -1,4 +1,4 @@
-"""`vsearch train`, `vsearch eval embeddings` and `training.main.main(argv)` as a user runs them."""
+"""`vsearch train`, `vsearch eval embeddings` and `vsearch.commands.trainer.main(argv)` as a user runs them."""
 import json
 import shutil
 
@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from training.main import main
+from vsearch.commands.trainer import main
 
 runner = CliRunner()
 

@@ -136,7 +136,6 @@ def build_index_cmd(
     check: Annotated[int, typer.Option("--check", min=0, help="Measure Recall@10 against exact search with this many queries (0: skip).")] = 200,
 ) -> None:
     """Rebuild a vector space's index: IVF-PQ for large catalogs, or back to the default kind."""
-    from vsearch import ivfpq
     from vsearch.catalog import Catalog
 
     ondisk = check_output_file(ondisk, "--ondisk")
@@ -150,8 +149,7 @@ def build_index_cmd(
             return
         if kind != "ivfpq":
             raise typer.BadParameter(f"unknown --kind {kind!r}: use ivfpq or default")
-        report = ivfpq.build_for_catalog(catalog, space, m=m, sample_size=sample, part_size=part_size,
-                                         ondisk_path=ondisk)
+        report = catalog.build_ivfpq(space, m=m, sample_size=sample, part_size=part_size, ondisk_path=ondisk)
         p = report.params
         err_console.print(
             f"[green]built[/] IVF-PQ over {report.n} vectors: nlist {p.nlist}, m {p.m} ({p.code_bytes} bytes/vector), "
@@ -161,7 +159,7 @@ def build_index_cmd(
             highlight=False,
         )
         if check and not ondisk:
-            recall = ivfpq.recall_against_exact(catalog, space, n_queries=check)
+            recall = catalog.recall_against_exact(space, n_queries=check)
             err_console.print(f"Recall@10 against exact search ({check} stored vectors as queries): {recall:.3f}")
     finally:
         catalog.engine.dispose()

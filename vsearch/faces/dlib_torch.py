@@ -172,8 +172,7 @@ class TorchDlibResNetEmbedder:
     chip_padding = 0.25
 
     def __init__(self, device: str = "cpu", threads: int | None = 1):
-        from vsearch.faces.embedders import DLIB_DEFAULT_THRESHOLD, DLIB_RESNET
-        from vsearch.faces.models import RESNET, dlib_model_path
+        from vsearch.faces.models import DLIB_DEFAULT_THRESHOLD, DLIB_RESNET, RESNET, dlib_model_path
 
         self.name = DLIB_RESNET
         self.default_threshold = DLIB_DEFAULT_THRESHOLD

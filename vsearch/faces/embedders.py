@@ -21,27 +21,9 @@ import numpy as np
 
 from vsearch.encoders.base import l2_normalize
 from vsearch.faces.errors import FaceModelError
-from vsearch.faces.models import RESNET, dlib_model_path, import_dlib
-
-DLIB_RESNET = "dlib:resnet_v1"
-# dlib's customary rule is "same person if the Euclidean distance of the raw descriptors is below
-# 0.6". vsearch compares unit vectors by cosine, and for raw descriptors of lengths a and b the rule
-# is cos > (a^2 + b^2 - 0.36) / (2ab). On real photos the raw length has a median of 1.43 (1.29-1.63
-# over 191 photos of 42 people, longer for women; 1.37-1.45 on the test photos, see
-# benchmarks/RESULTS.md): for two descriptors of the median length that is cos 0.912, and pairs of
-# unequal length need more (1.38 against 1.48: 0.914). The default is 0.915: not looser than dlib's
-# own rule for pairs around the median length (long descriptors, 1.55 and more, make dlib's rule
-# stricter still). The earlier 0.907 (from lengths of 1.39) accepted about 4.7 times as many
-# impostor pairs as dlib at 0.6 on those 191 photos.
-DLIB_MEDIAN_DESCRIPTOR_NORM = 1.43
-
-
-def dlib_rule_as_cosine(norm_a: float, norm_b: float, distance: float = 0.6) -> float:
-    """The cosine at which raw descriptors of these lengths are exactly ``distance`` apart."""
-    return (norm_a ** 2 + norm_b ** 2 - distance ** 2) / (2.0 * norm_a * norm_b)
-
-
-DLIB_DEFAULT_THRESHOLD = 0.915  # dlib_rule_as_cosine(1.38, 1.48) = 0.9144, rounded up
+from vsearch.faces.models import (  # noqa: F401  (the dlib model's name and threshold, re-exported)
+    DLIB_DEFAULT_THRESHOLD, DLIB_MEDIAN_DESCRIPTOR_NORM, DLIB_RESNET, RESNET, dlib_model_path,
+    dlib_rule_as_cosine, import_dlib)
 
 
 @runtime_checkable

@@ -1,7 +1,8 @@
 """``main(argv) -> exit code``: the trainer's commands without a shell (``python -m training``).
 
 The same typer commands as ``vsearch train`` and ``vsearch eval embeddings``, so tests and
-scripts exercise exactly what users run.
+scripts exercise exactly what users run. It lives with the commands (not in ``training/``) so
+that the trainer library never imports the command line built on top of it.
 """
 from __future__ import annotations
 
@@ -39,7 +40,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             exc.show()
         return int(getattr(exc, "exit_code", 2))
     return int(code) if isinstance(code, int) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

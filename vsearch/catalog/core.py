@@ -1,0 +1,125 @@
+"""The :class:`Catalog` object: opening the database and index folder, the schema and metadata,
+and the parts (writer lock, indexes, rows, consistency) it is made of."""
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import create_engine, event, inspect, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from vsearch.catalog.consistency import Consistency
+from vsearch.catalog.indexes import VectorIndexes
+from vsearch.catalog.locking import WriterLock
+from vsearch.catalog.records import IMAGE_SPACE
+from vsearch.catalog.rows import MediaRows
+from vsearch.catalog.storage import (DB_FILENAME, LOCK_FILENAME, _on_db_error, _private_file, _private_folder,
+                                     _sqlite_pragmas)
+from vsearch.errors import CatalogError, ModelMismatchError
+from vsearch.fsutil import FolderLock
+from vsearch.schema import SCHEMA_VERSION, Base, Meta, migrate
+from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
+
+
+class Catalog(WriterLock, VectorIndexes, MediaRows, Consistency):
+    """SQL + FAISS for one collection. ``directory`` holds the index files (and the SQLite file
+    unless ``url`` points at another database such as PostgreSQL).
+
+    One writer at a time: :meth:`lock_for_writing` takes a lock file in ``directory`` (and, on
+    PostgreSQL, an advisory lock in the database) that the indexer holds for its whole run.
+    Readers (search, serve) never take it."""
+
+    def __init__(self, directory: str | os.PathLike, url: str | None = None, create: bool = True,
+                 ann_threshold: int = ANN_THRESHOLD):
+        self.directory = os.path.abspath(os.fspath(directory))
+        db_path = os.path.join(self.directory, DB_FILENAME)
+        if not create and url is None and not os.path.exists(db_path):
+            raise CatalogError(
+                f"no catalog at {self.directory}: run `vsearch index PATH --db {self.directory}` first"
+            )
+        if not create and url is not None and not os.path.isdir(self.directory):
+            raise CatalogError(
+                f"no catalog folder at {self.directory}: run `vsearch index PATH --db {self.directory}` first"
+            )
+        _private_folder(self.directory)
+        if url is None:
+            _private_file(db_path)
+        self.url = url or f"sqlite:///{db_path}"
+        self.ann_threshold = ann_threshold
+        self.engine: Engine = create_engine(self.url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine, "handle_error", _on_db_error)
+        self._indexes: dict[str, VectorIndex] = {}
+        self._dirty: set[str] = set()
+        self._writer_lock = FolderLock(os.path.join(self.directory, LOCK_FILENAME))
+        self._pg_lock_conn = None
+        self._init_schema()
+
+    # -- schema and metadata ---------------------------------------------------------------------
+    def _init_schema(self) -> None:
+        with self.engine.begin() as conn:
+            if not inspect(conn).has_table("meta"):
+                Base.metadata.create_all(conn)
+                conn.execute(Meta.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                return
+            row = conn.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
+            version = int(row or 0)
+            if version > SCHEMA_VERSION:
+                raise CatalogError(
+                    f"catalog schema version {version} is newer than this vsearch understands "
+                    f"({SCHEMA_VERSION}); upgrade vsearch"
+                )
+            if version < SCHEMA_VERSION:
+                Base.metadata.create_all(conn)  # new tables; column changes are in migrations
+                migrate(conn, version)
+                conn.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+            else:
+                Base.metadata.create_all(conn)  # tables added by later features, idempotent
+
+    def get_meta(self, key: str) -> str | None:
+        with Session(self.engine) as s:
+            row = s.get(Meta, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.merge(Meta(key=key, value=value))
+
+    def space_model(self, space: str = IMAGE_SPACE) -> tuple[str, int] | None:
+        """(encoder name, dimension) recorded for a vector space, or None if it is still empty."""
+        name = self.get_meta(f"space.{space}.encoder")
+        dim = self.get_meta(f"space.{space}.dim")
+        return (name, int(dim)) if name and dim else None
+
+    def bind_space(self, space: str, encoder_name: str, dim: int) -> None:
+        """Record which model fills a space, or refuse a different one."""
+        recorded = self.space_model(space)
+        if recorded is None:
+            self.set_meta(f"space.{space}.encoder", encoder_name)
+            self.set_meta(f"space.{space}.dim", str(dim))
+            return
+        if recorded != (encoder_name, dim):
+            raise ModelMismatchError(
+                f"this catalog's {space!r} vectors were made with {recorded[0]} ({recorded[1]}-d); "
+                f"it cannot be queried or extended with {encoder_name} ({dim}-d). Use --model "
+                f"{recorded[0]} or a new --db"
+            )
+
+    def spaces(self) -> list[str]:
+        with Session(self.engine) as s:
+            keys = s.scalars(select(Meta.key).where(Meta.key.like("space.%.encoder"))).all()
+        return sorted(k[len("space."):-len(".encoder")] for k in keys)
+
+    def close(self) -> None:
+        try:
+            self.save()
+        finally:
+            self.release_writer()
+            self.engine.dispose()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

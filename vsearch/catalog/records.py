@@ -1,0 +1,105 @@
+"""The catalog's small value types: what the indexer tells it about a file, what it answers, and
+how vectors are stored in SQL (float32 bytes)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from vsearch.fsutil import text_to_path
+from vsearch.schema import Media
+
+
+IMAGE_SPACE = "image"
+
+
+@dataclass(frozen=True)
+class MediaRecord:
+    """What the indexer learned about one file."""
+
+    path: str
+    size: int
+    mtime: float
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    taken_at: str | None = None
+    orientation: int | None = None
+
+
+@dataclass(frozen=True)
+class MediaState:
+    """The catalog's view of a file, used by the indexer to decide what changed."""
+
+    id: int
+    path: str
+    size: int
+    mtime: float
+    sha256: str | None
+    status: str
+    error: str | None
+    indexed_at: float | None = None  # when this row was last written (merge_shards skips older shards)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    media_id: int
+    path: str
+    score: float
+    rank: int
+    vector_id: int
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Differences between a space's SQL rows and its index file on disk."""
+
+    space: str
+    sql_count: int
+    index_count: int
+    missing_from_index: tuple[int, ...] = ()
+    extra_in_index: tuple[int, ...] = ()
+    index_file_missing: bool = False
+    duplicated_in_index: tuple[int, ...] = ()  # ids stored more than once in the index file
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing_from_index and not self.extra_in_index and not self.duplicated_in_index
+
+    @property
+    def only_lagging(self) -> bool:
+        """The file only lacks ids the database has: what a writer's unsaved work looks like."""
+        return not self.extra_in_index and not self.duplicated_in_index
+
+
+@dataclass
+class SyncResult:
+    added: int = 0
+    removed: int = 0
+    rebuilt: bool = False
+    details: list[str] = field(default_factory=list)
+
+
+# attach(session, media_ids) -> [(space, vectors (N, D), vector_ids)], see Catalog.add_media
+AttachFn = Callable[[Session, list[int]], list[tuple[str, np.ndarray, list[int]]]]
+
+
+def _duplicates(ids: np.ndarray) -> tuple[int, ...]:
+    values, counts = np.unique(ids, return_counts=True)
+    return tuple(int(v) for v in values[counts > 1])
+
+
+def _to_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _from_blobs(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim).copy()
+
+
+def _state(m: Media) -> MediaState:
+    return MediaState(m.id, text_to_path(m.path), m.size, m.mtime, m.sha256, m.status, m.error, m.indexed_at)
