@@ -385,3 +385,23 @@ def test_cli_disk_failure_is_one_line_exit_1_then_resumes(tmp_path, tiny_clip_sp
     cat.engine.dispose()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0 and f"added {120 - kept}" in out.stderr, out.stderr
+
+
+def test_tag_captions_and_faces_wait_for_the_writer(tmp_path, photos, tiny_clip_spec):
+    """Tags, caption sets and enrolled faces change the catalog too: while another process holds
+    the writer lock they stop with the same clear message instead of interleaving with it."""
+    db = tmp_path / "db"
+    assert invoke("index", photos, "--db", db, "--model", tiny_clip_spec, "-w", "0", "-q").exit_code == 0
+    captions = tmp_path / "captions.txt"
+    captions.write_text("a cat\na rocket\n")
+    holder = Catalog(db)
+    holder.lock_for_writing()
+    try:
+        for args in (["tag", "--labels", "cat,rocket"], ["captions", "add", captions],
+                     ["faces", "enroll", "someone", next(iter(sorted(photos.iterdir())))]):
+            r = invoke(*args, "--db", db)
+            assert r.exit_code == 2 and "another vsearch process is writing" in r.output, (args, r.output)
+    finally:
+        holder.release_writer()
+        holder.engine.dispose()
+    assert invoke("tag", "--labels", "cat,rocket", "--db", db).exit_code == 0  # and once it is free, it runs

@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from vsearch.catalog import writes_catalog
 from vsearch.errors import QueryError, VSearchError
 from vsearch.schema import Caption
 
@@ -99,6 +100,7 @@ def _bind(collection) -> None:
     collection.catalog.bind_space(CAPTION_SPACE, enc.info.name, enc.info.dim)
 
 
+@writes_catalog(lambda collection, *a, **k: collection.catalog)
 def add_captions(collection, path: str, caption_set: str | None = None, batch_size: int = 512) -> AddCaptionsSummary:
     """Store and embed the captions of ``path`` as the set ``caption_set`` (default: file stem)."""
     rows = read_caption_file(path)
@@ -142,6 +144,7 @@ def caption_sets(catalog) -> list[tuple[str, int]]:
         return [(n, c) for n, c in s.execute(select(Caption.caption_set, func.count()).group_by(Caption.caption_set))]
 
 
+@writes_catalog(lambda catalog, *a, **k: catalog)
 def remove_caption_set(catalog, caption_set: str) -> int:
     with Session(catalog.engine) as s:
         ids = list(s.scalars(select(Caption.vector_id).where(Caption.caption_set == caption_set)))

@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from vsearch.catalog import IMAGE_SPACE, _from_blobs
+from vsearch.catalog import IMAGE_SPACE, _from_blobs, writes_catalog
 from vsearch.schema import Tag, TagRun, Vector
 from vsearch.zeroshot import ClassifierCache, calibration_for, label_presence, label_thresholds
 
@@ -60,6 +60,7 @@ class TagSummary:
     counts: dict[str, int]
 
 
+@writes_catalog(lambda collection, *a, **k: collection.catalog)
 def tag_collection(collection, config: TaggingConfig, batch_size: int = 4096) -> TagSummary:
     """Store ``config`` and (re)tag every photo of the collection with it."""
     catalog = collection.catalog

@@ -16,11 +16,11 @@ Its parts: ``records`` (value types), ``storage`` (files, engine, full-disk erro
 ``consistency`` (verify and repair), and ``core``, the :class:`Catalog` that joins them.
 """
 from vsearch.catalog.core import Catalog
-from vsearch.catalog.locking import PG_WRITER_LOCK_KEY
+from vsearch.catalog.locking import PG_WRITER_LOCK_KEY, writes_catalog
 from vsearch.catalog.records import (IMAGE_SPACE, AttachFn, MediaRecord, MediaState, SearchHit, SyncResult, VerifyReport,
                                      _from_blobs, _to_blob)
 from vsearch.catalog.storage import DB_FILENAME, LOCK_FILENAME, catalog_exists, remove_empty_catalog
 
 __all__ = ["Catalog", "IMAGE_SPACE", "MediaRecord", "MediaState", "SearchHit", "SyncResult", "VerifyReport",
-           "AttachFn", "DB_FILENAME", "LOCK_FILENAME", "PG_WRITER_LOCK_KEY", "catalog_exists", "remove_empty_catalog",
+           "AttachFn", "DB_FILENAME", "LOCK_FILENAME", "PG_WRITER_LOCK_KEY", "writes_catalog", "catalog_exists", "remove_empty_catalog",
            "_from_blobs", "_to_blob"]

@@ -2,6 +2,7 @@
 the database (the same database may serve catalogs in several folders). Readers never take it."""
 from __future__ import annotations
 
+import functools
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Self
@@ -97,3 +98,20 @@ class WriterLock:
         finally:
             if not held:
                 self.release_writer()
+
+
+def writes_catalog(catalog_of: Callable[..., object]):
+    """Decorator for a library function that changes the catalog (tags, captions, enrolled faces):
+    it runs holding the writer lock, so it never interleaves with an `index` run; a busy catalog
+    raises :class:`CatalogBusyError` naming the writer. ``catalog_of(*args, **kwargs)`` finds the
+    catalog among the call's arguments. A lock the caller already holds is kept."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def locked(*args, **kwargs):
+            with catalog_of(*args, **kwargs).writing():
+                return fn(*args, **kwargs)
+
+        return locked
+
+    return decorate

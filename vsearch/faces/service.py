@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from vsearch.catalog import Catalog, SearchHit
+from vsearch.catalog import Catalog, SearchHit, writes_catalog
 from vsearch.errors import ModelMismatchError, QueryError, VSearchError
 from vsearch.faces.calibrate import CalibrationReport, calibrate_faces, embed_folder, plot_roc
 from vsearch.faces.cluster import cluster_faces
@@ -143,6 +143,7 @@ class FaceService:
         cal = self.calibration()
         return cal["_impostors"].far_basis(score) if cal else None
 
+    @writes_catalog(lambda self, *a, **k: self.catalog)
     def calibrate(self, folder: str, target_far: float = 1e-3, plot: str | None = None,
                   store: bool = True) -> CalibrationReport:
         """Score all pairs of a folder-per-identity set; store the threshold for ``target_far``."""
@@ -184,6 +185,7 @@ class FaceService:
         return result
 
     # -- enrollment ------------------------------------------------------------------------------
+    @writes_catalog(lambda self, *a, **k: self.catalog)
     def enroll(self, name: str, sources: Sequence[ImageSource], labels: Sequence[str] | None = None) -> EnrollResult:
         """Add one template per image to ``name`` (creating the person). Every image must show
         exactly one usable face; otherwise nothing at all is stored. Only embeddings are kept."""
@@ -246,6 +248,7 @@ class FaceService:
             return [PersonInfo(p.name, int(counts.get(p.id, 0)), p.created_at, int(in_photos.get(p.id, 0)))
                     for p in s.scalars(select(Person).order_by(Person.name))]
 
+    @writes_catalog(lambda self, *a, **k: self.catalog)
     def remove(self, name: str) -> int:
         """Delete a person and their templates from SQL and the index. Returns templates removed."""
         with Session(self.catalog.engine) as s:
@@ -378,6 +381,7 @@ class FaceService:
         return best
 
     # -- clustering ------------------------------------------------------------------------------
+    @writes_catalog(lambda self, *a, **k: self.catalog)
     def cluster(self, min_size: int = 2, threshold: float | None = None) -> list[ClusterInfo]:
         """Group the collection's unlabelled faces into people (numbered 1, 2, ... by size) and
         store the grouping on the faces; faces in no group of ``min_size`` get none."""
@@ -410,6 +414,7 @@ class FaceService:
             out.setdefault(int(cid), []).append(path)
         return [ClusterInfo(cid, len(paths), sorted(set(paths))[:examples]) for cid, paths in sorted(out.items())]
 
+    @writes_catalog(lambda self, *a, **k: self.catalog)
     def name_cluster(self, cluster: int, name: str) -> EnrollResult:
         """Enroll the faces of a cluster as ``name`` (up to the 50 most central as templates) and
         mark them as that person so later clustering leaves them out."""
