@@ -506,18 +506,20 @@ async function showDuplicates(state) {
     return;
   }
   if (serial !== duplicatesSerial) return;
-  if (!state.threshold) {
+  if (!state.threshold && body.photos) { // an empty catalog has no model to take a default from
     duplicatesDefault = body.threshold;
     input.value = String(body.threshold);
   }
   const seconds = Object.values(body.seconds).reduce((a, b) => a + b, 0);
   const how = `similarity ≥ ${body.threshold}${body.geometric_check ? ", confirmed by matching keypoints" : ""}`;
-  const when = body.cached ? "the last answer, the catalog is unchanged" : `found in ${seconds.toFixed(1)} s`;
+  const when = body.cached ? "unchanged since the last look" : `found in ${seconds.toFixed(1)} s`;
   const n = body.groups.length;
+  const kinds = body.exact_groups && body.near_groups
+    ? ` (${body.exact_groups} of identical files, ${body.near_groups} of the same picture)` : "";
   setStatus(dupsStatus, n
-    ? `${n} group${n === 1 ? "" : "s"} among ${body.photos} photos (${body.exact_groups} of identical files, `
-      + `${body.near_groups} of the same picture) · ${body.redundant_files} files, ${humanBytes(body.redundant_bytes)} `
-      + `besides the copies to keep · ${how} · ${when}`
+    ? `${n} group${n === 1 ? "" : "s"} among ${body.photos} photos${kinds} · ${body.redundant_files} `
+      + `file${body.redundant_files === 1 ? "" : "s"}, ${humanBytes(body.redundant_bytes)} besides the copies to keep `
+      + `· ${how} · ${when}`
     : `no duplicates among ${body.photos} photos · ${how} · ${when}`);
   renderDuplicates(body);
 }
