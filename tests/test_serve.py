@@ -350,6 +350,58 @@ def test_tags_are_listed_and_shown_on_the_photo(tmp_path, photos, tiny_clip_spec
             assert [t["label"] for t in c.get(f"/v1/media/{hit['media_id']}").json()["tags"]] == [label]
 
 
+# -- the page's duplicates tab ------------------------------------------------------------------------
+def test_duplicates_groups_copies_best_first_and_reuses_the_answer(tmp_path, packaged_encoder):
+    """The real packaged model and keypoint check, as `vsearch duplicates`: a cat photo, its
+    re-encoded copy and its byte copy in another folder are one group; other photos are in none."""
+    from tests.conftest import skimage_rgb
+
+    d = tmp_path / "photos"
+    (d / "backup").mkdir(parents=True)
+    for name in ["chelsea", "coffee", "rocket"]:
+        skimage_rgb(name).save(d / f"{name}.jpg", quality=92)
+    Image.open(d / "chelsea.jpg").save(d / "chelsea_reencoded.jpg", quality=35)
+    shutil.copy(d / "chelsea.jpg", d / "backup" / "chelsea.jpg")
+    with vsearch.open(tmp_path / "db", model="packaged") as coll:
+        coll.index([str(d)], workers=0)
+    app = create_app(tmp_path / "db", token=TOKEN, settings=settings())
+    with TestClient(app, base_url=BASE) as c:
+        r = c.get("/v1/duplicates")  # no token: read-only, as search is
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["photos"] == 5 and body["threshold"] == 0.6 and body["geometric_check"] is True
+        assert body["cached"] is False and body["near_groups"] == 1 and body["exact_groups"] == 0
+        [group] = body["groups"]
+        best, others = group["best"], group["others"]
+        assert best["name"] == "chelsea.jpg" and (best["width"], best["height"]) == (451, 300)
+        assert best["thumbnail"] == f"/v1/media/{best['media_id']}/thumbnail"
+        assert c.get(best["thumbnail"]).status_code == 200
+        by_name = {os.path.relpath(m["path"], d): m for m in others}
+        byte_copy = by_name.pop("chelsea.jpg" if best["path"].endswith("backup/chelsea.jpg") else "backup/chelsea.jpg")
+        assert byte_copy["same_bytes_as_best"] is True and byte_copy["same_bytes_as"] == best["path"]
+        [reencoded] = by_name.values()
+        assert reencoded["name"] == "chelsea_reencoded.jpg" and reencoded["same_bytes_as_best"] is False
+        assert 0.6 <= reencoded["similarity"] < 1.0 and reencoded["size"] < best["size"]
+        assert body["exact_copies"] == 1 and body["redundant_files"] == 2
+
+        # the same question on the same catalog: the last answer; another threshold: computed again
+        again = c.get("/v1/duplicates").json()
+        assert again["cached"] is True and again["groups"] == body["groups"]
+        strict = c.get("/v1/duplicates", params={"threshold": 1.0}).json()
+        assert strict["cached"] is False and strict["threshold"] == 1.0
+        assert [[m["name"] for m in g["others"]] for g in strict["groups"]] == [["chelsea.jpg"]]  # bytes only
+        assert c.get("/v1/duplicates", params={"threshold": 2}).status_code == 422
+        assert c.get("/v1/duplicates", params={"threshold": "high"}).status_code == 422
+
+        # a photo indexed since: the catalog changed, so the answer is computed again
+        shutil.copy(d / "rocket.jpg", d / "rocket copy.jpg")
+        with vsearch.open(tmp_path / "db") as coll:
+            coll.index([str(d)], workers=0)
+        fresh = c.get("/v1/duplicates").json()
+        assert fresh["cached"] is False and fresh["photos"] == 6 and fresh["exact_groups"] == 1
+        assert "/v1/duplicates" in c.get("/openapi.json").json()["paths"]
+
+
 # -- concurrency: the work queue ---------------------------------------------------------------------
 def test_full_queue_answers_503_and_healthz_still_answers(catalog_dir):
     app = create_app(catalog_dir / "db", token=TOKEN, settings=settings(workers=1, queue_depth=1))

@@ -402,6 +402,39 @@ def test_web_page_in_headless_chromium(gallery):
             else:
                 expect(page.locator("#faces-status")).to_contain_text("not available")
                 shoot(page, "desktop-faces.png")
+
+            # the duplicates tab: groups as rows of thumbnails, the copy to keep first. The random
+            # tiny model finds every photo alike at its default threshold (one group of all); at a
+            # threshold of 1 only byte copies would group, and the gallery has none.
+            page.goto(server.url + "/")
+            page.click("#tab-duplicates")
+            assert "tab=duplicates" in page.url
+            group = page.locator("#dups .dup-group")
+            expect(group).to_have_count(1)
+            expect(group.locator(".hit")).to_have_count(n)
+            expect(group.locator(".hit").first.locator(".badge")).to_have_text("keep")
+            expect(page.locator("#dups-status")).to_contain_text(f"1 group among {n} photos")
+            assert page.input_value("#dups-threshold") == "0.92"  # the model's default, filled in
+            dims = group.locator(".hit .dims").first.text_content()
+            assert " px · " in dims
+            shoot(page, "desktop-duplicates.png")
+            page.fill("#dups-threshold", "1")
+            page.click("#dups-form button[type=submit]")
+            expect(page.locator("#dups-status")).to_contain_text(f"no duplicates among {n} photos")
+            expect(group).to_have_count(0)
+            assert "threshold=1" in page.url
+            page.go_back()
+            expect(group).to_have_count(1)
+            # a thumbnail opens the full view over the tab; closing it returns to the groups
+            other = group.locator(".hit").nth(1)
+            other_name = other.locator(".name").text_content()
+            other.click()
+            expect(page.locator("#viewer")).to_be_visible()
+            expect(page.locator("#viewer-name")).to_have_text(other_name)
+            assert "tab=duplicates" in page.url and "photo=" in page.url
+            page.click("#viewer-close")
+            expect(page.locator("#viewer")).to_be_hidden()
+            expect(group).to_have_count(1)
             context.close()
 
             # a phone's width: the same page, readable
@@ -424,6 +457,10 @@ def test_web_page_in_headless_chromium(gallery):
                 expect(page.locator("#people .person")).to_have_count(2)
             assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
             shoot(page, "phone-faces.png")
+            page.goto(server.url + "/?tab=duplicates")
+            expect(page.locator("#dups .dup-group .hit")).to_have_count(n)
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+            shoot(page, "phone-duplicates.png")
             phone.close()
         finally:
             browser.close()

@@ -178,3 +178,44 @@ class FaceCluster(BaseModel):
 
 class ClustersBody(BaseModel):
     clusters: list[FaceCluster] = Field(description="Unnamed groups of the last `vsearch faces cluster`, largest first.")
+
+
+class DuplicateCopy(BaseModel):
+    """One file of a group, as `vsearch duplicates --json` gives it, with a name and a thumbnail."""
+    media_id: int
+    path: str
+    name: str
+    thumbnail: str = Field(description="URL of a JPEG thumbnail.")
+    width: int | None
+    height: int | None
+    size: int = Field(description="File size in bytes.")
+    sha256: str | None
+    sharpness: float | None = Field(description="Variance of the Laplacian over the grey variance: higher is sharper.")
+    similarity: float = Field(description="Cosine of its vector to the best copy's.")
+    same_bytes_as_best: bool
+    same_bytes_as: str | None = Field(description="Another file of the group with identical bytes, if any.")
+
+
+class DuplicateGroupBody(BaseModel):
+    kind: str = Field(description="exact: every copy has the best copy's bytes; near: some are re-encoded or edited.")
+    best: DuplicateCopy = Field(description="The copy to keep: most pixels, then sharpest, then largest file.")
+    others: list[DuplicateCopy] = Field(description="The other copies, most similar first.")
+    redundant_bytes: int
+
+
+class DuplicatesBody(BaseModel):
+    """The same keys as `vsearch duplicates --json`, plus ``cached``."""
+    threshold: float = Field(description="Cosine from which two photos were candidates (the model's default "
+                                         "when none was given).")
+    geometric_check: bool = Field(description="Whether candidates were confirmed by matching keypoints.")
+    photos: int
+    candidate_pairs: int
+    confirmed_pairs: int
+    exact_groups: int
+    near_groups: int
+    redundant_files: int
+    exact_copies: int
+    redundant_bytes: int
+    seconds: dict[str, float]
+    groups: list[DuplicateGroupBody] = Field(description="Largest groups first.")
+    cached: bool = Field(description="Whether this is the last answer again (same threshold, same catalog).")

@@ -1,8 +1,8 @@
-"""Routes behind the web page's photo view and faces tab.
+"""Routes behind the web page's photo view, duplicates tab and faces tab.
 
-Photo files are reached only by catalog id, never by a path from the client. The photo routes
-answer without a token, as search and thumbnails do; everything about faces and people is behind
-the bearer token, as the other face endpoints are.
+Photo files are reached only by catalog id, never by a path from the client. The photo and
+duplicates routes answer without a token, as search and thumbnails do; everything about faces and
+people is behind the bearer token, as the other face endpoints are.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from fastapi.responses import FileResponse, Response
 from vsearch.serve import photo_info
 from vsearch.serve.errors import ApiError
 from vsearch.serve.limits import WorkQueue
-from vsearch.serve.models import ClustersBody, EnrollBody, PhotoDetails, PhotoFacesBody, TagsBody, error_responses
+from vsearch.serve.models import (ClustersBody, DuplicatesBody, EnrollBody, PhotoDetails, PhotoFacesBody, TagsBody,
+                                  error_responses)
 
 MAX_ID = 2**63 - 1  # SQL's integer range: a larger id is a 422, not an overflow inside the driver
 MediaId = Annotated[int, Path(ge=1, le=MAX_ID, description="The photo's catalog id (from a search result).")]
@@ -32,8 +33,38 @@ def _jpeg(data: bytes) -> Response:
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
 
 
+class DuplicatesCache:
+    """The last duplicates answer, kept while the threshold asked and the catalog's vectors
+    (count and largest id) stay the same: finding them takes seconds on a large catalog, and the
+    page asks again each time the tab is opened. One computation at a time; a second caller with
+    the same question waits for it and gets its answer."""
+
+    def __init__(self, catalog):
+        self.catalog = catalog
+        self._lock = threading.Lock()
+        self._key = None
+        self._body: dict | None = None
+
+    def get(self, threshold: float | None) -> dict:
+        from vsearch.catalog import IMAGE_SPACE
+        from vsearch.duplicates import find_duplicates
+
+        with self._lock:
+            key = (threshold, self.catalog.sql_fingerprint(IMAGE_SPACE))
+            if key == self._key and self._body is not None:
+                return {**self._body, "cached": True}
+            body = find_duplicates(self.catalog, threshold=threshold).to_json()
+            for group in body["groups"]:
+                for copy in (group["best"], *group["others"]):
+                    copy["name"] = os.path.basename(copy["path"])
+                    copy["thumbnail"] = f"/v1/media/{copy['media_id']}/thumbnail"
+            self._key, self._body = key, body
+            return {**body, "cached": False}
+
+
 def photo_router(catalog, queue: WorkQueue) -> APIRouter:
     router = APIRouter(tags=["media"])
+    duplicates_cache = DuplicatesCache(catalog)
 
     @router.get("/v1/media/{media_id}", response_model=PhotoDetails, responses=error_responses(404, 422, 503))
     async def details(request: Request, media_id: MediaId):
@@ -61,6 +92,17 @@ def photo_router(catalog, queue: WorkQueue) -> APIRouter:
     async def tags(request: Request):
         """The tags stored by `vsearch tag`, for the page's tag filter."""
         return {"tags": await queue.run(photo_info.tag_counts, catalog, request=request)}
+
+    @router.get("/v1/duplicates", response_model=DuplicatesBody, tags=["library"], responses=error_responses(422, 503))
+    async def duplicates(
+        request: Request,
+        threshold: Annotated[float | None, Query(ge=-1.0, le=1.0, description=(
+            "Cosine from which two photos are candidates (default: the model's, as `vsearch duplicates`); "
+            "lower finds bursts of near-identical shots too."))] = None,
+    ):
+        """Groups of catalog photos that are the same picture (as `vsearch duplicates --json`), the
+        best copy of each first. The last answer is reused while the catalog is unchanged."""
+        return await queue.run(duplicates_cache.get, threshold, request=request)
 
     return router
 

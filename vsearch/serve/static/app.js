@@ -1,9 +1,10 @@
 // vsearch web page: plain JS against the JSON API of `vsearch serve`; no build step.
 // The query and the open photo live in the URL (?q=…&plus=…&tag=…&min=…&photo=42, ?like=42,
-// ?tab=faces), so Back, reload and bookmarks work.
+// ?tab=faces, ?tab=duplicates&threshold=0.9), so Back, reload and bookmarks work.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const TABS = ["search", "faces", "duplicates"];
 let facesAvailable = false; // from /healthz: whether this server has the face endpoints
 
 // -- helpers -----------------------------------------------------------------------------------
@@ -51,18 +52,21 @@ const splitTerms = (text) => text.split(",").map((t) => t.trim()).filter(Boolean
 function readState() {
   const p = new URLSearchParams(window.location.search);
   const min = parseFloat(p.get("min"));
+  const threshold = parseFloat(p.get("threshold"));
   return {
-    tab: p.get("tab") === "faces" ? "faces" : "search",
+    tab: TABS.includes(p.get("tab")) ? p.get("tab") : "search",
     q: p.get("q") || "", like: p.get("like") || "",
     plus: p.getAll("plus"), minus: p.getAll("minus"), tag: p.getAll("tag"),
     min: Number.isFinite(min) ? min : null,
     k: p.get("k") || "", photo: p.get("photo") || "",
+    threshold: Number.isFinite(threshold) ? String(threshold) : "",
   };
 }
 
 function stateUrl(state) {
   const p = new URLSearchParams();
-  if (state.tab === "faces") p.set("tab", "faces");
+  if (state.tab && state.tab !== "search") p.set("tab", state.tab);
+  if (state.tab === "duplicates" && state.threshold) p.set("threshold", state.threshold);
   if (state.q) p.set("q", state.q);
   if (state.like) p.set("like", state.like);
   for (const key of ["plus", "minus", "tag"]) for (const v of state[key] || []) p.append(key, v);
@@ -107,6 +111,7 @@ function applyState(state) {
     grid.replaceChildren();
     setStatus(searchStatus, "");
   }
+  if (state.tab === "duplicates") showDuplicates(state);
   if (state.photo) openViewer(state.photo);
   else closeViewerNow();
 }
@@ -115,7 +120,7 @@ window.addEventListener("popstate", () => applyState(readState()));
 
 // -- tabs --------------------------------------------------------------------------------------
 function showTab(name) {
-  for (const tab of ["search", "faces"]) {
+  for (const tab of TABS) {
     const active = tab === name;
     $(`tab-${tab}`).setAttribute("aria-selected", String(active));
     $(`panel-${tab}`).hidden = !active;
@@ -124,10 +129,11 @@ function showTab(name) {
 }
 $("tab-search").addEventListener("click", () => go({ ...readState(), tab: "search" }));
 $("tab-faces").addEventListener("click", () => go({ ...readState(), tab: "faces", photo: "" }));
-$("home").addEventListener("click", (event) => { event.preventDefault(); go(readState().tab === "faces" ? { ...readState(), tab: "search" } : emptyState()); });
+$("tab-duplicates").addEventListener("click", () => go({ ...readState(), tab: "duplicates", photo: "" }));
+$("home").addEventListener("click", (event) => { event.preventDefault(); go(readState().tab !== "search" ? { ...readState(), tab: "search" } : emptyState()); });
 
 function emptyState() {
-  return { tab: "search", q: "", like: "", plus: [], minus: [], tag: [], min: null, k: "", photo: "" };
+  return { tab: "search", q: "", like: "", plus: [], minus: [], tag: [], min: null, k: "", photo: "", threshold: "" };
 }
 
 // -- search ------------------------------------------------------------------------------------
@@ -417,6 +423,119 @@ async function showFaces(id) {
     note.textContent = `Faces: ${error.message}`;
   }
 }
+
+// -- duplicates ----------------------------------------------------------------------------------
+// The server finds the groups (seconds on a large catalog) and keeps its last answer; the page
+// asks again only when the threshold changes or "Find duplicates" is pressed.
+const dupsStatus = $("dups-status");
+const DUP_PAGE = 50; // groups drawn at a time: a large library may have thousands
+let shownDuplicates = null; // the threshold whose groups are shown ("" for the model's)
+let duplicatesDefault = null; // the model's threshold, from the first answer
+let duplicatesSerial = 0;
+
+function duplicateCard(copy, isBest) {
+  const card = el("button", "hit dup");
+  card.type = "button";
+  card.dataset.mediaId = copy.media_id;
+  card.title = `${copy.path}\nclick: open this photo`;
+  const img = el("img");
+  img.src = copy.thumbnail;
+  img.alt = copy.name;
+  img.loading = "lazy";
+  const caption = el("span", "caption");
+  const line = el("span", "line");
+  let badge;
+  if (isBest) badge = el("span", "badge keep", "keep");
+  else if (copy.same_bytes_as_best) badge = el("span", "badge same", "same bytes");
+  else badge = el("span", "score", copy.similarity.toFixed(3));
+  if (!isBest && !copy.same_bytes_as_best) badge.title = "similarity to the copy to keep";
+  if (!isBest && copy.same_bytes_as && !copy.same_bytes_as_best) badge.title += ` · same bytes as ${copy.same_bytes_as}`;
+  line.append(el("span", "name", copy.name), badge);
+  const folder = folderOf(copy.path);
+  const where = el("span", "folder", `\u200e${folder}\u200e`);
+  where.title = folder;
+  const pixels = copy.width && copy.height ? `${copy.width} × ${copy.height} px · ` : "";
+  caption.append(line, where, el("span", "dims", `${pixels}${humanBytes(copy.size)}`));
+  card.append(img, caption);
+  card.addEventListener("click", () => go({ ...readState(), photo: String(copy.media_id) }));
+  return card;
+}
+
+function duplicateGroup(group) {
+  const box = el("section", "dup-group");
+  const files = 1 + group.others.length;
+  box.append(el("h3", "", `${group.kind === "exact" ? "Identical files" : "Same picture"} · ${files} files · `
+    + `${humanBytes(group.redundant_bytes)} besides the copy to keep`));
+  const row = el("div", "dup-row");
+  row.append(duplicateCard(group.best, true), ...group.others.map((m) => duplicateCard(m, false)));
+  box.append(row);
+  return box;
+}
+
+function renderDuplicates(body, from = 0) {
+  const list = $("dups");
+  if (from === 0) list.replaceChildren();
+  list.querySelector(".more")?.remove();
+  list.append(...body.groups.slice(from, from + DUP_PAGE).map(duplicateGroup));
+  const left = body.groups.length - from - DUP_PAGE;
+  if (left > 0) {
+    const more = el("button", "more", `Show ${Math.min(left, DUP_PAGE)} more of ${left} groups`);
+    more.type = "button";
+    more.addEventListener("click", () => renderDuplicates(body, from + DUP_PAGE));
+    list.append(more);
+  }
+}
+
+async function showDuplicates(state) {
+  const input = $("dups-threshold");
+  if (state.threshold) input.value = state.threshold;
+  else if (duplicatesDefault !== null) input.value = String(duplicatesDefault);
+  if (shownDuplicates === state.threshold) return;
+  shownDuplicates = state.threshold;
+  const serial = ++duplicatesSerial;
+  setStatus(dupsStatus, "looking for duplicates (a large catalog takes a while)…");
+  const params = state.threshold ? `?${new URLSearchParams({ threshold: state.threshold })}` : "";
+  let body;
+  try {
+    body = await api(`/v1/duplicates${params}`);
+  } catch (error) {
+    if (serial !== duplicatesSerial) return;
+    shownDuplicates = null;
+    $("dups").replaceChildren();
+    setStatus(dupsStatus, error.message, true);
+    return;
+  }
+  if (serial !== duplicatesSerial) return;
+  if (!state.threshold && body.photos) { // an empty catalog has no model to take a default from
+    duplicatesDefault = body.threshold;
+    input.value = String(body.threshold);
+  }
+  const seconds = Object.values(body.seconds).reduce((a, b) => a + b, 0);
+  const how = `similarity ≥ ${body.threshold}${body.geometric_check ? ", confirmed by matching keypoints" : ""}`;
+  const when = body.cached ? "unchanged since the last look" : `found in ${seconds.toFixed(1)} s`;
+  const n = body.groups.length;
+  const kinds = body.exact_groups && body.near_groups
+    ? ` (${body.exact_groups} of identical files, ${body.near_groups} of the same picture)` : "";
+  setStatus(dupsStatus, n
+    ? `${n} group${n === 1 ? "" : "s"} among ${body.photos} photos${kinds} · ${body.redundant_files} `
+      + `file${body.redundant_files === 1 ? "" : "s"}, ${humanBytes(body.redundant_bytes)} besides the copies to keep `
+      + `· ${how} · ${when}`
+    : `no duplicates among ${body.photos} photos · ${how} · ${when}`);
+  renderDuplicates(body);
+}
+
+$("dups-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const value = parseFloat($("dups-threshold").value);
+  if ($("dups-threshold").value && !(value >= -1 && value <= 1)) {
+    setStatus(dupsStatus, "the similarity is a number from -1 to 1", true);
+    return;
+  }
+  // the model's own value stays out of the URL, so the link keeps following the model
+  const threshold = !Number.isFinite(value) || value === duplicatesDefault ? "" : String(value);
+  shownDuplicates = null; // the button always asks again
+  go({ ...readState(), tab: "duplicates", threshold, photo: "" });
+});
 
 // -- faces ---------------------------------------------------------------------------------------
 const facesStatus = $("faces-status");
