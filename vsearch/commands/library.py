@@ -27,7 +27,7 @@ def check_weighted_terms(plus: Sequence[str], minus: Sequence[str]) -> None:
 @handle_errors
 def duplicates(
     threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", min=-1.0, max=1.0,
-                         help="Cosine from which two photos are candidates (default by model: 0.80 packaged, 0.92 "
+                         help="Cosine from which two photos are candidates (default by model: 0.60 packaged, then confirmed by keypoints; 0.92 "
                          "CLIP); lower finds bursts of near-identical shots too.")] = None,
     geometric: Annotated[Optional[bool], typer.Option("--geometric/--no-geometric",
                          help="Confirm candidates by matching keypoints (default: on for the packaged model).")] = None,
