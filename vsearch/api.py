@@ -5,7 +5,6 @@ The CLI is a thin adapter over this module; everything it does can be done from 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -14,7 +13,7 @@ from vsearch.catalog import IMAGE_SPACE, Catalog, SearchHit
 from vsearch.encoders import canonical_spec, load_encoder, resolve_auto
 from vsearch.errors import ModelMismatchError, QueryError
 from vsearch.images import decode_image, limit_aspect
-from vsearch.ivfpq import is_pq
+from vsearch.search import QueryTerm, SpaceSearcher, catalog_searcher, compose_query, parse_weighted, top_media
 
 
 def default_db_dir() -> str:
@@ -23,30 +22,6 @@ def default_db_dir() -> str:
         return os.path.abspath(os.path.expanduser(os.environ["VSEARCH_DB"]))
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "vsearch")
-
-
-@dataclass(frozen=True)
-class QueryTerm:
-    """One part of a combined query: a text or an image, with a signed weight."""
-
-    weight: float
-    text: str | None = None
-    image: str | None = None
-
-
-def parse_weighted(term: str, default: float = 1.0) -> tuple[str, float]:
-    """'snow=0.5' -> ('snow', 0.5); 'snow' -> ('snow', default). 'night=abc' is a mistyped weight,
-    not a text to search for: a :class:`QueryError`."""
-    head, sep, tail = term.rpartition("=")
-    if not sep:
-        return term, default
-    try:
-        weight = float(tail)
-    except ValueError:
-        raise QueryError(f"{term!r}: the weight after '=' must be a number, e.g. {head.strip() or 'night'}=0.5") from None
-    if not head.strip():
-        raise QueryError(f"{term!r}: no text before '='")
-    return head, weight
 
 
 class Collection:
@@ -60,6 +35,7 @@ class Collection:
         self.precision = precision
         self._requested = None if model in (None, "auto") else canonical_spec(model)
         self._encoder = None
+        self._space_searcher: SpaceSearcher | None = None
         self.notice: str | None = None  # which model `auto` picked, for the CLI to show once
         recorded = catalog.space_model(IMAGE_SPACE)
         if recorded and self._requested and self._requested != recorded[0]:
@@ -117,23 +93,9 @@ class Collection:
         return self.encoder.encode_pixels(pixels)[0]
 
     def query_vector(self, terms: Sequence[QueryTerm]) -> np.ndarray:
-        if not terms:
-            raise QueryError("empty query: give a text, --image, or --plus terms")
-        texts = [t for t in terms if t.text is not None]
-        for t in texts:
-            if not t.text.strip():
-                raise QueryError("a text query is empty")
-        total = None
-        if texts:
-            vecs = self.encoder.encode_text([t.text for t in texts])
-            total = sum(t.weight * v for t, v in zip(texts, vecs))
-        for t in (t for t in terms if t.image is not None):
-            v = t.weight * self.embed_image_file(t.image)
-            total = v if total is None else total + v
-        norm = float(np.linalg.norm(total))
-        if norm < 1e-6:
-            raise QueryError("the query terms cancel out (weights sum to a zero vector)")
-        return (total / norm).astype(np.float32)
+        """One unit vector for the terms (see :func:`vsearch.search.compose_query`)."""
+        # the encoder is loaded only for texts: an image already in the catalog brings its stored vector
+        return compose_query(terms, lambda texts: self.encoder.encode_text(texts), self.embed_image_file)
 
     def search(self, text: str | None = None, image: str | None = None, plus: Sequence[str] = (),
                minus: Sequence[str] = (), k: int = 10, text_weight: float = 1.0,
@@ -171,22 +133,14 @@ class Collection:
             if allowed is not None:
                 raise QueryError("--regions does not combine with --tag yet")
             return search_regions(self.catalog, query, k=k)
-        # an IVF-PQ (vsearch build-index) is searched through the catalog, which re-ranks its shortlist
-        if allowed is None and self.device.startswith("cuda") and not is_pq(self.catalog.index(IMAGE_SPACE).index):
-            scores, ids = self._gpu_searcher().search(query[None], k)
-            return self.catalog.hits(scores, ids)[0]
-        return self.catalog.search(query, k=k, space=IMAGE_SPACE, allowed_ids=allowed)[0]
+        return top_media(self._searcher(), self.catalog, query, k, distinct=False, allowed_ids=allowed)
 
-    def _gpu_searcher(self):
-        """Built once per collection: the measured-fastest GPU path (see :mod:`vsearch.gpu`)."""
-        if getattr(self, "_gpu", None) is None:
-            from vsearch.gpu import gpu_searcher
-
-            self._gpu, note = gpu_searcher(self.catalog.index(IMAGE_SPACE), self.device)
-            import logging
-
-            logging.getLogger(__name__).info("search: %s", note)
-        return self._gpu
+    def _searcher(self) -> SpaceSearcher:
+        """The image space's searcher, chosen once per loaded index (a GPU copy is made once)."""
+        vindex = self.catalog.index(IMAGE_SPACE)
+        if self._space_searcher is None or self._space_searcher.vindex is not vindex:
+            self._space_searcher = catalog_searcher(self.catalog, IMAGE_SPACE, self.device)
+        return self._space_searcher
 
     def image_vectors(self, paths: Sequence[str]) -> np.ndarray:
         """(N, D) vectors of image files (stored ones when a file is already in the catalog)."""

@@ -28,6 +28,7 @@ from vsearch.faces.pipeline import ENROLL_CONFIG, INDEX_CONFIG, FacePipeline, Im
 from vsearch.faces.schema import ENROLLED_SPACE, FACE_SPACE, Face, Person, Template, ensure_face_tables
 from vsearch.faces.types import FaceResult
 from vsearch.schema import Media, Vector
+from vsearch.search import catalog_searcher, top_media
 
 CALIBRATION_KEY = "faces.calibration"
 MAX_CLUSTER_TEMPLATES = 50  # templates kept when a cluster becomes a person (the most central)
@@ -347,38 +348,10 @@ class FaceService:
         face = self._analyze_probe(probe).faces[0]
         if self.catalog.space_model(FACE_SPACE) is None:
             raise VSearchError("no faces in this catalog yet: run `vsearch index PATH --faces` first")
-        index = self.catalog.index(FACE_SPACE)
-        threshold = self.threshold
-        fetch = 4 * k
-        while True:
-            scores, ids = index.search(face.embedding[None, :], fetch)
-            keep = scores[0] >= threshold
-            exhausted = len(ids[0]) < fetch or not keep[-1]
-            best = self._best_photo_per_face(ids[0][keep], scores[0][keep])
-            if len(best) >= k or exhausted:
-                break
-            fetch *= 4
-        hits = sorted(best.values(), key=lambda h: -h[1])[:k]
-        return [SearchHit(mid, path, score, rank, vid) for rank, (mid, score, path, vid) in enumerate(hits, 1)]
-
-    def _best_photo_per_face(self, ids: np.ndarray, scores: np.ndarray) -> dict[int, tuple]:
-        wanted = [int(i) for i in ids]
-        if not wanted:
-            return {}
-        with Session(self.catalog.engine) as s:
-            where = {}
-            for start in range(0, len(wanted), 900):
-                chunk = wanted[start:start + 900]
-                for vid, mid, path in s.execute(select(Vector.id, Media.id, Media.path)
-                                                .join(Media, Media.id == Vector.media_id).where(Vector.id.in_(chunk))):
-                    where[int(vid)] = (int(mid), path)
-        best: dict[int, tuple] = {}
-        for vid, score in zip(wanted, scores):
-            if vid in where:
-                mid, path = where[vid]
-                if mid not in best or best[mid][1] < score:
-                    best[mid] = (mid, float(score), path, vid)
-        return best
+        # a photo may show the person several times: search deeper until k distinct photos (or
+        # the scores fall below the match threshold), each photo at its best face
+        return top_media(catalog_searcher(self.catalog, FACE_SPACE), self.catalog, face.embedding, k,
+                         min_score=self.threshold)
 
     # -- clustering ------------------------------------------------------------------------------
     @writes_catalog(lambda self, *a, **k: self.catalog)

@@ -19,6 +19,7 @@ from vsearch.catalog import IMAGE_SPACE, Catalog, SearchHit
 from vsearch.errors import QueryError
 from vsearch.regions.schema import REGION_SPACE, Region
 from vsearch.schema import Media, Vector
+from vsearch.search import catalog_searcher, top_media
 
 
 @dataclass(frozen=True)
@@ -36,28 +37,6 @@ def has_regions(catalog: Catalog) -> bool:
     return catalog.space_model(REGION_SPACE) is not None and inspect(catalog.engine).has_table(Region.__tablename__)
 
 
-def _region_candidates(catalog: Catalog, query: np.ndarray, k: int) -> list[int]:
-    """Media ids of the first ``k`` distinct photos in the region index's ranking."""
-    vindex = catalog.index(REGION_SPACE)
-    fetch = max(4 * k, 32)
-    while True:
-        _, ids = vindex.search(query[None], fetch)
-        wanted = [int(i) for i in ids[0] if i >= 0]
-        owner: dict[int, int] = {}
-        with Session(catalog.engine) as s:
-            for start in range(0, len(wanted), 900):
-                chunk = wanted[start : start + 900]
-                owner.update(s.execute(select(Vector.id, Vector.media_id).where(Vector.id.in_(chunk))).all())
-        media: list[int] = []
-        for vid in wanted:  # in rank order
-            mid = owner.get(vid)
-            if mid is not None and mid not in media:
-                media.append(mid)
-        if len(media) >= k or fetch >= len(vindex):
-            return media[:k]
-        fetch *= 4
-
-
 def search_regions(catalog: Catalog, query: np.ndarray, k: int = 10, whole_image: bool = True) -> list[RegionHit]:
     """Top-``k`` photos for one L2-normalised query vector, each with its best box."""
     if k < 1:
@@ -65,7 +44,9 @@ def search_regions(catalog: Catalog, query: np.ndarray, k: int = 10, whole_image
     if not has_regions(catalog):
         raise QueryError("this catalog has no regions yet: run `vsearch index PATH --regions proposals` first")
     query = np.asarray(query, dtype=np.float32).reshape(-1)
-    candidates = set(_region_candidates(catalog, query, k))
+    # the region index holds many vectors per photo: search it deeper until k distinct photos
+    candidates = {h.media_id for h in top_media(catalog_searcher(catalog, REGION_SPACE), catalog, query, k,
+                                                fetch=max(4 * k, 32))}
     spaces = [REGION_SPACE]
     if whole_image and catalog.space_model(IMAGE_SPACE) is not None:
         candidates |= {h.media_id for h in catalog.search(query, k=k, space=IMAGE_SPACE)[0]}

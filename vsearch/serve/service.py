@@ -18,8 +18,8 @@ from vsearch.api import Collection
 from vsearch.catalog import IMAGE_SPACE, SearchHit
 from vsearch.errors import QueryError
 from vsearch.images import decode_image, limit_aspect
-from vsearch.ivfpq import is_pq, search_reranked
 from vsearch.report import thumbnail_jpeg
+from vsearch.search import QueryTerm, compose_query, top_media
 from vsearch.serve.errors import ApiError
 from vsearch.serve.limits import check_pixels
 from vsearch.serve.snapshot import IndexReader
@@ -101,14 +101,9 @@ class SearchService:
 
     @staticmethod
     def combine(parts: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
-        """Σ weight·vector, renormalised (as ``Collection.query_vector`` does for the CLI)."""
-        if not parts:
-            raise QueryError("empty query: give q (text), like (a photo id) or an image")
-        total = sum(w * v for v, w in parts)
-        norm = float(np.linalg.norm(total))
-        if norm < 1e-6:
-            raise QueryError("the query terms cancel out (weights sum to a zero vector)")
-        return (total / norm).astype(np.float32)
+        """Σ weight·vector, renormalised (:func:`vsearch.search.compose_query`, as for the CLI)."""
+        return compose_query([QueryTerm(w, vector=v) for v, w in parts],
+                             empty_message="empty query: give q (text), like (a photo id) or an image")
 
     # -- search ----------------------------------------------------------------------------------
     def search(self, query: np.ndarray, k: int, tags: Sequence[str] = (), exclude_media: int | None = None) -> list[SearchHit]:
@@ -129,13 +124,8 @@ class SearchService:
                 return []
         # a few extra candidates make up for rows deleted since the save and the excluded photo;
         # ids map to paths through SQL (one read transaction), where deleted rows drop out
-        if is_pq(snap.index.index):  # IVF-PQ (vsearch build-index): exact re-rank of a shortlist from SQL
-            scores, ids = search_reranked(snap.index, query[None, :], k + 8,
-                                          lambda wanted: self.catalog.vectors(IMAGE_SPACE, wanted), allowed_ids=allowed)
-        else:
-            scores, ids = snap.index.search(query[None, :], k + 8, allowed_ids=allowed)
-        kept = [h for h in self.catalog.hits(scores, ids)[0] if h.media_id != exclude_media][:k]
-        return [SearchHit(h.media_id, h.path, h.score, rank, h.vector_id) for rank, h in enumerate(kept, 1)]
+        return top_media(snap.searcher, self.catalog, query, k, distinct=False, fetch=k + 8, allowed_ids=allowed,
+                         exclude_media=exclude_media)
 
     # -- media -----------------------------------------------------------------------------------
     def thumbnail(self, media_id: int, size: int) -> bytes:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 
 from vsearch.catalog import Catalog
+from vsearch.search import SpaceSearcher
 from vsearch.vector_index import VectorIndex
 
 log = logging.getLogger("vsearch.serve")
@@ -32,6 +33,7 @@ class Snapshot:
     index: VectorIndex | None  # None: the space has no vectors (no file) yet
     signature: tuple[int, int, int] | None
     loaded_at: float
+    searcher: SpaceSearcher | None = None  # chosen once per loaded file (IVF-PQ: exact re-rank from SQL)
 
     def __len__(self) -> int:
         return 0 if self.index is None else len(self.index)
@@ -112,7 +114,9 @@ class IndexReader:
                 self._snapshot = Snapshot(None, None, time.time())
                 return self._snapshot
             previous = len(self._snapshot)
-            self._snapshot = Snapshot(index, signature, time.time())
+            space = self.space
+            searcher = SpaceSearcher(index, lambda ids: self.catalog.vectors(space, ids))
+            self._snapshot = Snapshot(index, signature, time.time(), searcher)
             self.reloads += 1
             if self.reloads > 1:
                 log.info("reloaded %s: %d → %d vectors", os.path.basename(self.path), previous, len(index))
