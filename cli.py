@@ -239,16 +239,15 @@ def search(
     On a terminal the results are a table; piped, one tab-separated line per result
     (rank, score, path), never wrapped.
     """
-    from contextlib import ExitStack
+    from contextlib import ExitStack, nullcontext
 
+    from vsearch.commands.common import loading
     from vsearch.commands.library import check_weighted_terms
     from vsearch.errors import QueryError
     from vsearch.fetch import local_image
 
     if query is None and image is None and not plus and face is None:
         raise QueryError("give a text query, --image FILE, --face FILE, or --plus terms")
-    if face is not None and (query is not None or image is not None or plus or minus or tags):
-        raise QueryError("--face finds photos of a person; it does not combine with text, --image or --tag")
     if as_json and bare_paths:
         raise QueryError("choose one of --json and --paths")
     check_weighted_terms(plus, minus)
@@ -259,14 +258,9 @@ def search(
         coll = stack.enter_context(CatalogRef(db, db_url).collection(model, device, create=False,
                                                                      load_model=face is None, runtime=runtime,
                                                                      precision=precision))
-        if face_file is not None:
-            from vsearch.commands.common import loading
-            from vsearch.faces.service import photos_with_face
-
-            with loading("loading the face models"):
-                hits = photos_with_face(coll.catalog, face_file, k=k, device=resolve_device(device))
-        else:
-            hits = coll.search(text=query, image=image_file, plus=plus, minus=minus, k=k, tags=tags, regions=regions)
+        with loading("loading the face models") if face_file is not None else nullcontext():
+            hits = coll.search(text=query, image=image_file, plus=plus, minus=minus, k=k, tags=tags, regions=regions,
+                               face=face_file)
         explained = None
         if explain:
             from vsearch.commands.library import explain_search

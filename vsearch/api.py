@@ -99,11 +99,20 @@ class Collection:
 
     def search(self, text: str | None = None, image: str | None = None, plus: Sequence[str] = (),
                minus: Sequence[str] = (), k: int = 10, text_weight: float = 1.0,
-               image_weight: float = 1.0, tags: Sequence[str] = (), regions: bool = False) -> list[SearchHit]:
+               image_weight: float = 1.0, tags: Sequence[str] = (), regions: bool = False,
+               face: str | None = None) -> list[SearchHit]:
         """Ranked photos for a text, an example image, or a combination:
         ``text·w + image·w + Σ plus − Σ minus``, renormalised. Plus/minus terms take ``"snow=0.5"``.
         ``tags`` keeps only photos carrying all those tags (see ``vsearch tag``).
-        ``regions``: rank photos by their best region too and return ``RegionHit``s with its box."""
+        ``regions``: rank photos by their best region too and return ``RegionHit``s with its box.
+        ``face``: a photo of a person; the photos showing that person (needs ``index --faces``),
+        alone: it does not combine with the other terms."""
+        if face is not None:
+            if text is not None or image is not None or plus or minus or tags or regions:
+                raise QueryError("--face finds photos of a person; it does not combine with text, --image or --tag")
+            from vsearch.faces.service import photos_with_face
+
+            return photos_with_face(self.catalog, face, k=k, device=self.device)
         terms: list[QueryTerm] = []
         if text is not None:
             terms.append(QueryTerm(text_weight, text=text))

@@ -115,7 +115,15 @@ def test_index_faces_search_face_cluster_name(tmp_path, face_images, tiny_clip_s
     assert r.exit_code == 0, r.output
     assert sorted(os.path.basename(h["path"]) for h in json.loads(r.stdout)) == ["obama.jpg", "obama2.jpg", "obama3.jpg"]
     r = run("search", "a cat", "--face", os.path.join(face_images, "obama.jpg"), "--db", d)
-    assert r.exit_code == 2
+    assert r.exit_code == 2 and "does not combine" in r.output
+    import vsearch  # the Python API answers the same question the same way
+
+    coll = vsearch.open(str(d))
+    try:
+        hits = coll.search(face=os.path.join(face_images, "obama_partial_face2.jpg"))
+    finally:
+        coll.close()
+    assert sorted(os.path.basename(h.path) for h in hits) == ["obama.jpg", "obama2.jpg", "obama3.jpg"]
     r = run("faces", "cluster", "--db", d)
     assert r.exit_code == 0 and "cluster 2" not in r.output
     (line,) = [ln for ln in r.stdout.splitlines() if ln.startswith("cluster 1: 3 face(s)")]
