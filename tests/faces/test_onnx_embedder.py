@@ -45,7 +45,7 @@ def test_export_is_cached_checked_and_reused(onnx_cache, onnx_embedder):
     assert os.path.dirname(onnx_embedder.directory) == onnx_cache
     with open(os.path.join(onnx_embedder.directory, "meta.json")) as fh:
         meta = json.load(fh)
-    assert meta["kind"] == "face" and meta["fidelity"]["min_cosine"] >= 0.9999
+    assert meta["kind"] == "face" and meta["fidelity"]["image_min_cosine"] >= 0.9999
     stamp = os.stat(os.path.join(onnx_embedder.directory, "face.onnx")).st_mtime_ns
     again = build_embedder("dlib", runtime="onnx")  # loaded from the cache, not exported again
     assert again.directory == onnx_embedder.directory

@@ -310,7 +310,7 @@ def export_face_model(model, directory: str, name: str) -> dict:
         if float(cos.min()) < MIN_COSINE:
             raise ExportRefused(f"ONNX output differs from torch (min cosine {cos.min():.5f}; needs {MIN_COSINE})")
         meta = {"format": 1, "kind": "face", "spec": name, "precision": "fp32", "torch": torch.__version__,
-                "fidelity": {"min_cosine": round(float(cos.min()), 7), "chips": len(chips)},
+                "fidelity": {"image_min_cosine": round(float(cos.min()), 7), "face_chips": len(chips)},
                 "export_seconds": round(time.perf_counter() - started, 1)}
         _write_json(os.path.join(tmp, "meta.json"), meta)
         _publish(tmp, directory)

@@ -85,7 +85,7 @@ class EncoderFaceEmbedder:
 
 class OnnxDlibResNetEmbedder:
     """The dlib ResNet exported from :class:`~vsearch.faces.dlib_torch.DlibFaceResNet` and run by
-    ONNX Runtime: same weights, chips and name, about 1.75x faster per chip than torch on a CPU
+    ONNX Runtime: same weights, chips and name, about 1.5x faster per chip than torch on a CPU
     (benchmarks/RESULTS.md), and no torch in the process once the export is cached."""
 
     runtime = "onnx"
