@@ -104,3 +104,19 @@ def test_refused_export_falls_back_to_torch_with_a_notice(onnx_cache, monkeypatc
     embedder = build_embedder("dlib", runtime="onnx")
     assert isinstance(embedder, TorchDlibResNetEmbedder)
     assert "ONNX output differs from torch" in embedder.runtime_notice
+
+
+def test_cached_export_runs_without_torch(onnx_cache, onnx_embedder):
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from vsearch.faces.embedders import build_embedder\n"
+            "e = build_embedder('dlib', runtime='onnx')\n"
+            "v = e.embed([np.full((150, 150, 3), 128, np.uint8)])\n"
+            "print(type(e).__name__, v.shape, 'torch' in sys.modules)\n")
+    env = {**os.environ, "VSEARCH_ONNX_CACHE": onnx_cache,
+           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["OnnxDlibResNetEmbedder", "(1,", "128)", "False"]
