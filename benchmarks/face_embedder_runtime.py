@@ -1,9 +1,10 @@
 """The face embedder (dlib's ResNet, as vsearch runs it on torch) on torch against ONNX Runtime.
 
-Exports :class:`vsearch.faces.dlib_torch.DlibFaceResNet` with the real dlib weights into a
-temporary folder, checks the descriptors agree on real face chips, then times one-chip calls (what
-a verify request embeds, twice) alternately on each runtime with one intra-op thread each, as the
-service runs them. Prints p50/p99 per call and the ratio.
+Builds both embedders as the product does (``build_embedder("dlib", runtime=...)``; the ONNX one
+exported into a temporary ONNX cache, with the product's check against torch), checks the
+descriptors agree on real face chips, then times one-chip calls (what a verify request embeds)
+alternately on each runtime with one intra-op thread each, as the service runs them. Prints
+p50/p99 per call and the ratio.
 
 usage: python benchmarks/face_embedder_runtime.py [--calls 200]
 """
@@ -16,7 +17,6 @@ import tempfile
 import time
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -34,40 +34,33 @@ def main(argv=None) -> int:
     ap.add_argument("--calls", type=int, default=200)
     args = ap.parse_args(argv)
 
-    import onnxruntime as ort
-
     from benchmarks.common import machine
-    from vsearch.faces.dlib_torch import DlibFaceResNet, torch_threads
-    from vsearch.faces.models import RESNET, dlib_model_path
+    from vsearch.faces.embedders import build_embedder
 
-    model = DlibFaceResNet.from_dlib(dlib_model_path(RESNET))
-    path = os.path.join(tempfile.mkdtemp(prefix="vsearch-face-onnx-"), "face.onnx")
-    chips = face_chips(8)
-    example = torch.from_numpy(np.stack(chips[:2]))
+    import atexit
+    import shutil
+
+    os.environ["VSEARCH_ONNX_CACHE"] = tempfile.mkdtemp(prefix="vsearch-face-onnx-")
+    atexit.register(shutil.rmtree, os.environ["VSEARCH_ONNX_CACHE"], True)
+    torch_embedder = build_embedder("dlib", runtime="torch")
     t = time.perf_counter()
-    torch.onnx.export(model, (example,), path, input_names=["chips"], output_names=["descriptor"],
-                      dynamic_axes={"chips": {0: "batch"}, "descriptor": {0: "batch"}}, opset_version=18, dynamo=False)
+    onnx_embedder = build_embedder("dlib", runtime="onnx")
     export_s = time.perf_counter() - t
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-
-    batch = np.stack(chips)
-    with torch.inference_mode(), torch_threads(1):
-        ref = model(torch.from_numpy(batch)).numpy()
-    got = session.run(None, {"chips": batch})[0]
+    if getattr(onnx_embedder, "runtime", None) != "onnx":
+        print(f"ONNX refused: {getattr(onnx_embedder, 'runtime_notice', '')}")
+        return 1
+    chips = face_chips(8)
+    ref, got = torch_embedder.raw(chips), onnx_embedder.raw(chips)
     cos = np.sum(ref * got, axis=1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
     print(f"machine: {machine()}")
-    print(f"export {export_s:.1f}s; descriptors torch vs onnx: min cosine {cos.min():.7f}, "
+    print(f"export + check {export_s:.1f}s; descriptors torch vs onnx: min cosine {cos.min():.7f}, "
           f"max abs diff {np.abs(ref - got).max():.2e}")
 
     def torch_call(chip):
-        with torch.inference_mode(), torch_threads(1):
-            model(torch.from_numpy(chip[None]))
+        torch_embedder.raw([chip])
 
     def onnx_call(chip):
-        session.run(None, {"chips": chip[None]})
+        onnx_embedder.raw([chip])
 
     times = {"torch": [], "onnx": []}
     for name, fn in (("torch", torch_call), ("onnx", onnx_call)):  # warm-up

@@ -2,9 +2,10 @@
 
 Enrolls one person in a temporary catalog, then calls ``FaceService.verify`` on a 640x480 JPEG
 probe many times with the models loaded (as a server would) and prints p50/p99 of the whole call
-and of decode / detect / align / embed / compare.
+and of decode / detect / align / embed / compare, for each embedder runtime (torch, onnx), the
+runtimes' calls alternating in the same run over the same detector and aligner.
 
-    python benchmarks/face_verify_latency.py [--calls 200] [--images DIR]
+    python benchmarks/face_verify_latency.py [--calls 200] [--images DIR] [--runtime torch,onnx]
 
 ``--images``: the face_recognition sdist's ``tests/test_images`` (obama.jpg enrolls, a 640x480
 crop of obama2.jpg is the probe: two different photos). Without it, matplotlib's Grace Hopper
@@ -54,10 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--images", help="folder with obama.jpg and obama2.jpg (face_recognition sdist)")
     ap.add_argument("--detector", default="hog")
+    ap.add_argument("--runtime", default="torch,onnx", help="comma-separated embedder runtimes to compare")
     args = ap.parse_args(argv)
+    runtimes = [r.strip() for r in args.runtime.split(",") if r.strip()]
 
     from vsearch.catalog import Catalog
-    from vsearch.faces.pipeline import load_pipeline
+    from vsearch.faces.embedders import build_embedder
+    from vsearch.faces.align import DlibFivePointAligner
+    from vsearch.faces.detectors import build_detector
+    from vsearch.faces.pipeline import PROBE_CONFIG, FacePipeline
     from vsearch.faces.service import FaceService
 
     tmp = tempfile.mkdtemp(prefix="vsearch-bench-")
@@ -70,35 +76,55 @@ def main(argv: list[str] | None = None) -> int:
         enroll_photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
         probe = make_probe(enroll_photo, os.path.join(tmp, "probe.jpg"))
 
-    t = time.perf_counter()
-    pipeline = load_pipeline(args.detector)
-    load_s = time.perf_counter() - t
-    svc = FaceService(Catalog(os.path.join(tmp, "db")), pipeline=pipeline)
-    svc.enroll("person", [enroll_photo])
+    detector, aligner = build_detector(args.detector), DlibFivePointAligner()
+    services, load_s = {}, {}
+    for rt in runtimes:
+        t = time.perf_counter()
+        embedder = build_embedder("dlib", runtime=rt)  # the ONNX export happens once, into the cache
+        load_s[rt] = time.perf_counter() - t
+        if getattr(embedder, "runtime", rt) != rt:
+            print(f"warning: asked for {rt}, got {embedder.runtime}: {getattr(embedder, 'runtime_notice', '')}")
+        pipeline = FacePipeline(detector, aligner, embedder, PROBE_CONFIG)
+        services[rt] = FaceService(Catalog(os.path.join(tmp, f"db-{rt}")), pipeline=pipeline)
+        services[rt].enroll("person", [enroll_photo])
     for _ in range(args.warmup):
-        svc.verify("person", probe)
-    total, stages = [], {s: [] for s in STAGES}
-    matches = 0
-    for _ in range(args.calls):
-        r = svc.verify("person", probe)
-        matches += r.match
-        total.append(r.latency_ms)
-        for s in STAGES:
-            stages[s].append(r.timings_ms.get(s, 0.0))
+        for svc in services.values():
+            svc.verify("person", probe)
+    total = {rt: [] for rt in runtimes}
+    stages = {rt: {s: [] for s in STAGES} for rt in runtimes}
+    matches = {rt: 0 for rt in runtimes}
+    last = {}
+    for i in range(args.calls):
+        order = runtimes if i % 2 == 0 else runtimes[::-1]  # alternate, so load drifts hit both
+        for rt in order:
+            r = services[rt].verify("person", probe)
+            last[rt] = r
+            matches[rt] += r.match
+            total[rt].append(r.latency_ms)
+            for s in STAGES:
+                stages[rt][s].append(r.timings_ms.get(s, 0.0))
 
     def pct(xs):
         return np.percentile(xs, 50), np.percentile(xs, 99)
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores, load average {load[0]:.2f} (1 min)")
-    print(f"probe: 640x480 JPEG, detector {args.detector}, {args.calls} calls after {args.warmup} warm-up; "
-          f"models loaded once in {load_s:.2f} s; matched {matches}/{args.calls} (score {r.score:.3f})")
-    print(f"{'stage':<10}{'p50 ms':>10}{'p99 ms':>10}")
-    for s in STAGES:
-        p50, p99 = pct(stages[s])
-        print(f"{s:<10}{p50:>10.1f}{p99:>10.1f}")
-    p50, p99 = pct(total)
-    print(f"{'verify':<10}{p50:>10.1f}{p99:>10.1f}   (goal: p99 <= 100 ms)")
+    print(f"probe: 640x480 JPEG, detector {args.detector}, {args.calls} calls per runtime after {args.warmup} "
+          f"warm-up, runtimes alternating")
+    for rt in runtimes:
+        print(f"\n[{rt}] embedder loaded in {load_s[rt]:.2f} s; matched {matches[rt]}/{args.calls} "
+              f"(score {last[rt].score:.4f})")
+        print(f"{'stage':<10}{'p50 ms':>10}{'p99 ms':>10}")
+        for s in STAGES:
+            p50, p99 = pct(stages[rt][s])
+            print(f"{s:<10}{p50:>10.1f}{p99:>10.1f}")
+        p50, p99 = pct(total[rt])
+        print(f"{'verify':<10}{p50:>10.1f}{p99:>10.1f}   (goal: p99 <= 100 ms)")
+    if len(runtimes) == 2:
+        a, b = runtimes
+        (a50, a99), (b50, b99) = pct(total[a]), pct(total[b])
+        (e_a, _), (e_b, _) = pct(stages[a]["embed"]), pct(stages[b]["embed"])
+        print(f"\nratio {a}/{b}: verify p50 {a50 / b50:.2f}x, p99 {a99 / b99:.2f}x; embed p50 {e_a / e_b:.2f}x")
     return 0
 
 

@@ -255,3 +255,71 @@ def _publish(tmp: str, directory: str) -> None:
         if not os.path.exists(os.path.join(directory, "meta.json")):
             shutil.rmtree(directory, ignore_errors=True)
             os.rename(tmp, directory)
+
+
+def face_fidelity_chips() -> list[np.ndarray]:
+    """Fixed 150x150 chips of real faces (Eileen Collins from scikit-image, Grace Hopper from
+    matplotlib), a few shifts of each; a seeded noise chip only if neither photo is installed."""
+    from PIL import Image
+
+    photos = []
+    try:
+        from skimage import data
+
+        photos.append((np.asarray(data.astronaut()), (40, 170, 150)))  # (top, left, face size)
+    except Exception:  # noqa: BLE001 - the samples are a convenience, not a requirement
+        pass
+    try:
+        import matplotlib.cbook as cbook
+
+        hopper = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+        photos.append((np.asarray(hopper.resize((300, 375))), (65, 80, 150)))
+    except Exception:  # noqa: BLE001
+        pass
+    chips = [np.ascontiguousarray(img[top + dy: top + dy + size, left + dx: left + dx + size])
+             for img, (top, left, size) in photos for dy, dx in ((0, 0), (5, 3), (-4, 6))]
+    if not chips:
+        chips = [np.random.default_rng(0).integers(0, 255, (150, 150, 3), dtype=np.uint8)]
+    return chips
+
+
+def export_face_model(model, directory: str, name: str) -> dict:
+    """Export a face embedder network (``(B, H, W, 3) uint8 chips -> (B, D) descriptors``) into
+    ``directory`` as ``face.onnx``, kept only if on real face chips every ONNX descriptor has
+    cosine >= :data:`MIN_COSINE` with torch's; else ExportRefused (recorded, not retried)."""
+    import onnxruntime as ort
+
+    tmp = f"{directory}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    started = time.perf_counter()
+    try:
+        chips = np.stack(face_fidelity_chips())
+        path = os.path.join(tmp, "face.onnx")
+        import warnings
+
+        with warnings.catch_warnings():
+            # shapes traced as constants (dlib's zero-padded skip sums) depend on the chip size,
+            # which is fixed; only the batch axis is dynamic
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            _export(model, (torch.from_numpy(chips[:2]),), path, ["chips"], {"chips": {0: "batch"}})
+        with torch.inference_mode():
+            ref = model(torch.from_numpy(chips)).float().numpy()
+        got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"chips": chips})[0]
+        cos = np.sum(ref * got, axis=1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
+        if float(cos.min()) < MIN_COSINE:
+            raise ExportRefused(f"ONNX output differs from torch (min cosine {cos.min():.5f}; needs {MIN_COSINE})")
+        meta = {"format": 1, "kind": "face", "spec": name, "precision": "fp32", "torch": torch.__version__,
+                "fidelity": {"image_min_cosine": round(float(cos.min()), 7), "face_chips": len(chips)},
+                "export_seconds": round(time.perf_counter() - started, 1)}
+        _write_json(os.path.join(tmp, "meta.json"), meta)
+        _publish(tmp, directory)
+        return meta
+    except ExportRefused as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        _write_json(os.path.join(tmp, "meta.json"), {"spec": name, "precision": "fp32", "refused": str(exc)})
+        _publish(tmp, directory)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
