@@ -195,7 +195,8 @@ def index(
     if watch:
         from vsearch.commands.library import watch_forever
 
-        return watch_forever(db, db_url, model, device, paths, batch_size, extractors, debounce)
+        return watch_forever(db, db_url, model, device, paths, batch_size, extractors, debounce,
+                             include_hidden=include_hidden, exclude=excludes)
     if summary.indexed_ok == 0 and summary.removed == 0:
         err_console.print("[red]nothing could be indexed[/]" if summary.failed else
                           f"[red]no image files found under[/] {escape(' '.join(paths))}")

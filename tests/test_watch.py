@@ -159,3 +159,31 @@ def test_background_watch_for_serve(tmp_path, tiny_clip_spec):
         assert wait_for(indexed, timeout=60)
     finally:
         stop()
+
+
+def test_watch_leaves_out_what_the_index_run_left_out(tmp_path, tiny_clip_spec):
+    """--exclude and hidden folders hold for the files the watcher sees appear, not only the first run."""
+    import vsearch
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    db = tmp_path / "db"
+    coll = vsearch.open(db, model=tiny_clip_spec)
+    stop = threading.Event()
+    thread = threading.Thread(target=watch, args=(coll, [str(lib)]),
+                              kwargs=dict(stop=stop, debounce=0.3, workers=0, exclude=("private",)), daemon=True)
+    thread.start()
+    reader = vsearch.open(db).catalog
+    try:
+        time.sleep(1.0)
+        for sub in ("private", ".thumbnails"):
+            (lib / sub).mkdir()
+            skimage_rgb("coffee").save(lib / sub / "x.jpg")
+        skimage_rgb("chelsea").save(lib / "cat.jpg")
+        assert wait_for(lambda: str(lib / "cat.jpg") in reader.media_under([str(lib)]))
+        time.sleep(1.0)  # a late batch for the left-out files would have landed by now
+        assert set(reader.media_under([str(lib)])) == {str(lib / "cat.jpg")}
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+        reader.engine.dispose()

@@ -142,7 +142,13 @@ def watch(collection, paths: Sequence[str], on_batch: Callable[[WatchBatch], Non
 
     from vsearch.errors import VSearchError
 
+    from indexer.scan import ScanOptions
+
     roots = [os.path.abspath(os.path.expanduser(p)) for p in paths]
+    # what the scan of a root leaves out (hidden, system folders, --exclude) stays out when it
+    # changes: a changed path is handed to the indexer as a root of its own, which it would scan
+    options = ScanOptions(include_hidden=bool(index_kwargs.get("include_hidden", False)),
+                          exclude=tuple(index_kwargs.get("exclude", ())))
     batcher = ChangeBatcher(roots, debounce=debounce, max_wait=max_wait)
     stop = stop or threading.Event()
 
@@ -182,9 +188,26 @@ def watch(collection, paths: Sequence[str], on_batch: Callable[[WatchBatch], Non
         while not stop.is_set():
             stop.wait(poll)
             if batcher.ready():
-                batch = batcher.take()
+                batch = [p for p in batcher.take() if not _left_out(p, roots, options)]
                 if batch:
                     run(batch, workers=0)
     finally:
         observer.stop()
         observer.join(timeout=5)
+
+
+def _left_out(path: str, roots: Sequence[str], options) -> bool:
+    """Whether a scan of the watched root holding ``path`` would leave it out."""
+    for root in roots:
+        if path == root or not path.startswith(root.rstrip(os.sep) + os.sep):
+            continue
+        parts = os.path.relpath(path, root).split(os.sep)
+        here = root
+        for i, name in enumerate(parts):
+            here = os.path.join(here, name)
+            last = i == len(parts) - 1
+            is_dir = not last or os.path.isdir(here)
+            if (options.skips_folder(name) if is_dir else options.skips_file(name)) or options.excludes(here, root):
+                return True
+        return False
+    return False

@@ -62,22 +62,24 @@ def duplicates(
                   f"{summary['redundant_bytes'] / 1e6:.1f} MB", highlight=False, soft_wrap=True)
 
 
-def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: int, extractors, debounce: float) -> None:
-    """`vsearch index PATHS --watch`: after the first run, re-index what changes until Ctrl-C."""
+def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: int, extractors, debounce: float,
+                  include_hidden: bool = False, exclude: Sequence[str] = ()) -> None:
+    """`vsearch index PATHS --watch`: after the first run, re-index what changes until Ctrl-C,
+    leaving out what the first run left out (hidden and system folders, ``--exclude``)."""
     from vsearch.watch import watch
 
     def report(batch) -> None:
         where = ", ".join(batch.paths[:3]) + (f" and {len(batch.paths) - 3} more" if len(batch.paths) > 3 else "")
         if batch.error is not None:
-            err_console.print(f"[red]watch[/] {where}: {batch.error}", highlight=False)
+            err_console.print(f"[red]watch[/] {escape(where)}: {escape(str(batch.error))}", highlight=False)
             return
         s = batch.summary
         if s.added or s.moved or s.copied or s.removed or s.failed:
             err_console.print(
-                f"[green]watch[/] {where}: added {s.added}, moved {s.moved}, copied {s.copied}, "
+                f"[green]watch[/] {escape(where)}: added {s.added}, moved {s.moved}, copied {s.copied}, "
                 f"removed {s.removed}, failed {len(s.failed)} ({batch.seconds:.1f}s)", highlight=False)
         for path, reason in s.failed:
-            err_console.print(f"  [red]failed[/] {path}: {reason}", highlight=False)
+            err_console.print(f"  [red]failed[/] {escape(path)}: {escape(reason)}", highlight=False)
 
     coll = open_collection(db, db_url, model, device)
     err_console.print(f"watching {', '.join(paths)} for changes (Ctrl-C to stop)", highlight=False)
@@ -85,7 +87,7 @@ def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: i
         # catch_up: one more (stat-only) pass once events are being watched, so that nothing
         # written between the first run's scan and the watcher's start is missed
         watch(coll, paths, on_batch=report, debounce=debounce, catch_up=True, batch_size=batch_size,
-              extractors=extractors, workers=0)
+              extractors=extractors, workers=0, include_hidden=include_hidden, exclude=tuple(exclude))
     finally:
         coll.close()
 
