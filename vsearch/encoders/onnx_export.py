@@ -59,22 +59,17 @@ def fidelity_images():
     return images
 
 
-class _ClipImage(torch.nn.Module):
-    def __init__(self, model):
+class _ClipTower(torch.nn.Module):
+    """One tower of an open_clip model as a module the exporter can trace: ``encode_image`` or
+    ``encode_text``."""
+
+    def __init__(self, model, method: str):
         super().__init__()
         self.model = model
+        self.method = method
 
-    def forward(self, pixels):
-        return self.model.encode_image(pixels)
-
-
-class _ClipText(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, tokens):
-        return self.model.encode_text(tokens)
+    def forward(self, x):
+        return getattr(self.model, self.method)(x)
 
 
 class _MeanPooledBert(torch.nn.Module):
@@ -149,8 +144,8 @@ def export_model(spec: str, encoder, directory: str, precision: str = "fp32") ->
             bpe, context = _clip_tokenizer_file(encoder.tokenizer)
             model = encoder.model
             meta.update(kind="clip", logit_scale=float(model.logit_scale.exp().item()))
-            _export(_ClipImage(model), (pixels,), os.path.join(tmp, "image.onnx"), ["pixels"], {"pixels": {0: "batch"}})
-            _export(_ClipText(model), (torch.zeros(2, context, dtype=torch.long),), os.path.join(tmp, "text.onnx"),
+            _export(_ClipTower(model, "encode_image"), (pixels,), os.path.join(tmp, "image.onnx"), ["pixels"], {"pixels": {0: "batch"}})
+            _export(_ClipTower(model, "encode_text"), (torch.zeros(2, context, dtype=torch.long),), os.path.join(tmp, "text.onnx"),
                     ["tokens"], {"tokens": {0: "batch"}})
             shutil.copy(bpe, os.path.join(tmp, "bpe.txt.gz"))
             meta["tokenizer"] = {"kind": "clip-bpe", "file": "bpe.txt.gz", "context_length": context}

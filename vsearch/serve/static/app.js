@@ -157,27 +157,33 @@ function describe(state) {
   return label;
 }
 
-function hitCard(hit, onClick) {
-  const card = el("button", "hit");
+// A photo as a card: thumbnail, name with a badge (a score, "keep", ...), its folder and any
+// extra lines; a click opens the photo. Search results and duplicate groups both use it.
+function photoCard(photo, badge, onClick, { className = "hit", extra = [] } = {}) {
+  const card = el("button", className);
   card.type = "button";
-  card.dataset.mediaId = hit.media_id;
-  card.title = `${hit.path}\nclick: open this photo`;
+  card.dataset.mediaId = photo.media_id;
+  card.title = `${photo.path}\nclick: open this photo`;
   const img = el("img");
-  img.src = hit.thumbnail;
-  img.alt = hit.name;
+  img.src = photo.thumbnail;
+  img.alt = photo.name;
   img.loading = "lazy";
   const caption = el("span", "caption");
   const line = el("span", "line");
-  line.append(el("span", "name", hit.name), el("span", "score", hit.score.toFixed(3)));
-  const folder = folderOf(hit.path);
+  line.append(el("span", "name", photo.name), badge);
+  const folder = folderOf(photo.path);
   // shown right to left so that a long folder loses its start, not the end that tells folders
   // apart; the marks keep the path itself reading left to right
   const where = el("span", "folder", `\u200e${folder}\u200e`);
   where.title = folder;
-  caption.append(line, where);
+  caption.append(line, where, ...extra);
   card.append(img, caption);
-  card.addEventListener("click", () => onClick(hit));
+  card.addEventListener("click", () => onClick(photo));
   return card;
+}
+
+function hitCard(hit, onClick) {
+  return photoCard(hit, el("span", "score", hit.score.toFixed(3)), onClick);
 }
 
 function renderHits() {
@@ -434,31 +440,15 @@ let duplicatesDefault = null; // the model's threshold, from the first answer
 let duplicatesSerial = 0;
 
 function duplicateCard(copy, isBest) {
-  const card = el("button", "hit dup");
-  card.type = "button";
-  card.dataset.mediaId = copy.media_id;
-  card.title = `${copy.path}\nclick: open this photo`;
-  const img = el("img");
-  img.src = copy.thumbnail;
-  img.alt = copy.name;
-  img.loading = "lazy";
-  const caption = el("span", "caption");
-  const line = el("span", "line");
   let badge;
   if (isBest) badge = el("span", "badge keep", "keep");
   else if (copy.same_bytes_as_best) badge = el("span", "badge same", "same bytes");
   else badge = el("span", "score", copy.similarity.toFixed(3));
   if (!isBest && !copy.same_bytes_as_best) badge.title = "similarity to the copy to keep";
   if (!isBest && copy.same_bytes_as && !copy.same_bytes_as_best) badge.title += ` · same bytes as ${copy.same_bytes_as}`;
-  line.append(el("span", "name", copy.name), badge);
-  const folder = folderOf(copy.path);
-  const where = el("span", "folder", `\u200e${folder}\u200e`);
-  where.title = folder;
   const pixels = copy.width && copy.height ? `${copy.width} × ${copy.height} px · ` : "";
-  caption.append(line, where, el("span", "dims", `${pixels}${humanBytes(copy.size)}`));
-  card.append(img, caption);
-  card.addEventListener("click", () => go({ ...readState(), photo: String(copy.media_id) }));
-  return card;
+  return photoCard(copy, badge, (c) => go({ ...readState(), photo: String(c.media_id) }),
+    { className: "hit dup", extra: [el("span", "dims", `${pixels}${humanBytes(copy.size)}`)] });
 }
 
 function duplicateGroup(group) {
