@@ -80,17 +80,10 @@ class _DecodeDataset(Dataset):
             except OSError as exc:
                 return _Item(entry, None, None, f"cannot read: {exc.strerror or exc}", media_id=media_id)
             record = MediaRecord(entry.path, entry.size, entry.mtime, digest)
-            try:
-                decoded = decode_image(fh, draft_size=self.draft_size)
-                pixels = self.preprocess(limit_aspect(decoded.image)) if media_id is None else None
-            except ImageDecodeError as exc:
-                return _Item(entry, record, None, str(exc), media_id=media_id)
-            except MemoryError:
-                return _Item(entry, record, None, "out of memory while decoding", media_id=media_id)
-            except Exception as exc:  # a preprocessing failure is this file's problem, not the run's
-                return _Item(entry, record, None, f"preprocessing failed: {type(exc).__name__}: {exc}", media_id=media_id)
-        record = MediaRecord(entry.path, entry.size, entry.mtime, record.sha256, decoded.width,
-                             decoded.height, decoded.taken_at, decoded.orientation)
+            decoded, pixels, error = decode_pixels(fh, self.preprocess, self.draft_size, want_pixels=media_id is None)
+        if error is not None:
+            return _Item(entry, record, None, error, media_id=media_id)
+        record = with_decoded(record, decoded)
         extract_input = None
         if self.extract_side:
             image = decoded.image
@@ -99,6 +92,28 @@ class _DecodeDataset(Dataset):
                 image.thumbnail((self.extract_side, self.extract_side), Image.Resampling.BILINEAR)
             extract_input = ExtractInput(image, (decoded.width, decoded.height))
         return _Item(entry, record, pixels, None, extract_input, media_id)
+
+
+def decode_pixels(source, preprocess, draft_size: int, want_pixels: bool = True):
+    """``(decoded, pixels, None)`` for one image (a path, bytes or an open file), or
+    ``(None, None, reason)``: a decoding or preprocessing failure is the file's own problem, never
+    the run's. ``pixels`` is None when not wanted (photos only extractors need)."""
+    try:
+        decoded = decode_image(source, draft_size=draft_size)
+        pixels = preprocess(limit_aspect(decoded.image)) if want_pixels else None
+    except ImageDecodeError as exc:
+        return None, None, str(exc)
+    except MemoryError:
+        return None, None, "out of memory while decoding"
+    except Exception as exc:  # noqa: BLE001 - a preprocessing failure is this file's problem, not the run's
+        return None, None, f"preprocessing failed: {type(exc).__name__}: {exc}"
+    return decoded, pixels, None
+
+
+def with_decoded(record: MediaRecord, decoded) -> MediaRecord:
+    """``record`` completed with what decoding learned: size after orientation, capture time."""
+    return dataclasses.replace(record, width=decoded.width, height=decoded.height, taken_at=decoded.taken_at,
+                               orientation=decoded.orientation)
 
 
 def _collate(items: list[_Item]) -> tuple[list[_Item], torch.Tensor | None]:

@@ -38,11 +38,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from indexer.decode import _collate, _DecodeDataset, _Item
+from indexer.decode import _collate, _DecodeDataset, _Item, decode_pixels, with_decoded
 from indexer.scan import FileEntry
 from vsearch.catalog import MediaRecord
-from vsearch.errors import ImageDecodeError
-from vsearch.images import MAX_ASPECT, _exif_fields, decode_image, limit_aspect
+from vsearch.images import MAX_ASPECT, _exif_fields
 
 log = logging.getLogger(__name__)
 
@@ -172,16 +171,10 @@ BATCH_MAX_PIXELS = 50_000_000
 
 def pillow_item(entry: FileEntry, record: MediaRecord, data: bytes, preprocess, draft_size: int) -> _Item:
     """What the Pillow path makes of these bytes: pixels and the full record, or the error."""
-    try:
-        decoded = decode_image(data, draft_size=draft_size)
-        pixels = preprocess(limit_aspect(decoded.image))
-    except ImageDecodeError as exc:
-        return _Item(entry, record, None, str(exc))
-    except Exception as exc:  # noqa: BLE001 - a preprocessing failure is this file's problem
-        return _Item(entry, record, None, f"preprocessing failed: {type(exc).__name__}: {exc}")
-    record = dataclasses.replace(record, width=decoded.width, height=decoded.height,
-                                 taken_at=decoded.taken_at, orientation=decoded.orientation)
-    return _Item(entry, record, pixels, None)
+    decoded, pixels, error = decode_pixels(data, preprocess, draft_size)
+    if error is not None:
+        return _Item(entry, record, None, error)
+    return _Item(entry, with_decoded(record, decoded), pixels, None)
 
 
 class DeferredJpegDataset(Dataset):
