@@ -152,18 +152,35 @@ def _kept_rows(scan: ScanResult, known: dict, prune_missing: bool, summary: Inde
         if rows and not prune_missing:
             keep.update(rows)
             summary.kept.append((root, len(rows), f"{why}; pass --prune-missing to remove them"))
-    for folder in scan.unseen:
-        rows = [p for p in under(folder) if p not in seen and p not in keep]
-        if rows:
-            keep.update(rows)
-            summary.kept.append((folder, len(rows), "could not be read"))
-    for skipped in scan.skipped:
-        rows = [p for p in under(skipped) if p not in seen and p not in keep]
-        if rows and not prune_missing:
-            keep.update(rows)
-            summary.kept.append((skipped, len(rows), "left out of this scan (hidden, system folder or --exclude); "
-                                 "pass --prune-missing to remove them"))
+    # Rows under a folder the scan could not read, or left out on purpose: found by walking each
+    # unseen row's parents (a scan may skip thousands of hidden files; matching every skipped path
+    # against every row would cost their product).
+    missing = [p for p in known if p not in seen and p not in keep]
+    for marks, reason, prunable in (
+        (set(scan.unseen), "could not be read", False),
+        (set(scan.skipped), "left out of this scan (hidden, system folder or --exclude); "
+                            "pass --prune-missing to remove them", True),
+    ):
+        if not marks or (prunable and prune_missing):
+            continue
+        counts: dict[str, int] = {}
+        for path in missing:
+            mark = _covering(path, marks) if path not in keep else None
+            if mark is not None:
+                keep.add(path)
+                counts[mark] = counts.get(mark, 0) + 1
+        summary.kept.extend((mark, n, reason) for mark, n in sorted(counts.items()))
     return keep
+
+
+def _covering(path: str, marks: set[str]) -> str | None:
+    """The first of ``path`` and its parent folders that is in ``marks``, or None."""
+    while path not in marks:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    return path
 
 
 def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpoint_seconds, extractors,
