@@ -32,11 +32,12 @@ def is_url(ref: str) -> bool:
 
 def check_local_image(ref: str) -> str:
     """``ref`` with ``~`` expanded, or a clear error when it is missing or a folder."""
+    from vsearch.images import not_a_file
+
     path = os.path.expanduser(ref)
-    if os.path.isdir(path):
-        raise QueryError(f"is a folder: {ref}")
-    if not os.path.exists(path):
-        raise QueryError(f"not found: {ref}")
+    missing = not_a_file(path, shown=ref)
+    if missing:
+        raise QueryError(missing)
     return path
 
 

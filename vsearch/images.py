@@ -232,6 +232,17 @@ def limit_aspect(image: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Im
     return image
 
 
+def not_a_file(path: str, shown: str | None = None) -> str | None:
+    """Why ``path`` cannot be opened as an image file ("is a folder: PATH", "not found: PATH",
+    naming it as ``shown``, by default as given), or None: one wording for query images and the
+    indexer alike."""
+    if os.path.isdir(path):
+        return f"is a folder: {shown or path}"
+    if not os.path.exists(path):
+        return f"not found: {shown or path}"
+    return None
+
+
 def _open_source(source):
     """(file-like or path for Image.open, whether it is empty). Raises with a clear reason for a
     path that is missing or a folder."""
@@ -239,10 +250,9 @@ def _open_source(source):
         return io.BytesIO(source), len(source) == 0
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if os.path.isdir(path):
-            raise ImageDecodeError(f"is a folder: {path}")
-        if not os.path.exists(path):
-            raise ImageDecodeError(f"not found: {path}")
+        missing = not_a_file(path)
+        if missing:
+            raise ImageDecodeError(missing)
         size = os.path.getsize(path)
         if size > MAX_FILE_BYTES:
             raise ImageDecodeError(f"too large to read: {_gib(size)} (limit {_gib(MAX_FILE_BYTES)})")
