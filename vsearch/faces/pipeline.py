@@ -43,16 +43,6 @@ ENROLL_CONFIG = PipelineConfig(detect_side=1024)
 INDEX_CONFIG = PipelineConfig(detect_side=1280, upsample_fallback=False)
 
 
-def _check_path(path: str) -> None:
-    """A missing file or a folder named as a photo gets its own message, not a decoder's."""
-    import os
-
-    if os.path.isdir(path):
-        raise ImageDecodeError(f"is a folder: {path}")
-    if not os.path.exists(path):
-        raise ImageDecodeError(f"not found: {path}")
-
-
 def _resize(array: np.ndarray, factor: float) -> np.ndarray:
     import cv2
 
@@ -95,8 +85,7 @@ class FacePipeline:
         safe decoder (bombs, truncation, odd modes, EXIF rotation); big JPEGs decode at reduced
         scale straight away."""
         cfg = config or self.config
-        if isinstance(source, str):
-            _check_path(source)
+        # a missing file or a folder gets its own message from decode_image ("not found: PATH")
         if isinstance(source, (str, bytes, bytearray)):
             decoded = decode_image(source, draft_size=cfg.work_side // 2)
             array, original = np.asarray(decoded.image, dtype=np.uint8), (decoded.width, decoded.height)
