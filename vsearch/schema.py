@@ -3,21 +3,56 @@
 ``vectors.id`` is the FAISS id: a vector space's index holds exactly the rows of ``vectors`` with
 that ``space``. Embeddings are also kept in SQL so that an index file can always be rebuilt or
 repaired from the database, which is the source of truth.
+
+Tables come in versioned sets (:class:`VersionedTables`): the core tables here, and each
+feature's own (``vsearch/faces/schema.py``, ``vsearch/regions/schema.py``), whose versions are
+recorded in ``meta`` under ``schema_version`` and ``schema_version:NAME``. The catalog brings
+every set up to date when it opens (``vsearch.catalog.migrate``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from sqlalchemy import (
+    Connection,
     Float,
     ForeignKey,
     Integer,
     LargeBinary,
     String,
     Text,
+    Table,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+MigrationStep = Callable[[Connection], None]
+
+
+@dataclass(frozen=True)
+class VersionedTables:
+    """A set of tables with one version number, recorded in the catalog's ``meta`` table, and the
+    steps that bring an older catalog's copy of them up to date.
+
+    ``steps[k - 1]`` upgrades the tables from version ``k`` to ``k + 1``, so the version is always
+    ``1 + len(steps)`` and a step can never be missing. A step receives the connection of the
+    open transaction and does the whole change itself (``ALTER TABLE``, or ``CREATE TABLE`` for a
+    table that version ``k + 1`` adds); tables still missing afterwards are created as declared.
+    Tables found without a recorded version were made before versions were recorded: they are
+    version 1."""
+
+    name: str  # "core", or the feature's name ("faces")
+    tables: tuple[Table, ...]
+    steps: tuple[MigrationStep, ...] = ()
+
+    @property
+    def version(self) -> int:
+        return 1 + len(self.steps)
+
+    @property
+    def meta_key(self) -> str:
+        return "schema_version" if self.name == "core" else f"schema_version:{self.name}"
 
 
 class Base(DeclarativeBase):
@@ -88,20 +123,14 @@ class Caption(Base):
     vector_id: Mapped[int] = mapped_column(ForeignKey("vectors.id", ondelete="CASCADE"), unique=True)
 
 
-# Each entry upgrades the schema from version k to k+1; run in order inside one transaction.
-# Example for the future: MIGRATIONS[1] = lambda conn: conn.execute(text("ALTER TABLE ..."))
-MIGRATIONS: dict[int, callable] = {}
+# MIGRATIONS[k - 1] upgrades the core tables from version k to k+1; run in order inside one
+# transaction. Example for the future: a function running conn.execute(text("ALTER TABLE ...")).
+MIGRATIONS: tuple[MigrationStep, ...] = ()
+
+CORE = VersionedTables("core", (Meta.__table__, Media.__table__, Vector.__table__, Tag.__table__,
+                                TagRun.__table__, Caption.__table__), MIGRATIONS)
+SCHEMA_VERSION = CORE.version
 
 
-def migrate(conn, from_version: int) -> int:
-    version = from_version
-    while version < SCHEMA_VERSION:
-        step = MIGRATIONS.get(version)
-        if step is None:
-            raise RuntimeError(f"no migration from schema version {version}")
-        step(conn)
-        version += 1
-    return version
-
-
-__all__ = ["Base", "Meta", "Media", "Vector", "Tag", "TagRun", "Caption", "SCHEMA_VERSION", "MIGRATIONS", "migrate", "text"]
+__all__ = ["Base", "Meta", "Media", "Vector", "Tag", "TagRun", "Caption", "CORE", "SCHEMA_VERSION", "MIGRATIONS",
+           "MigrationStep", "VersionedTables", "text"]

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy import create_engine, event, inspect, select, update
+from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from vsearch.catalog.consistency import Consistency
 from vsearch.catalog.indexes import VectorIndexes
 from vsearch.catalog.locking import WriterLock
+from vsearch.catalog.migrate import upgrade_schema
 from vsearch.catalog.records import IMAGE_SPACE
 from vsearch.catalog.rows import MediaRows
 from vsearch.catalog.storage import (DB_FILENAME, LOCK_FILENAME, _on_db_error, _private_file, _private_folder,
                                      _sqlite_pragmas)
 from vsearch.errors import CatalogError, ModelMismatchError
 from vsearch.fsutil import FolderLock
-from vsearch.schema import SCHEMA_VERSION, Base, Meta, migrate
+from vsearch.schema import Meta
 from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
 
 
@@ -58,24 +59,10 @@ class Catalog(WriterLock, VectorIndexes, MediaRows, Consistency):
 
     # -- schema and metadata ---------------------------------------------------------------------
     def _init_schema(self) -> None:
+        # the core tables and every feature's, checked against their recorded versions and
+        # migrated if older, in one transaction (vsearch.catalog.migrate)
         with self.engine.begin() as conn:
-            if not inspect(conn).has_table("meta"):
-                Base.metadata.create_all(conn)
-                conn.execute(Meta.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-                return
-            row = conn.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
-            version = int(row or 0)
-            if version > SCHEMA_VERSION:
-                raise CatalogError(
-                    f"catalog schema version {version} is newer than this vsearch understands "
-                    f"({SCHEMA_VERSION}); upgrade vsearch"
-                )
-            if version < SCHEMA_VERSION:
-                Base.metadata.create_all(conn)  # new tables; column changes are in migrations
-                migrate(conn, version)
-                conn.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
-            else:
-                Base.metadata.create_all(conn)  # tables added by later features, idempotent
+            upgrade_schema(conn)
 
     def get_meta(self, key: str) -> str | None:
         with Session(self.engine) as s:

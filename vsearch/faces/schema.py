@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vsearch.schema import Base
+from vsearch.schema import Base, VersionedTables
 
 FACE_SPACE = "face"
 ENROLLED_SPACE = "face_enrolled"
@@ -69,8 +69,14 @@ class Template(Base):
 
 FACE_TABLES = [Face.__table__, FaceScan.__table__, Person.__table__, Template.__table__]
 
+# The face tables' version and migrations: the catalog creates or upgrades them on open (this
+# module is listed in vsearch.catalog.migrate.FEATURE_SCHEMA_MODULES). A change to a table above
+# appends a step here: SCHEMA.steps[k - 1] takes the tables from version k to k + 1.
+SCHEMA = VersionedTables("faces", tuple(FACE_TABLES), steps=())
+
 
 def ensure_face_tables(catalog) -> None:
-    """Create the face tables in a catalog that predates them (idempotent). Needed because a
-    catalog may be opened before this module is imported (``vsearch index --faces``)."""
+    """Create any face table missing from ``catalog`` (idempotent). The catalog already creates
+    and versions them when it opens; this only guards callers handed an engine whose tables
+    were dropped since."""
     Base.metadata.create_all(catalog.engine, tables=FACE_TABLES)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import Float, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vsearch.schema import Base
+from vsearch.schema import Base, VersionedTables
 
 REGION_SPACE = "region"
 
@@ -45,9 +45,17 @@ class RegionRun(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
 
+# The region tables' version and migrations: the catalog creates or upgrades them on open (this
+# module is listed in vsearch.catalog.migrate.FEATURE_SCHEMA_MODULES). A change to a table above
+# appends a step here: SCHEMA.steps[k - 1] takes the tables from version k to k + 1.
+SCHEMA = VersionedTables("regions", (Region.__table__, RegionRun.__table__), steps=())
+
+
 def ensure_tables(engine) -> None:
-    """Create the region tables in a catalog made before they existed (idempotent)."""
-    Base.metadata.create_all(engine, tables=[Region.__table__, RegionRun.__table__])
+    """Create any region table missing from the database (idempotent). The catalog already
+    creates and versions them when it opens; this only guards an engine whose tables were
+    dropped since."""
+    Base.metadata.create_all(engine, tables=list(SCHEMA.tables))
 
 
-__all__ = ["Region", "RegionRun", "REGION_SPACE", "ensure_tables"]
+__all__ = ["Region", "RegionRun", "REGION_SPACE", "SCHEMA", "ensure_tables"]
