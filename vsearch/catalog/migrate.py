@@ -19,7 +19,7 @@ import importlib
 
 from sqlalchemy import Connection, inspect, select, update
 
-from vsearch.errors import CatalogError
+from vsearch.errors import CatalogError, VSearchError
 from vsearch.schema import CORE, Base, Meta, VersionedTables
 
 # Each module defines SCHEMA = VersionedTables("NAME", (tables...), (steps...)).
@@ -39,28 +39,51 @@ def upgrade_schema(conn: Connection) -> None:
         # outside it; an explicit BEGIN makes the DDL of a failed migration roll back too
         conn.exec_driver_sql("BEGIN")
     sets = [CORE, *feature_schemas()]
-    found = inspect(conn)
-    recorded: dict[str, str] = {}
-    if found.has_table(Meta.__tablename__):
-        recorded = dict(conn.execute(select(Meta.key, Meta.value)
-                                     .where(Meta.key.in_([s.meta_key for s in sets]))).all())
-    versions = {}
+    recorded, found = _found_versions(conn, sets)
     for tables in sets:
-        if tables.meta_key in recorded:
-            versions[tables.name] = int(recorded[tables.meta_key])
-        elif any(found.has_table(t.name) for t in tables.tables):
-            versions[tables.name] = 1  # made before versions were recorded, by version 1's code
-        else:
-            versions[tables.name] = tables.version  # none of them yet: created as declared
-        if versions[tables.name] > tables.version:
-            what = "schema" if tables is CORE else f"{tables.name} tables"
-            raise CatalogError(f"catalog {what} version {versions[tables.name]} is newer than this "
+        if found[tables.name] > tables.version:
+            raise CatalogError(f"catalog {_named(tables)} version {found[tables.name]} is newer than this "
                                f"vsearch understands ({tables.version}); upgrade vsearch")
     for tables in sets:
-        for step in tables.steps[versions[tables.name] - 1:]:
-            step(conn)
+        for version in range(found[tables.name], tables.version):
+            _run_step(conn, tables, version)
         Base.metadata.create_all(conn, tables=list(tables.tables))  # only those missing
         if tables.meta_key not in recorded:
             conn.execute(Meta.__table__.insert().values(key=tables.meta_key, value=str(tables.version)))
-        elif versions[tables.name] != tables.version:
+        elif found[tables.name] != tables.version:
             conn.execute(update(Meta).where(Meta.key == tables.meta_key).values(value=str(tables.version)))
+
+
+def _found_versions(conn: Connection, sets: list[VersionedTables]) -> tuple[dict[str, str], dict[str, int]]:
+    """The versions recorded in ``meta`` (key -> value), and the version each set is at: the
+    recorded one; 1 for tables made before versions were recorded; or, for tables not there at
+    all, this vsearch's (they are created as declared)."""
+    inspector = inspect(conn)
+    recorded: dict[str, str] = {}
+    if inspector.has_table(Meta.__tablename__):
+        keys = [tables.meta_key for tables in sets]
+        recorded = dict(conn.execute(select(Meta.key, Meta.value).where(Meta.key.in_(keys))).all())
+    found = {}
+    for tables in sets:
+        if tables.meta_key in recorded:
+            found[tables.name] = int(recorded[tables.meta_key])
+        elif any(inspector.has_table(table.name) for table in tables.tables):
+            found[tables.name] = 1
+        else:
+            found[tables.name] = tables.version
+    return recorded, found
+
+
+def _run_step(conn: Connection, tables: VersionedTables, version: int) -> None:
+    try:
+        tables.steps[version - 1](conn)
+    except VSearchError:
+        raise
+    except Exception as exc:  # a failed step: one line naming it; the transaction rolls back
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CatalogError(f"upgrading the catalog {_named(tables)} from version {version} to {version + 1} "
+                           f"failed ({reason}); nothing was changed") from exc
+
+
+def _named(tables: VersionedTables) -> str:
+    return "schema" if tables is CORE else f"{tables.name} tables"
