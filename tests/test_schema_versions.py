@@ -6,6 +6,7 @@ import dataclasses
 import os
 import re
 import subprocess
+import threading
 import sys
 from pathlib import Path
 
@@ -190,3 +191,27 @@ def test_a_catalog_from_before_feature_versions_is_migrated_from_version_1(tmp_p
     _open(tmp_path / "idx", url)
     assert runs == [1] and "note" in _columns(tmp_path / "idx", url, "face_people")
     assert _versions(tmp_path / "idx", url)["schema_version:faces"] == "2"
+
+
+def test_connections_opening_a_new_catalog_at_once_take_turns(tmp_path, url):
+    # all threads see no tables; without the schema lock all but one fail (duplicate CREATE TABLE
+    # on PostgreSQL, "database is locked" on SQLite)
+    opened, failed = [], []
+    start = threading.Barrier(4)
+
+    def open_it(i):
+        start.wait()
+        try:
+            _open(tmp_path / "idx" if url is None else tmp_path / f"idx{i}", url)
+            opened.append(i)
+        except Exception as exc:  # noqa: BLE001  (reported by the assertion below)
+            failed.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=open_it, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failed, failed[0]
+    assert len(opened) == 4 and _versions(tmp_path / "idx" if url is None else tmp_path / "idx0", url) == {
+        "schema_version": str(SCHEMA_VERSION), "schema_version:faces": "1", "schema_version:regions": "1"}

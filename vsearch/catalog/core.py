@@ -61,8 +61,7 @@ class Catalog(WriterLock, VectorIndexes, MediaRows, Consistency):
     def _init_schema(self) -> None:
         # the core tables and every feature's, checked against their recorded versions and
         # migrated if older, in one transaction (vsearch.catalog.migrate)
-        with self.engine.begin() as conn:
-            upgrade_schema(conn)
+        upgrade_schema(self.engine)
 
     def get_meta(self, key: str) -> str | None:
         with Session(self.engine) as s:
