@@ -13,6 +13,7 @@ from vsearch.catalog.indexes import VectorIndexes
 from vsearch.catalog.locking import WriterLock
 from vsearch.catalog.records import IMAGE_SPACE
 from vsearch.catalog.rows import MediaRows
+from vsearch.catalog.transaction import Transactions
 from vsearch.catalog.storage import (DB_FILENAME, LOCK_FILENAME, _on_db_error, _private_file, _private_folder,
                                      _sqlite_pragmas)
 from vsearch.errors import CatalogError, ModelMismatchError
@@ -21,7 +22,7 @@ from vsearch.schema import SCHEMA_VERSION, Base, Meta, migrate
 from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
 
 
-class Catalog(WriterLock, VectorIndexes, MediaRows, Consistency):
+class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency):
     """SQL + FAISS for one collection. ``directory`` holds the index files (and the SQLite file
     unless ``url`` points at another database such as PostgreSQL).
 
