@@ -106,7 +106,7 @@ def templates(r: Reading, name: str) -> np.ndarray | None:
     if person_id is None:
         return None
     blobs = list(r.session.scalars(select(Vector.embedding).join(Template, Template.vector_id == Vector.id)
-                                   .where(Template.person_id == person_id)))
+                                   .where(Template.person_id == person_id).order_by(Vector.id)))
     return r.vectors(ENROLLED_SPACE, blobs) if blobs else np.zeros((0, 0), np.float32)
 
 
