@@ -39,8 +39,9 @@ class RegionExtractor(Protocol):
 
     ``extract`` does the model work outside any transaction; ``write`` stores its rows and vectors
     (``tx.add_vectors``) inside the catalog transaction ``tx`` that stores the photo, so a crash
-    never leaves a photo half-processed. ``pending`` names already-indexed photos this extractor has not
-    seen yet (first run with ``--faces`` on an old catalog, copies), which are then processed.
+    never leaves a photo half-processed. ``pending`` names already-indexed photos this extractor
+    has not seen yet (first run with ``--faces`` on an old catalog, copies), which are then
+    processed.
     """
 
     name: str
@@ -297,6 +298,7 @@ def _write_extracted(tx: Transaction, extractors, media_ids: Sequence[int], payl
 
 
 def _writes_old_form(extractor) -> bool:
+    """``write(catalog, session, media_id, payload)`` (four parameters) rather than ``write(tx, ...)``."""
     return len(inspect.signature(extractor.write).parameters) == 4
 
 

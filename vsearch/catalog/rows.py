@@ -89,7 +89,8 @@ class MediaRows:
             copy.taken_at, copy.orientation = src.taken_at, src.orientation
             # only the whole-image vector is copied: faces/regions carry rows of their own, and
             # the indexer's extractors see the copy as pending and process it
-            blobs = s.scalars(select(Vector.embedding).where(Vector.media_id == src.id, Vector.space == IMAGE_SPACE)).all()
+            blobs = s.scalars(select(Vector.embedding)
+                              .where(Vector.media_id == src.id, Vector.space == IMAGE_SPACE)).all()
             if blobs:
                 tx.add_vectors(IMAGE_SPACE, tx.vectors(IMAGE_SPACE, blobs), [copy.id] * len(blobs))
             return copy.id
