@@ -7,20 +7,20 @@ not decoded again.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from indexer.decode import VANISHED, ExtractInput, _collate, _DecodeDataset, _Item  # noqa: F401  (re-exported)
 from indexer.gpu_decode import select_decoder
 from indexer.scan import FileEntry, ScanOptions, ScanResult, scan_paths
-from vsearch.catalog import IMAGE_SPACE, Catalog, MediaRecord
+from vsearch.catalog import IMAGE_SPACE, Catalog, MediaRecord, Transaction, rows_refused
 from vsearch.errors import VSearchError
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,10 @@ class RegionExtractor(Protocol):
     """Adds vectors for parts of a photo (faces, objects) to a space of its own while indexing.
 
     ``extract`` does the model work outside any transaction; ``write`` stores its rows and vectors
-    (``catalog.new_vector_rows``) inside the transaction that stores the photo, so a crash never
-    leaves a photo half-processed. ``pending`` names already-indexed photos this extractor has not
-    seen yet (first run with ``--faces`` on an old catalog, copies), which are then processed.
+    (``tx.add_vectors``) inside the catalog transaction ``tx`` that stores the photo, so a crash
+    never leaves a photo half-processed. ``pending`` names already-indexed photos this extractor
+    has not seen yet (first run with ``--faces`` on an old catalog, copies), which are then
+    processed.
     """
 
     name: str
@@ -49,7 +50,7 @@ class RegionExtractor(Protocol):
     def prepare(self, catalog: Catalog) -> None: ...
     def pending(self, catalog: Catalog, media_ids: Sequence[int]) -> set[int]: ...
     def extract(self, item: ExtractInput) -> Any: ...
-    def write(self, catalog: Catalog, session, media_id: int, payload: Any) -> list[tuple[str, np.ndarray, list[int]]]: ...
+    def write(self, tx: Transaction, media_id: int, payload: Any) -> None: ...
 
 
 class ProgressHook(Protocol):
@@ -281,16 +282,24 @@ def _run_extractors(extractors, items: list[_Item], summary: IndexSummary) -> li
     return payloads
 
 
-def _attach_fn(catalog: Catalog, extractors, payloads: list[dict[str, Any]]):
-    def attach(session, media_ids: list[int]):
-        added = []
-        for media_id, per_item in zip(media_ids, payloads):
-            for extractor in extractors:
-                if extractor.name in per_item:
-                    added += extractor.write(catalog, session, media_id, per_item[extractor.name])
-        return added
+def _write_extracted(tx: Transaction, extractors, media_ids: Sequence[int], payloads: list[dict[str, Any]]) -> None:
+    """Every extractor's rows for these photos, inside the transaction ``tx``."""
+    for media_id, per_item in zip(media_ids, payloads):
+        for extractor in extractors:
+            if extractor.name not in per_item:
+                continue
+            if _writes_old_form(extractor):
+                # the old form, write(catalog, session, media_id, payload) -> [(space, vectors, ids)],
+                # kept until every extractor writes through the transaction
+                for space, vectors, ids in extractor.write(tx.catalog, tx.session, media_id, per_item[extractor.name]):
+                    tx.note_added(space, vectors, ids)
+            else:
+                extractor.write(tx, media_id, per_item[extractor.name])
 
-    return attach
+
+def _writes_old_form(extractor) -> bool:
+    """``write(catalog, session, media_id, payload)`` (four parameters) rather than ``write(tx, ...)``."""
+    return len(inspect.signature(extractor.write).parameters) == 4
 
 
 def _process_batch(catalog: Catalog, encoder, batch: list[_Item], pixels: torch.Tensor | None, known,
@@ -300,7 +309,8 @@ def _process_batch(catalog: Catalog, encoder, batch: list[_Item], pixels: torch.
         t = time.perf_counter()
         payloads = _run_extractors(extractors, revisits, summary)
         summary.timings["extract"] = summary.timings.get("extract", 0.0) + time.perf_counter() - t
-        catalog.attach([i.media_id for i in revisits], _attach_fn(catalog, extractors, payloads))
+        with catalog.transaction() as tx:
+            _write_extracted(tx, extractors, [i.media_id for i in revisits], payloads)
         summary.revisited += len(revisits)
     for item in batch:
         if item.media_id is not None and item.error:
@@ -350,8 +360,9 @@ def _process_batch(catalog: Catalog, encoder, batch: list[_Item], pixels: torch.
 
     def add(part):
         rows = [i for i, _ in part]
-        attach = _attach_fn(catalog, extractors, [payloads[i] for i in rows]) if extractors else None
-        catalog.add_media([to_encode[i].record for i in rows], vectors[rows], attach=attach)
+        with catalog.transaction() as tx:  # the photos and their extractors' rows commit together
+            media_ids = tx.add_media([to_encode[i].record for i in rows], vectors[rows])
+            _write_extracted(tx, extractors, media_ids, [payloads[i] for i in rows])
 
     failed = _one_by_one_on_error(add, [(i, None) for i in range(len(to_encode))], summary,
                                   name=lambda i: to_encode[i].record.path)
@@ -365,15 +376,13 @@ def _one_by_one_on_error(write, items: list, summary: IndexSummary | None, name=
     database itself (a full disk, an I/O error, a lost connection: ``OperationalError`` and
     :class:`~vsearch.errors.StorageError`) are no item's fault and stop the run. Returns how many
     items could not be written."""
-    from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
-
     if not items:
         return 0
     try:
         write(items)
         return 0
-    except (StatementError, ValueError, UnicodeError) as exc:
-        if isinstance(exc, (OperationalError, InterfaceError)):
+    except Exception as exc:
+        if not rows_refused(exc):
             raise
         if len(items) == 1:
             if summary is not None:

@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from vsearch.catalog import IMAGE_SPACE, _from_blobs, writes_catalog
+from vsearch.catalog import IMAGE_SPACE, vectors_from_blobs as _from_blobs, writes_catalog
 from vsearch.schema import Tag, TagRun, Vector
 from vsearch.zeroshot import ClassifierCache, calibration_for, label_presence, label_thresholds
 

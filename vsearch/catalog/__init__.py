@@ -12,15 +12,17 @@ Rules that make it crash-safe:
   checked when the catalog is opened with a model.
 
 Its parts: ``records`` (value types), ``storage`` (files, engine, full-disk errors), ``locking``
-(one writer), ``indexes`` (FAISS files and IVF-PQ), ``rows`` (media and vector rows),
+(one writer), ``indexes`` (FAISS files and IVF-PQ), ``transaction`` (``catalog.transaction()``:
+commit, then the indexes follow; ``catalog.reading()``), ``rows`` (media and vector rows),
 ``consistency`` (verify and repair), and ``core``, the :class:`Catalog` that joins them.
 """
 from vsearch.catalog.core import Catalog
 from vsearch.catalog.locking import PG_WRITER_LOCK_KEY, writes_catalog
 from vsearch.catalog.records import (IMAGE_SPACE, AttachFn, MediaRecord, MediaState, SearchHit, SyncResult, VerifyReport,
-                                     _from_blobs, _to_blob)
+                                     vector_blob, vectors_from_blobs)
+from vsearch.catalog.transaction import Reading, Transaction, id_chunks, rows_refused
 from vsearch.catalog.storage import DB_FILENAME, LOCK_FILENAME, catalog_exists, remove_empty_catalog
 
 __all__ = ["Catalog", "IMAGE_SPACE", "MediaRecord", "MediaState", "SearchHit", "SyncResult", "VerifyReport",
            "AttachFn", "DB_FILENAME", "LOCK_FILENAME", "PG_WRITER_LOCK_KEY", "writes_catalog", "catalog_exists", "remove_empty_catalog",
-           "_from_blobs", "_to_blob"]
+           "Transaction", "Reading", "id_chunks", "rows_refused", "vector_blob", "vectors_from_blobs"]

@@ -14,6 +14,7 @@ from vsearch.catalog.locking import WriterLock
 from vsearch.catalog.migrate import upgrade_schema
 from vsearch.catalog.records import IMAGE_SPACE
 from vsearch.catalog.rows import MediaRows
+from vsearch.catalog.transaction import Transactions
 from vsearch.catalog.storage import (DB_FILENAME, LOCK_FILENAME, _on_db_error, _private_file, _private_folder,
                                      _sqlite_pragmas)
 from vsearch.errors import CatalogError, ModelMismatchError
@@ -22,7 +23,7 @@ from vsearch.schema import Meta
 from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
 
 
-class Catalog(WriterLock, VectorIndexes, MediaRows, Consistency):
+class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency):
     """SQL + FAISS for one collection. ``directory`` holds the index files (and the SQLite file
     unless ``url`` points at another database such as PostgreSQL).
 

@@ -12,7 +12,8 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vsearch.catalog.records import IMAGE_SPACE, SyncResult, _duplicates, _from_blobs
+from vsearch.catalog.records import IMAGE_SPACE, SyncResult, _duplicates, vectors_from_blobs
+from vsearch.catalog.transaction import id_chunks
 from vsearch.catalog.storage import _is_storage_full, _storage_full_message
 from vsearch.errors import CatalogError, IndexBuildError, StorageFullError
 from vsearch.ivfpq import BuildReport, IvfPqParams, build_ivfpq, is_pq, search_reranked
@@ -45,14 +46,13 @@ class VectorIndexes:
         with Session(self.engine) as s:
             query = select(Vector.id, Vector.embedding).where(Vector.space == space)
             if ids is not None:
-                wanted = [int(i) for i in ids]
                 rows = []
-                for start in range(0, len(wanted), 900):  # stay under SQLite's variable limit
-                    rows += s.execute(query.where(Vector.id.in_(wanted[start : start + 900]))).all()
+                for chunk in id_chunks(ids):
+                    rows += s.execute(query.where(Vector.id.in_(chunk))).all()
             else:
                 rows = s.execute(query).all()
         ids_out = np.asarray([r[0] for r in rows], dtype=np.int64)
-        return ids_out, _from_blobs([r[1] for r in rows], dim)
+        return ids_out, vectors_from_blobs([r[1] for r in rows], dim)
 
     def vector_count(self, space: str = IMAGE_SPACE) -> int:
         with Session(self.engine) as s:
@@ -84,7 +84,7 @@ class VectorIndexes:
             if not rows:
                 return
             last = rows[-1][0]
-            yield np.asarray([r[0] for r in rows], dtype=np.int64), _from_blobs([r[1] for r in rows], dim)
+            yield np.asarray([r[0] for r in rows], dtype=np.int64), vectors_from_blobs([r[1] for r in rows], dim)
 
     def index(self, space: str = IMAGE_SPACE) -> VectorIndex:
         """The space's index, loaded from disk and brought level with SQL if it lags behind."""

@@ -82,7 +82,8 @@ class SyncResult:
     details: list[str] = field(default_factory=list)
 
 
-# attach(session, media_ids) -> [(space, vectors (N, D), vector_ids)], see Catalog.add_media
+# The old form of writing a feature's rows, kept until every feature writes through
+# Catalog.transaction(): attach(session, media_ids) -> [(space, vectors (N, D), vector_ids)]
 AttachFn = Callable[[Session, list[int]], list[tuple[str, np.ndarray, list[int]]]]
 
 
@@ -91,11 +92,13 @@ def _duplicates(ids: np.ndarray) -> tuple[int, ...]:
     return tuple(int(v) for v in values[counts > 1])
 
 
-def _to_blob(vector: np.ndarray) -> bytes:
+def vector_blob(vector: np.ndarray) -> bytes:
+    """How a vector is stored in SQL: its float32 bytes."""
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
-def _from_blobs(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+def vectors_from_blobs(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    """Stored vectors (:func:`vector_blob`) back as one ``(N, dim)`` float32 array."""
     if not blobs:
         return np.zeros((0, dim), np.float32)
     return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim).copy()

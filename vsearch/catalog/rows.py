@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
 from typing import Sequence
 
 import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from vsearch.catalog.records import (IMAGE_SPACE, AttachFn, MediaRecord, MediaState, SearchHit, _from_blobs, _state,
-                                     _to_blob)
+from vsearch.catalog.records import (IMAGE_SPACE, AttachFn, MediaRecord, MediaState, SearchHit, _state, vector_blob,
+                                     vectors_from_blobs)
+from vsearch.catalog.transaction import Transaction, _fill, chunks, id_chunks
 from vsearch.fsutil import path_to_text, text_to_path
 from vsearch.schema import Media, Vector
 
@@ -20,155 +20,90 @@ from vsearch.schema import Media, Vector
 class MediaRows:
     """The media-and-vector rows of :class:`~vsearch.catalog.Catalog` (mixed into it)."""
 
-    # -- writing ---------------------------------------------------------------------------------
+    # -- writing (each method one transaction: commit, then the indexes follow) -------------------
     def add_vectors(self, space: str, vectors: np.ndarray, media_ids: Sequence[int | None]) -> list[int]:
         """Insert vectors not tied to an indexing run (enrolled faces, captions), commit, index."""
-        with Session(self.engine) as s, s.begin():
-            ids = self.new_vector_rows(s, space, vectors, media_ids)
-        self._index_add(space, vectors, ids)
-        return ids
+        with self.transaction() as tx:
+            return tx.add_vectors(space, vectors, media_ids)
 
     def remove_vectors(self, space: str, vector_ids: Sequence[int]) -> int:
         """Delete vector rows (and, by foreign-key cascade, rows that hang off them)."""
-        ids = [int(i) for i in vector_ids]
-        with Session(self.engine) as s, s.begin():
-            for start in range(0, len(ids), 900):
-                s.execute(delete(Vector).where(Vector.space == space, Vector.id.in_(ids[start : start + 900])))
-        self._index_remove({space: ids})
-        return len(ids)
+        with self.transaction() as tx:
+            return tx.remove_vectors(space, vector_ids)
 
     def add_media(self, records: Sequence[MediaRecord], vectors: np.ndarray,
                   space: str = IMAGE_SPACE, attach: "AttachFn | None" = None) -> list[int]:
         """Insert (or replace, when a path is re-indexed) media rows with their vectors, in one
-        transaction. Returns the media ids.
-
-        ``attach(session, media_ids)`` may add rows of its own (faces, regions) in the same
-        transaction; it returns the vectors it added as ``[(space, vectors, vector_ids)]`` so that
-        the indexes follow once the transaction has committed."""
-        if len(records) != len(vectors):
-            raise ValueError("one vector per record")
-        now = time.time()
-        removed: dict[str, list[int]] = defaultdict(list)
-        with Session(self.engine) as s, s.begin():
-            stored = [path_to_text(r.path) for r in records]
-            existing = {m.path: m for m in s.scalars(select(Media).where(Media.path.in_(stored)))}
-            media_rows = []
-            for rec, text in zip(records, stored):
-                row = existing.get(text)
-                if row is None:
-                    row = Media(path=text)
-                    s.add(row)
-                else:  # changed file: its old vectors (all spaces) go
-                    self._drop_vectors(s, [row.id], removed)
-                self._fill(row, rec, now)
-                media_rows.append(row)
-            s.flush()
-            media_ids = [m.id for m in media_rows]
-            vector_rows = [Vector(space=space, media_id=m, embedding=_to_blob(v)) for v, m in zip(vectors, media_ids)]
-            s.add_all(vector_rows)
-            s.flush()
-            vector_ids = [v.id for v in vector_rows]
-            attached = attach(s, media_ids) if attach is not None else []
-        self._index_apply(removed, [(space, vectors, vector_ids), *attached])
+        transaction. Returns the media ids. (``attach`` is the old form of adding a feature's
+        rows in the same transaction, see :meth:`attach`.)"""
+        with self.transaction() as tx:
+            media_ids = tx.add_media(records, vectors, space)
+            if attach is not None:
+                _run_attach(tx, attach, media_ids)
         return media_ids
 
     def attach(self, media_ids: Sequence[int], attach: "AttachFn") -> None:
-        """Run ``attach`` for media already in the catalog (e.g. faces found in photos indexed
-        before ``--faces`` was used), in one transaction, then update the indexes."""
-        with Session(self.engine) as s, s.begin():
-            attached = attach(s, list(media_ids))
-        self._index_apply({}, attached)
+        """The old form of writing a feature's rows (new code uses :meth:`transaction`):
+        ``attach(session, media_ids)`` adds rows in one transaction and returns the vectors it
+        added as ``[(space, vectors, vector_ids)]``; the indexes follow after the commit."""
+        with self.transaction() as tx:
+            _run_attach(tx, attach, list(media_ids))
 
     def new_vector_rows(self, session: Session, space: str, vectors: np.ndarray,
                         media_ids: Sequence[int | None]) -> list[int]:
-        """Insert vector rows inside the caller's transaction; returns their ids (= FAISS ids).
-        The caller hands ``(space, vectors, ids)`` back from its attach function."""
-        rows = [Vector(space=space, media_id=m, embedding=_to_blob(v)) for v, m in zip(vectors, media_ids)]
+        """The old form (see :meth:`attach`): insert vector rows inside an attach function's
+        session; it hands ``(space, vectors, ids)`` back for the indexes."""
+        rows = [Vector(space=space, media_id=m, embedding=vector_blob(v)) for v, m in zip(vectors, media_ids)]
         session.add_all(rows)
         session.flush()
         return [r.id for r in rows]
-
-    @staticmethod
-    def _drop_vectors(session: Session, media_ids: Sequence[int], removed: dict[str, list[int]]) -> None:
-        """Delete every vector of these media inside ``session``, noting the ids per space so the
-        indexes can follow after the commit."""
-        for vid, vspace in session.execute(select(Vector.id, Vector.space).where(Vector.media_id.in_(media_ids))):
-            removed[vspace].append(vid)
-        session.execute(delete(Vector).where(Vector.media_id.in_(media_ids)))
-
-    @staticmethod
-    def _fill(row: Media, rec: MediaRecord, now: float) -> None:
-        row.size, row.mtime, row.sha256 = rec.size, rec.mtime, rec.sha256
-        row.width, row.height = rec.width, rec.height
-        row.taken_at, row.orientation = rec.taken_at, rec.orientation
-        row.status, row.error, row.indexed_at = "indexed", None, now
 
     def record_failures(self, failures: Sequence[tuple[MediaRecord, str]]) -> None:
         """Remember files that could not be indexed (so an unchanged bad file is not retried)."""
         if not failures:
             return
-        now = time.time()
-        removed: dict[str, list[int]] = defaultdict(list)
-        with Session(self.engine) as s, s.begin():
-            stored = [path_to_text(r.path) for r, _ in failures]
-            existing = {m.path: m for m in s.scalars(select(Media).where(Media.path.in_(stored)))}
-            for (rec, reason), text in zip(failures, stored):
-                row = existing.get(text)
-                if row is None:
-                    row = Media(path=text)
-                    s.add(row)
-                else:
-                    self._drop_vectors(s, [row.id], removed)
-                self._fill(row, rec, now)
+        with self.transaction() as tx:
+            rows = tx.media_rows([rec for rec, _ in failures], time.time())
+            for row, (_, reason) in zip(rows, failures):
                 row.status, row.error = "failed", reason
-        self._index_remove(removed)
 
     def reuse_media(self, source_id: int, record: MediaRecord, move: bool) -> int:
         """A file whose content (sha256) is already indexed: either the same file moved (``move``:
         the row takes the new path) or a copy (a new row gets copies of the source's vectors)."""
-        with Session(self.engine) as s, s.begin():
+        with self.transaction() as tx:
+            s = tx.session
             src = s.get(Media, source_id)
             stale = s.scalars(select(Media).where(Media.path == path_to_text(record.path))).first()
-            removed: dict[str, list[int]] = defaultdict(list)
             if stale is not None and stale.id != source_id:
-                self._drop_vectors(s, [stale.id], removed)
+                tx.drop_media_vectors([stale.id])
                 s.delete(stale)
                 s.flush()
             if move:
                 src.path, src.size, src.mtime = path_to_text(record.path), record.size, record.mtime
-                return_id, added = src.id, []
-            else:
-                copy = Media(path=path_to_text(record.path))
-                s.add(copy)
-                self._fill(copy, record, time.time())
-                copy.width, copy.height = src.width, src.height
-                copy.taken_at, copy.orientation = src.taken_at, src.orientation
-                s.flush()
-                added = []
-                # only the whole-image vector is copied: faces/regions carry rows of their own,
-                # and the indexer's extractors see the copy as pending and process it
-                for v in s.scalars(select(Vector).where(Vector.media_id == src.id, Vector.space == IMAGE_SPACE)).all():
-                    nv = Vector(space=v.space, media_id=copy.id, embedding=v.embedding)
-                    s.add(nv)
-                    added.append(nv)
-                s.flush()
-                added = [(v.space, v.id, v.embedding) for v in added]
-                return_id = copy.id
-        self._index_apply(removed, [(space, _from_blobs([blob], self._dim(space)), [vid]) for space, vid, blob in added])
-        return return_id
+                return src.id
+            copy = Media(path=path_to_text(record.path))
+            s.add(copy)
+            _fill(copy, record, time.time())
+            s.flush()
+            copy.width, copy.height = src.width, src.height
+            copy.taken_at, copy.orientation = src.taken_at, src.orientation
+            # only the whole-image vector is copied: faces/regions carry rows of their own, and
+            # the indexer's extractors see the copy as pending and process it
+            blobs = s.scalars(select(Vector.embedding)
+                              .where(Vector.media_id == src.id, Vector.space == IMAGE_SPACE)).all()
+            if blobs:
+                tx.add_vectors(IMAGE_SPACE, tx.vectors(IMAGE_SPACE, blobs), [copy.id] * len(blobs))
+            return copy.id
 
     def remove_media(self, media_ids: Sequence[int]) -> int:
         """Delete media rows and all their vectors; returns how many rows went."""
         if not media_ids:
             return 0
-        removed: dict[str, list[int]] = defaultdict(list)
         ids = [int(i) for i in media_ids]
-        with Session(self.engine) as s, s.begin():
-            for start in range(0, len(ids), 900):
-                chunk = ids[start : start + 900]
-                self._drop_vectors(s, chunk, removed)
-                s.execute(delete(Media).where(Media.id.in_(chunk)))
-        self._index_remove(removed)
+        with self.transaction() as tx:
+            for chunk in id_chunks(ids):
+                tx.drop_media_vectors(chunk)
+                tx.session.execute(delete(Media).where(Media.id.in_(chunk)))
         return len(ids)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -203,8 +138,8 @@ class MediaRows:
         out: dict[str, MediaState] = {}
         wanted = list(dict.fromkeys(path_to_text(p) for p in paths))
         with Session(self.engine) as s:
-            for start in range(0, len(wanted), 900):  # stay under SQLite's variable limit
-                for m in s.scalars(select(Media).where(Media.path.in_(wanted[start : start + 900]))):
+            for chunk in chunks(wanted):
+                for m in s.scalars(select(Media).where(Media.path.in_(chunk))):
                     out[text_to_path(m.path)] = _state(m)
         return out
 
@@ -223,7 +158,7 @@ class MediaRows:
         with Session(self.engine) as s:
             rows = s.execute(select(Media.path, Vector.embedding).join(Vector, Vector.media_id == Media.id)
                              .where(Vector.space == space).order_by(Media.path)).all()
-        return [text_to_path(r[0]) for r in rows], _from_blobs([r[1] for r in rows], self._dim(space))
+        return [text_to_path(r[0]) for r in rows], vectors_from_blobs([r[1] for r in rows], self._dim(space))
 
     def media_vector(self, media_id: int, space: str = IMAGE_SPACE) -> np.ndarray | None:
         if not 0 <= int(media_id) < 2**63:  # beyond any SQL integer: no such row
@@ -232,7 +167,7 @@ class MediaRows:
             blob = s.scalars(
                 select(Vector.embedding).where(Vector.media_id == media_id, Vector.space == space)
             ).first()
-        return None if blob is None else _from_blobs([blob], self._dim(space))[0]
+        return None if blob is None else vectors_from_blobs([blob], self._dim(space))[0]
 
     def search(self, queries: np.ndarray, k: int = 10, space: str = IMAGE_SPACE,
                allowed_ids=None) -> list[list[SearchHit]]:
@@ -245,8 +180,7 @@ class MediaRows:
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
         with Session(self.engine) as s:
             rows = {}
-            for start in range(0, len(wanted), 900):
-                chunk = wanted[start : start + 900]
+            for chunk in id_chunks(wanted):
                 for vid, mid, path in s.execute(
                     select(Vector.id, Media.id, Media.path).join(Media, Media.id == Vector.media_id).where(Vector.id.in_(chunk))
                 ):
@@ -278,3 +212,9 @@ class MediaRows:
     def failures(self) -> list[tuple[str, str]]:
         with Session(self.engine) as s:
             return [(text_to_path(p), e or "") for p, e in s.execute(select(Media.path, Media.error).where(Media.status == "failed"))]
+
+
+def _run_attach(tx: Transaction, attach: "AttachFn", media_ids: list[int]) -> None:
+    """Run an old-form attach function inside ``tx`` and note the vectors it reports."""
+    for space, vectors, ids in attach(tx.session, media_ids):
+        tx.note_added(space, vectors, ids)

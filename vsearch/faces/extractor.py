@@ -7,19 +7,16 @@ was first used, copies, and files changed since their scan are ``pending`` and g
 """
 from __future__ import annotations
 
-import json
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from vsearch.extractors import register_extractor
+from vsearch.faces import store
 from vsearch.faces.errors import FaceError
 from vsearch.faces.pipeline import INDEX_CONFIG, FacePipeline, load_pipeline
-from vsearch.faces.schema import FACE_SPACE, Face, FaceScan, ensure_face_tables
+from vsearch.faces.schema import FACE_SPACE, ensure_face_tables
 from vsearch.faces.types import FoundFace
-from vsearch.schema import Media
 
 
 class FaceExtractor:
@@ -52,43 +49,17 @@ class FaceExtractor:
         """Photos among ``media_ids`` without a scan of their current content by this embedder.
         Stale faces of such photos (left by a scan of other content) are removed first, so
         processing them again cannot duplicate faces."""
-        wanted = [int(m) for m in media_ids]
-        emb_name = self.pipeline.embedder.name
-        todo: set[int] = set()
-        stale_vectors: list[int] = []
-        with Session(catalog.engine) as s:
-            for start in range(0, len(wanted), 900):
-                chunk = wanted[start:start + 900]
-                rows = s.execute(select(Media.id, Media.sha256, FaceScan.sha256, FaceScan.embedder)
-                                 .outerjoin(FaceScan, FaceScan.media_id == Media.id).where(Media.id.in_(chunk)))
-                for mid, sha, scanned_sha, scanned_by in rows:
-                    if scanned_by is None or scanned_sha != sha or scanned_by != emb_name:
-                        todo.add(int(mid))
-            todo_list = sorted(todo)
-            for start in range(0, len(todo_list), 900):
-                stale_vectors += s.scalars(select(Face.vector_id).where(Face.media_id.in_(todo_list[start:start + 900])))
-        if stale_vectors:
-            catalog.remove_vectors(FACE_SPACE, stale_vectors)
-        return todo
+        embedder = self.pipeline.embedder.name
+        with catalog.transaction() as tx:
+            return store.take_unscanned(tx, media_ids, embedder)
 
     def extract(self, item) -> list[FoundFace]:
         work = np.ascontiguousarray(np.asarray(item.image.convert("RGB"), dtype=np.uint8))
         return self.pipeline.analyze_array(work, item.original_size).faces
 
-    def write(self, catalog, session, media_id: int, faces: list[FoundFace]) -> list[tuple[str, np.ndarray, list[int]]]:
-        sha = session.scalar(select(Media.sha256).where(Media.id == media_id))
-        session.merge(FaceScan(media_id=media_id, sha256=sha, faces=len(faces),
-                               embedder=self.pipeline.embedder.name))
-        if not faces:
-            return []
-        vectors = np.stack([f.embedding for f in faces]).astype(np.float32)
-        ids = catalog.new_vector_rows(session, FACE_SPACE, vectors, [media_id] * len(faces))
-        session.add_all([
-            Face(vector_id=vid, media_id=media_id, x0=f.box[0], y0=f.box[1], x1=f.box[2], y1=f.box[3],
-                 landmarks=json.dumps(np.round(f.landmarks, 1).tolist()), score=f.score, detector=f.detector)
-            for vid, f in zip(ids, faces)
-        ])
-        return [(FACE_SPACE, vectors, ids)]
+    def write(self, tx, media_id: int, faces: list[FoundFace]) -> None:
+        """Store one photo's faces inside the indexer's transaction ``tx``."""
+        store.add_faces(tx, media_id, faces, self.pipeline.embedder.name)
 
 
 @register_extractor("faces")

@@ -15,19 +15,17 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
 
 from vsearch.catalog import Catalog, SearchHit, writes_catalog
 from vsearch.errors import ModelMismatchError, QueryError, VSearchError
+from vsearch.faces import store
 from vsearch.faces.calibrate import CalibrationReport, calibrate_faces, embed_folder, plot_roc
 from vsearch.faces.cluster import cluster_faces
 from vsearch.faces.errors import MultipleFacesError, NoFaceError, UnknownPersonError
 from vsearch.faces.impostors import ImpostorModel
 from vsearch.faces.pipeline import ENROLL_CONFIG, INDEX_CONFIG, FacePipeline, ImageSource, load_pipeline
-from vsearch.faces.schema import ENROLLED_SPACE, FACE_SPACE, Face, Person, Template, ensure_face_tables
+from vsearch.faces.schema import ENROLLED_SPACE, FACE_SPACE, ensure_face_tables
 from vsearch.faces.types import FaceResult
-from vsearch.schema import Media, Vector
 from vsearch.search import catalog_searcher, top_media
 
 CALIBRATION_KEY = "faces.calibration"
@@ -217,70 +215,34 @@ class FaceService:
     def _add_templates(self, name: str, vectors: np.ndarray, source: str,
                        face_ids: Sequence[int] = ()) -> EnrollResult:
         self._bind(ENROLLED_SPACE)
-        outcome = {}
-
-        def write(session: Session, _media_ids):
-            person = session.scalars(select(Person).where(Person.name == name)).first()
-            outcome["created"] = person is None
-            if person is None:
-                person = Person(name=name, created_at=time.time())
-                session.add(person)
-                session.flush()
-            ids = self.catalog.new_vector_rows(session, ENROLLED_SPACE, vectors, [None] * len(vectors))
-            session.add_all([Template(vector_id=i, person_id=person.id, source=source) for i in ids])
-            if face_ids:
-                session.execute(update(Face).where(Face.id.in_(list(face_ids)))
-                                .values(person_id=person.id, cluster=None))
-            session.flush()
-            outcome["templates"] = session.scalar(
-                select(func.count()).select_from(Template).where(Template.person_id == person.id))
-            return [(ENROLLED_SPACE, vectors, ids)]
-
-        # Catalog.attach: our rows and the vectors in one transaction, then the index follows
-        self.catalog.attach([], write)
+        with self.catalog.transaction() as tx:  # rows and vectors commit together, then the index follows
+            created, templates = store.add_templates(tx, name, vectors, source, face_ids)
         self.catalog.save()
-        return EnrollResult(name, len(vectors), int(outcome["templates"]), bool(outcome["created"]))
+        return EnrollResult(name, len(vectors), templates, created)
 
     def people(self) -> list[PersonInfo]:
-        with Session(self.catalog.engine) as s:
-            counts = dict(s.execute(select(Template.person_id, func.count()).group_by(Template.person_id)).all())
-            in_photos = dict(s.execute(select(Face.person_id, func.count()).where(Face.person_id.is_not(None))
-                                       .group_by(Face.person_id)).all())
-            return [PersonInfo(p.name, int(counts.get(p.id, 0)), p.created_at, int(in_photos.get(p.id, 0)))
-                    for p in s.scalars(select(Person).order_by(Person.name))]
+        with self.catalog.reading() as r:
+            return [PersonInfo(*row) for row in store.people(r)]
 
     @writes_catalog(lambda self, *a, **k: self.catalog)
     def remove(self, name: str) -> int:
         """Delete a person and their templates from SQL and the index. Returns templates removed."""
-        with Session(self.catalog.engine) as s:
-            person = s.scalars(select(Person).where(Person.name == name)).first()
-            if person is None:
-                raise UnknownPersonError(f"{name!r} is not enrolled (see `vsearch faces list`)")
-            person_id = person.id
-            vector_ids = list(s.scalars(select(Template.vector_id).where(Template.person_id == person_id)))
-        # vectors first (their template rows cascade); a crash in between leaves a person with
-        # no templates, which verify refuses and a second `remove` deletes
-        if vector_ids:
-            # loaded first: Catalog.remove_vectors only edits indexes in memory, and save() writes
-            # only those, so removing from an unloaded space would leave its file stale
-            self.catalog.index(ENROLLED_SPACE)
-            self.catalog.remove_vectors(ENROLLED_SPACE, vector_ids)
-        with Session(self.catalog.engine) as s, s.begin():
-            s.execute(delete(Person).where(Person.id == person_id))
+        with self.catalog.transaction() as tx:
+            removed = store.remove_person(tx, name)
+        if removed is None:
+            raise UnknownPersonError(f"{name!r} is not enrolled (see `vsearch faces list`)")
         self.catalog.save()
-        return len(vector_ids)
+        return removed
 
     def templates(self, name: str) -> np.ndarray:
         """(T, D) template embeddings of an enrolled person."""
-        with Session(self.catalog.engine) as s:
-            person_id = s.scalar(select(Person.id).where(Person.name == name))
-            if person_id is None:
-                raise UnknownPersonError(f"{name!r} is not enrolled (see `vsearch faces list`)")
-            blobs = list(s.scalars(select(Vector.embedding).join(Template, Template.vector_id == Vector.id)
-                                   .where(Template.person_id == person_id)))
-        if not blobs:
+        with self.catalog.reading() as r:
+            vectors = store.templates(r, name)
+        if vectors is None:
+            raise UnknownPersonError(f"{name!r} is not enrolled (see `vsearch faces list`)")
+        if not len(vectors):
             raise UnknownPersonError(f"{name!r} has no templates left; enroll again")
-        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
+        return vectors
 
     # -- 1:1 -------------------------------------------------------------------------------------
     def verify(self, name: str, probe: ImageSource) -> VerifyResult:
@@ -318,7 +280,8 @@ class FaceService:
         # that is cheap, else enough neighbours to rank k distinct people in practice
         fetch = len(index) if len(index) <= 4096 else max(256, 64 * k)
         scores, ids = index.search(queries, fetch)
-        owner = self._template_owners({int(i) for i in ids.ravel() if i >= 0})
+        with self.catalog.reading() as r:
+            owner = store.template_owners(r, {int(i) for i in ids.ravel() if i >= 0})
         out = []
         for face, row_scores, row_ids in zip(result.faces, scores, ids):
             best: dict[str, float] = {}
@@ -331,14 +294,6 @@ class FaceService:
             answer = top.name if top is not None and top.score >= threshold else "unknown"
             out.append(Identification(face.box_list(), answer, top.score if top else None, cands))
         return out
-
-    def _template_owners(self, vector_ids: set[int]) -> dict[int, str]:
-        if not vector_ids:
-            return {}
-        with Session(self.catalog.engine) as s:
-            rows = s.execute(select(Template.vector_id, Person.name).join(Person, Person.id == Template.person_id)
-                             .where(Template.vector_id.in_(sorted(vector_ids))))
-            return {int(v): n for v, n in rows}
 
     def search_photos(self, probe: ImageSource, k: int = 10) -> list[SearchHit]:
         """Photos of the collection with a face matching the probe's (largest) face, best first.
@@ -359,32 +314,23 @@ class FaceService:
         """Group the collection's unlabelled faces into people (numbered 1, 2, ... by size) and
         store the grouping on the faces; faces in no group of ``min_size`` get none."""
         threshold = self.threshold if threshold is None else threshold
-        with Session(self.catalog.engine) as s:
-            rows = s.execute(select(Face.id, Face.media_id, Vector.embedding)
-                             .join(Vector, Vector.id == Face.vector_id).where(Face.person_id.is_(None))
-                             .order_by(Face.id)).all()
-        face_ids = [r[0] for r in rows]
-        emb = (np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-               if rows else np.zeros((0, 1), np.float32))
-        labels = cluster_faces(emb, [r[1] for r in rows], threshold, min_size=min_size)
-        with Session(self.catalog.engine) as s, s.begin():
-            s.execute(update(Face).values(cluster=None))
-            by_label: dict[int, list[int]] = {}
-            for fid, lab in zip(face_ids, labels):
-                if lab >= 0:
-                    by_label.setdefault(int(lab) + 1, []).append(fid)
-            for cid, fids in by_label.items():
-                for start in range(0, len(fids), 900):
-                    s.execute(update(Face).where(Face.id.in_(fids[start:start + 900])).values(cluster=cid))
+        with self.catalog.reading() as r:
+            face_ids, media_ids, emb = store.unnamed_faces(r)
+        labels = cluster_faces(emb, media_ids, threshold, min_size=min_size)
+        by_label: dict[int, list[int]] = {}
+        for fid, lab in zip(face_ids, labels):
+            if lab >= 0:
+                by_label.setdefault(int(lab) + 1, []).append(fid)
+        with self.catalog.transaction() as tx:
+            store.set_clusters(tx, by_label)
         return self.clusters()
 
     def clusters(self, examples: int = 3) -> list[ClusterInfo]:
-        with Session(self.catalog.engine) as s:
-            rows = s.execute(select(Face.cluster, Media.path).join(Media, Media.id == Face.media_id)
-                             .where(Face.cluster.is_not(None)).order_by(Face.cluster, Face.id)).all()
+        with self.catalog.reading() as r:
+            rows = store.cluster_photos(r)
         out: dict[int, list[str]] = {}
         for cid, path in rows:
-            out.setdefault(int(cid), []).append(path)
+            out.setdefault(cid, []).append(path)
         return [ClusterInfo(cid, len(paths), sorted(set(paths))[:examples]) for cid, paths in sorted(out.items())]
 
     @writes_catalog(lambda self, *a, **k: self.catalog)
@@ -392,16 +338,14 @@ class FaceService:
         """Enroll the faces of a cluster as ``name`` (up to the 50 most central as templates) and
         mark them as that person so later clustering leaves them out."""
         name = _check_name(name)
-        with Session(self.catalog.engine) as s:
-            rows = s.execute(select(Face.id, Vector.embedding).join(Vector, Vector.id == Face.vector_id)
-                             .where(Face.cluster == cluster, Face.person_id.is_(None))).all()
-        if not rows:
+        with self.catalog.reading() as r:
+            face_ids, emb = store.cluster_members(r, cluster)
+        if not face_ids:
             raise VSearchError(f"no cluster {cluster} (run `vsearch faces cluster` and pick a number it lists)")
-        emb = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         centre = emb.mean(axis=0)
         central = np.argsort(-(emb @ centre))[:MAX_CLUSTER_TEMPLATES]
         return self._add_templates(name, np.ascontiguousarray(emb[central]), source=f"cluster:{cluster}",
-                                   face_ids=[r[0] for r in rows])
+                                   face_ids=face_ids)
 
 
 def photos_with_face(catalog: Catalog, probe: ImageSource, k: int = 10, device: str = "cpu") -> list[SearchHit]:

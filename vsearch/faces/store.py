@@ -1,0 +1,155 @@
+"""The SQL of the faces feature: its tables (:mod:`vsearch.faces.schema`) read and written inside a
+catalog transaction (``catalog.transaction()``) or read form (``catalog.reading()``).
+
+Face vectors are rows of the catalog's ``vectors`` table, written with ``tx.add_vectors`` /
+``tx.remove_vectors`` so that the indexes follow the commit; the rows here hang off them.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Sequence
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+
+from vsearch.catalog import Reading, Transaction, id_chunks
+from vsearch.faces.schema import ENROLLED_SPACE, FACE_SPACE, Face, FaceScan, Person, Template
+from vsearch.faces.types import FoundFace
+from vsearch.fsutil import text_to_path
+from vsearch.schema import Media, Vector
+
+# -- the indexer's faces --------------------------------------------------------------------------
+
+
+def add_faces(tx: Transaction, media_id: int, faces: Sequence[FoundFace], embedder: str) -> None:
+    """Store the faces found in a photo, and that this content was scanned by ``embedder`` (also
+    when no face was found, so it is not scanned again)."""
+    tx.session.merge(FaceScan(media_id=media_id, sha256=tx.media_sha256(media_id), faces=len(faces), embedder=embedder))
+    if not faces:
+        return
+    vectors = np.stack([f.embedding for f in faces]).astype(np.float32)
+    ids = tx.add_vectors(FACE_SPACE, vectors, [media_id] * len(faces))
+    tx.session.add_all([
+        Face(vector_id=vid, media_id=media_id, x0=f.box[0], y0=f.box[1], x1=f.box[2], y1=f.box[3],
+             landmarks=json.dumps(np.round(f.landmarks, 1).tolist()), score=f.score, detector=f.detector)
+        for vid, f in zip(ids, faces)
+    ])
+
+
+def take_unscanned(tx: Transaction, media_ids: Sequence[int], embedder: str) -> set[int]:
+    """Photos among ``media_ids`` without a scan of their current content by ``embedder``. Their
+    stale faces (from a scan of other content) are removed, so scanning again cannot duplicate them."""
+    todo: set[int] = set()
+    for chunk in id_chunks(media_ids):
+        rows = tx.session.execute(select(Media.id, Media.sha256, FaceScan.sha256, FaceScan.embedder)
+                                  .outerjoin(FaceScan, FaceScan.media_id == Media.id).where(Media.id.in_(chunk)))
+        for mid, sha, scanned_sha, scanned_by in rows:
+            if scanned_by is None or scanned_sha != sha or scanned_by != embedder:
+                todo.add(int(mid))
+    stale: list[int] = []
+    for chunk in id_chunks(sorted(todo)):
+        stale += tx.session.scalars(select(Face.vector_id).where(Face.media_id.in_(chunk)))
+    if stale:
+        tx.remove_vectors(FACE_SPACE, stale)
+    return todo
+
+
+# -- enrolled people ------------------------------------------------------------------------------
+
+
+def add_templates(tx: Transaction, name: str, vectors: np.ndarray, source: str,
+                  face_ids: Sequence[int] = ()) -> tuple[bool, int]:
+    """Add templates to ``name`` (creating the person) and mark ``face_ids`` as that person.
+    Returns (whether the person was created, their number of templates)."""
+    s = tx.session
+    person = s.scalars(select(Person).where(Person.name == name)).first()
+    created = person is None
+    if person is None:
+        person = Person(name=name, created_at=time.time())
+        s.add(person)
+        s.flush()
+    ids = tx.add_vectors(ENROLLED_SPACE, vectors, [None] * len(vectors))
+    s.add_all([Template(vector_id=i, person_id=person.id, source=source) for i in ids])
+    for chunk in id_chunks(face_ids):
+        s.execute(update(Face).where(Face.id.in_(chunk)).values(person_id=person.id, cluster=None))
+    s.flush()
+    count = s.scalar(select(func.count()).select_from(Template).where(Template.person_id == person.id))
+    return created, int(count)
+
+
+def remove_person(tx: Transaction, name: str) -> int | None:
+    """Delete a person with their templates (rows and vectors); None if ``name`` is not enrolled,
+    else the number of templates removed."""
+    person_id = tx.session.scalar(select(Person.id).where(Person.name == name))
+    if person_id is None:
+        return None
+    vector_ids = list(tx.session.scalars(select(Template.vector_id).where(Template.person_id == person_id)))
+    tx.remove_vectors(ENROLLED_SPACE, vector_ids)  # their template rows cascade
+    tx.session.execute(delete(Person).where(Person.id == person_id))
+    return len(vector_ids)
+
+
+def people(r: Reading) -> list[tuple[str, int, float, int]]:
+    """(name, templates, created_at, faces in the collection marked as them) of every person, by name."""
+    s = r.session
+    counts = dict(s.execute(select(Template.person_id, func.count()).group_by(Template.person_id)).all())
+    in_photos = dict(s.execute(select(Face.person_id, func.count()).where(Face.person_id.is_not(None))
+                               .group_by(Face.person_id)).all())
+    return [(p.name, int(counts.get(p.id, 0)), p.created_at, int(in_photos.get(p.id, 0)))
+            for p in s.scalars(select(Person).order_by(Person.name))]
+
+
+def templates(r: Reading, name: str) -> np.ndarray | None:
+    """(T, D) template embeddings of ``name`` (T may be 0); None if not enrolled."""
+    person_id = r.session.scalar(select(Person.id).where(Person.name == name))
+    if person_id is None:
+        return None
+    blobs = list(r.session.scalars(select(Vector.embedding).join(Template, Template.vector_id == Vector.id)
+                                   .where(Template.person_id == person_id).order_by(Vector.id)))
+    return r.vectors(ENROLLED_SPACE, blobs) if blobs else np.zeros((0, 0), np.float32)
+
+
+def template_owners(r: Reading, vector_ids: Sequence[int]) -> dict[int, str]:
+    """Enrolled vector id -> the person's name."""
+    out: dict[int, str] = {}
+    for chunk in id_chunks(sorted(vector_ids)):
+        rows = r.session.execute(select(Template.vector_id, Person.name).join(Person, Person.id == Template.person_id)
+                                 .where(Template.vector_id.in_(chunk)))
+        out.update((int(v), n) for v, n in rows)
+    return out
+
+
+# -- clusters of the collection's faces -----------------------------------------------------------
+
+
+def unnamed_faces(r: Reading) -> tuple[list[int], list[int], np.ndarray]:
+    """(face ids, their photos' media ids, (N, D) embeddings) of faces not marked as a person."""
+    rows = r.session.execute(select(Face.id, Face.media_id, Vector.embedding)
+                             .join(Vector, Vector.id == Face.vector_id).where(Face.person_id.is_(None))
+                             .order_by(Face.id)).all()
+    emb = r.vectors(FACE_SPACE, [row[2] for row in rows]) if rows else np.zeros((0, 1), np.float32)
+    return [row[0] for row in rows], [row[1] for row in rows], emb
+
+
+def set_clusters(tx: Transaction, clusters: dict[int, list[int]]) -> None:
+    """Replace every face's cluster: ``clusters`` maps a cluster number to its face ids."""
+    tx.session.execute(update(Face).values(cluster=None))
+    for cid, face_ids in clusters.items():
+        for chunk in id_chunks(face_ids):
+            tx.session.execute(update(Face).where(Face.id.in_(chunk)).values(cluster=cid))
+
+
+def cluster_photos(r: Reading) -> list[tuple[int, str]]:
+    """(cluster, photo path) of every clustered face, by cluster."""
+    rows = r.session.execute(select(Face.cluster, Media.path).join(Media, Media.id == Face.media_id)
+                             .where(Face.cluster.is_not(None)).order_by(Face.cluster, Face.id)).all()
+    return [(int(cid), text_to_path(path)) for cid, path in rows]
+
+
+def cluster_members(r: Reading, cluster: int) -> tuple[list[int], np.ndarray]:
+    """(face ids, (N, D) embeddings) of the unnamed faces of a cluster."""
+    rows = r.session.execute(select(Face.id, Vector.embedding).join(Vector, Vector.id == Face.vector_id)
+                             .where(Face.cluster == cluster, Face.person_id.is_(None))).all()
+    emb = r.vectors(FACE_SPACE, [row[1] for row in rows]) if rows else np.zeros((0, 1), np.float32)
+    return [row[0] for row in rows], emb
