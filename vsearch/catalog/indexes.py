@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from vsearch.catalog.records import IMAGE_SPACE, SyncResult, _duplicates, _from_blobs
 from vsearch.catalog.storage import _is_storage_full, _storage_full_message
 from vsearch.errors import CatalogError, IndexBuildError, StorageFullError
-from vsearch.ivfpq import BuildReport, IvfPqParams, build_ivfpq, is_pq, search_index
+from vsearch.ivfpq import BuildReport, IvfPqParams, build_ivfpq, search_index
 from vsearch.schema import Vector
 from vsearch.vector_index import VectorIndex
 
