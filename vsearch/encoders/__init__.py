@@ -7,7 +7,7 @@ Spec forms (``--model``):
   ``clip:ARCH/TAG`` / ``clip:ARCH@FILE`` open_clip, see :mod:`vsearch.encoders.clip`
   ``trained:FILE``                       a model written by ``vsearch train`` (registered by training/)
 
-parsed in one place, :class:`vsearch.encoders.spec.EncoderSpec`.
+All forms are parsed in one place, :class:`vsearch.encoders.spec.EncoderSpec`.
 
 Runtimes (:mod:`vsearch.encoders.runtime`): packaged and CLIP models run on ONNX Runtime on a CPU
 (exported once into a cache and checked against torch), on torch on CUDA or when asked.
