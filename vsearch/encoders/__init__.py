@@ -22,26 +22,23 @@ from typing import Callable
 from vsearch.encoders.base import Encoder, EncoderInfo, ImageEncoder, TextEncoder, encode_images, l2_normalize
 from vsearch.encoders.spec import PACKAGED, EncoderSpec
 from vsearch.errors import ModelUnavailableError, UnknownModelError, VSearchError
+from vsearch.registry import Registry
 
 log = logging.getLogger(__name__)
 
 Factory = Callable[[str, str], object]  # (rest of spec after "prefix:", device) -> encoder
-_FACTORIES: dict[str, Factory] = {}
+# prefix -> factory; ``trained:`` is registered by the trainer's module when first asked for
+# (a plug-in: it imports torch and timm)
+ENCODERS: Registry[Factory] = Registry("model", UnknownModelError, plugins={"trained": "training.encoder"})
 AUTO_CLIP = "clip:ViT-B-32/laion2b_s34b_b79k"
 AUTO_CLIP_HUB_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"  # where open_clip fetches AUTO_CLIP from
 
 
-def register_encoder(prefix: str) -> Callable[[Factory], Factory]:
-    def wrap(factory: Factory) -> Factory:
-        _FACTORIES[prefix] = factory
-        return factory
-
-    return wrap
+register_encoder = ENCODERS.register
 
 
 def registered_prefixes() -> list[str]:
-    _import_plugins()
-    return sorted(_FACTORIES)
+    return sorted(ENCODERS.names())
 
 
 @register_encoder("packaged")
@@ -60,15 +57,6 @@ def _clip(rest: str, device: str):
 
     arch, tag, path = clip_parts(rest)
     return ClipEncoder(arch, tag=tag, weights_path=path, device=device)
-
-
-def _import_plugins() -> None:
-    """Encoders defined outside this package register themselves on import."""
-    for module in ("training.encoder",):
-        try:
-            __import__(module)
-        except ImportError:
-            pass
 
 
 def canonical_spec(spec: str) -> str:
@@ -139,15 +127,12 @@ def load_encoder(spec: str, device: str = "cpu", runtime: str | None = None, pre
 
 def _torch_factory(spec: str):
     parsed = EncoderSpec(spec)
-    prefix, rest = parsed.family, parsed.rest
-    if prefix not in _FACTORIES:  # plugins import torch: only for the prefixes they define
-        _import_plugins()
-    factory = _FACTORIES.get(prefix)
-    if factory is None:
+    if parsed.family not in ENCODERS:
         raise UnknownModelError(
             f"unknown model {spec!r}: use auto, packaged, clip:ARCH/TAG, clip:ARCH@FILE or trained:FILE"
         )
-    return lambda device: factory(rest, device)
+    factory = ENCODERS.get(parsed.family)  # a plug-in's module is imported here, when first needed
+    return lambda device: factory(parsed.rest, device)
 
 
 @functools.lru_cache(maxsize=8)
@@ -179,6 +164,6 @@ def resolve_auto(device: str = "cpu", runtime: str | None = None, precision: str
 
 __all__ = [
     "Encoder", "EncoderInfo", "ImageEncoder", "TextEncoder", "encode_images", "l2_normalize",
-    "register_encoder", "load_encoder", "resolve_auto", "canonical_spec", "registered_prefixes",
+    "ENCODERS", "register_encoder", "load_encoder", "resolve_auto", "canonical_spec", "registered_prefixes",
     "EncoderSpec", "PACKAGED", "AUTO_CLIP",
 ]
