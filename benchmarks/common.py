@@ -67,9 +67,9 @@ def synthetic_jpegs_parallel(folder: str, n: int, processes: int | None = None, 
 
 
 def clustered(n: int, dim: int, n_clusters: int, seed: int, noise: float = 0.8) -> np.ndarray:
-    """(n, dim) unit vectors around ``n_clusters`` random centres (cosine ≈ 0.78 to their centre),
-    like real embeddings; uniform random vectors are the worst case for IVF and unlike photos."""
-    return clustered_with_queries(n, 0, dim, n_clusters, seed, noise)[0]
+    """(n, dim) unit vectors around ``n_clusters`` random centres: :func:`labelled_clusters`
+    without the labels."""
+    return labelled_clusters(n, dim, n_clusters, seed, noise)[0]
 
 
 def clustered_with_queries(n: int, n_queries: int, dim: int, n_clusters: int, seed: int,
@@ -78,13 +78,32 @@ def clustered_with_queries(n: int, n_queries: int, dim: int, n_clusters: int, se
     held-out points of the database's clusters, as a photo query is like some photos in the
     collection. (Queries from another seed would sit around other centres, with nearest
     neighbours at cosine ≈ 0.2, and recall figures would describe near-random queries.)"""
+    both = labelled_clusters(n + n_queries, dim, n_clusters, seed, noise)[0]
+    return both[:n], both[n:]
+
+
+def labelled_clusters(n: int, dim: int, n_clusters: int, seed: int, noise: float = 0.8,
+                      balanced: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The one generator of synthetic embeddings, for benchmarks and tests: (``(n, dim)`` float32
+    unit vectors, ``(n,)`` int64 index of the centre each was drawn around).
+
+    Centres are random unit vectors; a point is its centre plus isotropic Gaussian noise of norm
+    about ``noise``, renormalised, so its cosine to the centre is about ``1 / sqrt(1 + noise²)``
+    (0.78 at the default 0.8), like real embeddings; uniform random vectors are the worst case
+    for IVF and unlike photos. The noise is isotropic, which makes neighbours within a cluster
+    near-ties: a hard case for PQ. Centres are drawn at random per point, or with ``balanced``
+    ``n // n_clusters`` points per centre in centre order (labelled identities, e.g. faces).
+    """
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_clusters, dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    total = n + n_queries
-    out = np.empty((total, dim), np.float32)
-    for start in range(0, total, 100_000):  # in chunks: 1M × 512 of float64 noise would be 4 GB
-        m = min(100_000, total - start)
-        x = centres[rng.integers(0, n_clusters, m)] + (noise / np.sqrt(dim)) * rng.normal(size=(m, dim)).astype(np.float32)
+    labels = np.repeat(np.arange(n_clusters), n // n_clusters) if balanced else np.empty(n, np.int64)
+    n = len(labels)
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 100_000):  # in chunks: 1M × 512 of float64 noise would be 4 GB
+        m = min(100_000, n - start)
+        if not balanced:
+            labels[start : start + m] = rng.integers(0, n_clusters, m)
+        x = centres[labels[start : start + m]] + (noise / np.sqrt(dim)) * rng.normal(size=(m, dim)).astype(np.float32)
         out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out[:n], out[n:]
+    return out, labels.astype(np.int64)

@@ -19,8 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import machine  # noqa: E402
-from benchmarks.search import clustered  # noqa: E402
+from benchmarks.common import clustered, machine  # noqa: E402
 
 
 def with_planted_duplicates(n: int, dim: int, copies: int, seed: int = 3) -> tuple[np.ndarray, int]:

@@ -58,7 +58,8 @@ def main(argv=None) -> int:
 
     import vsearch
     from indexer import index_paths
-    from indexer.pipeline import _collate, _DecodeDataset, _worker_init
+    from indexer.decode import DecodeDataset, collate_decoded
+    from indexer.pipeline import _worker_init
     from indexer.scan import scan_paths
     from torch.utils.data import DataLoader
     from vsearch.encoders import load_encoder
@@ -72,8 +73,8 @@ def main(argv=None) -> int:
     print(f"model: {encoder.info.name}  images: {len(entries)}  batch {args.batch_size}  workers {args.workers}  runtime {args.runtime} {args.precision}  torch threads {torch.get_num_threads()}")
 
     def loader():
-        return DataLoader(_DecodeDataset(entries, encoder.preprocess, encoder.info.image_size),
-                          batch_size=args.batch_size, num_workers=args.workers, collate_fn=_collate,
+        return DataLoader(DecodeDataset(entries, encoder.preprocess, encoder.info.image_size),
+                          batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_decoded,
                           worker_init_fn=_worker_init if args.workers else None)
 
     # 1. decode + preprocess only (what the workers deliver)
@@ -122,7 +123,8 @@ def compare_decoders(encoder, entries, args) -> dict:
 
     from indexer.embed import ShardEmbedder
     from indexer.gpu_decode import DECODER_ENV, select_decoder
-    from indexer.pipeline import _collate, _DecodeDataset, _worker_init
+    from indexer.decode import DecodeDataset, collate_decoded
+    from indexer.pipeline import _worker_init
 
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -131,9 +133,9 @@ def compare_decoders(encoder, entries, args) -> dict:
     print(f"{'decoder':>12} {'decode-only img/s':>18} {'end-to-end img/s':>17}  (end to end: shard embedder)")
     for choice in args.decoders.split(","):
         decoder = select_decoder(encoder, choice=choice)
-        base = _DecodeDataset(entries, encoder.preprocess, encoder.info.image_size)
+        base = DecodeDataset(entries, encoder.preprocess, encoder.info.image_size)
         loader = DataLoader(decoder.wrap(base) if decoder else base, batch_size=args.batch_size,
-                            num_workers=args.workers, collate_fn=decoder.collate if decoder else _collate,
+                            num_workers=args.workers, collate_fn=decoder.collate if decoder else collate_decoded,
                             worker_init_fn=_worker_init if args.workers else None,
                             pin_memory=device.type == "cuda")
         t, done = time.perf_counter(), 0

@@ -5,7 +5,7 @@ threads) and with Ray Data actors on a local Ray instance. For each: wall time i
 load / Ray start / actor start, and the busy span (first shard start to last shard end, from
 the shard files' own timestamps), which is the steady-state rate.
 
-index: clustered 512-d unit vectors (benchmarks/search.py's generator; queries are held-out
+index: clustered 512-d unit vectors (benchmarks/common.py's generator; queries are held-out
 points of the same clusters); IVF-PQ trained on a sample,
 filled in parts, merged in memory and on disk; index bytes, peak RSS, and Recall@10 against
 exact search for PQ codes alone and with the exact re-ranking the catalog does.
@@ -29,7 +29,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import machine, synthetic_jpegs  # noqa: E402
-from benchmarks.search import clustered, recall_at_10  # noqa: E402
+from benchmarks.common import clustered_with_queries  # noqa: E402
+from benchmarks.search import recall_at_10  # noqa: E402
 
 
 def tiny_clip_spec(folder: str) -> str:
@@ -128,9 +129,7 @@ def bench_index(args) -> None:
         # queries are held-out points of the database's own clusters (one draw, split): queries
         # drawn with another seed would sit around other centres, with nearest neighbours at
         # cosine ~0.2, i.e. no better than random directions
-        both = clustered(n + args.queries, dim, max(50, n // 500), seed=1)
-        x, q = both[:n], both[n:]
-        del both
+        x, q = clustered_with_queries(n, args.queries, dim, max(50, n // 500), seed=1)
         ids = np.arange(n, dtype=np.int64) * 2 + 7  # like catalog ids: not 0..n-1
         t = time.perf_counter()
         exact = faiss.IndexFlatIP(dim)

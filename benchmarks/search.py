@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import clustered, clustered_with_queries, machine  # noqa: E402,F401 (clustered: for scale.py)
+from benchmarks.common import clustered_with_queries, machine  # noqa: E402
 
 
 def recall_at_10(got, want):

@@ -37,7 +37,9 @@ class ExtractInput:
 
 
 @dataclass(frozen=True)
-class _Item:
+class DecodedFile:
+    """One file as a loader worker returns it: its record and pixels, or why it has none."""
+
     entry: FileEntry
     record: MediaRecord | None
     pixels: torch.Tensor | None
@@ -47,7 +49,7 @@ class _Item:
     row: int | None = None  # this item's row in the batch's stacked pixel tensor
 
 
-class _DecodeDataset(Dataset):
+class DecodeDataset(Dataset):
     """Reads each file once: hashes its bytes and decodes them. Runs in loader workers."""
 
     def __init__(self, entries: Sequence[FileEntry], preprocess, draft_size: int,
@@ -61,28 +63,28 @@ class _DecodeDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, i: int) -> _Item:
+    def __getitem__(self, i: int) -> DecodedFile:
         entry = self.entries[i]
         media_id = self.media_ids[i]
         if entry.size > MAX_FILE_BYTES:
-            return _Item(entry, None, None, f"too large to index: {entry.size / (1 << 30):.1f} GiB "
+            return DecodedFile(entry, None, None, f"too large to index: {entry.size / (1 << 30):.1f} GiB "
                          f"(limit {MAX_FILE_BYTES / (1 << 30):.1f} GiB)", media_id=media_id)
         try:
             fh = open(entry.path, "rb")
         except FileNotFoundError:
-            return _Item(entry, None, None, VANISHED, media_id=media_id)
+            return DecodedFile(entry, None, None, VANISHED, media_id=media_id)
         except OSError as exc:
-            return _Item(entry, None, None, f"cannot read: {exc.strerror or exc}", media_id=media_id)
+            return DecodedFile(entry, None, None, f"cannot read: {exc.strerror or exc}", media_id=media_id)
         with fh:
             try:
                 digest = sha256_file(fh)  # in chunks: a huge file never sits in memory whole
                 fh.seek(0)
             except OSError as exc:
-                return _Item(entry, None, None, f"cannot read: {exc.strerror or exc}", media_id=media_id)
+                return DecodedFile(entry, None, None, f"cannot read: {exc.strerror or exc}", media_id=media_id)
             record = MediaRecord(entry.path, entry.size, entry.mtime, digest)
             decoded, pixels, error = decode_pixels(fh, self.preprocess, self.draft_size, want_pixels=media_id is None)
         if error is not None:
-            return _Item(entry, record, None, error, media_id=media_id)
+            return DecodedFile(entry, record, None, error, media_id=media_id)
         record = with_decoded(record, decoded)
         extract_input = None
         if self.extract_side:
@@ -91,7 +93,7 @@ class _DecodeDataset(Dataset):
                 image = image.copy()
                 image.thumbnail((self.extract_side, self.extract_side), Image.Resampling.BILINEAR)
             extract_input = ExtractInput(image, (decoded.width, decoded.height))
-        return _Item(entry, record, pixels, None, extract_input, media_id)
+        return DecodedFile(entry, record, pixels, None, extract_input, media_id)
 
 
 def decode_pixels(source, preprocess, draft_size: int, want_pixels: bool = True):
@@ -116,7 +118,7 @@ def with_decoded(record: MediaRecord, decoded) -> MediaRecord:
                                orientation=decoded.orientation)
 
 
-def _collate(items: list[_Item]) -> tuple[list[_Item], torch.Tensor | None]:
+def collate_decoded(items: list[DecodedFile]) -> tuple[list[DecodedFile], torch.Tensor | None]:
     """Stack the pixels in the worker (off the encoder's thread); items keep their row number.
 
     A (list, tensor) tuple is also what DataLoader's ``pin_memory`` knows how to page-lock."""
@@ -129,3 +131,7 @@ def _collate(items: list[_Item]) -> tuple[list[_Item], torch.Tensor | None]:
             row += 1
         out.append(item)
     return out, stacked
+
+
+# the names indexer.pipeline imports
+_Item, _DecodeDataset, _collate = DecodedFile, DecodeDataset, collate_decoded

@@ -2,7 +2,7 @@
 
 reader → mapper → writer, as in clip-retrieval, built once per worker: :class:`ShardEmbedder`
 loads the model once and turns one :class:`~indexer.shards.ShardJob` at a time into one shard
-file. Reading and decoding reuse the indexer's ``_DecodeDataset`` (sha256 of the bytes read once,
+file. Reading and decoding reuse the indexer's ``DecodeDataset`` (sha256 of the bytes read once,
 safe decoding, the encoder's own preprocessing), so a shard holds exactly what ``vsearch index``
 would have stored.
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from indexer.manifest import entries_digest
 from indexer.gpu_decode import select_decoder
-from indexer.decode import _collate, _DecodeDataset, _Item
+from indexer.decode import DecodeDataset, collate_decoded
 from indexer.scan import FileEntry
 from indexer.shards import ShardJob, is_done, plan_shards, read_run, shard_paths, write_run, write_shard
 from vsearch.catalog import MediaRecord
@@ -121,7 +121,7 @@ class ShardEmbedder:
                                                             list[tuple[MediaRecord, str]], dict[str, float]]:
         """(records, vectors (N, D), failures, timings) for these files, in their order."""
         info = self.encoder.info
-        dataset = _DecodeDataset(entries, self.encoder.preprocess, draft_size=info.image_size)
+        dataset = DecodeDataset(entries, self.encoder.preprocess, draft_size=info.image_size)
         decoder = self.jpeg_decoder
         records: list[MediaRecord] = []
         parts: list[np.ndarray] = []
@@ -129,7 +129,7 @@ class ShardEmbedder:
         timings = {"decode_wait": 0.0, "encode": 0.0}
         wait_start = time.perf_counter()
         for batch in self._batches(decoder.wrap(dataset) if decoder else dataset):
-            items, pixels = decoder.finish(*decoder.collate(batch)) if decoder else _collate(batch)
+            items, pixels = decoder.finish(*decoder.collate(batch)) if decoder else collate_decoded(batch)
             timings["decode_wait"] += time.perf_counter() - wait_start
             for item in items:
                 if item.error:

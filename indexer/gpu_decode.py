@@ -19,7 +19,7 @@ Use from a loop over batches::
 
     decoder = select_decoder(encoder)
     dataset = decoder.wrap(dataset) if decoder else dataset
-    collate = decoder.collate if decoder else _collate
+    collate = decoder.collate if decoder else collate_decoded
     for batch, payload in DataLoader(dataset, collate_fn=collate, ...):
         items, pixels = decoder.finish(batch, payload) if decoder else (batch, payload)
 """
@@ -38,10 +38,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from indexer.decode import _collate, _DecodeDataset, _Item, decode_pixels, with_decoded
+from indexer.decode import DecodeDataset, DecodedFile, collate_decoded, decode_pixels, with_decoded
 from indexer.scan import FileEntry
 from vsearch.catalog import MediaRecord
-from vsearch.images import MAX_ASPECT, _exif_fields
+from vsearch.images import MAX_ASPECT, exif_fields
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def jpeg_header(data: bytes) -> tuple[int, int, int | None, str | None] | None:
             img = Image.open(io.BytesIO(data))
             if img.format != "JPEG" or img.mode not in ("RGB", "L"):
                 return None
-            orientation, taken_at = _exif_fields(img)
+            orientation, taken_at = exif_fields(img)
             width, height = img.size
     except Exception:  # noqa: BLE001 - bombs and broken headers go to Pillow, which names the problem
         return None
@@ -169,29 +169,29 @@ BATCH_MAX_FILE_BYTES = 64 << 20
 BATCH_MAX_PIXELS = 50_000_000
 
 
-def pillow_item(entry: FileEntry, record: MediaRecord, data: bytes, preprocess, draft_size: int) -> _Item:
+def pillow_item(entry: FileEntry, record: MediaRecord, data: bytes, preprocess, draft_size: int) -> DecodedFile:
     """What the Pillow path makes of these bytes: pixels and the full record, or the error."""
     decoded, pixels, error = decode_pixels(data, preprocess, draft_size)
     if error is not None:
-        return _Item(entry, record, None, error)
-    return _Item(entry, with_decoded(record, decoded), pixels, None)
+        return DecodedFile(entry, record, None, error)
+    return DecodedFile(entry, with_decoded(record, decoded), pixels, None)
 
 
 class DeferredJpegDataset(Dataset):
-    """``_DecodeDataset`` whose JPEGs are read, hashed and header-parsed but not decoded.
+    """``DecodeDataset`` whose JPEGs are read, hashed and header-parsed but not decoded.
 
     Items are ``(item, jpeg)``: ``jpeg`` is the file's bytes as a uint8 tensor for the batch
     decoder (``item.pixels`` is then None), or None when the item was finished here by Pillow.
     Runs in loader workers: nothing here touches CUDA.
     """
 
-    def __init__(self, base: _DecodeDataset):
+    def __init__(self, base: DecodeDataset):
         self.base = base
 
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, i: int) -> tuple[_Item, torch.Tensor | None]:
+    def __getitem__(self, i: int) -> tuple[DecodedFile, torch.Tensor | None]:
         base = self.base
         if base.extract_side or base.media_ids[i] is not None:  # extractors need a PIL image
             return base[i], None
@@ -214,7 +214,7 @@ class DeferredJpegDataset(Dataset):
             return base[i], None  # strips need the aspect crop; huge photos need reduced decoding
         record = MediaRecord(entry.path, entry.size, entry.mtime, hashlib.sha256(data).hexdigest())
         record = dataclasses.replace(record, width=width, height=height, taken_at=taken_at, orientation=orientation)
-        return _Item(entry, record, None, None), torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return DecodedFile(entry, record, None, None), torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
 class BatchJpegDecoder:
@@ -230,23 +230,23 @@ class BatchJpegDecoder:
         self.max_pixels = max_pixels
         self.counts = {"batch": 0, "pillow": 0, "refused": 0}
 
-    def wrap(self, dataset: _DecodeDataset) -> DeferredJpegDataset:
+    def wrap(self, dataset: DecodeDataset) -> DeferredJpegDataset:
         return DeferredJpegDataset(dataset)
 
     @staticmethod
-    def collate(pairs: list[tuple[_Item, torch.Tensor | None]]):
+    def collate(pairs: list[tuple[DecodedFile, torch.Tensor | None]]):
         """(items, (pixels of the Pillow-decoded items stacked, positions of the JPEGs, their
         bytes end to end in one tensor, their lengths)).
 
         One tensor for all the bytes because a loader worker hands each tensor over through a
         shared-memory file of its own: one per file would exhaust the open-file limit."""
-        items, pixels = _collate([item for item, _ in pairs])
+        items, pixels = collate_decoded([item for item, _ in pairs])
         jpegs = [(pos, jpeg) for pos, (_, jpeg) in enumerate(pairs) if jpeg is not None]
         blob = torch.cat([jpeg for _, jpeg in jpegs]) if jpegs else torch.zeros(0, dtype=torch.uint8)
         return items, (pixels, [pos for pos, _ in jpegs], blob, [len(jpeg) for _, jpeg in jpegs])
 
-    def finish(self, items: list[_Item], payload) -> tuple[list[_Item], torch.Tensor | None]:
-        """The batch as ``_collate`` gives it (items with ``row`` set, stacked pixels), with the
+    def finish(self, items: list[DecodedFile], payload) -> tuple[list[DecodedFile], torch.Tensor | None]:
+        """The batch as ``collate_decoded`` gives it (items with ``row`` set, stacked pixels), with the
         JPEGs decoded; the pixels are on :attr:`device`."""
         pillow_pixels, positions, blob, lengths = payload
         jpegs = list(zip(positions, torch.split(blob, lengths)))  # views: contiguous 1-D slices
@@ -284,7 +284,7 @@ class BatchJpegDecoder:
             out.append(dataclasses.replace(item, pixels=None, row=len(parts) - 1))
         return out, (torch.stack(parts) if parts else None)
 
-    def _chunks(self, jpegs: list[tuple[int, torch.Tensor]], items: list[_Item]):
+    def _chunks(self, jpegs: list[tuple[int, torch.Tensor]], items: list[DecodedFile]):
         """The batch's JPEGs in runs of at most ``max_pixels`` decoded pixels (at least one file
         each): 256 photos of 24 megapixels would need 18 GB decoded at once."""
         chunk, pixels = [], 0

@@ -12,6 +12,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from vsearch.fsutil import is_hidden_file, is_hidden_or_system_folder
 from vsearch.images import is_image_path
 
 
@@ -20,16 +21,6 @@ class FileEntry:
     path: str  # absolute, as reached (a symlinked folder keeps its link name)
     size: int
     mtime: float
-
-
-# Folders that hold a system's or an application's files, not a person's photos: thumbnail caches
-# (Synology's @eaDir, freedesktop's .thumbnails), recycle bins, version control. Hidden names
-# (a leading dot) are skipped as well unless asked for.
-SYSTEM_FOLDERS = frozenset({
-    "@eadir", "#recycle", "#snapshot", "$recycle.bin", "system volume information", "lost+found",
-    ".thumbnails", ".thumbs", ".cache", ".git", ".svn", ".hg", ".trash", ".trashes", ".spotlight-v100",
-    ".fseventsd", ".picasaoriginals", "__macosx", "node_modules",
-})
 
 
 @dataclass(frozen=True)
@@ -42,13 +33,10 @@ class ScanOptions:
     exclude: tuple[str, ...] = ()
 
     def skips_folder(self, name: str) -> bool:
-        if not self.include_hidden and (name.startswith(".") or name.casefold() in SYSTEM_FOLDERS
-                                        or name.casefold().startswith(".trash-")):
-            return True
-        return False
+        return not self.include_hidden and is_hidden_or_system_folder(name)
 
     def skips_file(self, name: str) -> bool:
-        return not self.include_hidden and name.startswith(".")
+        return not self.include_hidden and is_hidden_file(name)
 
     def excludes(self, path: str, root: str) -> bool:
         if not self.exclude:

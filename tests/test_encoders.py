@@ -86,3 +86,20 @@ def test_equivalent_specs_share_one_loaded_model(packaged_encoder):
     """Regression: "packaged" and "packaged" with an explicit device were two cache entries, so the
     model could be loaded twice in one process."""
     assert load_encoder("packaged") is load_encoder("packaged", "cpu") is load_encoder("packaged:effnet-lite0+minilm")
+
+
+def test_one_parser_for_model_specs(tmp_path, monkeypatch):
+    from vsearch.encoders import EncoderSpec
+
+    monkeypatch.chdir(tmp_path)
+    cfg = EncoderSpec.parse(" clip:cfg.json@w.pt ")
+    assert str(cfg) == f"clip:{tmp_path}/cfg.json@{tmp_path}/w.pt" and cfg.family == "clip"
+    assert cfg.clip_parts() == (f"{tmp_path}/cfg.json", None, f"{tmp_path}/w.pt")
+    assert cfg.weights_files() == [f"{tmp_path}/w.pt", f"{tmp_path}/cfg.json"]
+    tagged = EncoderSpec.parse("clip:ViT-B-32/laion2b_s34b_b79k")
+    assert tagged.clip_parts() == ("ViT-B-32", "laion2b_s34b_b79k", None) and tagged.weights_files() is None
+    assert EncoderSpec.parse("trained:m.pt") == EncoderSpec.parse(f"trained:{tmp_path}/m.pt")
+    assert EncoderSpec.parse("default") == EncoderSpec.parse("packaged:effnet-lite0+minilm")
+    assert EncoderSpec.parse("packaged").rest == "effnet-lite0+minilm"
+    auto = EncoderSpec.parse("auto")
+    assert (str(auto), auto.family, auto.rest) == ("auto", "auto", "")

@@ -203,11 +203,11 @@ def mixed_folder(tmp_path):
 
 def test_batch_decoding_routes_every_file_and_agrees_with_pillow(mixed_folder, clip_transform):
     from indexer.gpu_decode import select_decoder
-    from indexer.pipeline import _DecodeDataset
+    from indexer.decode import DecodeDataset
     from indexer.scan import scan_paths
 
     entries = scan_paths([str(mixed_folder)]).files
-    pillow = _DecodeDataset(entries, clip_transform, draft_size=224)
+    pillow = DecodeDataset(entries, clip_transform, draft_size=224)
     decoder = select_decoder(_DecodingParts(clip_transform), choice="torchvision")
     decoder.max_pixels = 300_000  # below two of these photos: decoded in several calls, same result
     deferred = decoder.wrap(pillow)
@@ -233,7 +233,7 @@ def test_files_the_batch_decoder_refuses_go_to_pillow(tmp_path, clip_transform):
     """decode_jpeg refuses these bytes for real (a PNG, a truncated JPEG); Pillow then decodes what
     it can and names the problem of what it cannot, and the good JPEG beside them is not lost."""
     from indexer.gpu_decode import BatchJpegDecoder, TensorPreprocess
-    from indexer.pipeline import _Item
+    from indexer.decode import DecodedFile
     from indexer.scan import FileEntry
     from tests.conftest import skimage_rgb
     from vsearch.catalog import MediaRecord
@@ -246,7 +246,7 @@ def test_files_the_batch_decoder_refuses_go_to_pillow(tmp_path, clip_transform):
     pairs = []
     for name, data in blobs.items():
         entry = FileEntry(str(tmp_path / name), len(data), 0.0)
-        pairs.append((_Item(entry, MediaRecord(entry.path, entry.size, entry.mtime), None, None),
+        pairs.append((DecodedFile(entry, MediaRecord(entry.path, entry.size, entry.mtime), None, None),
                       torch.frombuffer(bytearray(data), dtype=torch.uint8)))
     decoder = BatchJpegDecoder("cpu", TensorPreprocess.from_transform(clip_transform), clip_transform, 224)
     items, pixels = decoder.finish(*decoder.collate(pairs))
@@ -297,11 +297,11 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @needs_cuda
 def test_nvjpeg_batch_decoding_agrees_with_pillow(mixed_folder, clip_transform):
     from indexer.gpu_decode import select_decoder
-    from indexer.pipeline import _DecodeDataset
+    from indexer.decode import DecodeDataset
     from indexer.scan import scan_paths
 
     entries = scan_paths([str(mixed_folder)]).files
-    pillow = _DecodeDataset(entries, clip_transform, draft_size=224)
+    pillow = DecodeDataset(entries, clip_transform, draft_size=224)
     decoder = select_decoder(_DecodingParts(clip_transform, "cuda"))  # auto picks it on CUDA
     assert decoder is not None and decoder.device.type == "cuda"
     deferred = decoder.wrap(pillow)

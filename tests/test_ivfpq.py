@@ -6,6 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
+from benchmarks.common import clustered, clustered_with_queries
 from vsearch import ivfpq
 from vsearch.catalog import Catalog, MediaRecord
 from vsearch.errors import IndexBuildError
@@ -17,17 +18,6 @@ N, DIM, K = 10_000, 32, 10
 PARAMS = ivfpq.IvfPqParams(nlist=32, m=16, nbits=6, nprobe=8)
 
 
-def clustered(n, dim, n_clusters, seed, noise=0.8):
-    """Unit vectors around random centres (cosine about 0.78 to their centre), as in
-    benchmarks/search.py. The noise is isotropic, which makes neighbours within a cluster
-    near-ties: a hard case for PQ."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_clusters, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    x = centres[rng.integers(0, n_clusters, n)] + (noise / np.sqrt(dim)) * rng.normal(size=(n, dim)).astype(np.float32)
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
 def recall(got, want):
     return float(np.mean([len(set(g) & set(w)) / want.shape[1] for g, w in zip(got, want)]))
 
@@ -35,8 +25,7 @@ def recall(got, want):
 @pytest.fixture(scope="module")
 def data():
     # queries are held-out points of the same clusters (drawn with the same centres)
-    both = clustered(N + 100, DIM, 50, seed=1)
-    x, q = both[:N], both[N:]
+    x, q = clustered_with_queries(N, 100, DIM, 50, seed=1)
     ids = np.arange(N, dtype=np.int64) * 3 + 5  # not 0..N-1: ids must be kept, not renumbered
     exact = faiss.IndexFlatIP(DIM)
     exact.add(x)

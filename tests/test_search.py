@@ -140,4 +140,11 @@ def test_searcher_reranks_an_ivfpq_index(tmp_path):
     query = vecs[42]
     hits = top_media(searcher, cat, query, 5, distinct=False)
     assert hits[0].media_id == ids[42] and hits[0].score == pytest.approx(1.0, abs=1e-5)  # exact scores
+    # the catalog's own search makes the same choice: the same re-ranked answers, filtered or not
+    queries, allowed = vecs[:20], ids[::3]
+    for allowed_ids in (None, allowed):
+        want, got = searcher.search(queries, 7, allowed_ids), cat.search_ids(queries, 7, allowed_ids=allowed_ids)
+        np.testing.assert_array_equal(want[1], got[1])
+        np.testing.assert_array_equal(want[0], got[0])
+    assert set(got[1].ravel().tolist()) <= set(allowed) | {-1}
     cat.engine.dispose()

@@ -2,7 +2,8 @@
 
 Two layouts are read:
 
-* a folder per class: ``root/<label>/**/*.jpg`` (the label is the first-level folder name);
+* a folder per class: ``root/<label>/**/*.jpg`` (the label is the first-level folder name), listed
+  by :func:`vsearch.datasets.folder_per_class`;
 * a CSV with a header holding ``path`` and ``label`` columns (relative paths are taken from the
   CSV's folder).
 
@@ -25,36 +26,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from training.errors import TrainingDataError
 from training.preprocess import Preprocessing
+from vsearch.datasets import LabelledPaths, folder_per_class
 from vsearch.errors import ImageDecodeError
-from vsearch.images import decode_image, is_image_path
+from vsearch.images import decode_image
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LabelledPaths:
-    """Image files and their class names, in a stable (sorted) order."""
-
-    paths: tuple[str, ...]
-    labels: tuple[str, ...]
-    problems: tuple[tuple[str, str], ...] = ()  # (path, reason) found while listing
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def classes(self) -> list[str]:
-        return sorted(set(self.labels))
-
-    def subset(self, keep: Sequence[int]) -> "LabelledPaths":
-        return LabelledPaths(tuple(self.paths[i] for i in keep), tuple(self.labels[i] for i in keep), self.problems)
 
 
 def discover(source: str) -> LabelledPaths:
     """List the labelled images of a class-per-folder tree or a ``path,label`` CSV."""
     source = os.path.expanduser(source)
     if os.path.isdir(source):
-        found = _from_folder(source)
+        found = folder_per_class(source)
     elif os.path.isfile(source) and source.lower().endswith(".csv"):
         found = _from_csv(source)
     elif os.path.exists(source):
@@ -65,22 +48,6 @@ def discover(source: str) -> LabelledPaths:
         raise TrainingDataError(f"{source}: no labelled images found (expected {source}/<class>/<image>, "
                                 "or a CSV with path and label columns)")
     return found
-
-
-def _from_folder(root: str) -> LabelledPaths:
-    pairs: list[tuple[str, str]] = []
-    problems: list[tuple[str, str]] = []
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.is_file() and is_image_path(entry.name):
-            problems.append((entry.path, "image directly under the root: not in a class folder, ignored"))
-        if not entry.is_dir() or entry.name.startswith("."):
-            continue
-        for dirpath, dirnames, filenames in os.walk(entry.path):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if is_image_path(name) and not name.startswith("."):
-                    pairs.append((os.path.join(dirpath, name), entry.name))
-    return LabelledPaths(tuple(p for p, _ in pairs), tuple(lbl for _, lbl in pairs), tuple(problems))
 
 
 def _from_csv(path: str) -> LabelledPaths:

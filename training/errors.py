@@ -1,8 +1,9 @@
 """Typed errors of the trainer; the CLI turns them into one-line messages (see ``handle_errors``)."""
+from vsearch.datasets import DatasetError
 from vsearch.errors import VSearchError
 
 
-class TrainingDataError(VSearchError):
+class TrainingDataError(DatasetError):
     """The training/evaluation data is missing, malformed, or too small to learn from."""
 
 

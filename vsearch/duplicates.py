@@ -24,6 +24,7 @@ import faiss
 import numpy as np
 
 from vsearch.catalog import IMAGE_SPACE
+from vsearch.encoders.spec import EncoderSpec
 
 # Exact range search below this many vectors, IVF above: at 10,000 vectors exact took 12.5 s and
 # IVF 5.5 s with the same pairs found (shared 2-core CPU, benchmarks/RESULTS.md).
@@ -42,12 +43,16 @@ UNCHECKABLE_THRESHOLD = 0.97
 FEATURE_CACHE = 4096  # images whose keypoints are kept while candidate pairs are checked
 
 
+def _is_packaged(encoder_name: str) -> bool:
+    return EncoderSpec.parse(encoder_name).family == "packaged"
+
+
 def default_threshold(encoder_name: str) -> float:
-    return PACKAGED_THRESHOLD if encoder_name.startswith("packaged") else CLIP_THRESHOLD
+    return PACKAGED_THRESHOLD if _is_packaged(encoder_name) else CLIP_THRESHOLD
 
 
 def needs_geometric_check(encoder_name: str) -> bool:
-    return encoder_name.startswith("packaged")
+    return _is_packaged(encoder_name)
 
 
 @dataclass(frozen=True)

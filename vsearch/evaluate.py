@@ -9,16 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.scan import scan_paths
 from vsearch.encoders.base import encode_images
-from vsearch.errors import ImageDecodeError, VSearchError
+from vsearch.datasets import DatasetError, folder_per_class
+from vsearch.errors import ImageDecodeError
 from vsearch.images import decode_image
 from vsearch.metrics.retrieval import confusion_matrix, most_confused, recall_at_k, topk_accuracy
 from vsearch.zeroshot import DEFAULT_TEMPLATES, build_zero_shot_classifier, class_probabilities, logit_scale
-
-
-class DatasetError(VSearchError):
-    """An evaluation dataset is missing, empty or malformed."""
 
 
 @dataclass(frozen=True)
@@ -57,17 +53,14 @@ def label_from_folder(name: str) -> str:
 
 def evaluate_classification(encoder, root: str, templates=DEFAULT_TEMPLATES) -> ClassifyEval:
     """Zero-shot top-1/top-5 on ``root/<class>/*.jpg``; class names come from folder names."""
-    if not os.path.isdir(root):
-        raise DatasetError(f"{root} is not a folder (expected one sub-folder per class)")
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    listed = folder_per_class(root)
+    classes = listed.folders
     if len(classes) < 2:
         raise DatasetError(f"{root} needs at least two class sub-folders, found {len(classes)}")
-    paths, targets = [], []
-    for ci, c in enumerate(classes):
-        for f in scan_paths([os.path.join(root, c)]).files:
-            paths.append(f.path)
-            targets.append(ci)
+    index = {c: i for i, c in enumerate(classes)}
+    paths, targets = list(listed.paths), [index[c] for c in listed.labels]
     vectors, kept, skipped = _embed_files(encoder, paths)
+    skipped = list(listed.problems) + skipped
     if not kept:
         raise DatasetError(f"no readable images under {root}")
     keep = set(kept)

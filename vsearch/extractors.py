@@ -8,30 +8,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-from vsearch.errors import VSearchError
+from vsearch.registry import Registry
 
-# name -> factory(argument string or "", device, **options) -> RegionExtractor
-_FACTORIES: dict[str, Callable[..., object]] = {}
-# modules that register extractors when imported
-_PLUGINS = {"faces": "vsearch.faces.extractor", "regions": "vsearch.regions.extractor"}
-
-
-def register_extractor(name: str):
-    def wrap(factory):
-        _FACTORIES[name] = factory
-        return factory
-
-    return wrap
+# name -> factory(argument string or "", device, **options) -> RegionExtractor; the plug-ins are
+# the modules that register them when imported
+EXTRACTORS: Registry[Callable[..., object]] = Registry(
+    "extractor", plugins={"faces": "vsearch.faces.extractor", "regions": "vsearch.regions.extractor"})
+register_extractor = EXTRACTORS.register
 
 
 def build_extractor(name: str, argument: str = "", device: str = "cpu", **options):
     """``options`` are keyword settings of that extractor (e.g. ``max_regions`` for regions)."""
-    if name not in _FACTORIES and name in _PLUGINS:
-        try:
-            __import__(_PLUGINS[name])
-        except ImportError as exc:
-            raise VSearchError(f"--{name} needs a module that failed to import: {exc}") from None
-    factory = _FACTORIES.get(name)
-    if factory is None:
-        raise VSearchError(f"no extractor named {name!r} (known: {', '.join(sorted(_PLUGINS))})")
-    return factory(argument, device, **options)
+    return EXTRACTORS.get(name)(argument, device, **options)

@@ -124,3 +124,25 @@ class FolderLock:
             self.release()
         except Exception:
             pass
+
+
+# -- folders that hold no one's photos --------------------------------------------------------------
+# Folders that hold a system's or an application's files, not a person's photos: thumbnail caches
+# (Synology's @eaDir, freedesktop's .thumbnails), recycle bins, version control. Hidden names
+# (a leading dot) are left out as well: the indexer's scan and the labelled-dataset loader agree.
+SYSTEM_FOLDERS = frozenset({
+    "@eadir", "#recycle", "#snapshot", "$recycle.bin", "system volume information", "lost+found",
+    ".thumbnails", ".thumbs", ".cache", ".git", ".svn", ".hg", ".trash", ".trashes", ".spotlight-v100",
+    ".fseventsd", ".picasaoriginals", "__macosx", "node_modules",
+})
+
+
+def is_hidden_or_system_folder(name: str) -> bool:
+    """A folder name that is hidden (leading dot), a system folder, or a desktop trash."""
+    folded = name.casefold()
+    return name.startswith(".") or folded in SYSTEM_FOLDERS or folded.startswith(".trash-")
+
+
+def is_hidden_file(name: str) -> bool:
+    """A hidden file name (leading dot), e.g. macOS's ``._photo.jpg`` resource forks."""
+    return name.startswith(".")

@@ -129,7 +129,7 @@ def is_image_path(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _exif_fields(img: Image.Image) -> tuple[int | None, str | None]:
+def exif_fields(img: Image.Image) -> tuple[int | None, str | None]:
     try:
         exif = img.getexif()
     except Exception:  # broken EXIF must not cost us the picture
@@ -283,7 +283,7 @@ def decode_image(source, draft_size: int | None = None) -> DecodedImage:
             # memory is bounded by _fit_memory below, not by Pillow's nominal-pixel warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(fp)
-            orientation, taken_at = _exif_fields(img)
+            orientation, taken_at = exif_fields(img)
             width, height = img.size
             if orientation in (5, 6, 7, 8):
                 width, height = height, width

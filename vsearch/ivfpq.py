@@ -278,3 +278,25 @@ def search_reranked(vindex: VectorIndex, queries: np.ndarray, k: int,
     _, candidates = vindex.search(queries, max(k, k * rerank_factor), allowed_ids=allowed_ids)
     k = min(k, candidates.shape[1])
     return rerank(queries, candidates, fetch, k)
+
+
+def search_kind(vindex: VectorIndex) -> str:
+    """How a loaded index is searched on the CPU: ``"ivfpq+rerank"`` (lossy codes: a shortlist
+    re-ranked exactly), ``"ivf"`` or ``"exact"`` (the index answers with exact scores itself)."""
+    if is_pq(vindex.index):
+        return "ivfpq+rerank"
+    return "ivf" if vindex.is_ivf else "exact"
+
+
+def search_index(vindex: VectorIndex, queries: np.ndarray, k: int,
+                 fetch: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                 allowed_ids=None) -> tuple[np.ndarray, np.ndarray]:
+    """Search ``vindex`` the way :func:`search_kind` says: an IVF-PQ index through
+    :func:`search_reranked` (``fetch(ids) -> (ids, vectors)`` reads the exact vectors), any other
+    index directly. The one CPU search of a vector space: the catalog's search and the search
+    path's searcher (:class:`vsearch.search.SpaceSearcher`) both call it. Same contract as
+    :meth:`VectorIndex.search`."""
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    if search_kind(vindex) == "ivfpq+rerank":
+        return search_reranked(vindex, queries, k, fetch, allowed_ids=allowed_ids)
+    return vindex.search(queries, k, allowed_ids=allowed_ids)

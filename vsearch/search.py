@@ -3,7 +3,8 @@
 * :func:`compose_query` turns weighted texts, images and vectors into one unit query vector.
 * :class:`SpaceSearcher` searches one :class:`~vsearch.vector_index.VectorIndex`, the way chosen
   once when it is built: exact or IVF as the index is, IVF-PQ with an exact re-rank of its
-  shortlist, or the measured-fastest GPU path.
+  shortlist, or the measured-fastest GPU path. The CPU choice is
+  :func:`vsearch.ivfpq.search_index`, which the catalog's own search uses as well.
 * :func:`top_media` maps the vector ids a searcher returns to photos through the catalog, and
   with ``distinct=True`` searches deeper until it has ``k`` distinct photos (a space that holds
   several vectors per photo: regions, faces).
@@ -21,7 +22,7 @@ import numpy as np
 
 from vsearch.catalog import Catalog, SearchHit
 from vsearch.errors import QueryError
-from vsearch.ivfpq import is_pq, search_reranked
+from vsearch.ivfpq import search_index, search_kind
 from vsearch.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -100,16 +101,13 @@ class SpaceSearcher:
         self.vindex = vindex
         self._fetch = fetch_vectors
         self._gpu = None
-        if is_pq(vindex.index):
-            self.kind = "ivfpq+rerank"
-        elif device.startswith("cuda"):
+        self.kind = search_kind(vindex)
+        if self.kind != "ivfpq+rerank" and device.startswith("cuda"):
             from vsearch.gpu import gpu_searcher
 
             self._gpu, note = gpu_searcher(vindex, device)
             log.info("search: %s", note)
             self.kind = "gpu"
-        else:
-            self.kind = "ivf" if vindex.is_ivf else "exact"
 
     def __len__(self) -> int:
         return len(self.vindex)
@@ -121,12 +119,9 @@ class SpaceSearcher:
     def search(self, queries: np.ndarray, k: int, allowed_ids=None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, vector ids), each (Q, k') with k' <= k, best first; -1 ids mark empty slots.
         Same contract as :meth:`VectorIndex.search`."""
-        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        if self.kind == "ivfpq+rerank":
-            return search_reranked(self.vindex, queries, k, self._fetch, allowed_ids=allowed_ids)
         if self._gpu is not None and allowed_ids is None:
-            return self._gpu.search(queries, k)
-        return self.vindex.search(queries, k, allowed_ids=allowed_ids)
+            return self._gpu.search(np.atleast_2d(np.asarray(queries, dtype=np.float32)), k)
+        return search_index(self.vindex, queries, k, self._fetch, allowed_ids=allowed_ids)
 
 
 def catalog_searcher(catalog: Catalog, space: str, device: str = "cpu") -> SpaceSearcher:

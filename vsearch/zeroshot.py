@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from vsearch.encoders.base import l2_normalize
+from vsearch.encoders.spec import EncoderSpec
 from vsearch.errors import VSearchError
 
 # A compact ensemble chosen from CLIP's 80 ImageNet prompts (the "7 best" reported by its authors,
@@ -199,7 +200,7 @@ CLIP_CALIBRATION = Calibration(0.25, 50.0, "CLIP default (not calibrated on this
 
 def calibration_for(encoder) -> Calibration:
     name = getattr(getattr(encoder, "info", None), "name", "") or ""
-    return PACKAGED_CALIBRATION if name.startswith("packaged") else CLIP_CALIBRATION
+    return PACKAGED_CALIBRATION if EncoderSpec.parse(name).family == "packaged" else CLIP_CALIBRATION
 
 
 def parse_label_thresholds(terms: Sequence[str], labels: Sequence[str]) -> dict[str, float]:

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from benchmarks.common import labelled_clusters
 from vsearch.faces.calibrate import LabelledFaces, calibrate_faces, calibrate_scores, pair_scores
 from vsearch.faces.impostors import ImpostorModel
 from vsearch.metrics.verification import clopper_pearson_upper
@@ -10,14 +11,9 @@ IMP = [0.75, 0.5, 0.3, 0.2, 0.1]
 
 
 def _people(n_people: int, per: int, dim: int = 32, spread: float = 0.25, seed: int = 0) -> LabelledFaces:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_people, dim))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    labels = np.repeat(np.arange(n_people), per)
-    emb = centres[labels] + rng.normal(scale=spread / np.sqrt(dim), size=(n_people * per, dim))
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    emb, labels = labelled_clusters(n_people * per, dim, n_people, seed, noise=spread, balanced=True)
     names = [f"p{i:03d}" for i in labels]
-    return LabelledFaces(emb.astype(np.float32), names, [f"{n}/{i}.jpg" for i, n in enumerate(names)])
+    return LabelledFaces(emb, names, [f"{n}/{i}.jpg" for i, n in enumerate(names)])
 
 
 def test_report_figures_agree_with_sklearn():

@@ -1,15 +1,13 @@
 import numpy as np
 
+from benchmarks.common import labelled_clusters
 from tests.faces.conftest import unit_rows
 from vsearch.faces.cluster import cluster_faces
 
 
 def _people(n_people: int, per: int, dim: int = 32, spread: float = 0.05, seed: int = 0):
-    centres = unit_rows(n_people, dim, seed)
-    rng = np.random.default_rng(seed + 1)
-    emb = np.repeat(centres, per, axis=0) + rng.normal(scale=spread, size=(n_people * per, dim))
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    return emb.astype(np.float32), np.repeat(np.arange(n_people), per)
+    """``per`` faces of each of ``n_people``; ``spread``: the noise's standard deviation per dimension."""
+    return labelled_clusters(n_people * per, dim, n_people, seed, noise=spread * np.sqrt(dim), balanced=True)
 
 
 def test_clusters_recover_people_by_size():

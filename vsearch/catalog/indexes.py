@@ -16,7 +16,7 @@ from vsearch.catalog.records import IMAGE_SPACE, SyncResult, _duplicates, vector
 from vsearch.catalog.transaction import id_chunks
 from vsearch.catalog.storage import _is_storage_full, _storage_full_message
 from vsearch.errors import CatalogError, IndexBuildError, StorageFullError
-from vsearch.ivfpq import BuildReport, IvfPqParams, build_ivfpq, is_pq, search_reranked
+from vsearch.ivfpq import BuildReport, IvfPqParams, build_ivfpq, search_index
 from vsearch.schema import Vector
 from vsearch.vector_index import VectorIndex
 
@@ -268,8 +268,5 @@ class VectorIndexes:
     def search_ids(self, queries: np.ndarray, k: int = 10, space: str = IMAGE_SPACE,
                    allowed_ids=None) -> tuple[np.ndarray, np.ndarray]:
         """Raw (scores, vector ids) for each query row; -1 ids mark empty slots."""
-        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        vindex = self.index(space)
-        if is_pq(vindex.index):  # lossy codes (vsearch build-index --kind ivfpq): exact re-rank from SQL
-            return search_reranked(vindex, queries, k, lambda ids: self.vectors(space, ids), allowed_ids=allowed_ids)
-        return vindex.search(queries, k, allowed_ids=allowed_ids)
+        # an IVF-PQ index (vsearch build-index --kind ivfpq) is re-ranked exactly from SQL
+        return search_index(self.index(space), queries, k, lambda ids: self.vectors(space, ids), allowed_ids=allowed_ids)

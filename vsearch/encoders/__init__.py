@@ -7,6 +7,8 @@ Spec forms (``--model``):
   ``clip:ARCH/TAG`` / ``clip:ARCH@FILE`` open_clip, see :mod:`vsearch.encoders.clip`
   ``trained:FILE``                       a model written by ``vsearch train`` (registered by training/)
 
+All forms are parsed in one place, :class:`vsearch.encoders.spec.EncoderSpec`.
+
 Runtimes (:mod:`vsearch.encoders.runtime`): packaged and CLIP models run on ONNX Runtime on a CPU
 (exported once into a cache and checked against torch), on torch on CUDA or when asked.
 """
@@ -18,68 +20,48 @@ import os
 from typing import Callable
 
 from vsearch.encoders.base import Encoder, EncoderInfo, ImageEncoder, TextEncoder, encode_images, l2_normalize
+from vsearch.encoders.spec import PACKAGED, EncoderSpec
 from vsearch.errors import ModelUnavailableError, UnknownModelError, VSearchError
+from vsearch.registry import Registry
 
 log = logging.getLogger(__name__)
 
 Factory = Callable[[str, str], object]  # (rest of spec after "prefix:", device) -> encoder
-_FACTORIES: dict[str, Factory] = {}
-PACKAGED = "packaged:effnet-lite0+minilm"
+# prefix -> factory; ``trained:`` is registered by the trainer's module when first asked for
+# (a plug-in: it imports torch and timm)
+ENCODERS: Registry[Factory] = Registry("model", UnknownModelError, plugins={"trained": "training.encoder"})
 AUTO_CLIP = "clip:ViT-B-32/laion2b_s34b_b79k"
 AUTO_CLIP_HUB_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"  # where open_clip fetches AUTO_CLIP from
 
 
-def register_encoder(prefix: str) -> Callable[[Factory], Factory]:
-    def wrap(factory: Factory) -> Factory:
-        _FACTORIES[prefix] = factory
-        return factory
-
-    return wrap
+register_encoder = ENCODERS.register
 
 
 def registered_prefixes() -> list[str]:
-    _import_plugins()
-    return sorted(_FACTORIES)
+    return sorted(ENCODERS.names())
 
 
 @register_encoder("packaged")
 def _packaged(rest: str, device: str):
     from vsearch.encoders.conse import NAME, ConseEncoder
 
-    if rest not in ("", NAME.split(":", 1)[1]):
+    if rest not in ("", EncoderSpec(NAME).rest):
         raise UnknownModelError(f"unknown packaged model {rest!r}; the packaged model is {NAME}")
     return ConseEncoder(device=device)
 
 
 @register_encoder("clip")
 def _clip(rest: str, device: str):
-    from vsearch.encoders.clip import ClipEncoder, parse_clip_spec
+    from vsearch.encoders.clip import ClipEncoder
+    from vsearch.encoders.spec import clip_parts
 
-    arch, tag, path = parse_clip_spec(rest)
+    arch, tag, path = clip_parts(rest)
     return ClipEncoder(arch, tag=tag, weights_path=path, device=device)
 
 
-def _import_plugins() -> None:
-    """Encoders defined outside this package register themselves on import."""
-    for module in ("training.encoder",):
-        try:
-            __import__(module)
-        except ImportError:
-            pass
-
-
 def canonical_spec(spec: str) -> str:
-    spec = spec.strip()
-    if spec in ("packaged", "default"):
-        return PACKAGED
-    if spec.startswith("clip:") and "@" in spec:
-        arch, path = spec[len("clip:"):].split("@", 1)
-        if arch.endswith(".json"):
-            arch = os.path.abspath(os.path.expanduser(arch))
-        return f"clip:{arch}@{os.path.abspath(os.path.expanduser(path))}"
-    if spec.startswith("trained:"):
-        return "trained:" + os.path.abspath(os.path.expanduser(spec.split(":", 1)[1]))
-    return spec
+    """The canonical spelling of a model spec (see :class:`~vsearch.encoders.spec.EncoderSpec`)."""
+    return str(EncoderSpec.parse(spec))
 
 
 def local_clip_spec() -> str | None:
@@ -135,7 +117,7 @@ def load_encoder(spec: str, device: str = "cpu", runtime: str | None = None, pre
         raise VSearchError(f"unknown precision {precision!r}: use fp32 or int8")
     chosen = choose_runtime(str(device), runtime)
     if precision == "int8":
-        if not spec.startswith("clip:"):
+        if EncoderSpec(spec).family != "clip":
             raise VSearchError("--precision int8 is for CLIP models only: EfficientNet-Lite0 and MiniLM lose "
                                "their rankings in int8")
         if chosen != "onnx":
@@ -144,21 +126,19 @@ def load_encoder(spec: str, device: str = "cpu", runtime: str | None = None, pre
 
 
 def _torch_factory(spec: str):
-    prefix, _, rest = spec.partition(":")
-    if prefix not in _FACTORIES:  # plugins import torch: only for the prefixes they define
-        _import_plugins()
-    factory = _FACTORIES.get(prefix)
-    if factory is None:
+    parsed = EncoderSpec(spec)
+    if parsed.family not in ENCODERS:
         raise UnknownModelError(
             f"unknown model {spec!r}: use auto, packaged, clip:ARCH/TAG, clip:ARCH@FILE or trained:FILE"
         )
-    return lambda device: factory(rest, device)
+    factory = ENCODERS.get(parsed.family)  # a plug-in's module is imported here, when first needed
+    return lambda device: factory(parsed.rest, device)
 
 
 @functools.lru_cache(maxsize=8)
 def _load_canonical(spec: str, device: str, runtime: str = "torch", precision: str = "fp32"):
     make_torch = _torch_factory(spec)
-    if runtime == "onnx" and spec.split(":", 1)[0] in ("packaged", "clip"):
+    if runtime == "onnx" and EncoderSpec(spec).family in ("packaged", "clip"):
         from vsearch.encoders.onnx_loader import load_onnx
 
         return load_onnx(spec, make_torch, precision)
@@ -184,6 +164,6 @@ def resolve_auto(device: str = "cpu", runtime: str | None = None, precision: str
 
 __all__ = [
     "Encoder", "EncoderInfo", "ImageEncoder", "TextEncoder", "encode_images", "l2_normalize",
-    "register_encoder", "load_encoder", "resolve_auto", "canonical_spec", "registered_prefixes",
-    "PACKAGED", "AUTO_CLIP",
+    "ENCODERS", "register_encoder", "load_encoder", "resolve_auto", "canonical_spec", "registered_prefixes",
+    "EncoderSpec", "PACKAGED", "AUTO_CLIP",
 ]

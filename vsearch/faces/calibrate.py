@@ -1,7 +1,8 @@
 """Calibration: score every genuine and impostor pair of a labelled folder, report ROC figures,
 and choose the threshold that meets a target false accept rate.
 
-The folder holds one sub-folder per identity (``DIR/<name>/*.jpg``). Each image contributes its
+The folder holds one sub-folder per identity (``DIR/<name>/*.jpg``, listed by
+:func:`vsearch.datasets.folder_per_class`). Each image contributes its
 largest face; images without a usable face are listed and skipped.
 
 What a calibration set can promise is limited by *people*, not pairs: pairs share photos and a few
@@ -18,13 +19,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vsearch.datasets import folder_per_class
 from vsearch.errors import ImageDecodeError, VSearchError
 from vsearch.faces.errors import FaceError
 from vsearch.faces.impostors import ImpostorModel
 from vsearch.metrics.verification import (BootstrapInterval, TarAtFar, all_pairs, clopper_pearson_upper,
                                           equal_error_rate, identity_bootstrap, roc, roc_auc, tar_at_far,
                                           threshold_at_far)
-from vsearch.images import is_image_path
 
 REPORT_FARS = (1e-2, 1e-3, 1e-4)
 MIN_IDENTITIES = 50  # fewer people than this: the FAR on other people can be several times higher
@@ -41,31 +42,23 @@ class LabelledFaces:
 
 
 def embed_folder(pipeline, root: str) -> LabelledFaces:
-    root = os.path.abspath(os.path.expanduser(root))
-    if not os.path.isdir(root):
-        raise VSearchError(f"{root} is not a folder (expected one sub-folder per identity)")
-    vectors, labels, paths, skipped, several = [], [], [], [], []
-    for name in sorted(os.listdir(root)):
-        folder = os.path.join(root, name)
-        if not os.path.isdir(folder) or name.startswith("."):
+    listed = folder_per_class(os.path.abspath(os.path.expanduser(root)), member="identity")
+    vectors, labels, paths, several = [], [], [], []
+    skipped = list(listed.problems)
+    for path, name in zip(listed.paths, listed.labels):
+        try:
+            result = pipeline.analyze(path)
+        except (ImageDecodeError, FaceError) as exc:
+            skipped.append((path, str(exc)))
             continue
-        for fname in sorted(os.listdir(folder)):
-            path = os.path.join(folder, fname)
-            if not (os.path.isfile(path) and is_image_path(path)):
-                continue
-            try:
-                result = pipeline.analyze(path)
-            except (ImageDecodeError, FaceError) as exc:
-                skipped.append((path, str(exc)))
-                continue
-            if not result.faces:
-                skipped.append((path, "no usable face" + (f" ({result.too_small} too small)" if result.too_small else "")))
-                continue
-            if len(result.faces) > 1:
-                several.append(path)
-            vectors.append(result.faces[0].embedding)
-            labels.append(name)
-            paths.append(path)
+        if not result.faces:
+            skipped.append((path, "no usable face" + (f" ({result.too_small} too small)" if result.too_small else "")))
+            continue
+        if len(result.faces) > 1:
+            several.append(path)
+        vectors.append(result.faces[0].embedding)
+        labels.append(name)
+        paths.append(path)
     dim = pipeline.embedder.dim
     emb = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
     return LabelledFaces(emb, labels, paths, skipped, several)

@@ -9,12 +9,14 @@ Scores are each detector's own confidence and are not comparable across detector
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from vsearch.faces.errors import FaceError
 from vsearch.faces.models import MMOD, dlib_model_path, haar_cascade_path, import_dlib
 from vsearch.faces.types import Detection
+from vsearch.registry import Registry
 
 
 @runtime_checkable
@@ -88,13 +90,11 @@ class HaarDetector:
         return out
 
 
-DETECTORS = {"hog": DlibHogDetector, "cnn": DlibCnnDetector, "haar": HaarDetector}
+DETECTORS: Registry[Callable[[], FaceDetector]] = Registry("face detector", FaceError)
+DETECTORS.register("hog")(DlibHogDetector)
+DETECTORS.register("cnn")(DlibCnnDetector)
+DETECTORS.register("haar")(HaarDetector)
 
 
 def build_detector(name: str = "hog") -> FaceDetector:
-    from vsearch.faces.errors import FaceError
-
-    try:
-        return DETECTORS[name]()
-    except KeyError:
-        raise FaceError(f"unknown face detector {name!r} (known: {', '.join(DETECTORS)})") from None
+    return DETECTORS.get(name)()
