@@ -125,3 +125,24 @@ def test_catalog_ref_closes_and_lets_go_of_the_writer_lock_on_failure(tmp_path):
         again.lock_for_writing()
     assert again.writer() is None and ref.exists()
     assert not CatalogRef(str(tmp_path / "elsewhere")).exists()
+
+
+def test_evaluation_results_carry_what_eval_json_prints(photo_dir, tmp_path, packaged_encoder):
+    from vsearch.evaluate import evaluate_classification, evaluate_retrieval, read_pairs
+
+    root = tmp_path / "ds"
+    for label, name in {"cat": "chelsea", "coffee": "coffee", "rocket": "rocket"}.items():
+        (root / label).mkdir(parents=True)
+        shutil.copy(photo_dir / f"{name}.jpg", root / label / f"{name}.jpg")
+    r = invoke("eval", "classify", root, "--model", "packaged", "--json", "--db", tmp_path / "nodb")
+    assert r.exit_code == 0, r.output
+    result = evaluate_classification(packaged_encoder, str(root))
+    assert json.loads(json.dumps(result.to_json())) == json.loads(r.stdout)
+    assert result.model == packaged_encoder.info.name
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"image,caption\n{photo_dir}/chelsea.jpg,a cat\n{photo_dir}/rocket.jpg,a rocket\n")
+    r = invoke("eval", "retrieval", pairs, "--model", "packaged", "--json", "--db", tmp_path / "nodb")
+    assert r.exit_code == 0, r.output
+    result = evaluate_retrieval(packaged_encoder, read_pairs(str(pairs)))
+    assert json.loads(json.dumps(result.to_json())) == json.loads(r.stdout)

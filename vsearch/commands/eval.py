@@ -29,13 +29,11 @@ def eval_classify(
     from vsearch.zeroshot import load_templates
 
     with CatalogRef(db, db_url).collection(model, device, create=None) as coll:
-        encoder = coll.encoder
-        r = evaluate_classification(encoder, root, load_templates(templates))
+        r = evaluate_classification(coll.encoder, root, load_templates(templates))
     if as_json:
-        print(json.dumps({"images": r.n_images, "classes": len(r.labels), "top1": r.top1, "top5": r.top5,
-                          "confused": r.confused, "model": encoder.info.name}))
+        print(json.dumps(r.to_json()))
     else:
-        console.print(f"{r.n_images} images, {len(r.labels)} classes, model {encoder.info.name}", highlight=False)
+        console.print(f"{r.n_images} images, {len(r.labels)} classes, model {r.model}", highlight=False)
         console.print(f"top-1 {r.top1:.3f}   top-5 {r.top5:.3f}   (chance top-1 {1 / len(r.labels):.3f})")
         for t, p, n in r.confused:
             console.print(f"  {t} → {p}: {n}", highlight=False)
@@ -54,13 +52,11 @@ def eval_retrieval(
     from vsearch.evaluate import evaluate_retrieval, read_pairs
 
     with CatalogRef(db, db_url).collection(model, device, create=None) as coll:
-        encoder = coll.encoder
-        r = evaluate_retrieval(encoder, read_pairs(pairs_file))
+        r = evaluate_retrieval(coll.encoder, read_pairs(pairs_file))
     if as_json:
-        print(json.dumps({"images": r.n_images, "captions": r.n_captions, "image_to_text": r.image_to_text,
-                          "text_to_image": r.text_to_image, "model": encoder.info.name}))
+        print(json.dumps(r.to_json()))
     else:
-        console.print(f"{r.n_images} images, {r.n_captions} captions, model {encoder.info.name}", highlight=False)
+        console.print(f"{r.n_images} images, {r.n_captions} captions, model {r.model}", highlight=False)
         for name, rec in (("image→text", r.image_to_text), ("text→image", r.text_to_image)):
             console.print(f"  {name}: " + "  ".join(f"R@{k} {v:.3f}" for k, v in rec.items()))
     for path, reason in r.skipped:
