@@ -14,7 +14,7 @@ import typer
 
 from vsearch.commands.common import (
     CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt, check_output_file, console,
-    err_console, escape, handle_errors, json_option, print_json, print_rows, resolve_device, setup_logging,
+    err_console, escape, handle_errors, json_flag, print_json, print_rows, resolve_device, setup_logging,
 )
 from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag, tags_list
@@ -108,7 +108,7 @@ def index(
     exclude_from: Annotated[Optional[str], typer.Option("--exclude-from", help="A file of --exclude globs, one a line "
                             "(# comments).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    as_json: json_option("Print the summary as JSON on stdout (counts, failures, seconds).") = False,
+    as_json: Annotated[bool, json_flag("Print the summary as JSON on stdout (counts, failures, seconds).")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Then keep watching PATHS and index what changes (Ctrl-C stops).")] = False,
     debounce: Annotated[float, typer.Option("--debounce", min=0.0, help="With --watch: seconds of quiet before a batch is indexed.")] = 2.0,
 ) -> None:
@@ -215,7 +215,7 @@ def search(
     minus: Annotated[List[str], typer.Option("--minus", help="Subtract a text concept; \"night=0.5\" sets its weight.")] = [],  # noqa: B006
     tags: Annotated[List[str], typer.Option("--tag", help="Only photos tagged with this (see `vsearch tag`); repeatable.")] = [],  # noqa: B006
     k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
-    as_json: json_option("Print a JSON list of {path, score}.") = False,
+    as_json: Annotated[bool, json_flag("Print a JSON list of {path, score}.")] = False,
     bare_paths: Annotated[bool, typer.Option("--paths", help="Print only the paths, one a line (for xargs, xdg-open).")] = False,
     html_out: Annotated[Optional[str], typer.Option("--html", help="Write a self-contained gallery page here (its folder must exist).")] = None,
     regions: Annotated[bool, typer.Option("--regions", help="Match regions too (see index --regions); results carry the best box.")] = False,

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, console, err_console, escape, handle_errors, json_option,
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, console, err_console, escape, handle_errors, json_flag,
                                      print_json)
 
 captions_app = typer.Typer(help="Caption sets: add them, find the best captions for an image, search captions.",
@@ -13,7 +13,7 @@ captions_app = typer.Typer(help="Caption sets: add them, find the best captions 
 
 SetOpt = Annotated[Optional[str], typer.Option("--set", help="Caption set name (default: all sets / the file name).")]
 KOpt = Annotated[int, typer.Option("-k", min=1, help="Number of captions.")]
-JsonOpt = json_option("Print JSON.")
+JsonOpt = Annotated[bool, json_flag("Print JSON.")]
 
 
 def _print_hits(hits, as_json: bool) -> None:

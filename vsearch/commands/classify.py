@@ -7,7 +7,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt,
-                                     console, err_console, escape, handle_errors, json_option, print_json)
+                                     console, err_console, escape, handle_errors, json_flag, print_json)
 
 LabelsOpt = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels, e.g. \"cat,dog,car\".")]
 LabelsFileOpt = Annotated[Optional[str], typer.Option("--labels-file", help="A file with one label per line.")]
@@ -56,8 +56,8 @@ def classify(
     label_threshold: LabelThresholdOpt = [],  # noqa: B006 - typer needs a list
     closed_set: Annotated[bool, typer.Option("--closed-set", help="Always pick one of the labels (no \"none of "
                           "these\"): a softmax over your labels only.")] = False,
-    as_json: json_option("Print JSON: [{path, top, none, labels: [{label, p}]}]; "
-                         "top is null when none of the labels fits.") = False,
+    as_json: Annotated[bool, json_flag("Print JSON: [{path, top, none, labels: [{label, p}]}]; "
+                                       "top is null when none of the labels fits.")] = False,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
     model: ModelOpt = "auto",
@@ -142,7 +142,7 @@ def tag(
 
 @handle_errors
 def tags_list(
-    as_json: json_option("Print JSON: [{label, photos}].") = False,
+    as_json: Annotated[bool, json_flag("Print JSON: [{label, photos}].")] = False,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
 ) -> None:

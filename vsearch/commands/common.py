@@ -24,7 +24,7 @@ from vsearch.errors import VSearchError
 __all__ = [
     "CatalogRef", "DbOpt", "DbUrlOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "OutputPathError", "PrecisionOpt",
     "RuntimeOpt", "check_output_file",
-    "console", "err_console", "escape", "handle_errors", "json_option", "loading", "print_error", "print_json",
+    "console", "err_console", "escape", "handle_errors", "json_flag", "loading", "print_error", "print_json",
     "print_rows", "resolve_device", "setup_logging",
 ]
 
@@ -82,12 +82,13 @@ RuntimeOpt = Annotated[
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 | int8 (CLIP models on onnx only).")]
 
 
-def json_option(help: str = "Print the result as JSON (one document on stdout).") -> Any:
-    """The ``--json`` flag, with the command's own line of help (what its JSON holds)."""
-    return Annotated[bool, typer.Option("--json", help=help)]
+def json_flag(help: str = "Print the result as JSON (one document on stdout).") -> Any:
+    """The ``--json`` flag with the command's own line of help (what its JSON holds), for
+    ``as_json: Annotated[bool, json_flag("...")] = False``."""
+    return typer.Option("--json", help=help)
 
 
-JsonOpt = json_option()
+JsonOpt = Annotated[bool, json_flag()]
 
 
 class OutputPathError(VSearchError):

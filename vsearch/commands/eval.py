@@ -9,11 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, check_output_file, console,
-                                     err_console, handle_errors, json_option, resolve_device)
+                                     err_console, handle_errors, json_flag, resolve_device)
 
 eval_app = typer.Typer(help="Evaluate models: zero-shot classification, image-text retrieval, embeddings, detection.",
                        no_args_is_help=True)
-JsonOpt = json_option("Print the figures as JSON.")
+JsonOpt = Annotated[bool, json_flag("Print the figures as JSON.")]
 
 
 @eval_app.command("classify")
@@ -81,7 +81,7 @@ def embeddings(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 64,
     workers: Annotated[int, typer.Option("--workers", "-w", min=0, help="Decode worker processes.")] = 0,
     device: DeviceOpt = "cpu",
-    as_json: json_option("Print the metrics as JSON instead of a table.") = False,
+    as_json: Annotated[bool, json_flag("Print the metrics as JSON instead of a table.")] = False,
 ) -> None:
     """Retrieval (Recall@1/5, MAP@R) and verification (ROC AUC, EER, TAR@FAR) of a model's embeddings.
 

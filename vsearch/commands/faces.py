@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, check_output_file, console, err_console,
-                                     handle_errors, json_option, resolve_device)
+                                     handle_errors, json_flag, resolve_device)
 from vsearch.errors import VSearchError
 
 faces_app = typer.Typer(help="Faces: enroll people, verify (face unlock), identify, cluster, calibrate.",
@@ -76,7 +76,7 @@ def enroll(
 @faces_app.command("list")
 @handle_errors
 def list_people(db: DbOpt = None, db_url: DbUrlOpt = None,
-                as_json: json_option("Print JSON.") = False) -> None:
+                as_json: Annotated[bool, json_flag("Print JSON.")] = False) -> None:
     """Enrolled people and how many templates each has."""
     with _faces(db, db_url, save=False) as svc:
         people = svc.people()
@@ -107,7 +107,7 @@ def remove(name: Annotated[str, typer.Argument(help="An enrolled name.")], db: D
 def verify(
     name: Annotated[str, typer.Argument(help="An enrolled name.")],
     probe: Annotated[str, typer.Argument(help="Photo to check (the largest face is used).")],
-    as_json: json_option("Print {match, score, threshold, far_estimate, face_box, latency_ms}.") = False,
+    as_json: Annotated[bool, json_flag("Print {match, score, threshold, far_estimate, face_box, latency_ms}.")] = False,
     db: DbOpt = None, db_url: DbUrlOpt = None, detector: DetectorOpt = "hog", device: DeviceOpt = "cpu",
 ) -> None:
     """Is the face in PROBE the enrolled NAME? Exit 0: match, 1: no match, 2: error (no face, unknown name)."""
@@ -135,7 +135,7 @@ def verify(
 def identify(
     probe: Annotated[str, typer.Argument(help="Photo with one or more faces.")],
     k: Annotated[int, typer.Option("-k", min=1, help="Candidates per face.")] = 3,
-    as_json: json_option("Print JSON (an {\"error\": ...} object on failure).") = False,
+    as_json: Annotated[bool, json_flag("Print JSON (an {\"error\": ...} object on failure).")] = False,
     db: DbOpt = None, db_url: DbUrlOpt = None, detector: DetectorOpt = "hog", device: DeviceOpt = "cpu",
 ) -> None:
     """Who is in PROBE? The best enrolled people for every face; "unknown" below the threshold."""
@@ -161,7 +161,7 @@ def identify(
 @handle_errors
 def cluster(
     min_size: Annotated[int, typer.Option("--min-size", min=1, help="Smallest group reported as a person.")] = 2,
-    as_json: json_option("Print the groups as JSON.") = False,
+    as_json: Annotated[bool, json_flag("Print the groups as JSON.")] = False,
     db: DbOpt = None, db_url: DbUrlOpt = None,
 ) -> None:
     """Group the collection's unnamed faces into people (needs `vsearch index --faces`)."""
@@ -200,7 +200,7 @@ def calibrate(
     target_far: Annotated[float, typer.Option("--target-far", help="False accept rate the stored threshold aims at.")] = 1e-3,
     plot: Annotated[Optional[str], typer.Option("--plot", help="ROC plot PNG path.")] = "faces_roc.png",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; keep the stored threshold.")] = False,
-    as_json: json_option("Print the report as JSON.") = False,
+    as_json: Annotated[bool, json_flag("Print the report as JSON.")] = False,
     db: DbOpt = None, db_url: DbUrlOpt = None, detector: DetectorOpt = "hog", embedder: EmbedderOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional, Sequence
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, check_output_file, console, err_console, escape,
-                                     handle_errors, json_option, print_json)
+                                     handle_errors, json_flag, print_json)
 
 
 def check_weighted_terms(plus: Sequence[str], minus: Sequence[str]) -> None:
@@ -31,7 +31,7 @@ def duplicates(
                          "CLIP); lower finds bursts of near-identical shots too.")] = None,
     geometric: Annotated[Optional[bool], typer.Option("--geometric/--no-geometric",
                          help="Confirm candidates by matching keypoints (default: on for the packaged model).")] = None,
-    as_json: json_option("Print the groups as JSON.") = False,
+    as_json: Annotated[bool, json_flag("Print the groups as JSON.")] = False,
     html_out: Annotated[Optional[str], typer.Option("--html", help="Write a page with the groups' thumbnails here.")] = None,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
