@@ -308,6 +308,7 @@ def verify(
 
 
 def _verify(cat, repair: bool, wait: bool) -> None:
+    """Print each space's report; repair if asked; exit 1 on a mismatch that is not an index run catching up."""
     writer = cat.writer()
     reports = cat.verify()
     bad = [r for r in reports if not r.ok and not (writer and r.only_lagging)]
