@@ -13,8 +13,8 @@ from typing import Annotated, List, Optional
 import typer
 
 from vsearch.commands.common import (
-    CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt, check_output_file, console, err_console, escape,
-    handle_errors, open_collection, print_json, print_rows, resolve_device, setup_logging,
+    CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt, check_output_file, console,
+    err_console, escape, handle_errors, json_flag, print_json, print_rows, resolve_device, setup_logging,
 )
 from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag, tags_list
@@ -50,10 +50,6 @@ def main(
                                                     help="Print the version and exit.")] = None,
 ) -> None:
     setup_logging(verbose)
-
-
-def _open(db, db_url, model="auto", device="cpu", create=True, runtime=None, precision=None):
-    return open_collection(db, db_url, model, device, create, runtime=runtime, precision=precision)
 
 
 class _RichProgress:
@@ -112,7 +108,7 @@ def index(
     exclude_from: Annotated[Optional[str], typer.Option("--exclude-from", help="A file of --exclude globs, one a line "
                             "(# comments).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (counts, failures, seconds).")] = False,
+    as_json: Annotated[bool, json_flag("Print the summary as JSON on stdout (counts, failures, seconds).")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Then keep watching PATHS and index what changes (Ctrl-C stops).")] = False,
     debounce: Annotated[float, typer.Option("--debounce", min=0.0, help="With --watch: seconds of quiet before a batch is indexed.")] = 2.0,
 ) -> None:
@@ -123,7 +119,6 @@ def index(
     one that cannot be read keeps its photos. Hidden files and folders and system folders are left
     out (--include-hidden takes them); HEIC/HEIF, AVIF and camera RAW files are read too.
     """
-    import vsearch
     from vsearch.catalog import catalog_exists, remove_empty_catalog
     from vsearch.errors import StorageError, VSearchError
     from vsearch.extractors import build_extractor
@@ -139,12 +134,12 @@ def index(
             excludes += read_exclude_file(exclude_from)
         except OSError as exc:
             raise VSearchError(f"--exclude-from {exclude_from}: {exc.strerror or exc}") from None
-    directory = db or vsearch.default_db_dir()
-    new_catalog = not catalog_exists(directory, db_url)
+    where = CatalogRef(db, db_url)
+    new_catalog = not catalog_exists(where.directory, db_url)
     ok = False
     try:
-        coll = _open(db, db_url, model, device, runtime=runtime, precision=precision)
-        try:
+        # closing saves what was committed, and lets go of the writer lock
+        with where.collection(model, device, create=True, runtime=runtime, precision=precision) as coll:
             coll.catalog.lock_for_writing(wait=wait, on_wait=lambda who: err_console.print(
                 f"waiting for the catalog: another process is writing to it ({who})", highlight=False))
             encoder = coll.encoder
@@ -160,15 +155,13 @@ def index(
                                      include_hidden=include_hidden, exclude=excludes)
             finally:
                 bar.stop()
-        finally:
-            coll.close()  # saves what was committed, and lets go of the writer lock
         ok = summary.indexed_ok > 0 or summary.removed > 0
     except StorageError as exc:  # one clear line; what was committed stays committed
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     finally:
         if new_catalog and not ok:  # a first run that indexed nothing leaves no empty catalog behind
-            remove_empty_catalog(directory, db_url)
+            remove_empty_catalog(where.directory, db_url)
     err_console.print(
         f"[green]done[/] in {summary.seconds:.1f}s with {encoder.info.name}: "
         f"added {summary.added}, unchanged {summary.unchanged}, moved {summary.moved}, "
@@ -222,7 +215,7 @@ def search(
     minus: Annotated[List[str], typer.Option("--minus", help="Subtract a text concept; \"night=0.5\" sets its weight.")] = [],  # noqa: B006
     tags: Annotated[List[str], typer.Option("--tag", help="Only photos tagged with this (see `vsearch tag`); repeatable.")] = [],  # noqa: B006
     k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score}.")] = False,
+    as_json: Annotated[bool, json_flag("Print a JSON list of {path, score}.")] = False,
     bare_paths: Annotated[bool, typer.Option("--paths", help="Print only the paths, one a line (for xargs, xdg-open).")] = False,
     html_out: Annotated[Optional[str], typer.Option("--html", help="Write a self-contained gallery page here (its folder must exist).")] = None,
     regions: Annotated[bool, typer.Option("--regions", help="Match regions too (see index --regions); results carry the best box.")] = False,
@@ -310,11 +303,12 @@ def verify(
 
     While an index run is writing, its index file trails the database until its next save (every
     30 s and at the end): ids only missing from the file are then expected, not a failure."""
-    from vsearch.catalog import Catalog
+    with CatalogRef(db, db_url).catalog(save=False) as cat:  # a check writes nothing (--repair saves itself)
+        _verify(cat, repair, wait)
 
-    import vsearch
 
-    cat = Catalog(db or vsearch.default_db_dir(), url=db_url, create=False)
+def _verify(cat, repair: bool, wait: bool) -> None:
+    """Print each space's report; repair if asked; exit 1 on a mismatch that is not an index run catching up."""
     writer = cat.writer()
     reports = cat.verify()
     bad = [r for r in reports if not r.ok and not (writer and r.only_lagging)]
@@ -337,10 +331,8 @@ def verify(
         cat.repair(wait=wait, on_wait=lambda who: err_console.print(
             f"waiting for the catalog: another process is writing to it ({who})", highlight=False))
         again = [r for r in cat.verify() if not r.ok]
-        cat.engine.dispose()
         console.print("[green]repaired[/]" if not again else "[red]repair failed[/]")
         raise typer.Exit(1 if again else 0)
-    cat.engine.dispose()
     if bad:
         console.print("run [bold]vsearch verify --repair[/] to fix")
         raise typer.Exit(1)

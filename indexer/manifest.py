@@ -86,3 +86,27 @@ def pending(manifest: Manifest, catalog: Catalog) -> Manifest:
             continue
         todo.append(entry)
     return Manifest(todo, list(manifest.problems), manifest.skipped + len(manifest.entries) - len(todo))
+
+
+def gather(paths: Sequence[str] = (), list_file: str | os.PathLike | None = None) -> Manifest:
+    """The files under ``paths`` and those named in ``list_file`` (see :func:`from_list_file`),
+    as one manifest: a file named both ways is embedded once."""
+    found = from_paths(paths) if paths else Manifest()
+    if not list_file:
+        return found
+    listed = from_list_file(list_file)
+    return _finish(found.entries + listed.entries, found.problems + listed.problems)
+
+
+def for_catalog(manifest: Manifest, catalog: Catalog, model: str = "auto") -> tuple[Manifest, str]:
+    """What ``catalog`` still lacks of ``manifest`` (see :func:`pending`), and the model to embed
+    it with: the catalog's own, so that the shards can be merged into it. ``model`` is checked
+    against it (``auto`` fits any catalog; an empty catalog takes ``model``)."""
+    from vsearch.catalog import IMAGE_SPACE
+    from vsearch.encoders import canonical_spec
+    from vsearch.errors import ModelMismatchError
+
+    recorded = catalog.space_model(IMAGE_SPACE)
+    if recorded and canonical_spec(model) not in ("auto", recorded[0]):
+        raise ModelMismatchError(f"this catalog was built with {recorded[0]}; leave --model out or pass that model")
+    return pending(manifest, catalog), (recorded[0] if recorded else model)

@@ -5,7 +5,7 @@ The CLI is a thin adapter over this module; everything it does can be done from 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -155,6 +155,63 @@ class Collection:
         """(N, D) vectors of image files (stored ones when a file is already in the catalog)."""
         return np.stack([self.embed_image_file(p) for p in paths]) if paths else np.zeros((0, self.encoder.info.dim), np.float32)
 
+    def embed_files(self, paths: Sequence[str]) -> EmbeddedFiles:
+        """The image files under ``paths`` (folders scanned as :meth:`index` scans them), embedded
+        one by one (a file the catalog holds unchanged brings its stored vector); a file that
+        cannot be read is reported in ``failures`` and the others go on."""
+        from indexer.scan import scan_paths
+
+        scan = scan_paths(paths)
+        failures = list(scan.problems)
+        names, vectors = [], []
+        for f in scan.files:
+            try:
+                vectors.append(self.embed_image_file(f.path))
+                names.append(f.path)
+            except Exception as exc:  # noqa: BLE001 - reported per file, the rest still embedded
+                failures.append((f.path, str(exc)))
+        stacked = np.stack(vectors) if vectors else np.zeros((0, self.encoder.info.dim), np.float32)
+        return EmbeddedFiles(names, stacked, failures)
+
+    def classify(self, labels: Sequence[str], paths: Sequence[str] | None = None, templates: Sequence[str] | None = None,
+                 k: int = 3, label_thresholds: dict[str, float] | None = None, closed_set: bool = False):
+        """Zero-shot labels (``vsearch classify``) for the image files under ``paths``, or for every
+        photo of the catalog when ``paths`` is None: a :class:`vsearch.zeroshot.Classification`
+        whose ``to_json()`` is what ``--json`` prints.
+
+        Open set: a label is chosen only when it reaches its cosine threshold (the model's
+        calibrated one, or ``label_thresholds[label]``), else the image is "none of these";
+        ``closed_set`` always picks one of the labels. ``templates``: prompt templates with ``{}``
+        (default: the CLIP prompt ensemble)."""
+        from vsearch.zeroshot import (DEFAULT_TEMPLATES, Classification, ClassifierCache, calibration_for,
+                                      classify_vectors)
+
+        if paths is None:
+            names, vectors = self.catalog.media_vectors(IMAGE_SPACE)
+            failures: list[tuple[str, str]] = []
+        else:
+            names, vectors, failures = self.embed_files(paths)
+        labels = list(labels)
+        classifier = ClassifierCache().get(self.encoder, labels, tuple(templates or DEFAULT_TEMPLATES))
+        images = classify_vectors(names, vectors, classifier, labels, calibration_for(self.encoder), k=k,
+                                  overrides=label_thresholds, closed_set=closed_set)
+        return Classification(images, failures)
+
+    def thresholds_from_examples(self, examples: dict[str, Sequence[str]], labels: Sequence[str],
+                                 templates: Sequence[str] | None = None) -> dict[str, float]:
+        """Each label's cosine threshold learned from image files that show it (``vsearch tag
+        --example``): ``examples`` maps a label to its files; see
+        :func:`vsearch.zeroshot.threshold_from_examples`."""
+        from vsearch.zeroshot import DEFAULT_TEMPLATES, ClassifierCache, calibration_for, threshold_from_examples
+
+        if not examples:
+            return {}
+        labels = list(labels)
+        classifier = ClassifierCache().get(self.encoder, labels, tuple(templates or DEFAULT_TEMPLATES))
+        default = calibration_for(self.encoder).threshold
+        return {label: threshold_from_examples(self.image_vectors(files), classifier[:, labels.index(label)], default)
+                for label, files in examples.items()}
+
     def close(self) -> None:
         self.catalog.close()
 
@@ -174,3 +231,11 @@ def open(db: str | os.PathLike | None = None, model: str | None = None, url: str
     directory = os.fspath(db) if db is not None else default_db_dir()
     return Collection(Catalog(directory, url=url, create=create), model=model, device=device, runtime=runtime,
                       precision=precision)
+
+
+class EmbeddedFiles(NamedTuple):
+    """What :meth:`Collection.embed_files` returns: ``vectors[i]`` is the vector of ``paths[i]``."""
+
+    paths: list[str]
+    vectors: np.ndarray  # (N, D) float32, L2-normalised
+    failures: list[tuple[str, str]]  # (path, reason)

@@ -25,6 +25,12 @@ class ClassifyEval:
     top5: float
     confused: list[tuple[str, str, int]]
     skipped: list[tuple[str, str]]
+    model: str = ""  # the encoder's name
+
+    def to_json(self) -> dict:
+        """What ``vsearch eval classify --json`` prints (the skipped files go to stderr)."""
+        return {"images": self.n_images, "classes": len(self.labels), "top1": self.top1, "top5": self.top5,
+                "confused": self.confused, "model": self.model}
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,12 @@ class RetrievalEval:
     image_to_text: dict[int, float]
     text_to_image: dict[int, float]
     skipped: list[tuple[str, str]]
+    model: str = ""  # the encoder's name
+
+    def to_json(self) -> dict:
+        """What ``vsearch eval retrieval --json`` prints (the skipped files go to stderr)."""
+        return {"images": self.n_images, "captions": self.n_captions, "image_to_text": self.image_to_text,
+                "text_to_image": self.text_to_image, "model": self.model}
 
 
 def _embed_files(encoder, paths, batch_size=32):
@@ -69,7 +81,7 @@ def evaluate_classification(encoder, root: str, templates=DEFAULT_TEMPLATES) -> 
     probs = class_probabilities(vectors, build_zero_shot_classifier(encoder, labels, templates), logit_scale(encoder))
     acc = topk_accuracy(probs, targets, (1, 5))
     cm = confusion_matrix(targets, probs.argmax(1), len(labels))
-    return ClassifyEval(len(kept), labels, acc[1], acc[5], most_confused(cm, labels), skipped)
+    return ClassifyEval(len(kept), labels, acc[1], acc[5], most_confused(cm, labels), skipped, encoder.info.name)
 
 
 def read_pairs(path: str) -> list[tuple[str, str]]:
@@ -113,4 +125,4 @@ def evaluate_retrieval(encoder, pairs: list[tuple[str, str]], ks=(1, 5, 10)) -> 
         caps_of_image[ii].add(ci)
     i2t = recall_at_k(sim, caps_of_image, ks)
     t2i = recall_at_k(sim.T, [{ii} for ii, _ in captions], ks)
-    return RetrievalEval(len(kept), len(captions), i2t, t2i, skipped)
+    return RetrievalEval(len(kept), len(captions), i2t, t2i, skipped, encoder.info.name)

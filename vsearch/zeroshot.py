@@ -256,3 +256,52 @@ def label_presence(image_vectors: np.ndarray, classifier: np.ndarray, thresholds
     ``sigmoid(scale * (cos - threshold))``, 0.5 exactly at a label's threshold."""
     cos = np.atleast_2d(image_vectors) @ classifier
     return 1.0 / (1.0 + np.exp(-scale * (cos - thresholds[None, :])))
+
+
+@dataclass(frozen=True)
+class ImageLabels:
+    """One image's zero-shot labels: the best ``k`` with their probabilities, and the decision."""
+
+    path: str
+    labels: tuple[tuple[str, float], ...]  # (label, probability), most likely first
+    top: str | None  # the label chosen; None when "none of these" wins (open set only)
+    none: float | None  # the probability of "none of these"; None for a closed-set decision
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "top": self.top, "none": None if self.none is None else round(self.none, 6),
+                "labels": [{"label": label, "p": round(p, 6)} for label, p in self.labels]}
+
+
+def classify_vectors(paths: Sequence[str], image_vectors: np.ndarray, classifier: np.ndarray,
+                     labels: Sequence[str], calibration: Calibration, k: int = 3,
+                     overrides: dict[str, float] | None = None, closed_set: bool = False) -> list[ImageLabels]:
+    """The open-set decision for each image (``paths[i]`` has ``image_vectors[i]``).
+
+    A label is chosen only when it is more likely than "none of these", which wins exactly when no
+    label reaches its own cosine threshold (:func:`open_set_probabilities`; ``overrides`` sets some
+    labels' thresholds). ``closed_set``: always one of the labels, a softmax over them alone at the
+    calibrated temperature (every label at the same far-below offset drops the "none" column out).
+    """
+    if not len(paths):
+        return []
+    thresholds = label_thresholds(labels, calibration, overrides)
+    if closed_set:
+        thresholds = np.full(len(labels), -1e3 / calibration.scale, np.float32)
+    probs = open_set_probabilities(image_vectors, classifier, thresholds, calibration.scale)
+    label_probs, none_probs = probs[:, :-1], probs[:, -1]
+    out = []
+    for path, lp, pn, best in zip(paths, label_probs, none_probs, top_k(label_probs, labels, k)):
+        top = None if (not closed_set and pn >= max(lp.max(), 0.0)) else best[0][0]
+        out.append(ImageLabels(path, tuple(best), top, None if closed_set else float(pn)))
+    return out
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Zero-shot labels for a set of images, and the files that could not be read."""
+
+    images: list[ImageLabels]
+    failures: list[tuple[str, str]]  # (path, reason)
+
+    def to_json(self) -> list[dict]:
+        return [image.to_json() for image in self.images]

@@ -5,14 +5,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from vsearch.commands.common import CatalogRef, DbOpt, DbUrlOpt, console, err_console, escape, handle_errors, print_json
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, console, err_console, escape, handle_errors, json_flag,
+                                     print_json)
 
 captions_app = typer.Typer(help="Caption sets: add them, find the best captions for an image, search captions.",
                            no_args_is_help=True)
 
 SetOpt = Annotated[Optional[str], typer.Option("--set", help="Caption set name (default: all sets / the file name).")]
 KOpt = Annotated[int, typer.Option("-k", min=1, help="Number of captions.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+JsonOpt = Annotated[bool, json_flag("Print JSON.")]
 
 
 def _print_hits(hits, as_json: bool) -> None:

@@ -6,8 +6,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt, console, err_console,
-                                     escape, handle_errors, print_json)
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt,
+                                     console, err_console, escape, handle_errors, json_flag, print_json)
 
 LabelsOpt = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels, e.g. \"cat,dog,car\".")]
 LabelsFileOpt = Annotated[Optional[str], typer.Option("--labels-file", help="A file with one label per line.")]
@@ -17,14 +17,14 @@ TemplatesOpt = Annotated[str, typer.Option("--templates", help="default (8 CLIP 
                                            "template per line containing {}.")]
 
 
-def _learned_thresholds(coll, examples, label_list, template_list) -> dict[str, float]:
-    """--example LABEL=PATH: each label's threshold from the photos the user says show it."""
+def _examples(terms, label_list) -> dict[str, list[str]]:
+    """--example LABEL=PATH terms -> {label: image files}: the photos the user says show each label."""
     from indexer.scan import scan_paths
-    from vsearch.zeroshot import ClassifierCache, LabelError, calibration_for, threshold_from_examples
+    from vsearch.zeroshot import LabelError
 
     by_label: dict[str, list[str]] = {}
     known = {label.casefold(): label for label in label_list}
-    for term in examples:
+    for term in terms:
         head, sep, path = term.partition("=")
         label = known.get(head.strip().casefold())
         if not sep or label is None:
@@ -33,15 +33,7 @@ def _learned_thresholds(coll, examples, label_list, template_list) -> dict[str, 
         if not files:
             raise LabelError(f"--example {term!r}: no image files at {os.path.abspath(path)}")
         by_label.setdefault(label, []).extend(files)
-    if not by_label:
-        return {}
-    classifier = ClassifierCache().get(coll.encoder, label_list, template_list)
-    default = calibration_for(coll.encoder).threshold
-    out = {}
-    for label, files in by_label.items():
-        out[label] = threshold_from_examples(coll.image_vectors(files), classifier[:, label_list.index(label)], default)
-        err_console.print(escape(f"{label}: threshold {out[label]:.3f} learned from {len(files)} example photo(s)"))
-    return out
+    return by_label
 
 
 def _labels(labels, labels_file):
@@ -64,8 +56,8 @@ def classify(
     label_threshold: LabelThresholdOpt = [],  # noqa: B006 - typer needs a list
     closed_set: Annotated[bool, typer.Option("--closed-set", help="Always pick one of the labels (no \"none of "
                           "these\"): a softmax over your labels only.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: [{path, top, none, labels: [{label, p}]}]; "
-                       "top is null when none of the labels fits.")] = False,
+    as_json: Annotated[bool, json_flag("Print JSON: [{path, top, none, labels: [{label, p}]}]; "
+                                       "top is null when none of the labels fits.")] = False,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
     model: ModelOpt = "auto",
@@ -78,66 +70,30 @@ def classify(
     A label must reach its own cosine threshold (calibrated per model; --label-threshold sets one),
     so an image none of the labels fits is reported as "none of these".
     """
-    import numpy as np
-
     from vsearch.errors import QueryError
-    from vsearch.zeroshot import (ClassifierCache, calibration_for, label_thresholds, load_templates,
-                                  open_set_probabilities, parse_label_thresholds, top_k)
+    from vsearch.zeroshot import load_templates, parse_label_thresholds
 
     label_list = _labels(labels, labels_file)
     template_list = load_templates(templates)
     if not paths and not all_photos:
         raise QueryError("give image paths or --all")
+    overrides = parse_label_thresholds(label_threshold, label_list)
     with CatalogRef(db, db_url).collection(model, device, create=False if all_photos else None,
-                                             runtime=runtime, precision=precision) as coll:
-        names, vectors, failures = _vectors(coll, paths, all_photos)
+                                           runtime=runtime, precision=precision) as coll:
+        result = coll.classify(label_list, None if all_photos else paths, template_list, k=k,
+                               label_thresholds=overrides, closed_set=closed_set)
         if coll.notice:
             err_console.print(escape(coll.notice))
-        classifier = ClassifierCache().get(coll.encoder, label_list, template_list)
-        calibration = calibration_for(coll.encoder)
-    thresholds = label_thresholds(label_list, calibration, parse_label_thresholds(label_threshold, label_list))
-    if closed_set:  # every label at the same offset: the "none" column drops out of the softmax
-        thresholds = np.full(len(label_list), -1e3 / calibration.scale, np.float32)
-    probs = open_set_probabilities(vectors, classifier, thresholds, calibration.scale) if len(names) else np.zeros((0, 1))
-    label_probs, none_probs = probs[:, :-1], probs[:, -1]
-    results = top_k(label_probs, label_list, k) if len(names) else []
-    tops = [None if (not closed_set and pn >= max(lp.max(), 0.0)) else r[0][0]
-            for lp, pn, r in zip(label_probs, none_probs, results)]
     if as_json:
-        print_json([{"path": n, "top": t, "none": None if closed_set else round(float(pn), 6),
-                     "labels": [{"label": lab, "p": round(p, 6)} for lab, p in r]}
-                    for n, t, pn, r in zip(names, tops, none_probs, results)])
+        print_json(result.to_json())
     else:  # one line per image: "PATH: label p, label p" (never wrapped, see common.console)
-        for n, t, pn, r in zip(names, tops, none_probs, results):
-            head = "" if t is not None else f"none of these {pn:.2f}; "
-            console.print(escape(f"{n}: {head}" + ", ".join(f"{lab} {p:.2f}" for lab, p in r)))
-    for path, reason in failures:
+        for image in result.images:
+            head = "" if image.top is not None else f"none of these {image.none:.2f}; "
+            console.print(escape(f"{image.path}: {head}" + ", ".join(f"{lab} {p:.2f}" for lab, p in image.labels)))
+    for path, reason in result.failures:
         err_console.print(f"  [red]skipped[/] {escape(path)}: {escape(reason)}")
-    if not names:
+    if not result.images:
         raise typer.Exit(1)
-
-
-def _vectors(coll, paths, all_photos: bool):
-    """(names, (N, D) vectors, failures): stored vectors of the whole catalog, or the given files embedded."""
-    import numpy as np
-
-    from indexer.scan import scan_paths
-    from vsearch.catalog import IMAGE_SPACE
-
-    if all_photos:
-        names, vectors = coll.catalog.media_vectors(IMAGE_SPACE)
-        return names, vectors, []
-    scan = scan_paths(paths)
-    failures = list(scan.problems)
-    names, vecs = [], []
-    for f in scan.files:
-        try:
-            vecs.append(coll.embed_image_file(f.path))
-            names.append(f.path)
-        except Exception as exc:  # noqa: BLE001 - reported per file, the rest still classified
-            failures.append((f.path, str(exc)))
-    vectors = np.stack(vecs) if vecs else np.zeros((0, coll.encoder.info.dim), np.float32)
-    return names, vectors, failures
 
 
 @handle_errors
@@ -167,8 +123,12 @@ def tag(
     label_list = _labels(labels, labels_file)
     template_list = load_templates(templates)
     overrides = parse_label_thresholds(label_threshold, label_list)
+    by_label = _examples(examples, label_list)
     with CatalogRef(db, db_url).collection(create=False) as coll:
-        overrides.update(_learned_thresholds(coll, examples, label_list, template_list))
+        learned = coll.thresholds_from_examples(by_label, label_list, template_list)
+        for label, value in learned.items():
+            err_console.print(escape(f"{label}: threshold {value:.3f} learned from {len(by_label[label])} example photo(s)"))
+        overrides.update(learned)
         config = TaggingConfig(label_list, template_list, threshold, label_thresholds=tuple(overrides.items()))
         summary = tag_collection(coll, config)
     counts = sorted(summary.counts.items(), key=lambda kv: -kv[1])
@@ -182,7 +142,7 @@ def tag(
 
 @handle_errors
 def tags_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: [{label, photos}].")] = False,
+    as_json: Annotated[bool, json_flag("Print JSON: [{label, photos}].")] = False,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
 ) -> None:

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
-from typing import Annotated, Iterator, Optional, Sequence
+from typing import Annotated, Any, Iterator, Optional, Sequence
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -22,8 +22,9 @@ from rich.markup import escape
 from vsearch.errors import VSearchError
 
 __all__ = [
-    "CatalogRef", "DbOpt", "DbUrlOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "OutputPathError", "check_output_file",
-    "console", "err_console", "escape", "handle_errors", "loading", "open_collection", "print_error", "print_json",
+    "CatalogRef", "DbOpt", "DbUrlOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "OutputPathError", "PrecisionOpt",
+    "RuntimeOpt", "check_output_file",
+    "console", "err_console", "escape", "handle_errors", "json_flag", "loading", "print_error", "print_json",
     "print_rows", "resolve_device", "setup_logging",
 ]
 
@@ -73,7 +74,21 @@ ModelOpt = Annotated[
                  "An existing catalog keeps the model it was built with."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu | cuda | auto")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (one document on stdout).")]
+RuntimeOpt = Annotated[
+    Optional[str],
+    typer.Option("--runtime", envvar="VSEARCH_RUNTIME", show_default=False,
+                 help="torch | onnx. Default: onnx on a CPU (exported once into a cache), torch on CUDA."),
+]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 | int8 (CLIP models on onnx only).")]
+
+
+def json_flag(help: str = "Print the result as JSON (one document on stdout).") -> Any:
+    """The ``--json`` flag with the command's own line of help (what its JSON holds), for
+    ``as_json: Annotated[bool, json_flag("...")] = False``."""
+    return typer.Option("--json", help=help)
+
+
+JsonOpt = Annotated[bool, json_flag()]
 
 
 class OutputPathError(VSearchError):
@@ -130,13 +145,6 @@ def loading(what: str) -> Iterator[None]:
         return
     with err_console.status(f"{escape(what)}…", spinner="dots"):
         yield
-RuntimeOpt = Annotated[
-    Optional[str],
-    typer.Option("--runtime", envvar="VSEARCH_RUNTIME", show_default=False,
-                 help="torch | onnx. Default: onnx on a CPU (exported once into a cache), torch on CUDA."),
-]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 | int8 (CLIP models on onnx only).")]
-
 
 def resolve_device(device: str) -> str:
     if device == "auto":
@@ -198,7 +206,8 @@ def setup_logging(verbose: bool) -> None:
 @dataclass(frozen=True)
 class CatalogRef:
     """Where a command's catalog lives (``--db`` folder, optional ``--db-url``), and the one way
-    commands open it: as a context manager that closes it (saving what changed) on the way out."""
+    commands open it: as a context manager that closes it on the way out, failure or not, so that
+    what was committed is saved and the writer lock is let go."""
 
     db: str | None = None
     db_url: str | None = None
@@ -209,55 +218,56 @@ class CatalogRef:
 
         return self.db or vsearch.default_db_dir()
 
+    def exists(self) -> bool:
+        """Whether a catalog is there to open (``--db-url`` given counts: the database says)."""
+        from vsearch.catalog import DB_FILENAME
+
+        return bool(self.db_url) or os.path.exists(os.path.join(self.directory, DB_FILENAME))
+
     @contextlib.contextmanager
-    def catalog(self, create: bool = False):
-        """The catalog alone (no encoder): verify, merge, build-index, faces."""
+    def catalog(self, create: bool = False, save: bool = True):
+        """The catalog alone (no encoder). ``save=False`` for commands that only look (verify,
+        build-index): they close their connections but write no index file, so that a reader
+        never rewrites what an index run in progress will save."""
         from vsearch.catalog import Catalog
 
         cat = Catalog(self.directory, url=self.db_url, create=create)
         try:
             yield cat
         finally:
-            cat.close()
+            if save:
+                cat.close()
+            else:
+                try:
+                    cat.release_writer()
+                finally:
+                    cat.engine.dispose()
 
     @contextlib.contextmanager
     def collection(self, model: str = "auto", device: str = "cpu", create: bool | None = False,
                    load_model: bool = True, runtime: str | None = None, precision: str | None = None):
-        """The catalog with its encoder (see :func:`open_collection`); the model loads under a spinner."""
-        coll = open_collection(self.db, self.db_url, model, device, create, load_model, runtime, precision)
+        """The catalog with its encoder (:class:`vsearch.Collection`); the model loads under a spinner.
+
+        ``create=None``: use the catalog if one exists here, else a catalog in a temporary folder
+        (removed at exit), so that commands like `classify` work without indexing first."""
+        import vsearch
+
+        directory = self.directory
+        if create is None:
+            create = not self.exists()
+            if create:
+                import atexit
+                import shutil
+                import tempfile
+
+                directory = tempfile.mkdtemp(prefix="vsearch-")
+                atexit.register(shutil.rmtree, directory, True)
+        coll = vsearch.open(directory, model=model, url=self.db_url, device=resolve_device(device), create=create,
+                            runtime=runtime, precision=precision)
         try:
+            if load_model:
+                with loading(f"loading model {model}" if model not in (None, "auto") else "loading the model"):
+                    coll.encoder  # noqa: B018 - the collection loads it on first use; here, under the spinner
             yield coll
         finally:
             coll.close()
-
-
-def open_collection(db, db_url, model="auto", device="cpu", create: bool | None = True, load_model: bool = True,
-                    runtime: str | None = None, precision: str | None = None):
-    """``create=None``: use the catalog if one exists at ``db``, else an in-memory-only view (a
-    catalog in a temporary folder) so that commands like `classify` work without indexing first."""
-    import tempfile
-
-    import vsearch
-    from vsearch.catalog import DB_FILENAME
-
-    directory = db or vsearch.default_db_dir()
-    if create is None:
-        if db_url or os.path.exists(os.path.join(directory, DB_FILENAME)):
-            create = False
-        else:
-            import atexit
-            import shutil
-
-            directory = tempfile.mkdtemp(prefix="vsearch-")
-            atexit.register(shutil.rmtree, directory, True)
-            create = True
-    coll = vsearch.open(directory, model=model, url=db_url, device=resolve_device(device), create=create,
-                         runtime=runtime, precision=precision)
-    if load_model:
-        try:
-            with loading(f"loading model {model}" if model not in (None, "auto") else "loading the model"):
-                coll.encoder  # noqa: B018 - the collection loads it on first use; here, under the spinner
-        except BaseException:
-            coll.catalog.engine.dispose()
-            raise
-    return coll

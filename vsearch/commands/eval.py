@@ -8,12 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from vsearch.commands.common import (DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, check_output_file, console, err_console,
-                                     handle_errors, open_collection, resolve_device)
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, check_output_file, console,
+                                     err_console, handle_errors, json_flag, resolve_device)
 
 eval_app = typer.Typer(help="Evaluate models: zero-shot classification, image-text retrieval, embeddings, detection.",
                        no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")]
+JsonOpt = Annotated[bool, json_flag("Print the figures as JSON.")]
 
 
 @eval_app.command("classify")
@@ -28,13 +28,12 @@ def eval_classify(
     from vsearch.evaluate import evaluate_classification
     from vsearch.zeroshot import load_templates
 
-    coll = open_collection(db, db_url, model, device, create=None)
-    r = evaluate_classification(coll.encoder, root, load_templates(templates))
+    with CatalogRef(db, db_url).collection(model, device, create=None) as coll:
+        r = evaluate_classification(coll.encoder, root, load_templates(templates))
     if as_json:
-        print(json.dumps({"images": r.n_images, "classes": len(r.labels), "top1": r.top1, "top5": r.top5,
-                          "confused": r.confused, "model": coll.encoder.info.name}))
+        print(json.dumps(r.to_json()))
     else:
-        console.print(f"{r.n_images} images, {len(r.labels)} classes, model {coll.encoder.info.name}", highlight=False)
+        console.print(f"{r.n_images} images, {len(r.labels)} classes, model {r.model}", highlight=False)
         console.print(f"top-1 {r.top1:.3f}   top-5 {r.top5:.3f}   (chance top-1 {1 / len(r.labels):.3f})")
         for t, p, n in r.confused:
             console.print(f"  {t} → {p}: {n}", highlight=False)
@@ -52,13 +51,12 @@ def eval_retrieval(
     """Image→text and text→image Recall@1/5/10 (Flickr30k/COCO protocol)."""
     from vsearch.evaluate import evaluate_retrieval, read_pairs
 
-    coll = open_collection(db, db_url, model, device, create=None)
-    r = evaluate_retrieval(coll.encoder, read_pairs(pairs_file))
+    with CatalogRef(db, db_url).collection(model, device, create=None) as coll:
+        r = evaluate_retrieval(coll.encoder, read_pairs(pairs_file))
     if as_json:
-        print(json.dumps({"images": r.n_images, "captions": r.n_captions, "image_to_text": r.image_to_text,
-                          "text_to_image": r.text_to_image, "model": coll.encoder.info.name}))
+        print(json.dumps(r.to_json()))
     else:
-        console.print(f"{r.n_images} images, {r.n_captions} captions, model {coll.encoder.info.name}", highlight=False)
+        console.print(f"{r.n_images} images, {r.n_captions} captions, model {r.model}", highlight=False)
         for name, rec in (("image→text", r.image_to_text), ("text→image", r.text_to_image)):
             console.print(f"  {name}: " + "  ".join(f"R@{k} {v:.3f}" for k, v in rec.items()))
     for path, reason in r.skipped:
@@ -83,7 +81,7 @@ def embeddings(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 64,
     workers: Annotated[int, typer.Option("--workers", "-w", min=0, help="Decode worker processes.")] = 0,
     device: DeviceOpt = "cpu",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON instead of a table.")] = False,
+    as_json: Annotated[bool, json_flag("Print the metrics as JSON instead of a table.")] = False,
 ) -> None:
     """Retrieval (Recall@1/5, MAP@R) and verification (ROC AUC, EER, TAR@FAR) of a model's embeddings.
 

@@ -6,6 +6,7 @@ Output is styled on a terminal and plain, one unwrapped line per item, when pipe
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Annotated, List, Optional
@@ -14,8 +15,8 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from vsearch.commands.common import (DbOpt, DbUrlOpt, DeviceOpt, check_output_file, console, err_console, handle_errors,
-                                     resolve_device)
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, check_output_file, console, err_console,
+                                     handle_errors, json_flag, resolve_device)
 from vsearch.errors import VSearchError
 
 faces_app = typer.Typer(help="Faces: enroll people, verify (face unlock), identify, cluster, calibrate.",
@@ -26,13 +27,14 @@ EmbedderOpt = Annotated[Optional[str], typer.Option(
     "--embedder", help="dlib (default) | trained:MODEL.pt. A catalog keeps the embedder it was filled with.")]
 
 
-def _service(db, db_url, detector="hog", embedder=None, device="cpu", create=False):
-    import vsearch
-    from vsearch.catalog import Catalog
+@contextlib.contextmanager
+def _faces(db, db_url, detector="hog", embedder=None, device="cpu", create=False, save=True):
+    """A :class:`FaceService` on the catalog, opened and closed the one way commands do it
+    (:meth:`CatalogRef.catalog`); ``save=False`` for commands that only look."""
     from vsearch.faces.service import FaceService
 
-    catalog = Catalog(db or vsearch.default_db_dir(), url=db_url, create=create)
-    return FaceService(catalog, detector=detector, embedder=embedder, device=resolve_device(device))
+    with CatalogRef(db, db_url).catalog(create=create, save=save) as catalog:
+        yield FaceService(catalog, detector=detector, embedder=embedder, device=resolve_device(device))
 
 
 def _fmt_far(far) -> str:
@@ -65,11 +67,8 @@ def enroll(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Enroll NAME from photos (one template per photo; only embeddings are stored, never photos)."""
-    svc = _service(db, db_url, detector, embedder, device, create=True)
-    try:
+    with _faces(db, db_url, detector, embedder, device, create=True) as svc:
         res = svc.enroll(name, images)
-    finally:
-        svc.catalog.close()
     say(f"{'enrolled' if res.created else 'added to'} {escape(res.name)}: {res.added} template(s), "
         f"{res.templates} in all")
 
@@ -77,10 +76,11 @@ def enroll(
 @faces_app.command("list")
 @handle_errors
 def list_people(db: DbOpt = None, db_url: DbUrlOpt = None,
-                as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+                as_json: Annotated[bool, json_flag("Print JSON.")] = False) -> None:
     """Enrolled people and how many templates each has."""
-    svc = _service(db, db_url)
-    people = svc.people()
+    with _faces(db, db_url, save=False) as svc:
+        people = svc.people()
+        threshold, calibrated = svc.threshold, bool(svc.calibration())
     if as_json:
         print(json.dumps([{"name": p.name, "templates": p.templates, "faces_in_collection": p.faces_in_collection}
                           for p in people], ensure_ascii=False))
@@ -90,7 +90,7 @@ def list_people(db: DbOpt = None, db_url: DbUrlOpt = None,
     for p in people:
         say(f"{escape(p.name)}\t{p.templates} template(s)"
             + (f"\t{p.faces_in_collection} face(s) in the collection" if p.faces_in_collection else ""))
-    say(f"threshold {svc.threshold:.3f} ({'calibrated' if svc.calibration() else 'default'})", style="dim")
+    say(f"threshold {threshold:.3f} ({'calibrated' if calibrated else 'default'})", style="dim")
 
 
 @faces_app.command()
@@ -98,11 +98,8 @@ def list_people(db: DbOpt = None, db_url: DbUrlOpt = None,
 def remove(name: Annotated[str, typer.Argument(help="An enrolled name.")], db: DbOpt = None,
            db_url: DbUrlOpt = None) -> None:
     """Delete NAME and their templates (database and index)."""
-    svc = _service(db, db_url)
-    try:
+    with _faces(db, db_url) as svc:
         n = svc.remove(name)
-    finally:
-        svc.catalog.close()
     say(f"removed {escape(name)} ({n} template(s))")
 
 
@@ -110,13 +107,13 @@ def remove(name: Annotated[str, typer.Argument(help="An enrolled name.")], db: D
 def verify(
     name: Annotated[str, typer.Argument(help="An enrolled name.")],
     probe: Annotated[str, typer.Argument(help="Photo to check (the largest face is used).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print {match, score, threshold, far_estimate, face_box, latency_ms}.")] = False,
+    as_json: Annotated[bool, json_flag("Print {match, score, threshold, far_estimate, face_box, latency_ms}.")] = False,
     db: DbOpt = None, db_url: DbUrlOpt = None, detector: DetectorOpt = "hog", device: DeviceOpt = "cpu",
 ) -> None:
     """Is the face in PROBE the enrolled NAME? Exit 0: match, 1: no match, 2: error (no face, unknown name)."""
     try:
-        svc = _service(db, db_url, detector, device=device)
-        res = svc.verify(name, probe)
+        with _faces(db, db_url, detector, device=device, save=False) as svc:
+            res = svc.verify(name, probe)
     except Exception as exc:  # noqa: BLE001 - exit 1 must only ever mean "not this person"
         if as_json:  # scripts reading stdout get the reason too
             _json_error(exc)
@@ -138,13 +135,14 @@ def verify(
 def identify(
     probe: Annotated[str, typer.Argument(help="Photo with one or more faces.")],
     k: Annotated[int, typer.Option("-k", min=1, help="Candidates per face.")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (an {\"error\": ...} object on failure).")] = False,
+    as_json: Annotated[bool, json_flag("Print JSON (an {\"error\": ...} object on failure).")] = False,
     db: DbOpt = None, db_url: DbUrlOpt = None, detector: DetectorOpt = "hog", device: DeviceOpt = "cpu",
 ) -> None:
     """Who is in PROBE? The best enrolled people for every face; "unknown" below the threshold."""
     try:
-        svc = _service(db, db_url, detector, device=device)
-        found = svc.identify(probe, k=k)
+        with _faces(db, db_url, detector, device=device, save=False) as svc:
+            found = svc.identify(probe, k=k)
+            threshold = svc.threshold
     except VSearchError as exc:
         if as_json:
             _json_error(exc)
@@ -156,22 +154,19 @@ def identify(
         return
     for i, f in enumerate(found, 1):
         cands = ", ".join(f"{escape(c.name)} {c.score:.3f}" for c in f.candidates) or "nobody enrolled"
-        say(f"face {i} {f.face_box}: [bold]{escape(f.name)}[/]  ({cands}; threshold {svc.threshold:.3f})")
+        say(f"face {i} {f.face_box}: [bold]{escape(f.name)}[/]  ({cands}; threshold {threshold:.3f})")
 
 
 @faces_app.command()
 @handle_errors
 def cluster(
     min_size: Annotated[int, typer.Option("--min-size", min=1, help="Smallest group reported as a person.")] = 2,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the groups as JSON.")] = False,
+    as_json: Annotated[bool, json_flag("Print the groups as JSON.")] = False,
     db: DbOpt = None, db_url: DbUrlOpt = None,
 ) -> None:
     """Group the collection's unnamed faces into people (needs `vsearch index --faces`)."""
-    svc = _service(db, db_url)
-    try:
+    with _faces(db, db_url) as svc:
         groups = svc.cluster(min_size=min_size)
-    finally:
-        svc.catalog.close()
     if as_json:
         print(json.dumps([{"cluster": g.cluster, "size": g.size, "photos": g.photos} for g in groups],
                          ensure_ascii=False))
@@ -192,11 +187,8 @@ def name_cluster(
     db: DbOpt = None, db_url: DbUrlOpt = None,
 ) -> None:
     """Enroll the faces of a cluster as NAME."""
-    svc = _service(db, db_url)
-    try:
+    with _faces(db, db_url) as svc:
         res = svc.name_cluster(cluster_id, name)
-    finally:
-        svc.catalog.close()
     say(f"{'enrolled' if res.created else 'added to'} {escape(res.name)}: {res.added} template(s) from "
         f"cluster {cluster_id}, {res.templates} in all")
 
@@ -208,17 +200,14 @@ def calibrate(
     target_far: Annotated[float, typer.Option("--target-far", help="False accept rate the stored threshold aims at.")] = 1e-3,
     plot: Annotated[Optional[str], typer.Option("--plot", help="ROC plot PNG path.")] = "faces_roc.png",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; keep the stored threshold.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: Annotated[bool, json_flag("Print the report as JSON.")] = False,
     db: DbOpt = None, db_url: DbUrlOpt = None, detector: DetectorOpt = "hog", embedder: EmbedderOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Measure verification on FOLDER (all genuine and impostor pairs) and store the threshold for --target-far."""
     plot = check_output_file(plot, "--plot")
-    svc = _service(db, db_url, detector, embedder, device, create=True)
-    try:
+    with _faces(db, db_url, detector, embedder, device, create=True) as svc:
         rep = svc.calibrate(folder, target_far=target_far, plot=plot, store=not dry_run)
-    finally:
-        svc.catalog.close()
     if as_json:
         print(json.dumps(rep.summary()))
     else:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional, Sequence
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, check_output_file, console, err_console, escape,
-                                     handle_errors, open_collection, print_json)
+                                     handle_errors, json_flag, print_json)
 
 
 def check_weighted_terms(plus: Sequence[str], minus: Sequence[str]) -> None:
@@ -31,7 +31,7 @@ def duplicates(
                          "CLIP); lower finds bursts of near-identical shots too.")] = None,
     geometric: Annotated[Optional[bool], typer.Option("--geometric/--no-geometric",
                          help="Confirm candidates by matching keypoints (default: on for the packaged model).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the groups as JSON.")] = False,
+    as_json: Annotated[bool, json_flag("Print the groups as JSON.")] = False,
     html_out: Annotated[Optional[str], typer.Option("--html", help="Write a page with the groups' thumbnails here.")] = None,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
@@ -81,15 +81,12 @@ def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: i
         for path, reason in s.failed:
             err_console.print(f"  [red]failed[/] {escape(path)}: {escape(reason)}", highlight=False)
 
-    coll = open_collection(db, db_url, model, device)
-    err_console.print(f"watching {', '.join(paths)} for changes (Ctrl-C to stop)", highlight=False)
-    try:
+    with CatalogRef(db, db_url).collection(model, device, create=True) as coll:
+        err_console.print(f"watching {', '.join(paths)} for changes (Ctrl-C to stop)", highlight=False)
         # catch_up: one more (stat-only) pass once events are being watched, so that nothing
         # written between the first run's scan and the watcher's start is missed
         watch(coll, paths, on_batch=report, debounce=debounce, catch_up=True, batch_size=batch_size,
               extractors=extractors, workers=0, include_hidden=include_hidden, exclude=tuple(exclude))
-    finally:
-        coll.close()
 
 
 def explain_search(coll, hits, query, image, plus, minus, face) -> list:
@@ -108,10 +105,12 @@ def start_background_watch(db, db_url, device: str, paths: Sequence[str]):
     """`serve --watch PATH`: index PATHS in a background thread and keep them current; the
     server picks new photos up when the watcher saves the index. Returns a function that stops it."""
     import threading
+    from contextlib import ExitStack
 
     from vsearch.watch import watch
 
-    coll = open_collection(db, db_url, "auto", device)
+    opened = ExitStack()  # opened here, so that a bad catalog is an error at once; closed by the thread
+    coll = opened.enter_context(CatalogRef(db, db_url).collection("auto", device, create=True))
     stop = threading.Event()
 
     def report(batch) -> None:
@@ -123,10 +122,8 @@ def start_background_watch(db, db_url, device: str, paths: Sequence[str]):
                               f"{s.removed}, failed {len(s.failed)}", highlight=False)
 
     def run() -> None:
-        try:
+        with opened:
             watch(coll, paths, on_batch=report, stop=stop, workers=0)
-        finally:
-            coll.close()
 
     thread = threading.Thread(target=run, name="vsearch-watch", daemon=True)
     thread.start()

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from vsearch.commands.common import (DeviceOpt, ModelOpt, check_output_file, console, err_console, escape,
-                                     handle_errors, loading, print_json, print_rows, resolve_device)
+                                     handle_errors, json_flag, loading, print_json, print_rows, resolve_device)
 
 # Defaults of vsearch.regions.detect, repeated so that `--help` needs no torch (a test checks they agree).
 DEFAULT_THRESHOLD = 0.3
@@ -29,8 +29,8 @@ def detect(
     max_detections: Annotated[int, typer.Option("--max", "-n", min=1, help="At most this many boxes.")] = 20,
     proposals: Annotated[int, typer.Option("--proposals", min=1,
                          help="Region proposals to classify (fewer: faster, may miss small things).")] = DETECT_PROPOSALS,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {image, label, score, box} "
-                       "(the predictions format of `vsearch eval detect`).")] = False,
+    as_json: Annotated[bool, json_flag("Print a JSON list of {image, label, score, box} "
+                                       "(the predictions format of `vsearch eval detect`).")] = False,
     model: ModelOpt = "auto",
     device: DeviceOpt = "cpu",
 ) -> None:
@@ -88,7 +88,7 @@ def detect_eval(
     predictions: Annotated[str, typer.Argument(help='PRED.json: [{"image", "label", "box", "score"}, ...] '
                                                     "(what `vsearch detect --json` prints)")],
     iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0, help="IoU a detection needs to count as found.")] = 0.5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    as_json: Annotated[bool, json_flag("Print the figures as JSON.")] = False,
 ) -> None:
     """Per-class Pascal VOC average precision (all-point and 11-point) and mAP of detections."""
     from vsearch.regions.base import RegionError

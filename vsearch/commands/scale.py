@@ -6,11 +6,10 @@ merged into the main app (top-level names), see cli.py.
 """
 from __future__ import annotations
 
+import os
 from typing import Annotated, List, Optional
 
 import typer
-
-import os
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, check_output_file, err_console,
                                      escape, handle_errors, resolve_device)
@@ -48,22 +47,10 @@ def embed_shards_cmd(
 
     if not paths and not from_list:
         raise typer.BadParameter("give folders/files to embed, or --list FILE")
-    found = mf.from_paths(paths) if paths else mf.Manifest()
-    if from_list:
-        listed = mf.from_list_file(from_list)
-        found = mf.Manifest(sorted({e.path: e for e in found.entries + listed.entries}.values(), key=lambda e: e.path),
-                            found.problems + listed.problems)
+    found = mf.gather(paths or (), from_list)
     if db or db_url:
-        from vsearch.encoders import canonical_spec
-
-        with CatalogRef(db, db_url).catalog() as catalog:
-            recorded = catalog.space_model("image")
-            if recorded and canonical_spec(model) not in ("auto", recorded[0]):
-                from vsearch.errors import ModelMismatchError
-
-                raise ModelMismatchError(f"this catalog was built with {recorded[0]}; leave --model out or pass that model")
-            model = recorded[0] if recorded else model
-            found = mf.pending(found, catalog)
+        with CatalogRef(db, db_url).catalog(save=False) as catalog:
+            found, model = mf.for_catalog(found, catalog, model)
     for path, reason in found.problems:
         err_console.print(f"  [red]skipped[/] {escape(path)}: {escape(reason)}")
     if not found.entries:
@@ -136,12 +123,9 @@ def build_index_cmd(
     check: Annotated[int, typer.Option("--check", min=0, help="Measure Recall@10 against exact search with this many queries (0: skip).")] = 200,
 ) -> None:
     """Rebuild a vector space's index: IVF-PQ for large catalogs, or back to the default kind."""
-    from vsearch.catalog import Catalog
-
     ondisk = check_output_file(ondisk, "--ondisk")
-    where = CatalogRef(db, db_url)
-    catalog = Catalog(where.directory, url=db_url, create=False)
-    try:  # not closed with save(): the build writes its own files; only the connections go
+    # closed without saving: the build writes its own files; only the connections go
+    with CatalogRef(db, db_url).catalog(save=False) as catalog:
         if kind == "default":
             catalog.rebuild(space)
             catalog.save()
@@ -161,5 +145,3 @@ def build_index_cmd(
         if check and not ondisk:
             recall = catalog.recall_against_exact(space, n_queries=check)
             err_console.print(f"Recall@10 against exact search ({check} stored vectors as queries): {recall:.3f}")
-    finally:
-        catalog.engine.dispose()
