@@ -217,27 +217,34 @@ def test_too_many_pixels_is_413_before_decoding(small_limits_client):
 
 # -- classify ----------------------------------------------------------------------------------------
 def test_classify_upload_and_media_id_agree_with_the_library(client, catalog_dir):
+    """The server decides as `vsearch classify` does: open set by default, closed set on request."""
     from vsearch.encoders import load_encoder
-    from vsearch.zeroshot import build_zero_shot_classifier, class_probabilities, load_templates, logit_scale
+    from vsearch.zeroshot import build_zero_shot_classifier, calibration_for, classify_vectors, load_templates
 
     data = (catalog_dir / "photos" / "horse.jpg").read_bytes()
-    r = client.post("/v1/classify", files={"image": ("h.jpg", data, "image/jpeg")},
-                    data={"labels": "horse, cat,rocket,Cat", "k": "3", "templates": "plain"})
+    form = {"labels": "horse, cat,rocket,Cat", "k": "3", "templates": "plain"}
+    r = client.post("/v1/classify", files={"image": ("h.jpg", data, "image/jpeg")}, data=form)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["ignored_duplicates"] == ["Cat"]
     got = {x["label"]: x["p"] for x in body["labels"]}
-    assert set(got) == {"horse", "cat", "rocket"} and sum(got.values()) == pytest.approx(1.0, abs=1e-4)
+    assert set(got) == {"horse", "cat", "rocket"} and sum(got.values()) + body["none"] == pytest.approx(1.0, abs=1e-4)
     assert list(got.values()) == sorted(got.values(), reverse=True)
 
     encoder = load_encoder(body["model"])
     paths, vectors = stored_vectors(catalog_dir / "db")
     horse = next(i for i, p in paths.items() if p.endswith("horse.jpg"))
     labels = ["horse", "cat", "rocket"]
-    probs = class_probabilities(vectors[horse], build_zero_shot_classifier(encoder, labels, load_templates("plain")),
-                                logit_scale(encoder))[0]
-    for label, p in zip(labels, probs):
-        assert got[label] == pytest.approx(float(p), abs=1e-4)
+    classifier = build_zero_shot_classifier(encoder, labels, load_templates("plain"))
+    for closed_set in (False, True):
+        [want] = classify_vectors(["h"], vectors[horse][None], classifier, labels, calibration_for(encoder), k=3,
+                                  closed_set=closed_set)
+        r = client.post("/v1/classify", files={"image": ("h.jpg", data, "image/jpeg")},
+                        data={**form, "closed_set": str(closed_set).lower()})
+        body = r.json()
+        assert body["top"] == want.top and (body["none"] is None) == closed_set
+        assert {x["label"]: x["p"] for x in body["labels"]} == pytest.approx(dict(want.labels), abs=1e-4)
+    assert sum(x["p"] for x in body["labels"]) == pytest.approx(1.0, abs=1e-4)  # closed set: the labels alone
 
     by_id = client.post("/v1/classify", data={"labels": "horse,cat,rocket", "media_id": str(horse), "templates": "plain"})
     assert by_id.status_code == 200
@@ -268,7 +275,14 @@ def test_classify_with_the_real_packaged_model(tmp_path, catalog_dir, packaged_e
         r = c.post("/v1/classify", files={"image": ("cat.jpg", data, "image/jpeg")},
                    data={"labels": "rocket,cup of coffee,cat,horse", "k": "2"})
         assert r.status_code == 200, r.text
-        assert r.json()["labels"][0]["label"] == "cat"
+        assert r.json()["labels"][0]["label"] == "cat" and r.json()["top"] == "cat"
+        # none of the labels fits: the server says so instead of naming the least bad one
+        r = c.post("/v1/classify", files={"image": ("cat.jpg", data, "image/jpeg")},
+                   data={"labels": "rocket,cup of coffee,horse", "k": "2"})
+        assert r.json()["top"] is None and r.json()["none"] > 0.5, r.json()
+        closed = c.post("/v1/classify", files={"image": ("cat.jpg", data, "image/jpeg")},
+                        data={"labels": "rocket,cup of coffee,horse", "k": "2", "closed_set": "true"}).json()
+        assert closed["top"] in {"rocket", "cup of coffee", "horse"} and closed["none"] is None
         empty = c.get("/v1/search", params={"q": "cat"}).json()
         assert empty["results"] == [] and empty["photos_in_index"] == 0
 

@@ -227,15 +227,18 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         k: Annotated[int, Form(ge=1, le=100, description="Labels to return, best first.")] = 3,
         templates: Annotated[Literal["default", "plain"], Form(
             description="default: 8 CLIP prompt templates per label; plain: the label alone.")] = "default",
+        closed_set: Annotated[bool, Form(description="Always pick one of the labels (a softmax over them alone) "
+                                         "instead of answering \"none of these\" when no label fits.")] = False,
     ) -> ClassifyResult:
-        """Zero-shot classification of one image among the given labels (probabilities sum to 1)."""
+        """Zero-shot classification of one image against the given labels, as `vsearch classify`:
+        a label is chosen only when it fits (open set), else `top` is null."""
         if (image is None) == (media_id is None):
             raise ApiError(400, "bad_request", "give exactly one of: an image upload, or media_id")
         data = await read_upload(image) if image is not None else None
 
         def work():
             vector = service.image_vector(data) if data is not None else service.media_vector(media_id)
-            return service.classify(vector, labels, k, templates)
+            return service.classify(vector, labels, k, templates, closed_set)
 
         started = time.perf_counter()
         result = await queue.run(work, request=request)

@@ -1,6 +1,8 @@
 """Response bodies, declared for the OpenAPI schema at ``/docs``."""
 from __future__ import annotations
 
+from typing import Optional
+
 from pydantic import BaseModel, Field
 
 
@@ -27,11 +29,15 @@ class SearchResult(BaseModel):
 
 class LabelScore(BaseModel):
     label: str
-    p: float = Field(description="Probability among the given labels (they sum to 1).")
+    p: float = Field(description="Probability of this label. Open set (the default): the labels and "
+                                 "`none` sum to 1; closed_set: the labels alone sum to 1.")
 
 
 class ClassifyResult(BaseModel):
     model: str
+    top: Optional[str] = Field(description="The label chosen, or null when none of the labels fits the image "
+                                           "(open set: no label reached its calibrated threshold).")
+    none: Optional[float] = Field(description="Probability of \"none of these\"; null with closed_set.")
     labels: list[LabelScore]
     ignored_duplicates: list[str]
     took_ms: float

@@ -148,8 +148,11 @@ class SearchService:
         return data
 
     # -- zero-shot classification -------------------------------------------------------------------
-    def classify(self, vector: np.ndarray, labels: str, k: int, templates: str) -> dict:
-        from vsearch.zeroshot import LabelError, class_probabilities, load_templates, logit_scale, parse_labels, top_k
+    def classify(self, vector: np.ndarray, labels: str, k: int, templates: str, closed_set: bool = False) -> dict:
+        """The same decision as ``vsearch classify``: open set by default (a label is chosen only
+        when it reaches its calibrated threshold, else "none of these" wins and ``top`` is None),
+        or a softmax over the given labels alone with ``closed_set``."""
+        from vsearch.zeroshot import LabelError, calibration_for, classify_vectors, load_templates, parse_labels
 
         try:
             label_set = parse_labels(labels)
@@ -160,14 +163,12 @@ class SearchService:
                            f"with at most {self.settings.max_labels} per call")
         if templates not in TEMPLATE_SETS:
             raise ApiError(400, "bad_templates", f"templates must be one of {', '.join(TEMPLATE_SETS)}")
-        template_list = load_templates(templates)
-        classifier = self._classifier(label_set.labels, template_list)
-        probs = class_probabilities(vector, classifier, logit_scale(self.encoder))
-        return {
-            "model": self.encoder.info.name,
-            "labels": [{"label": lab, "p": round(p, 6)} for lab, p in top_k(probs, label_set.labels, k)[0]],
-            "ignored_duplicates": list(label_set.duplicates),
-        }
+        classifier = self._classifier(label_set.labels, load_templates(templates))
+        [decision] = classify_vectors(["upload"], np.atleast_2d(vector), classifier, label_set.labels,
+                                      calibration_for(self.encoder), k=k, closed_set=closed_set)
+        answer = decision.to_json()
+        return {"model": self.encoder.info.name, "top": answer["top"], "none": answer["none"],
+                "labels": answer["labels"], "ignored_duplicates": list(label_set.duplicates)}
 
     def _classifier(self, labels: tuple[str, ...], templates: tuple[str, ...]) -> np.ndarray:
         from vsearch.zeroshot import ClassifierCache
