@@ -114,6 +114,7 @@ def candidate_vectors(r: Reading, media_ids: Sequence[int], spaces: Sequence[str
                 text_to_path(first.path), int(first.width or 0), int(first.height or 0),
                 [Candidate(int(g.id), g.space, (g.x1, g.y1, g.x2, g.y2) if g.space == REGION_SPACE else None, g.label)
                  for g in group],
+                # regions are embedded with the catalog's image encoder: one dimension for both spaces
                 r.vectors(first.space, [g.embedding for g in group]))
     return out
 
