@@ -31,7 +31,10 @@ class RegionHit(SearchHit):
 
 
 def has_regions(catalog: Catalog) -> bool:
-    return catalog.space_model(REGION_SPACE) is not None and store.has_region_table(catalog)
+    if catalog.space_model(REGION_SPACE) is None:
+        return False
+    with catalog.reading() as r:
+        return store.has_region_table(r)
 
 
 def search_regions(catalog: Catalog, query: np.ndarray, k: int = 10, whole_image: bool = True) -> list[RegionHit]:

@@ -20,9 +20,9 @@ from vsearch.regions.schema import REGION_SPACE, Region, RegionRun
 from vsearch.schema import Media, Vector
 
 
-def has_region_table(catalog) -> bool:
+def has_region_table(r: Reading) -> bool:
     """Whether the catalog's database holds the regions table (a catalog indexed with ``--regions``)."""
-    return inspect(catalog.engine).has_table(Region.__tablename__)
+    return inspect(r.session.get_bind()).has_table(Region.__tablename__)
 
 
 # -- the indexer's regions ------------------------------------------------------------------------
