@@ -7,7 +7,6 @@ not decoded again.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import time
@@ -288,18 +287,7 @@ def _write_extracted(tx: Transaction, extractors, media_ids: Sequence[int], payl
         for extractor in extractors:
             if extractor.name not in per_item:
                 continue
-            if _writes_old_form(extractor):
-                # the old form, write(catalog, session, media_id, payload) -> [(space, vectors, ids)],
-                # kept until every extractor writes through the transaction
-                for space, vectors, ids in extractor.write(tx.catalog, tx.session, media_id, per_item[extractor.name]):
-                    tx.note_added(space, vectors, ids)
-            else:
-                extractor.write(tx, media_id, per_item[extractor.name])
-
-
-def _writes_old_form(extractor) -> bool:
-    """``write(catalog, session, media_id, payload)`` (four parameters) rather than ``write(tx, ...)``."""
-    return len(inspect.signature(extractor.write).parameters) == 4
+            extractor.write(tx, media_id, per_item[extractor.name])
 
 
 def _process_batch(catalog: Catalog, encoder, batch: list[_Item], pixels: torch.Tensor | None, known,

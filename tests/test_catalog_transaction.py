@@ -136,15 +136,3 @@ def test_long_id_lists_go_in_chunks(catalog):
     assert np.array_equal(vectors_from_blobs([vector_blob(v) for v in vecs[:3]], 4), vecs[:3])
     assert catalog.remove_vectors("extra", np.asarray(ids, dtype=np.int64)) == 2000
     assert catalog.vector_count("extra") == 0 and len(catalog.index("extra")) == 0
-
-
-def test_old_form_attach_still_writes_through_a_transaction(catalog):
-    def attach(session, media_ids):
-        vecs = _vecs(len(media_ids), 4, 7)
-        return [("extra", vecs, catalog.new_vector_rows(session, "extra", vecs, media_ids))]
-
-    media = catalog.add_media(_records(2), _vecs(2, 8, 6), attach=attach)
-    assert catalog.vector_count("extra") == 2 and len(catalog.index("extra")) == 2
-    with pytest.raises(ValueError):
-        catalog.attach(media, lambda session, ids: (_ for _ in ()).throw(ValueError("bad row")))
-    assert catalog.vector_count("extra") == 2 and len(catalog.index("extra")) == 2

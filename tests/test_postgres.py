@@ -69,3 +69,27 @@ def test_cli_index_search_tag_on_postgres(pg_url, photos, tmp_path, tiny_clip_sp
     r = invoke("index", photos, "--db", db, "--db-url", pg_url, "-q", "--workers", "0")
     assert "removed 1" in r.output
     assert invoke("verify", "--db", db, "--db-url", pg_url).exit_code == 0
+
+
+def test_regions_index_search_and_new_settings_on_postgres(pg_url, photos, tmp_path, tiny_clip_spec):
+    from cli import app
+
+    runner = CliRunner()
+
+    def invoke(*a):
+        r = runner.invoke(app, [str(x) for x in a], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return r
+
+    for name in os.listdir(photos):  # three photos are enough
+        if name not in ("coffee.jpg", "rocket.jpg", "coins.jpg"):
+            os.unlink(photos / name)
+    db, url = tmp_path / "idx", ("--db-url", pg_url)
+    invoke("index", photos, "--db", db, *url, "--model", tiny_clip_spec, "--workers", "0", "-q",
+           "--regions", "proposals", "--max-regions", "3")
+    hits = json.loads(invoke("search", "a cup", "--regions", "--db", db, *url, "--json", "-k", "3").stdout)
+    assert len(hits) == 3 and all(len(h["box"]) == 4 for h in hits)
+    # other settings: the stale regions go in the same transaction that finds them
+    out = invoke("index", photos, "--db", db, *url, "--workers", "0", "--regions", "proposals", "--max-regions", "2").output
+    assert "revisited 3" in out
+    assert invoke("verify", "--db", db, *url).exit_code == 0

@@ -671,3 +671,34 @@ def test_server_reads_photos_a_crashed_indexer_committed_but_never_saved(tmp_pat
         writer.engine.dispose()
         assert c.get("/v1/search", params={"q": "x", "k": 50}).json()["photos_in_index"] == 10
     assert index_file.stat().st_mtime_ns == before  # levelled in memory only
+
+
+def test_a_non_utf8_file_name_is_shown_and_served(tmp_path, photo_dir, tiny_clip_spec):
+    from vsearch.fsutil import display_path
+
+    if os.fsencode("\udce9") != b"\xe9":
+        pytest.skip("needs a file system that takes any byte in names")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    path = str(folder / os.fsdecode(b"caf\xe9.jpg"))  # Latin-1 bytes: not UTF-8
+    try:
+        shutil.copy(photo_dir / "coffee.jpg", path)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("the file system refuses this name")
+    with vsearch.open(tmp_path / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(folder)], workers=0)
+    (mid,) = stored_vectors(tmp_path / "db")[0]
+    app = create_app(tmp_path / "db", token=TOKEN, settings=settings())
+    with TestClient(app, base_url=BASE) as c:
+        # JSON cannot carry the undecodable byte: the name is shown as the terminal shows it,
+        # never as the catalog's private-use stand-in for it
+        r = c.get(f"/v1/media/{mid}")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["path"] == display_path(path) and body["name"] == "caf\\xe9.jpg"
+        assert body["folder"] == str(folder)
+        r = c.get("/v1/search", params={"q": "a photo"})
+        assert r.status_code == 200, r.text
+        assert [(h["path"], h["name"]) for h in r.json()["results"]] == [(display_path(path), "caf\\xe9.jpg")]
+        r = c.get(f"/v1/media/{mid}/original")
+        assert r.status_code == 200 and r.content == open(path, "rb").read()

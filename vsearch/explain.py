@@ -80,26 +80,10 @@ def occlusion_explanation(encoder, path: str, query: np.ndarray, grid: int = DEF
 
 def region_explanation(catalog, media_id: int, query: np.ndarray) -> Explanation | None:
     """The photo's region closest to the query, when it has regions (index --regions)."""
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
+    from vsearch.regions.search import best_region
 
-    from vsearch.regions.schema import REGION_SPACE, Region
-    from vsearch.regions.search import has_regions
-
-    if not has_regions(catalog):
-        return None
-    with Session(catalog.engine) as s:
-        rows = s.execute(select(Region.vector_id, Region.x1, Region.y1, Region.x2, Region.y2)
-                         .where(Region.media_id == media_id)).all()
-    if not rows:
-        return None
-    boxes = {r.vector_id: (r.x1, r.y1, r.x2, r.y2) for r in rows}
-    ids, vectors = catalog.vectors(REGION_SPACE, list(boxes))
-    if not len(ids):
-        return None
-    scores = vectors @ np.asarray(query, np.float32).reshape(-1)
-    best = int(np.argmax(scores))
-    return Explanation("region", tuple(float(v) for v in boxes[int(ids[best])]), float(scores[best]))
+    found = best_region(catalog, media_id, query)
+    return None if found is None else Explanation("region", *found)
 
 
 def explain_hits(collection, hits: Sequence, query: np.ndarray, grid: int = DEFAULT_GRID) -> list[Explanation]:

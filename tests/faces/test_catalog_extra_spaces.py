@@ -22,15 +22,14 @@ def catalog(tmp_path):
     cat.engine.dispose()
 
 
-def _attach_two_per_photo(catalog):
-    def attach(session, media_ids):
-        out = []
-        for m in media_ids:  # one entry per photo, as the indexer's extractors return them
-            vecs = unit_rows(2, 4, m)
-            out.append(("extra", vecs, catalog.new_vector_rows(session, "extra", vecs, [m, m])))
-        return out
-
-    return attach
+def _add_with_two_extra_each(catalog, records, vectors):
+    """Photos and, in the same transaction, two vectors of "extra" for each (one add per photo,
+    as the indexer's extractors write them)."""
+    with catalog.transaction() as tx:
+        media = tx.add_media(records, vectors)
+        for m in media:
+            tx.add_vectors("extra", unit_rows(2, 4, m), [m, m])
+    return media
 
 
 def _file_ids(catalog, space, dim):
@@ -38,7 +37,7 @@ def _file_ids(catalog, space, dim):
 
 
 def test_several_entries_for_an_unloaded_space_are_indexed_once(catalog):
-    catalog.add_media(_records(3), unit_rows(3, 8, 0), attach=_attach_two_per_photo(catalog))
+    _add_with_two_extra_each(catalog, _records(3), unit_rows(3, 8, 0))
     ids = catalog.index("extra").ids().tolist()
     assert len(ids) == len(set(ids)) == 6
     catalog.save()
@@ -46,7 +45,7 @@ def test_several_entries_for_an_unloaded_space_are_indexed_once(catalog):
 
 
 def test_removing_photos_updates_an_unloaded_space_file(catalog, tmp_path):
-    media = catalog.add_media(_records(3), unit_rows(3, 8, 0), attach=_attach_two_per_photo(catalog))
+    media = _add_with_two_extra_each(catalog, _records(3), unit_rows(3, 8, 0))
     catalog.save()
     catalog.engine.dispose()
     again = Catalog(tmp_path / "db")  # a run that never touches "extra" (index without --faces)
@@ -59,12 +58,12 @@ def test_removing_photos_updates_an_unloaded_space_file(catalog, tmp_path):
 
 
 def test_changed_photo_replaces_its_vectors_without_duplicates(catalog, tmp_path):
-    catalog.add_media(_records(2), unit_rows(2, 8, 0), attach=_attach_two_per_photo(catalog))
+    _add_with_two_extra_each(catalog, _records(2), unit_rows(2, 8, 0))
     catalog.save()
     catalog.engine.dispose()
     again = Catalog(tmp_path / "db")  # nothing loaded: removal and addition in one transaction
     changed = [MediaRecord("/p/0.jpg", 99, 9.0, sha256="f" * 64)]
-    again.add_media(changed, unit_rows(1, 8, 5), attach=_attach_two_per_photo(again))
+    _add_with_two_extra_each(again, changed, unit_rows(1, 8, 5))
     for space, dim in (("image", 8), ("extra", 4)):
         ids = again.index(space).ids().tolist()
         assert len(ids) == len(set(ids)) and sorted(ids) == sorted(again._sql_ids(space).tolist())

@@ -119,6 +119,25 @@ def test_search_by_face_and_clusters(album, tmp_path, tiny_clip_spec, extractor,
     assert [(p.name, p.faces_in_collection) for p in svc.people()] == [("obama", 3)]
 
 
+def test_cluster_listing_gives_non_utf8_names_as_the_file_system_has_them(tmp_path, tiny_clip_spec, extractor,
+                                                                         face_pipeline, face_images):
+    if os.fsencode("\udce9") != b"\xe9":
+        pytest.skip("needs a file system that takes any byte in names")
+    d = tmp_path / "album"
+    d.mkdir()
+    paths = [str(d / os.fsdecode(f"caf\xe9-{n}".encode("latin-1"))) for n in OBAMA]  # not UTF-8
+    try:
+        for n, path in zip(OBAMA, paths):
+            shutil.copy(os.path.join(face_images, n), path)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("the file system refuses these names")
+    _, coll = _index(tmp_path / "db", [d], load_encoder(tiny_clip_spec), [extractor])
+    svc = FaceService(coll.catalog, pipeline=face_pipeline)
+    assert [g.size for g in svc.cluster()] == [3]
+    (listed,) = svc.clusters(examples=3)
+    assert sorted(listed.photos) == sorted(paths) and all(os.path.exists(p) for p in listed.photos)
+
+
 def test_two_faces_in_one_photo_are_two_clusters(tmp_path, tiny_clip_spec, extractor, face_pipeline, face_images):
     from PIL import Image
 

@@ -215,3 +215,44 @@ def test_thumbnail_draws_the_box_where_it_belongs(tmp_path):
     assert abs(xs.min() - 100) <= 2 and abs(xs.max() - 180) <= 2 and abs(ys.min() - 20) <= 2 and abs(ys.max() - 80) <= 2
     plain = np.asarray(Image.open(io.BytesIO(thumbnail_jpeg(str(path), 200))))
     assert not ((plain[..., 0] > 200) & (plain[..., 1] < 90)).any()
+
+
+def test_a_tiny_photo_gets_no_regions_and_is_no_failure(few_photos, tmp_path, tiny_clip_spec):
+    # a 1x1 photo's proposals are smaller than a pixel: nothing to crop, so no regions, and the
+    # photo is indexed like any other (not reported as failed)
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(few_photos / "dot.png")
+    db = tmp_path / "db"
+    out = index(db, few_photos, "proposals", "--model", tiny_clip_spec, "--max-regions", 3)
+    assert "failed 0" in out and "lies outside" not in out, out
+    per_path, runs, reports = state(db)
+    assert str(few_photos / "dot.png") not in per_path and len(per_path) == 3
+    assert len(runs) == 4 and sorted(r[3] for r in runs)[0] == 0  # processed, with no regions
+    assert_consistent(reports)
+    out = index(db, few_photos, "proposals", "--max-regions", 3)
+    assert "unchanged 4" in out and "revisited" not in out and "failed 0" in out, out
+
+
+def test_search_regions_returns_non_utf8_names_as_the_filesystem_has_them(photo_dir, tmp_path, tiny_clip_spec):
+    import os
+    import shutil
+
+    if os.fsencode("\udce9") != b"\xe9":
+        pytest.skip("needs a file system that takes any byte in names")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9.jpg")  # Latin-1 bytes: not UTF-8
+    try:
+        shutil.copy(photo_dir / "coffee.jpg", folder / name)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("the file system refuses this name")
+    db = tmp_path / "db"
+    index(db, folder, "proposals", "--model", tiny_clip_spec, "--max-regions", 3)
+    from vsearch.regions.search import search_regions
+
+    coll = vsearch.open(db, create=False)
+    try:
+        hits = search_regions(coll.catalog, coll.encoder.encode_text(["a coffee cup"])[0], k=1)
+        assert [h.path for h in hits] == [str(folder / name)]
+        assert os.path.exists(hits[0].path)
+    finally:
+        coll.close()

@@ -18,11 +18,11 @@ commit, then the indexes follow; ``catalog.reading()``), ``rows`` (media and vec
 """
 from vsearch.catalog.core import Catalog
 from vsearch.catalog.locking import PG_WRITER_LOCK_KEY, writes_catalog
-from vsearch.catalog.records import (IMAGE_SPACE, AttachFn, MediaRecord, MediaState, SearchHit, SyncResult, VerifyReport,
+from vsearch.catalog.records import (IMAGE_SPACE, MediaRecord, MediaState, SearchHit, SyncResult, VerifyReport,
                                      vector_blob, vectors_from_blobs)
 from vsearch.catalog.transaction import Reading, Transaction, id_chunks, rows_refused
 from vsearch.catalog.storage import DB_FILENAME, LOCK_FILENAME, catalog_exists, remove_empty_catalog
 
 __all__ = ["Catalog", "IMAGE_SPACE", "MediaRecord", "MediaState", "SearchHit", "SyncResult", "VerifyReport",
-           "AttachFn", "DB_FILENAME", "LOCK_FILENAME", "PG_WRITER_LOCK_KEY", "writes_catalog", "catalog_exists", "remove_empty_catalog",
+           "DB_FILENAME", "LOCK_FILENAME", "PG_WRITER_LOCK_KEY", "writes_catalog", "catalog_exists", "remove_empty_catalog",
            "Transaction", "Reading", "id_chunks", "rows_refused", "vector_blob", "vectors_from_blobs"]

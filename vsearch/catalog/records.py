@@ -3,10 +3,9 @@ how vectors are stored in SQL (float32 bytes)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
-from sqlalchemy.orm import Session
 
 from vsearch.fsutil import text_to_path
 from vsearch.schema import Media
@@ -81,10 +80,6 @@ class SyncResult:
     rebuilt: bool = False
     details: list[str] = field(default_factory=list)
 
-
-# The old form of writing a feature's rows, kept until every feature writes through
-# Catalog.transaction(): attach(session, media_ids) -> [(space, vectors (N, D), vector_ids)]
-AttachFn = Callable[[Session, list[int]], list[tuple[str, np.ndarray, list[int]]]]
 
 
 def _duplicates(ids: np.ndarray) -> tuple[int, ...]:

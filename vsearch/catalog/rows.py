@@ -10,9 +10,8 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from vsearch.catalog.records import (IMAGE_SPACE, AttachFn, MediaRecord, MediaState, SearchHit, _state, vector_blob,
-                                     vectors_from_blobs)
-from vsearch.catalog.transaction import Transaction, _fill, chunks, id_chunks
+from vsearch.catalog.records import IMAGE_SPACE, MediaRecord, MediaState, SearchHit, _state, vectors_from_blobs
+from vsearch.catalog.transaction import _fill, chunks, id_chunks
 from vsearch.fsutil import path_to_text, text_to_path
 from vsearch.schema import Media, Vector
 
@@ -31,32 +30,12 @@ class MediaRows:
         with self.transaction() as tx:
             return tx.remove_vectors(space, vector_ids)
 
-    def add_media(self, records: Sequence[MediaRecord], vectors: np.ndarray,
-                  space: str = IMAGE_SPACE, attach: "AttachFn | None" = None) -> list[int]:
+    def add_media(self, records: Sequence[MediaRecord], vectors: np.ndarray, space: str = IMAGE_SPACE) -> list[int]:
         """Insert (or replace, when a path is re-indexed) media rows with their vectors, in one
-        transaction. Returns the media ids. (``attach`` is the old form of adding a feature's
-        rows in the same transaction, see :meth:`attach`.)"""
+        transaction. Returns the media ids. (A feature's rows that go with them are written in
+        the same :meth:`transaction`, ``tx.add_media`` then the feature's store.)"""
         with self.transaction() as tx:
-            media_ids = tx.add_media(records, vectors, space)
-            if attach is not None:
-                _run_attach(tx, attach, media_ids)
-        return media_ids
-
-    def attach(self, media_ids: Sequence[int], attach: "AttachFn") -> None:
-        """The old form of writing a feature's rows (new code uses :meth:`transaction`):
-        ``attach(session, media_ids)`` adds rows in one transaction and returns the vectors it
-        added as ``[(space, vectors, vector_ids)]``; the indexes follow after the commit."""
-        with self.transaction() as tx:
-            _run_attach(tx, attach, list(media_ids))
-
-    def new_vector_rows(self, session: Session, space: str, vectors: np.ndarray,
-                        media_ids: Sequence[int | None]) -> list[int]:
-        """The old form (see :meth:`attach`): insert vector rows inside an attach function's
-        session; it hands ``(space, vectors, ids)`` back for the indexes."""
-        rows = [Vector(space=space, media_id=m, embedding=vector_blob(v)) for v, m in zip(vectors, media_ids)]
-        session.add_all(rows)
-        session.flush()
-        return [r.id for r in rows]
+            return tx.add_media(records, vectors, space)
 
     def record_failures(self, failures: Sequence[tuple[MediaRecord, str]]) -> None:
         """Remember files that could not be indexed (so an unchanged bad file is not retried)."""
@@ -213,8 +192,3 @@ class MediaRows:
         with Session(self.engine) as s:
             return [(text_to_path(p), e or "") for p, e in s.execute(select(Media.path, Media.error).where(Media.status == "failed"))]
 
-
-def _run_attach(tx: Transaction, attach: "AttachFn", media_ids: list[int]) -> None:
-    """Run an old-form attach function inside ``tx`` and note the vectors it reports."""
-    for space, vectors, ids in attach(tx.session, media_ids):
-        tx.note_added(space, vectors, ids)

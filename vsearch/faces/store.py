@@ -153,3 +153,37 @@ def cluster_members(r: Reading, cluster: int) -> tuple[list[int], np.ndarray]:
                              .where(Face.cluster == cluster, Face.person_id.is_(None))).all()
     emb = r.vectors(FACE_SPACE, [row[1] for row in rows]) if rows else np.zeros((0, 1), np.float32)
     return [row[0] for row in rows], emb
+
+
+# -- what the web page shows ----------------------------------------------------------------------
+
+
+def photo_faces(r: Reading, media_id: int) -> list[tuple[int, tuple[float, float, float, float], int | None, str | None]]:
+    """(face id, box, cluster, name of the person it is marked as) of every face of a photo."""
+    rows = r.session.execute(select(Face.id, Face.x0, Face.y0, Face.x1, Face.y1, Face.cluster, Person.name)
+                             .outerjoin(Person, Person.id == Face.person_id)
+                             .where(Face.media_id == media_id).order_by(Face.id))
+    return [(int(fid), (x0, y0, x1, y1), cluster, name) for fid, x0, y0, x1, y1, cluster, name in rows]
+
+
+def unnamed_cluster_faces(r: Reading) -> list[tuple[int, int, int]]:
+    """(cluster, face id, media id) of every clustered face not marked as a person, by cluster."""
+    rows = r.session.execute(select(Face.cluster, Face.id, Face.media_id)
+                             .where(Face.cluster.is_not(None), Face.person_id.is_(None)).order_by(Face.cluster, Face.id))
+    return [(int(c), int(f), int(m)) for c, f, m in rows]
+
+
+def best_labelled_face(r: Reading, name: str) -> int | None:
+    """The highest-scoring face of the collection marked as ``name``."""
+    return r.session.scalar(select(Face.id).join(Person, Person.id == Face.person_id)
+                            .where(Person.name == name).order_by(Face.score.desc()).limit(1))
+
+
+def face_of_vector(r: Reading, vector_id: int) -> int | None:
+    return r.session.scalar(select(Face.id).where(Face.vector_id == int(vector_id)))
+
+
+def face_box(r: Reading, face_id: int) -> tuple[int, tuple[float, float, float, float]] | None:
+    """(media id, box in the upright photo's pixels) of a face."""
+    face = r.session.get(Face, face_id)
+    return None if face is None else (face.media_id, (face.x0, face.y0, face.x1, face.y1))

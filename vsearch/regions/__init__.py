@@ -7,6 +7,7 @@
 | ``detectors`` | torchvision detectors/segmenters from a local weights file |
 | ``crops`` | regions -> crops (masks blank the background) -> embeddings; drawing boxes |
 | ``extractor`` | ``vsearch index --regions``: regions as vectors in the catalog's ``region`` space |
+| ``store`` | the feature's SQL (regions and runs), run inside catalog transactions |
 | ``search`` | photos ranked by their best region, with its box |
 | ``detect`` | open-vocabulary detection: proposals scored against label texts |
 | ``metrics`` | IoU, NMS, Pascal VOC AP and mAP |

@@ -9,23 +9,20 @@ This module implements :class:`indexer.pipeline.RegionExtractor` and registers i
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
-from vsearch.catalog import IMAGE_SPACE, Catalog
+from vsearch.catalog import IMAGE_SPACE, Catalog, Transaction
 from vsearch.errors import CatalogError
 from vsearch.extractors import register_extractor
 from vsearch.regions.base import RegionError, RegionSource, Regions
 from vsearch.regions.crops import embed_regions, encode_mask
 from vsearch.regions.proposals import DEFAULT_MAX_REGIONS, ProposalConfig, ProposalSource
-from vsearch.regions.schema import REGION_SPACE, Region, RegionRun, ensure_tables
-from vsearch.schema import Media
+from vsearch.regions.schema import REGION_SPACE, ensure_tables
+from vsearch.regions import store
 
 log = logging.getLogger(__name__)
 
@@ -96,45 +93,20 @@ class RegionIndexer:
         """Photos with no regions from this source yet, or with regions made from other file
         content or other settings. The stale regions are removed here, before re-extraction, so
         a photo never holds two generations of regions from one source."""
-        todo, stale = set(), set()
-        ids = [int(i) for i in media_ids]
-        with Session(catalog.engine) as s:
-            for start in range(0, len(ids), 900):
-                chunk = ids[start : start + 900]
-                rows = s.execute(
-                    select(Media.id, Media.sha256, RegionRun.settings, RegionRun.sha256)
-                    .outerjoin(RegionRun, (RegionRun.media_id == Media.id) & (RegionRun.source == self.source.name))
-                    .where(Media.id.in_(chunk))
-                ).all()
-                for media_id, sha, run_settings, run_sha in rows:
-                    if run_settings is None:
-                        todo.add(media_id)
-                    elif run_settings != self.settings or run_sha != sha:
-                        todo.add(media_id)
-                        stale.add(media_id)
-        if stale:
-            self._drop(catalog, sorted(stale))
+        with catalog.transaction() as tx:
+            todo, dropped = store.take_stale(tx, media_ids, self.source.name, self.settings)
+        if dropped:
+            log.info("dropped %d regions made from other content or with other settings", dropped)
         return todo
-
-    def _drop(self, catalog: Catalog, media_ids: list[int]) -> None:
-        with Session(catalog.engine) as s:
-            vector_ids = []
-            for start in range(0, len(media_ids), 900):
-                chunk = media_ids[start : start + 900]
-                vector_ids += s.scalars(select(Region.vector_id).where(
-                    Region.media_id.in_(chunk), Region.source == self.source.name)).all()
-        # regions first, then the runs: a crash in between leaves photos marked stale, not duplicated
-        catalog.remove_vectors(REGION_SPACE, vector_ids)
-        with Session(catalog.engine) as s, s.begin():
-            for start in range(0, len(media_ids), 900):
-                s.execute(delete(RegionRun).where(RegionRun.media_id.in_(media_ids[start : start + 900]),
-                                                  RegionRun.source == self.source.name))
-        log.info("dropped %d regions of %d photos made with other settings", len(vector_ids), len(media_ids))
 
     def extract(self, item) -> RegionPayload:
         """Model work for one photo (``item`` is an :class:`indexer.pipeline.ExtractInput`)."""
         image: Image.Image = item.image
-        regions: Regions = self.source(image).top(self.max_regions)
+        found: Regions = self.source(image)
+        # a box under a pixel a side (every proposal of a photo of a few pixels) holds nothing to
+        # crop: such a photo simply has no regions
+        sides = np.minimum(found.boxes[:, 2] - found.boxes[:, 0], found.boxes[:, 3] - found.boxes[:, 1])
+        regions = found.select(np.flatnonzero(sides >= 1.0)).top(self.max_regions)
         vectors = embed_regions(self.encoder, image, regions)
         width, height = item.original_size
         factor = np.array([width / image.width, height / image.height] * 2, np.float32)
@@ -146,23 +118,10 @@ class RegionIndexer:
             masks = tuple(encode_mask(m, b) for m, b in zip(regions.masks, regions.boxes))
         return RegionPayload(boxes, regions.scores, regions.labels, masks, vectors)
 
-    def write(self, catalog: Catalog, session, media_id: int, payload: RegionPayload):
-        """Store one photo's regions inside the indexer's transaction."""
-        n = len(payload.boxes)
-        ids = catalog.new_vector_rows(session, REGION_SPACE, payload.vectors, [media_id] * n) if n else []
-        session.add_all([
-            Region(vector_id=vid, media_id=media_id, source=self.source.name,
-                   x1=float(b[0]), y1=float(b[1]), x2=float(b[2]), y2=float(b[3]),
-                   score=float(payload.scores[i]),
-                   label=payload.labels[i] if payload.labels is not None else None,
-                   mask=payload.masks[i] if payload.masks is not None else None)
-            for i, (vid, b) in enumerate(zip(ids, payload.boxes))
-        ])
-        media = session.get(Media, media_id)
-        session.merge(RegionRun(media_id=media_id, source=self.source.name, settings=self.settings,
-                                sha256=media.sha256 if media is not None else None, regions=n,
-                                created_at=time.time()))
-        return [(REGION_SPACE, payload.vectors, ids)] if n else []
+    def write(self, tx: Transaction, media_id: int, payload: RegionPayload) -> None:
+        """Store one photo's regions inside the indexer's transaction ``tx``."""
+        store.add_regions(tx, media_id, self.source.name, self.settings, payload.boxes, payload.scores,
+                          payload.labels, payload.masks, payload.vectors)
 
 
 @register_extractor("regions")

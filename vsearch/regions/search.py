@@ -8,17 +8,14 @@ is exact: a photo whose best vector is in neither top-k list cannot beat the k p
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import inspect, select
-from sqlalchemy.orm import Session
 
 from vsearch.catalog import IMAGE_SPACE, Catalog, SearchHit
 from vsearch.errors import QueryError
-from vsearch.regions.schema import REGION_SPACE, Region
-from vsearch.schema import Media, Vector
+from vsearch.regions import store
+from vsearch.regions.schema import REGION_SPACE
 from vsearch.search import catalog_searcher, top_media
 
 
@@ -34,7 +31,10 @@ class RegionHit(SearchHit):
 
 
 def has_regions(catalog: Catalog) -> bool:
-    return catalog.space_model(REGION_SPACE) is not None and inspect(catalog.engine).has_table(Region.__tablename__)
+    if catalog.space_model(REGION_SPACE) is None:
+        return False
+    with catalog.reading() as r:
+        return store.has_region_table(r)
 
 
 def search_regions(catalog: Catalog, query: np.ndarray, k: int = 10, whole_image: bool = True) -> list[RegionHit]:
@@ -55,38 +55,38 @@ def search_regions(catalog: Catalog, query: np.ndarray, k: int = 10, whole_image
         return []
     best: dict[int, tuple[float, int, tuple, str | None, bool]] = {}
     paths: dict[int, str] = {}
-    dim = len(query)
-    ids = sorted(candidates)
-    with Session(catalog.engine) as s:
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            rows = s.execute(
-                select(Vector.id, Vector.media_id, Vector.space, Vector.embedding, Region.x1, Region.y1,
-                       Region.x2, Region.y2, Region.label, Media.path, Media.width, Media.height)
-                .join(Media, Media.id == Vector.media_id)
-                .outerjoin(Region, Region.vector_id == Vector.id)
-                .where(Vector.media_id.in_(chunk), Vector.space.in_(spaces))
-            ).all()
-            if not rows:
-                continue
-            emb = np.frombuffer(b"".join(r.embedding for r in rows), dtype=np.float32).reshape(len(rows), dim)
-            scores = emb @ query
-            per_media: dict[int, list[int]] = defaultdict(list)
-            for i, r in enumerate(rows):
-                per_media[r.media_id].append(i)
-            for mid, idx in per_media.items():
-                # ties go to the region: it says more than the full frame
-                i = max(idx, key=lambda j: (float(scores[j]), rows[j].space == REGION_SPACE))
-                r = rows[i]
-                paths[mid] = r.path
-                if r.space == REGION_SPACE:
-                    box, whole = (r.x1, r.y1, r.x2, r.y2), False
-                else:
-                    box, whole = (0.0, 0.0, float(r.width or 0), float(r.height or 0)), True
-                best[mid] = (float(scores[i]), int(r.id), tuple(float(v) for v in box), r.label, whole)
+    with catalog.reading() as r:
+        photos = store.candidate_vectors(r, candidates, spaces)
+    for mid, photo in photos.items():
+        scores = photo.embeddings @ query
+        # ties go to the region: it says more than the full frame
+        i = max(range(len(photo.vectors)), key=lambda j: (float(scores[j]), photo.vectors[j].space == REGION_SPACE))
+        vector = photo.vectors[i]
+        paths[mid] = photo.path
+        if vector.box is not None:
+            box, whole = vector.box, False
+        else:
+            box, whole = (0.0, 0.0, float(photo.width), float(photo.height)), True
+        best[mid] = (float(scores[i]), vector.vector_id, tuple(float(v) for v in box), vector.label, whole)
     ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:k]
     return [RegionHit(mid, paths[mid], score, rank, vid, box, label, whole)
             for rank, (mid, (score, vid, box, label, whole)) in enumerate(ranked, start=1)]
 
 
-__all__ = ["RegionHit", "search_regions", "has_regions"]
+def best_region(catalog: Catalog, media_id: int, query: np.ndarray) -> tuple[tuple[float, float, float, float], float] | None:
+    """(box, cosine) of the photo's region closest to ``query``; None when it has no regions."""
+    if not has_regions(catalog):
+        return None
+    with catalog.reading() as r:
+        boxes = store.region_boxes(r, media_id)
+    if not boxes:
+        return None
+    ids, vectors = catalog.vectors(REGION_SPACE, list(boxes))
+    if not len(ids):
+        return None
+    scores = vectors @ np.asarray(query, np.float32).reshape(-1)
+    i = int(np.argmax(scores))
+    return tuple(float(v) for v in boxes[int(ids[i])]), float(scores[i])
+
+
+__all__ = ["RegionHit", "search_regions", "has_regions", "best_region"]

@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 import vsearch
 from vsearch.api import parse_weighted
+from vsearch.fsutil import display_path
 from vsearch.serve.auth import TOKEN_FILENAME, BearerToken, load_or_create_token
 from vsearch.serve.errors import ApiError, error_response, install_error_handlers
 from vsearch.serve.limits import BodySizeLimit, WorkQueue
@@ -137,7 +138,8 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         return data
 
     def hit_json(hit) -> Hit:
-        return Hit(media_id=hit.media_id, path=hit.path, name=os.path.basename(hit.path), score=round(hit.score, 6),
+        path = display_path(hit.path)  # JSON cannot carry a file name's undecodable bytes
+        return Hit(media_id=hit.media_id, path=path, name=os.path.basename(path), score=round(hit.score, 6),
                    rank=hit.rank, thumbnail=f"/v1/media/{hit.media_id}/thumbnail")
 
     faces_router = None

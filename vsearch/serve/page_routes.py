@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import FileResponse, Response
 
+from vsearch.fsutil import display_path
 from vsearch.serve import photo_info
 from vsearch.serve.errors import ApiError
 from vsearch.serve.limits import WorkQueue
@@ -56,6 +57,7 @@ class DuplicatesCache:
             body = find_duplicates(self.catalog, threshold=threshold).to_json()
             for group in body["groups"]:
                 for copy in (group["best"], *group["others"]):
+                    copy["path"] = display_path(copy["path"])  # JSON cannot carry undecodable bytes
                     copy["name"] = os.path.basename(copy["path"])
                     copy["thumbnail"] = f"/v1/media/{copy['media_id']}/thumbnail"
             self._key, self._body = key, body
@@ -85,7 +87,7 @@ def photo_router(catalog, queue: WorkQueue) -> APIRouter:
         kind = mimetypes.guess_type(media.path)[0] or ""
         if not kind.startswith("image/") or kind == "image/svg+xml":
             kind = "application/octet-stream"  # downloaded, never rendered as a page
-        return FileResponse(media.path, media_type=kind, filename=os.path.basename(media.path),
+        return FileResponse(media.path, media_type=kind, filename=os.path.basename(display_path(media.path)),
                             content_disposition_type="inline", headers=ORIGINAL_HEADERS)
 
     @router.get("/v1/tags", response_model=TagsBody, tags=["search"], responses=error_responses(503))

@@ -3,7 +3,7 @@
 The tagging config (labels, templates, threshold) is kept in the catalog's meta table, so photos
 indexed later, or re-embedded because they changed, are tagged the same way after each index run.
 Tags hang off the image vector (foreign key, cascade): a changed file drops its old tags with its
-old vector; an unchanged file keeps them.
+old vector; an unchanged file keeps them. Their SQL is in :mod:`vsearch.tags.store`.
 """
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
-from vsearch.catalog import IMAGE_SPACE, vectors_from_blobs as _from_blobs, writes_catalog
-from vsearch.schema import Tag, TagRun, Vector
+from vsearch.catalog import IMAGE_SPACE, writes_catalog
+from vsearch.tags import store
 from vsearch.zeroshot import ClassifierCache, calibration_for, label_presence, label_thresholds
 
 TAGGING_META = "tagging.config"
@@ -65,9 +63,8 @@ def tag_collection(collection, config: TaggingConfig, batch_size: int = 4096) ->
     """Store ``config`` and (re)tag every photo of the collection with it."""
     catalog = collection.catalog
     catalog.set_meta(TAGGING_META, config.to_json())
-    with Session(catalog.engine) as s, s.begin():  # a new label set replaces the old tags
-        s.execute(delete(Tag))
-        s.execute(delete(TagRun))
+    with catalog.transaction() as tx:  # a new label set replaces the old tags
+        store.clear(tx)
     return tag_pending(collection, batch_size)
 
 
@@ -81,64 +78,56 @@ def tag_pending(collection, batch_size: int = 4096) -> TagSummary:
     encoder = collection.encoder
     classifier = ClassifierCache().get(encoder, config.labels, config.templates)
     thresholds, scale = config.thresholds_and_scale(encoder)
-    dim = catalog.space_model(IMAGE_SPACE)[1]
     tagged = stored = 0
     counts: dict[str, int] = {}
     while True:
-        with Session(catalog.engine) as s:
-            done = select(TagRun.vector_id)
-            rows = s.execute(
-                select(Vector.id, Vector.embedding)
-                .where(Vector.space == IMAGE_SPACE, Vector.id.not_in(done))
-                .limit(batch_size)
-            ).all()
-        if not rows:
+        with catalog.reading() as r:
+            ids, vectors = store.untagged(r, batch_size)
+        if not ids:
             break
-        ids = [r[0] for r in rows]
-        probs = label_presence(_from_blobs([r[1] for r in rows], dim), classifier, thresholds, scale)
-        with Session(catalog.engine) as s, s.begin():
-            for vid, p in zip(ids, probs):
-                order = np.argsort(-p)[: config.max_tags]
-                for j in order:
-                    if p[j] >= config.threshold:
-                        s.add(Tag(vector_id=vid, label=config.labels[j], score=float(p[j])))
-                        counts[config.labels[j]] = counts.get(config.labels[j], 0) + 1
-                        stored += 1
-                s.add(TagRun(vector_id=vid))
+        probs = label_presence(vectors, classifier, thresholds, scale)
+        tags = []
+        for vid, p in zip(ids, probs):
+            for j in np.argsort(-p)[: config.max_tags]:
+                if p[j] >= config.threshold:
+                    tags.append((vid, config.labels[j], float(p[j])))
+                    counts[config.labels[j]] = counts.get(config.labels[j], 0) + 1
+        with catalog.transaction() as tx:
+            store.add_tags(tx, ids, tags)
+        stored += len(tags)
         tagged += len(ids)
     return TagSummary(tagged, stored, counts)
 
 
 def vector_ids_with_tags(catalog, tags: Sequence[str]) -> np.ndarray:
     """Image vector ids carrying every one of ``tags`` (case-insensitive)."""
-    result: set[int] | None = None
-    with Session(catalog.engine) as s:
-        for tag in tags:
-            ids = {int(i) for i in s.scalars(select(Tag.vector_id).where(Tag.label.ilike(tag.strip())))}
-            result = ids if result is None else result & ids
-    return np.asarray(sorted(result or ()), dtype=np.int64)
+    with catalog.reading() as r:
+        ids = store.vector_ids_with_tags(r, tags)
+    return np.asarray(sorted(ids), dtype=np.int64)
 
 
 def tags_of(catalog, vector_ids: Sequence[int]) -> dict[int, list[tuple[str, float]]]:
-    out: dict[int, list[tuple[str, float]]] = {}
-    ids = [int(i) for i in vector_ids]
-    with Session(catalog.engine) as s:
-        for start in range(0, len(ids), 900):
-            for vid, label, score in s.execute(
-                select(Tag.vector_id, Tag.label, Tag.score).where(Tag.vector_id.in_(ids[start : start + 900]))
-                .order_by(Tag.score.desc())
-            ):
-                out.setdefault(vid, []).append((label, score))
-    return out
+    """Vector id -> its (label, score) tags, best first."""
+    with catalog.reading() as r:
+        return store.tags_of(r, vector_ids)
+
+
+def photo_tags(catalog, media_id: int) -> list[tuple[str, float]]:
+    """(label, score) of a photo's tags, best first."""
+    with catalog.reading() as r:
+        return store.photo_tags(r, media_id)
+
+
+def stored_tag_counts(catalog) -> list[tuple[str, int]]:
+    """Every stored tag with the number of photos carrying it, most common first."""
+    with catalog.reading() as r:
+        return store.label_counts(r)
 
 
 def tag_counts(catalog) -> list[tuple[str, int]]:
     """Every label of the stored tagging config (and any other stored tag) with its photo count,
     most used first; labels no photo reached are listed with 0."""
-    from sqlalchemy import func
-
-    with Session(catalog.engine) as s:
-        counts = dict(s.execute(select(Tag.label, func.count()).group_by(Tag.label)).all())
+    counts = dict(stored_tag_counts(catalog))
     raw = catalog.get_meta(TAGGING_META)
     if raw is not None:
         for label in TaggingConfig.from_json(raw).labels:

@@ -2,6 +2,7 @@
 
 Captions are embedded with the text side of the catalog's model, so an image's vector can be
 compared with them directly (best captions for an image) and so can a text (similar captions).
+Their SQL is in :mod:`vsearch.captions.store`.
 """
 from __future__ import annotations
 
@@ -11,14 +12,11 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
+from vsearch.captions import store
+from vsearch.captions.store import CAPTION_SPACE
 from vsearch.catalog import writes_catalog
 from vsearch.errors import QueryError, VSearchError
-from vsearch.schema import Caption
-
-CAPTION_SPACE = "caption"
 
 
 class CaptionFileError(VSearchError):
@@ -126,28 +124,22 @@ def add_captions(collection, path: str, caption_set: str | None = None, batch_si
     for start in range(0, len(usable), batch_size):
         chunk = usable[start : start + batch_size]
         vectors = collection.encoder.encode_text([c.text for c in chunk])
-
-        def attach(session, _ids, chunk=chunk, vectors=vectors):
-            ids = catalog.new_vector_rows(session, CAPTION_SPACE, vectors, [None] * len(chunk))
-            session.add_all([Caption(caption_set=caption_set, ext_id=c.ext_id, text=c.text, image_ref=c.image_ref,
-                                     vector_id=vid) for c, vid in zip(chunk, ids)])
-            return [(CAPTION_SPACE, vectors, ids)]
-
-        catalog.attach([], attach)
+        with catalog.transaction() as tx:
+            store.add_captions(tx, caption_set, chunk, vectors)
         summary.added += len(chunk)
     catalog.save()
     return summary
 
 
 def caption_sets(catalog) -> list[tuple[str, int]]:
-    with Session(catalog.engine) as s:
-        return [(n, c) for n, c in s.execute(select(Caption.caption_set, func.count()).group_by(Caption.caption_set))]
+    with catalog.reading() as r:
+        return store.caption_sets(r)
 
 
 @writes_catalog(lambda catalog, *a, **k: catalog)
 def remove_caption_set(catalog, caption_set: str) -> int:
-    with Session(catalog.engine) as s:
-        ids = list(s.scalars(select(Caption.vector_id).where(Caption.caption_set == caption_set)))
+    with catalog.reading() as r:
+        ids = store.set_vector_ids(r, caption_set)
     if ids:
         catalog.remove_vectors(CAPTION_SPACE, ids)  # captions rows go by cascade
         catalog.save()
@@ -155,22 +147,22 @@ def remove_caption_set(catalog, caption_set: str) -> int:
 
 
 def _hits(catalog, scores: np.ndarray, ids: np.ndarray) -> list[CaptionHit]:
-    wanted = [int(i) for i in ids if i >= 0]
-    with Session(catalog.engine) as s:
-        rows = {c.vector_id: c for c in s.scalars(select(Caption).where(Caption.vector_id.in_(wanted)))}
+    with catalog.reading() as r:
+        rows = store.captions_of(r, [int(i) for i in ids if i >= 0])
     hits = []
     for score, vid in zip(scores, ids):
         c = rows.get(int(vid))
         if c is not None:
-            hits.append(CaptionHit(c.id, c.text, float(score), len(hits) + 1, c.caption_set, c.ext_id, c.image_ref))
+            caption_id, text, caption_set, ext_id, image_ref = c
+            hits.append(CaptionHit(caption_id, text, float(score), len(hits) + 1, caption_set, ext_id, image_ref))
     return hits
 
 
 def _allowed(catalog, caption_set: str | None):
     if caption_set is None:
         return None
-    with Session(catalog.engine) as s:
-        return np.asarray(list(s.scalars(select(Caption.vector_id).where(Caption.caption_set == caption_set))), np.int64)
+    with catalog.reading() as r:
+        return np.asarray(store.set_vector_ids(r, caption_set), np.int64)
 
 
 def search_captions_by_vector(collection, vector: np.ndarray, k: int = 5, caption_set: str | None = None) -> list[CaptionHit]:
