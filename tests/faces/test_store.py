@@ -6,13 +6,12 @@ import pytest
 from tests.faces.conftest import unit_rows
 from vsearch.catalog import Catalog
 from vsearch.faces import store
-from vsearch.faces.schema import ENROLLED_SPACE, ensure_face_tables
+from vsearch.faces.schema import ENROLLED_SPACE
 
 
 @pytest.fixture
 def catalog(tmp_path):
     cat = Catalog(tmp_path / "db")
-    ensure_face_tables(cat)
     cat.bind_space(ENROLLED_SPACE, "e", 8)
     yield cat
     cat.engine.dispose()

@@ -1,11 +1,9 @@
 """Faces: detection, alignment, embedding, enrollment, verification, identification, clustering
 and calibration.
 
-Importing this package registers the face tables on the catalog's schema, so a
-:class:`~vsearch.catalog.Catalog` constructed afterwards creates them; models load only when a
-:class:`FacePipeline` is built.
+The face tables (``schema.py``) are created and versioned by the catalog when it opens, whether
+or not this package was imported; models load only when a :class:`FacePipeline` is built.
 """
-from vsearch.faces import schema as _schema  # noqa: F401  (registers the tables)
 from vsearch.faces.errors import FaceError, MultipleFacesError, NoFaceError, UnknownPersonError
 from vsearch.faces.schema import ENROLLED_SPACE, FACE_SPACE
 

@@ -15,7 +15,7 @@ from vsearch.extractors import register_extractor
 from vsearch.faces import store
 from vsearch.faces.errors import FaceError
 from vsearch.faces.pipeline import INDEX_CONFIG, FacePipeline, load_pipeline
-from vsearch.faces.schema import FACE_SPACE, ensure_face_tables
+from vsearch.faces.schema import FACE_SPACE
 from vsearch.faces.types import FoundFace
 
 
@@ -37,7 +37,6 @@ class FaceExtractor:
     def prepare(self, catalog) -> None:
         from vsearch.faces.service import recorded_embedder
 
-        ensure_face_tables(catalog)
         recorded = recorded_embedder(catalog)
         if self._pipeline is None and recorded:  # keep embedding with the model the catalog holds
             self._pipeline = load_pipeline(self.detector_name, recorded, self.device, INDEX_CONFIG)

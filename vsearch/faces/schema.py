@@ -74,9 +74,3 @@ FACE_TABLES = [Face.__table__, FaceScan.__table__, Person.__table__, Template.__
 # appends a step here: SCHEMA.steps[k - 1] takes the tables from version k to k + 1.
 SCHEMA = VersionedTables("faces", tuple(FACE_TABLES), steps=())
 
-
-def ensure_face_tables(catalog) -> None:
-    """Create any face table missing from ``catalog`` (idempotent). The catalog already creates
-    and versions them when it opens; this only guards callers handed an engine whose tables
-    were dropped since."""
-    Base.metadata.create_all(catalog.engine, tables=FACE_TABLES)

@@ -24,7 +24,7 @@ from vsearch.faces.cluster import cluster_faces
 from vsearch.faces.errors import MultipleFacesError, NoFaceError, UnknownPersonError
 from vsearch.faces.impostors import ImpostorModel
 from vsearch.faces.pipeline import ENROLL_CONFIG, INDEX_CONFIG, FacePipeline, ImageSource, load_pipeline
-from vsearch.faces.schema import ENROLLED_SPACE, FACE_SPACE, ensure_face_tables
+from vsearch.faces.schema import ENROLLED_SPACE, FACE_SPACE
 from vsearch.faces.types import FaceResult
 from vsearch.search import catalog_searcher, top_media
 
@@ -99,7 +99,6 @@ class FaceService:
 
     def __init__(self, catalog: Catalog, pipeline: FacePipeline | None = None, detector: str = "hog",
                  embedder: str | None = None, device: str = "cpu"):
-        ensure_face_tables(catalog)
         self.catalog = catalog
         recorded = recorded_embedder(catalog)
         if pipeline is None:

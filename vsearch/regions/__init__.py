@@ -12,8 +12,8 @@
 | ``detect`` | open-vocabulary detection: proposals scored against label texts |
 | ``metrics`` | IoU, NMS, Pascal VOC AP and mAP |
 
-Importing this package registers the region tables with the catalog schema, so a catalog opened
-afterwards creates them; the indexer also creates them on first use (``schema.ensure_tables``).
+The region tables (``schema.py``) are created and versioned by the catalog when it opens, whether
+or not this package was imported.
 """
 from vsearch.regions.base import RegionError, Regions, RegionSource
 from vsearch.regions.schema import REGION_SPACE, Region, RegionRun

@@ -21,7 +21,7 @@ from vsearch.extractors import register_extractor
 from vsearch.regions.base import RegionError, RegionSource, Regions
 from vsearch.regions.crops import embed_regions, encode_mask
 from vsearch.regions.proposals import DEFAULT_MAX_REGIONS, ProposalConfig, ProposalSource
-from vsearch.regions.schema import REGION_SPACE, ensure_tables
+from vsearch.regions.schema import REGION_SPACE
 from vsearch.regions import store
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,6 @@ class RegionIndexer:
 
     # -- RegionExtractor -------------------------------------------------------------------------
     def prepare(self, catalog: Catalog) -> None:
-        ensure_tables(catalog.engine)
         recorded = catalog.space_model(IMAGE_SPACE)
         if recorded is None:
             raise CatalogError("regions are embedded with the catalog's image model, and none is recorded yet")

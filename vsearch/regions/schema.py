@@ -51,11 +51,5 @@ class RegionRun(Base):
 SCHEMA = VersionedTables("regions", (Region.__table__, RegionRun.__table__), steps=())
 
 
-def ensure_tables(engine) -> None:
-    """Create any region table missing from the database (idempotent). The catalog already
-    creates and versions them when it opens; this only guards an engine whose tables were
-    dropped since."""
-    Base.metadata.create_all(engine, tables=list(SCHEMA.tables))
 
-
-__all__ = ["Region", "RegionRun", "REGION_SPACE", "SCHEMA", "ensure_tables"]
+__all__ = ["Region", "RegionRun", "REGION_SPACE", "SCHEMA"]
