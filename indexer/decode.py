@@ -132,6 +132,3 @@ def collate_decoded(items: list[DecodedFile]) -> tuple[list[DecodedFile], torch.
         out.append(item)
     return out, stacked
 
-
-# the names indexer.pipeline imports
-_Item, _DecodeDataset, _collate = DecodedFile, DecodeDataset, collate_decoded

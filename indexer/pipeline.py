@@ -16,7 +16,7 @@ from typing import Any, Protocol, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from indexer.decode import VANISHED, ExtractInput, _collate, _DecodeDataset, _Item  # noqa: F401  (re-exported)
+from indexer.decode import VANISHED, DecodeDataset, DecodedFile, ExtractInput, collate_decoded  # noqa: F401  (ExtractInput re-exported)
 from indexer.gpu_decode import select_decoder
 from indexer.scan import FileEntry, ScanOptions, ScanResult, scan_paths
 from vsearch.catalog import IMAGE_SPACE, Catalog, MediaRecord, Transaction, rows_refused
@@ -231,7 +231,7 @@ def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpo
     progress.start(len(todo) + len(revisit))
     keep = _kept_rows(scan, known, prune_missing, summary)
     gone_ids = {s.id for p, s in known.items() if p not in seen and p not in keep}
-    dataset = _DecodeDataset(
+    dataset = DecodeDataset(
         todo + [e for e, _ in revisit], encoder.preprocess, draft_size=encoder.info.image_size,
         extract_side=max((x.max_side for x in extractors), default=0),
         media_ids=[None] * len(todo) + [m for _, m in revisit],
@@ -240,7 +240,7 @@ def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpo
     decoder = select_decoder(encoder, extract_side=dataset.extract_side)
     loader = DataLoader(
         decoder.wrap(dataset) if decoder else dataset, batch_size=batch_size, num_workers=workers,
-        collate_fn=decoder.collate if decoder else _collate,
+        collate_fn=decoder.collate if decoder else collate_decoded,
         worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
         # page-locked batches let the host→GPU copy overlap the previous batch's encoding
         pin_memory=str(getattr(encoder, "device", "cpu")).startswith("cuda"),
@@ -267,7 +267,7 @@ def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpo
     return summary
 
 
-def _run_extractors(extractors, items: list[_Item], summary: IndexSummary) -> list[dict[str, Any]]:
+def _run_extractors(extractors, items: list[DecodedFile], summary: IndexSummary) -> list[dict[str, Any]]:
     """Model work of every extractor for every item (outside any transaction)."""
     payloads = []
     for item in items:
@@ -290,7 +290,7 @@ def _write_extracted(tx: Transaction, extractors, media_ids: Sequence[int], payl
             extractor.write(tx, media_id, per_item[extractor.name])
 
 
-def _process_batch(catalog: Catalog, encoder, batch: list[_Item], pixels: torch.Tensor | None, known,
+def _process_batch(catalog: Catalog, encoder, batch: list[DecodedFile], pixels: torch.Tensor | None, known,
                    gone_ids: set[int], summary: IndexSummary, extractors: Sequence[RegionExtractor] = ()) -> None:
     revisits = [i for i in batch if i.media_id is not None and not i.error]
     if revisits:  # already indexed: only the extractors have work to do
@@ -312,7 +312,7 @@ def _process_batch(catalog: Catalog, encoder, batch: list[_Item], pixels: torch.
     failures = [(rec, reason) for rec, reason in failures if not reason.startswith(VANISHED)]
     _one_by_one_on_error(lambda part: catalog.record_failures(part), failures, None)
 
-    to_encode: list[_Item] = []
+    to_encode: list[DecodedFile] = []
     for item in (i for i in batch if not i.error):
         state = known.get(item.entry.path)
         if state is not None and state.sha256 == item.record.sha256 and state.status == "indexed":
