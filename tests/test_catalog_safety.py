@@ -17,6 +17,7 @@ from indexer import index_paths
 from vsearch.catalog import Catalog, MediaRecord
 from vsearch.encoders import load_encoder
 from vsearch.errors import CatalogBusyError, StorageFullError
+from vsearch.vector_index import VectorIndex
 
 PG_URL = os.environ.get("VSEARCH_TEST_PG_URL")
 runner = CliRunner()
@@ -216,6 +217,36 @@ def test_verify_during_an_index_run_is_not_a_failure(tmp_path):
     writer.close()  # the run ends with its save: level
     r = invoke("verify", "--db", tmp_path / "db")
     assert r.exit_code == 0 and "ok" in r.output
+
+
+def test_a_reader_never_overwrites_a_running_writers_index_file(tmp_path):
+    """A search that levelled a lagging index in memory writes it back only while no writer runs."""
+    vecs = np.eye(8, dtype=np.float32)
+    records = [MediaRecord(f"/p/{i}.jpg", 1, 1.0, f"{i:064x}") for i in range(8)]
+    first = Catalog(tmp_path / "db")
+    first.bind_space("image", "m", 8)
+    first.add_media(records[:2], vecs[:2])
+    first.close()
+    writer = Catalog(tmp_path / "db")
+    writer.lock_for_writing()
+    writer.add_media(records[2:4], vecs[2:4])
+    reader = Catalog(tmp_path / "db")
+    assert len(reader.index("image").ids()) == 4  # levelled from SQL in memory
+    writer.add_media(records[4:], vecs[4:])
+    writer.save()  # the writer's newer file: 8 vectors
+    reader.close()  # an older copy (4): must not replace it
+    assert len(VectorIndex.load(str(writer.index_path("image")), 8).ids()) == 8
+    writer.close()
+    # with no writer running, a reader that levelled a lagging file saves it
+    lagging = Catalog(tmp_path / "db")
+    lagging.lock_for_writing()
+    lagging.add_media([MediaRecord("/p/8.jpg", 1, 1.0, f"{8:064x}")], vecs[:1])
+    lagging.release_writer()
+    lagging.engine.dispose()  # gone without saving, like a killed run
+    reader = Catalog(tmp_path / "db")
+    assert len(reader.index("image").ids()) == 9
+    reader.close()
+    assert len(VectorIndex.load(str(reader.index_path("image")), 8).ids()) == 9
 
 
 # -- file names that are not UTF-8 -----------------------------------------------------------------------

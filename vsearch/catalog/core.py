@@ -100,10 +100,26 @@ class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency):
 
     def close(self) -> None:
         try:
-            self.save()
+            self._save_on_close()
         finally:
             self.release_writer()
             self.engine.dispose()
+
+    def _save_on_close(self) -> None:
+        """Write the changed indexes: always for the writer; for a reader (a search that levelled
+        a lagging index in memory) only while no writer runs, so that an older copy never
+        replaces a running writer's newer file. Skipping is safe: loading levels from SQL."""
+        if not self._dirty or self.is_writer:
+            self.save()
+            return
+        try:
+            self.lock_for_writing(wait=False)
+        except CatalogError:  # busy (CatalogBusyError), or a folder this process cannot write
+            return
+        try:
+            self.save()
+        finally:
+            self.release_writer()
 
     def __enter__(self) -> "Catalog":
         return self
