@@ -98,9 +98,13 @@ class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency):
             keys = s.scalars(select(Meta.key).where(Meta.key.like("space.%.encoder"))).all()
         return sorted(k[len("space."):-len(".encoder")] for k in keys)
 
-    def close(self) -> None:
+    def close(self, save: bool = True) -> None:
+        """Release the writer lock and the database connections; with ``save``, first write the
+        changed indexes (see :meth:`_save_on_close`). ``save=False`` is for processes that only
+        read and leave every file as it is."""
         try:
-            self._save_on_close()
+            if save:
+                self._save_on_close()
         finally:
             self.release_writer()
             self.engine.dispose()

@@ -235,13 +235,7 @@ class CatalogRef:
         try:
             yield cat
         finally:
-            if save:
-                cat.close()
-            else:
-                try:
-                    cat.release_writer()
-                finally:
-                    cat.engine.dispose()
+            cat.close(save=save)
 
     @contextlib.contextmanager
     def collection(self, model: str = "auto", device: str = "cpu", create: bool | None = False,

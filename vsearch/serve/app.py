@@ -110,8 +110,8 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         yield
         if app.state.face_pool is not None:  # worker processes end with the server
             app.state.face_pool.close()
-        # not collection.close(): that saves indexes, and this server never writes the image index
-        collection.catalog.engine.dispose()
+        # this server never writes the image index: leave the files as they are
+        collection.catalog.close(save=False)
 
     app = FastAPI(
         lifespan=lifespan,
