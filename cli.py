@@ -182,7 +182,7 @@ def index(
     for root, why in summary.unavailable:
         err_console.print(f"[red]unavailable:[/] {escape(display_path(root))}: {escape(why)}", highlight=False, soft_wrap=True)
     if as_json:
-        print_json(_index_summary_json(summary, encoder.info.name))
+        print_json(summary.to_json())
     if summary.unavailable and not prune_missing:
         raise typer.Exit(1)
     if watch:
@@ -194,15 +194,6 @@ def index(
         err_console.print("[red]nothing could be indexed[/]" if summary.failed else
                           f"[red]no image files found under[/] {escape(' '.join(paths))}")
         raise typer.Exit(1)
-
-
-def _index_summary_json(summary, model: str) -> dict:
-    from dataclasses import asdict
-
-    d = asdict(summary)
-    d["failed"] = [{"path": path, "reason": reason} for path, reason in summary.failed]
-    d.update(model=model, indexed_ok=summary.indexed_ok, images_per_second=round(summary.images_per_second, 3))
-    return d
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, Sequence
 
 import torch
@@ -83,6 +83,7 @@ class IndexSummary:
     skipped_by_extension: int = 0  # files that are not images by their extension
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"decode_wait": 0.0, "encode": 0.0, "write": 0.0})
+    model: str = ""  # the encoder the photos were embedded with
 
     @property
     def indexed_ok(self) -> int:
@@ -91,6 +92,14 @@ class IndexSummary:
     @property
     def images_per_second(self) -> float:
         return self.added / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict:
+        """What `vsearch index --json` prints: every field, failures as {path, reason}, and the
+        derived figures."""
+        d = asdict(self)
+        d["failed"] = [{"path": path, "reason": reason} for path, reason in self.failed]
+        d.update(indexed_ok=self.indexed_ok, images_per_second=round(self.images_per_second, 3))
+        return d
 
 
 def _worker_init(_worker_id: int) -> None:
@@ -191,7 +200,7 @@ def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpo
         workers = max(1, min(4, (os.cpu_count() or 2) - 1))
     catalog.bind_space(IMAGE_SPACE, encoder.info.name, encoder.info.dim)
     catalog.index(IMAGE_SPACE)  # load and, after a crash, bring level with SQL before adding
-    summary = IndexSummary()
+    summary = IndexSummary(model=encoder.info.name)
 
     scan = scan_paths(paths, scan_options)
     summary.skipped_by_extension = scan.skipped_by_extension

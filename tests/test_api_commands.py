@@ -146,3 +146,70 @@ def test_evaluation_results_carry_what_eval_json_prints(photo_dir, tmp_path, pac
     assert r.exit_code == 0, r.output
     result = evaluate_retrieval(packaged_encoder, read_pairs(str(pairs)))
     assert json.loads(json.dumps(result.to_json())) == json.loads(r.stdout)
+
+
+def _without_times(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k not in ("seconds", "timings", "images_per_second")}
+
+
+def test_index_tag_tags_and_captions_results_carry_what_their_json_prints(photo_dir, tmp_path, packaged_encoder):
+    from vsearch.captions import captions_for_image, search_captions
+    from vsearch.tags import TaggingConfig, tag_collection, tag_counts
+    from vsearch.zeroshot import load_templates
+
+    db = tmp_path / "db"
+    r = invoke("index", photo_dir, "--db", db, "--model", "packaged", "--workers", "0", "-q", "--json")
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout)
+    with vsearch.open(tmp_path / "again", model="packaged") as coll:
+        summary = coll.index([str(photo_dir)], workers=0)
+    assert summary.model == packaged_encoder.info.name == printed["model"]
+    assert list(summary.to_json()) == list(printed)  # the same keys in the same order
+    assert _without_times(summary.to_json()) == _without_times(printed) and printed["added"] > 0
+
+    labels = ["cat", "horse", "coffee cup"]
+    r = invoke("tag", "--labels", ",".join(labels), "--json", "--db", db)
+    assert r.exit_code == 0, r.output
+    r_counts = invoke("tags", "--json", "--db", db)
+    captions = tmp_path / "captions.txt"
+    captions.write_text("a cat lying down\na cup of coffee\na rocket on its launch pad\n")
+    assert invoke("captions", "add", captions, "--db", db).exit_code == 0
+    r_search = invoke("captions", "search", "a cat", "-k", "2", "--json", "--db", db)
+    r_image = invoke("captions", "for-image", photo_dir / "rocket.jpg", "--json", "--db", db)
+    assert r_counts.exit_code == r_search.exit_code == r_image.exit_code == 0
+    with vsearch.open(db, create=False) as coll:
+        tagged = tag_collection(coll, TaggingConfig(tuple(labels), tuple(load_templates("default"))))
+        counts = tag_counts(coll.catalog)
+        by_text = search_captions(coll, "a cat", 2)
+        by_image = captions_for_image(coll, str(photo_dir / "rocket.jpg"))
+    assert tagged.to_json() == json.loads(r.stdout) and tagged.tagged == printed["added"]
+    assert [c.to_json() for c in counts] == json.loads(r_counts.stdout)
+    assert [(label, n) for label, n in counts] == [(c.label, c.photos) for c in counts]  # still unpacks as a pair
+    assert [h.to_json() for h in by_text] == json.loads(r_search.stdout) and len(by_text) == 2
+    assert [h.to_json() for h in by_image] == json.loads(r_image.stdout)
+    assert by_image[0].text == "a rocket on its launch pad"
+
+
+def test_detections_and_their_evaluation_carry_what_detect_json_prints(photo_dir, tmp_path, packaged_encoder):
+    from vsearch.images import decode_image
+    from vsearch.regions.detect import detect
+    from vsearch.regions.metrics import evaluate_detection_files
+    from vsearch.regions.proposals import ProposalConfig, ProposalSource
+
+    image = photo_dir / "chelsea.jpg"
+    r = invoke("detect", image, "--labels", "cat,tripod", "--model", "packaged", "--proposals", 12, "--json")
+    assert r.exit_code == 0, r.output
+    found = detect(packaged_encoder, decode_image(str(image)).image, ["cat", "tripod"],
+                   proposals=ProposalSource(ProposalConfig(max_regions=12)))
+    assert [d.to_json(str(image)) for d in found] == json.loads(r.stdout) and found[0].label == "cat"
+
+    predictions = tmp_path / "pred.json"
+    predictions.write_text(r.stdout)
+    truth = tmp_path / "gt.json"
+    truth.write_text(json.dumps([{"image": str(image), "label": "cat", "box": found[0].box},
+                                 {"image": str(image), "label": "dog", "box": [0, 0, 10, 10]}]))
+    r = invoke("eval", "detect", truth, predictions, "--json")
+    assert r.exit_code == 0, r.output
+    report = evaluate_detection_files(str(truth), str(predictions))
+    assert report.to_json() == json.loads(r.stdout)
+    assert report.eleven_point["cat"] == 1.0 and report.mean_ap == pytest.approx(0.5)

@@ -40,6 +40,26 @@ class TrainOutcome:
     report_paths: tuple[str, str] | None
     warnings: list[str] = field(default_factory=list)  # about the held-out set (see held_out_warnings)
 
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(path, reason) of every image that could not be used, training and held-out."""
+        return self.train.skipped + (self.val.skipped if self.val is not None else [])
+
+    def to_json(self) -> dict:
+        """What `vsearch train --json` prints: the held-out report without its ROC curve (that is
+        in the report file)."""
+        held_out = self.report.to_dict() if self.report is not None else None
+        if held_out and held_out.get("verification"):
+            held_out["verification"].pop("roc", None)
+        return {
+            "model": self.model_path, "steps": self.fit.steps, "seconds": round(self.fit.seconds, 3),
+            "empty_batches": self.fit.empty_batches, "train_images": len(self.train),
+            "train_classes": list(self.train.class_names),
+            "held_out": held_out, "warnings": self.warnings,
+            "report_files": list(self.report_paths) if self.report_paths else None,
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+        }
+
 
 def resolve_image_size(cfg: TrainConfig, listed: LabelledPaths) -> tuple[TrainConfig, int, str]:
     """``cfg`` with ``image_size`` set: as given, else chosen from the data (capped by the

@@ -14,7 +14,6 @@ from typing import Sequence
 
 from vsearch.errors import VSearchError
 from vsearch.fsutil import is_hidden_file, is_hidden_or_system_folder
-from vsearch.images import is_image_path
 
 
 class DatasetError(VSearchError):
@@ -61,6 +60,8 @@ def folder_per_class(root: str, member: str = "class") -> LabelledPaths:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as exc:
         raise DatasetError(f"{root}: cannot read folder: {exc.strerror or exc}") from None
+    from vsearch.images import is_image_path  # here: `vsearch --help` imports this module (DatasetError), not numpy
+
     for entry in entries:
         try:
             is_dir = entry.is_dir()  # follows a symlinked class folder
@@ -82,6 +83,8 @@ def folder_per_class(root: str, member: str = "class") -> LabelledPaths:
 def _images_under(folder: str, problems: list[tuple[str, str]]) -> list[str]:
     """Image files under ``folder``, top-down; symlinked folders are followed, each real folder
     once (a link back up does not loop)."""
+    from vsearch.images import is_image_path
+
     found: list[str] = []
     seen: set[tuple[int, int]] = set()
 

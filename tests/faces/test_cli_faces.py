@@ -137,3 +137,30 @@ def test_index_faces_search_face_cluster_name(tmp_path, face_images, tiny_clip_s
     assert r.exit_code == 0
     r = run("faces", "name", "7", "x", "--db", d)
     assert r.exit_code == 2 and "no cluster 7" in r.output
+
+
+def test_face_results_carry_what_list_identify_and_cluster_json_print(db, face_images, tmp_path, tiny_clip_spec):
+    from vsearch.catalog import Catalog
+    from vsearch.faces.service import FaceService
+
+    album = tmp_path / "album"
+    album.mkdir()
+    for n in ["obama2.jpg", "obama3.jpg", "biden.jpg"]:
+        shutil.copy(os.path.join(face_images, n), album / n)
+    assert run("faces", "enroll", "biden", os.path.join(face_images, "biden.jpg"), "--db", db).exit_code == 0
+    assert run("index", album, "--faces", "--db", db, "--model", tiny_clip_spec, "-w", "0", "-q").exit_code == 0
+    listed = run("faces", "list", "--json", "--db", db)
+    identified = run("faces", "identify", os.path.join(face_images, "obama.jpg"), "-k", "2", "--json", "--db", db)
+    clustered = run("faces", "cluster", "--json", "--db", db)
+    assert listed.exit_code == identified.exit_code == clustered.exit_code == 0
+    catalog = Catalog(db, create=False)
+    try:
+        svc = FaceService(catalog)
+        people, found, groups = svc.people(), svc.identify(os.path.join(face_images, "obama.jpg"), k=2), svc.cluster()
+    finally:
+        catalog.close()
+    assert [p.to_json() for p in people] == json.loads(listed.stdout)
+    assert [f.to_json() for f in found] == json.loads(identified.stdout)
+    assert found[0].name == "obama" and [c.name for c in found[0].candidates] == ["obama", "biden"]
+    assert [g.to_json() for g in groups] == json.loads(clustered.stdout)
+    assert groups[0].photos == [str(album / "obama2.jpg"), str(album / "obama3.jpg")]

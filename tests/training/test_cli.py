@@ -152,3 +152,24 @@ def test_train_output_in_a_missing_folder_fails_before_any_work(tmp_path, digits
     r = invoke("train", digits, "--out", tmp_path / "no" / "m.pt", *TINY)
     assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "no").exists()
+
+
+def test_train_outcome_carries_what_train_json_prints(digits, tmp_path):
+    from training.config import TrainConfig
+    from training.run import run
+
+    out = tmp_path / "m.pt"
+    r = invoke("train", digits, "--out", out, "--json", *TINY)
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout)
+    for written in tmp_path.glob("m.*"):  # the same run again from Python, into the same files
+        written.unlink()
+    outcome = run(TrainConfig(data=str(digits), out=str(out), backbone="vsearch_tiny_cnn", image_size=8,
+                              embedding_dim=16, epochs=2, steps_per_epoch=4, classes_per_batch=4, samples_per_class=4,
+                              lr=3e-3, val_classes=["7", "8", "9"]))
+    got = outcome.to_json()
+    assert list(got) == list(printed) and "roc" not in got["held_out"]["verification"]
+    for d in (got, printed, got["held_out"], printed["held_out"]):
+        d.pop("seconds")  # the only figures that differ between two runs of a seeded training
+    assert json.loads(json.dumps(got)) == printed
+    assert printed["model"] == str(out) and printed["train_classes"] == [str(c) for c in range(7)]

@@ -40,6 +40,11 @@ class CaptionHit:
     ext_id: str | None
     image_ref: str | None
 
+    def to_json(self) -> dict:
+        """One caption as `vsearch captions search --json` and `for-image --json` print it."""
+        return {"caption": self.text, "score": round(self.score, 6), "set": self.caption_set, "id": self.ext_id,
+                "image": self.image_ref}
+
 
 @dataclass
 class AddCaptionsSummary:

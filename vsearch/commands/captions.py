@@ -18,8 +18,7 @@ JsonOpt = Annotated[bool, json_flag("Print JSON.")]
 
 def _print_hits(hits, as_json: bool) -> None:
     if as_json:
-        print_json([{"caption": h.text, "score": round(h.score, 6), "set": h.caption_set, "id": h.ext_id,
-                     "image": h.image_ref} for h in hits])
+        print_json([h.to_json() for h in hits])
         return
     if not hits:
         err_console.print("no captions found")

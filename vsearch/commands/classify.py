@@ -131,12 +131,11 @@ def tag(
         overrides.update(learned)
         config = TaggingConfig(label_list, template_list, threshold, label_thresholds=tuple(overrides.items()))
         summary = tag_collection(coll, config)
-    counts = sorted(summary.counts.items(), key=lambda kv: -kv[1])
     if as_json:
-        print_json({"tagged": summary.tagged, "tags_stored": summary.labels_stored, "counts": dict(counts)})
+        print_json(summary.to_json())
         return
     console.print(f"tagged {summary.tagged} photos, {summary.labels_stored} tags stored")
-    for label, n in counts:
+    for label, n in summary.most_common():
         console.print(f"  {escape(label)}: {n}")
 
 
@@ -152,7 +151,7 @@ def tags_list(
     with CatalogRef(db, db_url).catalog() as catalog:
         counts = tag_counts(catalog)
     if as_json:
-        print_json([{"label": label, "photos": n} for label, n in counts])
+        print_json([c.to_json() for c in counts])
         return
     if not counts:
         console.print("no tags yet: run vsearch tag --labels \"cat,dog,beach\"")

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, check_output_file, console, err_console,
-                                     handle_errors, json_flag, resolve_device)
+                                     handle_errors, json_flag, print_json, resolve_device)
 from vsearch.errors import VSearchError
 
 faces_app = typer.Typer(help="Faces: enroll people, verify (face unlock), identify, cluster, calibrate.",
@@ -82,8 +82,7 @@ def list_people(db: DbOpt = None, db_url: DbUrlOpt = None,
         people = svc.people()
         threshold, calibrated = svc.threshold, bool(svc.calibration())
     if as_json:
-        print(json.dumps([{"name": p.name, "templates": p.templates, "faces_in_collection": p.faces_in_collection}
-                          for p in people], ensure_ascii=False))
+        print_json([p.to_json() for p in people])
         return
     if not people:
         say("nobody enrolled yet (vsearch faces enroll NAME PHOTO...)")
@@ -148,9 +147,7 @@ def identify(
             _json_error(exc)
         raise
     if as_json:
-        print(json.dumps([{"face_box": f.face_box, "name": f.name, "score": f.score,
-                           "candidates": [{"name": c.name, "score": round(c.score, 6)} for c in f.candidates]}
-                          for f in found], ensure_ascii=False))
+        print_json([f.to_json() for f in found])
         return
     for i, f in enumerate(found, 1):
         cands = ", ".join(f"{escape(c.name)} {c.score:.3f}" for c in f.candidates) or "nobody enrolled"
@@ -168,8 +165,7 @@ def cluster(
     with _faces(db, db_url) as svc:
         groups = svc.cluster(min_size=min_size)
     if as_json:
-        print(json.dumps([{"cluster": g.cluster, "size": g.size, "photos": g.photos} for g in groups],
-                         ensure_ascii=False))
+        print_json([g.to_json() for g in groups])
         return
     if not groups:
         say("no groups found (index photos with --faces first, or lower --min-size)")

@@ -39,9 +39,8 @@ def detect(
     from vsearch.encoders import load_encoder, resolve_auto
     from vsearch.fetch import local_image
     from vsearch.images import decode_image
-    from vsearch.regions.detect import annotate
     from vsearch.regions.detect import detect as run_detect
-    from vsearch.regions.detect import parse_labels
+    from vsearch.regions.detect import parse_labels, write_annotated
 
     names = parse_labels(labels)  # fail on bad labels before loading a model
     out = check_output_file(out, "--out")
@@ -60,19 +59,13 @@ def detect(
     found = run_detect(encoder, picture, names, threshold=threshold, max_detections=max_detections,
                        proposals=ProposalSource(ProposalConfig(max_regions=proposals)))
     if out:
-        from vsearch.regions.base import RegionError
-
-        try:
-            annotate(picture, found).save(out, format="PNG")
-        except (OSError, ValueError) as exc:
-            raise RegionError(f"cannot write {out}: {exc}") from None
+        write_annotated(picture, found, out)
         err_console.print(f"wrote {escape(out)}")
-    from vsearch.fetch import is_url
+    if as_json:  # the image as `vsearch eval detect` will match it: the URL, else the absolute path
+        from vsearch.fetch import is_url
 
-    path = image if is_url(image) else os.path.abspath(image)
-    if as_json:
-        print_json([{"image": path, "label": d.label, "score": round(d.score, 6),
-                     "box": [round(v, 2) for v in d.box]} for d in found])
+        path = image if is_url(image) else os.path.abspath(image)
+        print_json([d.to_json(path) for d in found])
         return
     if not found:
         err_console.print(f"nothing above {threshold} for {escape(', '.join(names))}")
@@ -91,55 +84,30 @@ def detect_eval(
     as_json: Annotated[bool, json_flag("Print the figures as JSON.")] = False,
 ) -> None:
     """Per-class Pascal VOC average precision (all-point and 11-point) and mAP of detections."""
-    from vsearch.regions.base import RegionError
-    from vsearch.regions.metrics import evaluate_detections, load_detections, load_ground_truth
+    from vsearch.regions.metrics import evaluate_detection_files
 
-    gt = load_ground_truth(ground_truth)
-    dets = load_detections(predictions)
-    gt_images = {g.image for g in gt}
-    det_images = {d.image for d in dets}
-    if dets and not det_images & gt_images:
-        raise RegionError(f"no image of {os.path.basename(predictions)} appears in {os.path.basename(ground_truth)} "
-                          f"(e.g. {sorted(det_images)[0]!r} vs {sorted(gt_images)[0] if gt_images else 'nothing'!r}): "
-                          "the 'image' fields must be written the same way in both files")
-    all_point = evaluate_detections(gt, dets, iou, "all")
-    eleven = {c.label: c.ap for c in evaluate_detections(gt, dets, iou, "11pt").per_class}
-    tag = f"mAP@{iou:g}"
+    report = evaluate_detection_files(ground_truth, predictions, iou)
     if as_json:
-        print_json({
-            "iou": iou,
-            "classes": [{"label": c.label, "ap": c.ap, "ap_11pt": eleven[c.label], "ground_truth": c.n_ground_truth,
-                         "detections": c.n_detections, "true_positives": c.true_positives, "recall": c.recall}
-                        for c in all_point.per_class],
-            "map": _none_if_nan(all_point.mean_ap),
-            "map_11pt": _none_if_nan(_mean([v for v in eleven.values() if v is not None])),
-        })
+        print_json(report.to_json())
         return
+    per_class, eleven = report.all_point.per_class, report.eleven_point
     columns = ("class", "AP", "AP (11-pt)", "ground truth", "detections", "true pos.", "recall")
     print_rows(columns, [[c.label, _fmt(c.ap), _fmt(eleven[c.label]), str(c.n_ground_truth), str(c.n_detections),
-                          str(c.true_positives), _fmt(c.recall)] for c in all_point.per_class],
+                          str(c.true_positives), _fmt(c.recall)] for c in per_class],
                justify=["left"] + ["right"] * (len(columns) - 1))
-    mean_11 = _mean([v for v in eleven.values() if v is not None])
-    if math.isnan(all_point.mean_ap):
+    tag = f"mAP@{iou:g}"
+    if math.isnan(report.mean_ap):
         console.print(f"{tag}: undefined (no ground-truth boxes)")
     else:
-        console.print(f"{tag} = {all_point.mean_ap:.4f} (all-point), {mean_11:.4f} (11-point) over "
-                      f"{sum(c.ap is not None for c in all_point.per_class)} classes", highlight=False)
-    missing = [c.label for c in all_point.per_class if c.ap is None]
+        console.print(f"{tag} = {report.mean_ap:.4f} (all-point), {report.mean_ap_11pt:.4f} (11-point) over "
+                      f"{sum(c.ap is not None for c in per_class)} classes", highlight=False)
+    missing = [c.label for c in per_class if c.ap is None]
     if missing:
         console.print(f"not scored (detections but no ground truth): {escape(', '.join(missing))}")
 
 
 def _fmt(v: float | None) -> str:
     return "—" if v is None else f"{v:.3f}"
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
-
-
-def _none_if_nan(x: float) -> float | None:
-    return None if math.isnan(x) else x  # JSON has no NaN
 
 
 __all__ = ["detect", "detect_eval"]

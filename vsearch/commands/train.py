@@ -179,7 +179,7 @@ def train_cmd(
     finally:
         bar.end_decoding()
 
-    for path, reason in outcome.train.skipped + (outcome.val.skipped if outcome.val is not None else []):
+    for path, reason in outcome.skipped:
         err_console.print(f"  [red]skipped[/] {escape(path)}: {escape(reason)}")
     if outcome.train.dropped_classes:
         err_console.print("  [yellow]classes with a single image, not trained on:[/] "
@@ -190,18 +190,7 @@ def train_cmd(
         f"{len(outcome.train.class_names)} classes; {fit.empty_batches} batch(es) had no valid tuple; "
         f"wrote {escape(outcome.model_path)} (use --model trained:{escape(outcome.model_path)})")
     if as_json:
-        held_out = outcome.report.to_dict() if outcome.report is not None else None
-        if held_out and held_out.get("verification"):
-            held_out["verification"].pop("roc", None)  # the curve is in the report file, not on stdout
-        print_json({
-            "model": outcome.model_path, "steps": fit.steps, "seconds": round(fit.seconds, 3),
-            "empty_batches": fit.empty_batches, "train_images": len(outcome.train),
-            "train_classes": list(outcome.train.class_names),
-            "held_out": held_out, "warnings": outcome.warnings,
-            "report_files": list(outcome.report_paths) if outcome.report_paths else None,
-            "skipped": [{"path": p, "reason": r} for p, r in outcome.train.skipped
-                        + (outcome.val.skipped if outcome.val is not None else [])],
-        })
+        print_json(outcome.to_json())
     elif outcome.report is not None:
         print_report(outcome.report)
     if outcome.report is not None:

@@ -60,6 +60,9 @@ class Candidate:
     name: str
     score: float
 
+    def to_json(self) -> dict:
+        return {"name": self.name, "score": round(self.score, 6)}
+
 
 @dataclass(frozen=True)
 class Identification:
@@ -70,6 +73,11 @@ class Identification:
     score: float | None
     candidates: list[Candidate]
 
+    def to_json(self) -> dict:
+        """One face as `vsearch faces identify --json` prints it."""
+        return {"face_box": self.face_box, "name": self.name, "score": self.score,
+                "candidates": [c.to_json() for c in self.candidates]}
+
 
 @dataclass(frozen=True)
 class PersonInfo:
@@ -78,12 +86,20 @@ class PersonInfo:
     created_at: float
     faces_in_collection: int
 
+    def to_json(self) -> dict:
+        """One person as `vsearch faces list --json` prints it."""
+        return {"name": self.name, "templates": self.templates, "faces_in_collection": self.faces_in_collection}
+
 
 @dataclass(frozen=True)
 class ClusterInfo:
     cluster: int
     size: int
     photos: list[str]  # a few example paths
+
+    def to_json(self) -> dict:
+        """One group as `vsearch faces cluster --json` prints it."""
+        return {"cluster": self.cluster, "size": self.size, "photos": self.photos}
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,12 @@ class Detection:
     score: float
     box: tuple[float, float, float, float]  # [x1, y1, x2, y2] in the image's pixels
 
+    def to_json(self, image: str) -> dict:
+        """One prediction record of ``image`` as `vsearch detect --json` prints it (the predictions
+        format :func:`vsearch.regions.metrics.load_detections` reads)."""
+        return {"image": image, "label": self.label, "score": round(self.score, 6),
+                "box": [round(v, 2) for v in self.box]}
+
 
 def parse_labels(labels: str | Sequence[str]) -> list[str]:
     """``"cat, cup"`` or ``["cat", "cup"]`` -> ``["cat", "cup"]`` (stripped, duplicates dropped)."""
@@ -95,5 +101,13 @@ def annotate(image: Image.Image, detections: Sequence[Detection]) -> Image.Image
     return draw_boxes(image, [d.box for d in detections], [f"{d.label} {d.score:.2f}" for d in detections], colours)
 
 
-__all__ = ["Detection", "detect", "score_regions", "annotate", "parse_labels", "DEFAULT_THRESHOLD", "DEFAULT_TEMPLATE",
+def write_annotated(image: Image.Image, detections: Sequence[Detection], path: str) -> None:
+    """:func:`annotate` saved as a PNG at ``path``; a file that cannot be written is a RegionError."""
+    try:
+        annotate(image, detections).save(path, format="PNG")
+    except (OSError, ValueError) as exc:
+        raise RegionError(f"cannot write {path}: {exc}") from None
+
+
+__all__ = ["Detection", "detect", "score_regions", "annotate", "write_annotated", "parse_labels", "DEFAULT_THRESHOLD", "DEFAULT_TEMPLATE",
            "DEFAULT_NMS_IOU", "DETECT_PROPOSALS"]

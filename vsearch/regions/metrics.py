@@ -124,6 +124,45 @@ class DetectionEval:
         return float(np.mean(aps)) if aps else math.nan
 
 
+@dataclass(frozen=True)
+class DetectionReport:
+    """One set of detections scored both ways: all-point AP per class (``all_point``) and the
+    11-point AP of the same classes beside it (``eleven_point``, label -> AP, None where undefined)."""
+
+    all_point: DetectionEval
+    eleven_point: dict[str, float | None]
+
+    @property
+    def iou_threshold(self) -> float:
+        return self.all_point.iou_threshold
+
+    @property
+    def mean_ap(self) -> float:
+        """All-point mAP (NaN when no class has ground truth)."""
+        return self.all_point.mean_ap
+
+    @property
+    def mean_ap_11pt(self) -> float:
+        aps = [ap for ap in self.eleven_point.values() if ap is not None]
+        return sum(aps) / len(aps) if aps else math.nan
+
+    def to_json(self) -> dict:
+        """What `vsearch eval detect --json` prints (an undefined mAP is null: JSON has no NaN)."""
+        return {
+            "iou": self.iou_threshold,
+            "classes": [{"label": c.label, "ap": c.ap, "ap_11pt": self.eleven_point[c.label],
+                         "ground_truth": c.n_ground_truth, "detections": c.n_detections,
+                         "true_positives": c.true_positives, "recall": c.recall}
+                        for c in self.all_point.per_class],
+            "map": _none_if_nan(self.mean_ap),
+            "map_11pt": _none_if_nan(self.mean_ap_11pt),
+        }
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
 def match_detections(detections: Sequence[DetectedBox], ground_truth: Sequence[GroundTruthBox],
                      iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
     """VOC matching for ONE class: ``(tp, fp, n_positives)`` with ``tp``/``fp`` 0/1 per detection
@@ -187,6 +226,29 @@ def evaluate_detections(ground_truth: Iterable[GroundTruthBox], detections: Iter
         ap = average_precision(recall, precision, method) if len(tp) else 0.0
         results.append(ClassAP(label, ap, n_pos, len(tp), int(tp.sum()), float(recall[-1]) if len(tp) else 0.0))
     return DetectionEval(tuple(results), iou_threshold, method)
+
+
+def voc_report(ground_truth: Sequence[GroundTruthBox], detections: Sequence[DetectedBox],
+               iou_threshold: float = 0.5) -> DetectionReport:
+    """All-point and 11-point AP of the same detections (see :class:`DetectionReport`)."""
+    all_point = evaluate_detections(ground_truth, detections, iou_threshold, "all")
+    eleven = {c.label: c.ap for c in evaluate_detections(ground_truth, detections, iou_threshold, "11pt").per_class}
+    return DetectionReport(all_point, eleven)
+
+
+def evaluate_detection_files(ground_truth: str, predictions: str, iou_threshold: float = 0.5) -> DetectionReport:
+    """`vsearch eval detect`: score a predictions file against a ground-truth file. Predictions
+    that name none of the ground truth's images are refused: the two files spell the images
+    differently, and scoring them would report a mAP of 0 for no reason."""
+    gt = load_ground_truth(ground_truth)
+    dets = load_detections(predictions)
+    gt_images = {g.image for g in gt}
+    det_images = {d.image for d in dets}
+    if dets and not det_images & gt_images:
+        raise RegionError(f"no image of {os.path.basename(predictions)} appears in {os.path.basename(ground_truth)} "
+                          f"(e.g. {sorted(det_images)[0]!r} vs {sorted(gt_images)[0] if gt_images else 'nothing'!r}): "
+                          "the 'image' fields must be written the same way in both files")
+    return voc_report(gt, dets, iou_threshold)
 
 
 # -- box files ---------------------------------------------------------------------------------------
@@ -255,4 +317,5 @@ def load_detections(path: str) -> list[DetectedBox]:
 
 
 __all__ = ["box_iou", "nms", "batched_nms", "average_precision", "match_detections", "evaluate_detections",
-           "GroundTruthBox", "DetectedBox", "ClassAP", "DetectionEval", "load_ground_truth", "load_detections"]
+           "GroundTruthBox", "DetectedBox", "ClassAP", "DetectionEval", "DetectionReport", "voc_report",
+           "evaluate_detection_files", "load_ground_truth", "load_detections"]

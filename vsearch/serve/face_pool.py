@@ -31,7 +31,7 @@ def _init(directory: str, url: str, device: str) -> None:
     import cv2
     import torch
 
-    from vsearch.catalog import Catalog
+    import vsearch
     from vsearch.faces.service import FaceService
 
     # One thread per worker for everything: the workers are the parallelism. Pools of their own
@@ -39,7 +39,10 @@ def _init(directory: str, url: str, device: str) -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
 
-    _service = FaceService(Catalog(directory, url=url, create=False), device=device)
+    # the catalog opened as the server opens it (`vsearch.open`, never created here); the model
+    # of the collection is not loaded, the worker needs only its face models
+    collection = vsearch.open(directory, url=url, device=device, create=False)
+    _service = FaceService(collection.catalog, device=device)
 
 
 def _ping() -> int:

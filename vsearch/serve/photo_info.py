@@ -49,7 +49,7 @@ def photo_details(catalog, media_id: int) -> dict:
 
 def tag_counts(catalog) -> list[dict]:
     """Every stored tag with the number of photos carrying it, most common first."""
-    return [{"label": label, "photos": n} for label, n in stored_tag_counts(catalog)]
+    return [count.to_json() for count in stored_tag_counts(catalog)]
 
 
 # -- faces -------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -56,6 +56,25 @@ class TagSummary:
     tagged: int
     labels_stored: int
     counts: dict[str, int]
+
+    def most_common(self) -> list[tuple[str, int]]:
+        """(label, photos tagged with it), most used first (ties keep the order labels were first met)."""
+        return sorted(self.counts.items(), key=lambda kv: -kv[1])
+
+    def to_json(self) -> dict:
+        """What `vsearch tag --json` prints."""
+        return {"tagged": self.tagged, "tags_stored": self.labels_stored, "counts": dict(self.most_common())}
+
+
+class TagCount(NamedTuple):
+    """A label and the number of photos carrying it (unpacks as ``label, photos``)."""
+
+    label: str
+    photos: int
+
+    def to_json(self) -> dict:
+        """One entry as `vsearch tags --json` prints it."""
+        return {"label": self.label, "photos": self.photos}
 
 
 @writes_catalog(lambda collection, *a, **k: collection.catalog)
@@ -118,13 +137,13 @@ def photo_tags(catalog, media_id: int) -> list[tuple[str, float]]:
         return store.photo_tags(r, media_id)
 
 
-def stored_tag_counts(catalog) -> list[tuple[str, int]]:
+def stored_tag_counts(catalog) -> list[TagCount]:
     """Every stored tag with the number of photos carrying it, most common first."""
     with catalog.reading() as r:
-        return store.label_counts(r)
+        return [TagCount(label, n) for label, n in store.label_counts(r)]
 
 
-def tag_counts(catalog) -> list[tuple[str, int]]:
+def tag_counts(catalog) -> list[TagCount]:
     """Every label of the stored tagging config (and any other stored tag) with its photo count,
     most used first; labels no photo reached are listed with 0."""
     counts = dict(stored_tag_counts(catalog))
@@ -132,7 +151,7 @@ def tag_counts(catalog) -> list[tuple[str, int]]:
     if raw is not None:
         for label in TaggingConfig.from_json(raw).labels:
             counts.setdefault(label, 0)
-    return sorted(((label, int(n)) for label, n in counts.items()), key=lambda kv: (-kv[1], kv[0].casefold()))
+    return sorted((TagCount(label, int(n)) for label, n in counts.items()), key=lambda t: (-t.photos, t.label.casefold()))
 
 
 def tagging_config(catalog) -> TaggingConfig | None:
