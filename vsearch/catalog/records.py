@@ -3,13 +3,16 @@ how vectors are stored in SQL (float32 bytes)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-from sqlalchemy.orm import Session
 
 from vsearch.fsutil import text_to_path
-from vsearch.schema import Media
+
+if TYPE_CHECKING:  # a search imports these types without SQLAlchemy (vsearch.catalog.reader)
+    from sqlalchemy.orm import Session
+
+    from vsearch.schema import Media
 
 
 IMAGE_SPACE = "image"
@@ -83,7 +86,7 @@ class SyncResult:
 
 
 # attach(session, media_ids) -> [(space, vectors (N, D), vector_ids)], see Catalog.add_media
-AttachFn = Callable[[Session, list[int]], list[tuple[str, np.ndarray, list[int]]]]
+AttachFn = Callable[["Session", list[int]], list[tuple[str, np.ndarray, list[int]]]]
 
 
 def _duplicates(ids: np.ndarray) -> tuple[int, ...]:

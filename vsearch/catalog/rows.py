@@ -240,28 +240,6 @@ class MediaRows:
         scores, ids = self.search_ids(queries, k, space, allowed_ids)
         return self.hits(scores, ids)
 
-    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:
-        """Turn (scores, vector ids) from any searcher into :class:`SearchHit` lists via SQL."""
-        wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
-        with Session(self.engine) as s:
-            rows = {}
-            for start in range(0, len(wanted), 900):
-                chunk = wanted[start : start + 900]
-                for vid, mid, path in s.execute(
-                    select(Vector.id, Media.id, Media.path).join(Media, Media.id == Vector.media_id).where(Vector.id.in_(chunk))
-                ):
-                    rows[vid] = (mid, text_to_path(path))
-        results = []
-        for qscores, qids in zip(scores, ids):
-            hits = []
-            for score, vid in zip(qscores, qids):
-                if vid < 0 or int(vid) not in rows:
-                    continue
-                mid, path = rows[int(vid)]
-                hits.append(SearchHit(mid, path, float(score), len(hits) + 1, int(vid)))
-            results.append(hits)
-        return results
-
     def stats(self) -> dict:
         with Session(self.engine) as s:
             by_status = dict(s.execute(select(Media.status, func.count()).group_by(Media.status)).all())
