@@ -190,6 +190,7 @@ from vsearch.zeroshot import ClassifierCache, class_probabilities, logit_scale, 
 out = {}
 with vsearch.open(sys.argv[1], create=False) as coll:
     out["text"] = [h.path for h in coll.search("a cat", k=3)]
+    out["sqlalchemy after text"] = "sqlalchemy" in sys.modules  # a SQLite catalog is read through sqlite3
     out["image"] = [h.path for h in coll.search(image=sys.argv[2], k=3)]
     labels = ["cat", "rocket", "coffee"]
     vec = coll.embed_image_file(sys.argv[2])[None]
@@ -218,6 +219,7 @@ def test_query_process_imports_no_torch(packaged_onnx, photo_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["imported"] == [] and out["encoder"] == "OnnxEncoder"
+    assert out["sqlalchemy after text"] is False
     assert out["text"] == expected and out["text"][0].endswith("chelsea.jpg")
     assert out["image"][0].endswith("chelsea.jpg") and out["classify"] == "cat"
 
