@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     for label in commands:
         keys = [k for k in med if k[0] == label]
         for key in keys:
-            shown = "any" if "help" in label else f"{key[1]} {key[2]}".strip()
+            shown = f"{'any' if 'help' in label else key[1]} {key[2]}".strip()
             print(f"{label:<30} {shown:<14} {med[key][0]:>16.2f} {med[key][1]:>7.2f} {med[key][2]:>12.0f}  "
                   f"{notes.get(key, '')}")
         pairs = []

@@ -47,6 +47,16 @@ class OnnxEncoder:
                 self._sessions[tower] = open_session(self.directory, tower, self._threads)
             return self._sessions[tower]
 
+    def set_threads(self, threads: int | None) -> None:
+        """Intra-op threads of the towers' sessions (None: ONNX Runtime's default, one per core).
+        A session already open keeps its threads."""
+        with self._lock:
+            self._threads = threads
+
+    @property
+    def threads(self) -> int | None:
+        return self._threads
+
     def loaded_towers(self) -> list[str]:
         return sorted(self._sessions)
 
