@@ -28,8 +28,9 @@ import uuid
 
 log = logging.getLogger(__name__)
 
-# towers whose graphs have convolutions: their layout optimizations are redone at load time
-CONVOLUTIONAL_TOWERS = ("image", "face")
+# towers whose graphs have convolutions (EfficientNet, a ViT's patch embedding): their layout
+# optimizations are redone at load time
+CONVOLUTIONAL_TOWERS = ("image",)
 
 
 def optimized_dir(directory: str, ort_version: str) -> str:
