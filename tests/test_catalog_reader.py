@@ -166,3 +166,13 @@ def test_text_query_process_imports_no_sqlalchemy(db):
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out == {"paths": expected, "sqlalchemy": False}
+
+
+def test_a_file_that_is_no_catalog_goes_to_the_catalog(tmp_path):
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "catalog.sqlite").write_bytes(b"not a database at all" * 100)
+    assert open_reader(tmp_path / "db") is None
+    with pytest.raises(Exception) as by_catalog:
+        Catalog(tmp_path / "db", create=False)
+    with pytest.raises(type(by_catalog.value)):  # the catalog's own error, as before the read-only view
+        vsearch.open(tmp_path / "db", create=False)

@@ -69,8 +69,11 @@ class SqliteDriver:
 
         self._sqlite3 = sqlite3
         uri = f"file:{quote(os.path.abspath(path))}?mode=rw"  # rw, not rwc: never creates the file
-        self._conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA query_only=ON")  # a reader: any write is refused by SQLite itself
+        try:
+            self._conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA query_only=ON")  # a reader: any write is refused by SQLite itself
+        except sqlite3.Error as exc:
+            raise CatalogError(f"cannot open the catalog database {path} ({exc})") from exc
         self._lock = threading.Lock()
 
     def rows(self, sql: str, params: dict | None = None) -> list[tuple]:

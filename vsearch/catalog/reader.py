@@ -108,7 +108,10 @@ def open_reader(directory: str | os.PathLike) -> CatalogReader | None:
     db_path = os.path.join(directory, DB_FILENAME)
     if not os.path.isfile(db_path):
         raise CatalogError(f"no catalog at {directory}: run `vsearch index PATH --db {directory}` first")
-    driver = SqliteDriver(db_path)
+    try:
+        driver = SqliteDriver(db_path)
+    except CatalogError:  # cannot be opened here (permissions): the catalog decides, with its message
+        return None
     try:
         reader = CatalogReader(directory, driver)
         version = reader.get_meta("schema_version")
