@@ -1,8 +1,8 @@
 """A catalog opened for searching only: :class:`CatalogReader`.
 
 A query process reads a few rows and one index file; it writes nothing. Opening the full
-:class:`~vsearch.catalog.Catalog` for that imports SQLAlchemy and checks or creates every table,
-about half a second of a cold ``vsearch search`` on a small machine (benchmarks/RESULTS.md). The
+:class:`~vsearch.catalog.Catalog` for that imports SQLAlchemy and checks or creates every table:
+importing SQLAlchemy alone took 0.37 s of a 1.9 s cold ``vsearch search`` (benchmarks/RESULTS.md). The
 reader runs the catalog's own read queries (:mod:`vsearch.catalog.queries`) through the standard
 library's ``sqlite3`` instead, and keeps the catalog's rules:
 
