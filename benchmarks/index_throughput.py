@@ -54,6 +54,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "vsearch-bench-jpegs"))
     ap.add_argument("--decoders", default="", help="also compare these JPEG decoders: pillow,torchvision")
     ap.add_argument("--json", help="also write the rates to this JSON file")
+    ap.add_argument("--ort-threads", type=int, default=None,
+                    help="intra-op threads of the ONNX Runtime sessions (default: one per core)")
     args = ap.parse_args(argv)
 
     import vsearch
@@ -66,11 +68,14 @@ def main(argv=None) -> int:
 
     encoder = (random_clip(args.device, args.runtime, args.precision) if args.model == "clip-b32"
                else load_encoder("packaged", args.device, args.runtime))
+    if args.ort_threads is not None and hasattr(encoder, "set_threads"):
+        encoder.set_threads(args.ort_threads)
     folder = os.path.join(args.data, f"set-{args.n}")  # exactly n files: index_paths takes the whole folder
     synthetic_jpegs(folder, args.n)
     entries = scan_paths([folder]).files[: args.n]
     print(f"machine: {machine()}")
-    print(f"model: {encoder.info.name}  images: {len(entries)}  batch {args.batch_size}  workers {args.workers}  runtime {args.runtime} {args.precision}  torch threads {torch.get_num_threads()}")
+    print(f"model: {encoder.info.name}  images: {len(entries)}  batch {args.batch_size}  workers {args.workers}  runtime {args.runtime} {args.precision}  torch threads {torch.get_num_threads()}  "
+          f"ort threads {getattr(encoder, 'threads', None) or 'default'}")
 
     def loader():
         return DataLoader(DecodeDataset(entries, encoder.preprocess, encoder.info.image_size),

@@ -123,6 +123,32 @@ def test_tiny_clip_onnx_matches_torch(tiny_clip_pair):
     assert logit_scale(onnx_enc) == pytest.approx(logit_scale(torch_enc))
 
 
+@pytest.mark.parametrize("which", ["packaged", "clip"])
+def test_optimized_session_copy_gives_identical_outputs(which, packaged_onnx, tiny_clip_pair):
+    """The saved optimized graph (vsearch.encoders.onnx_session) answers bit for bit as a session
+    made from the export itself, for both towers, on real photos and texts."""
+    import onnxruntime as ort
+
+    from vsearch.encoders.onnx_session import open_session, optimized_dir
+
+    enc = packaged_onnx if which == "packaged" else tiny_clip_pair[1]
+    pixels = np.stack([enc._transform(im) for im in _photos()])
+    tokens = enc._tokens(["a cat", "a cup of coffee", "x " * 40])
+    for tower, feeds in (("image", {"pixels": pixels}), ("text", tokens)):
+        plain = ort.InferenceSession(os.path.join(enc.directory, f"{tower}.onnx"), providers=["CPUExecutionProvider"])
+        feeds = {k: v for k, v in feeds.items() if k in {i.name for i in plain.get_inputs()}}
+        fast = open_session(enc.directory, tower)
+        saved = os.path.join(optimized_dir(enc.directory, ort.__version__), f"{tower}.onnx")
+        assert os.path.isfile(saved) and fast._model_path == saved
+        assert np.array_equal(fast.run(None, feeds)[0], plain.run(None, feeds)[0])
+    # a damaged copy is set aside for the export, never an error
+    with open(saved, "wb") as fh:
+        fh.write(b"not a model")
+    assert np.array_equal(open_session(enc.directory, "text").run(None, feeds)[0], plain.run(None, feeds)[0])
+    assert not os.path.exists(saved)  # removed, so that the next session saves a good copy
+    assert open_session(enc.directory, "text")._model_path == saved
+
+
 def test_int8_is_for_clip_on_onnx_only(tiny_clip_pair, tiny_clip_spec):
     with pytest.raises(VSearchError, match="CLIP models only"):
         load_encoder("packaged", runtime="onnx", precision="int8")
@@ -190,6 +216,7 @@ from vsearch.zeroshot import ClassifierCache, class_probabilities, logit_scale, 
 out = {}
 with vsearch.open(sys.argv[1], create=False) as coll:
     out["text"] = [h.path for h in coll.search("a cat", k=3)]
+    out["sqlalchemy after text"] = "sqlalchemy" in sys.modules  # a SQLite catalog is read through sqlite3
     out["image"] = [h.path for h in coll.search(image=sys.argv[2], k=3)]
     labels = ["cat", "rocket", "coffee"]
     vec = coll.embed_image_file(sys.argv[2])[None]
@@ -218,6 +245,7 @@ def test_query_process_imports_no_torch(packaged_onnx, photo_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["imported"] == [] and out["encoder"] == "OnnxEncoder"
+    assert out["sqlalchemy after text"] is False
     assert out["text"] == expected and out["text"][0].endswith("chelsea.jpg")
     assert out["image"][0].endswith("chelsea.jpg") and out["classify"] == "cat"
 

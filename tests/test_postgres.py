@@ -93,3 +93,34 @@ def test_regions_index_search_and_new_settings_on_postgres(pg_url, photos, tmp_p
     out = invoke("index", photos, "--db", db, *url, "--workers", "0", "--regions", "proposals", "--max-regions", "2").output
     assert "revisited 3" in out
     assert invoke("verify", "--db", db, *url).exit_code == 0
+
+
+def test_read_queries_on_postgres_answer_as_sqlite3_does(pg_url, tmp_path):
+    """The catalog's plain-SQL reads through SQLAlchemy on PostgreSQL give what the read-only view
+    gives through sqlite3 on a SQLite catalog holding the same rows."""
+    from vsearch.catalog import Catalog, MediaRecord, open_reader
+
+    rng = np.random.default_rng(1)
+    vecs, extra = _unit(rng.normal(size=(30, 8))), _unit(rng.normal(size=(4, 4)))
+    recs = [MediaRecord(f"/p/{'caf' + chr(0xDCE9) if i == 2 else i}.jpg", 1, 1.0) for i in range(30)]
+    for where in ("pg", "lite"):
+        with Catalog(tmp_path / where, url=pg_url if where == "pg" else None) as cat:
+            cat.bind_space("image", "m", 8)
+            cat.bind_space("extra", "x", 4)
+            media = cat.add_media(recs, vecs)
+            cat.add_vectors("extra", extra, media[:4])
+    pg = Catalog(tmp_path / "pg", url=pg_url, create=False)
+    lite = open_reader(tmp_path / "lite")
+    try:
+        assert pg.spaces() == lite.spaces() == ["extra", "image"]
+        assert pg.space_model("extra") == lite.space_model("extra") == ("x", 4)
+        assert pg.get_meta("schema_version") == lite.get_meta("schema_version")
+        assert len(pg.vector_ids("image")) == len(lite.vector_ids("image")) == 30
+        strip = lambda hits: [[(h.path, round(h.score, 5), h.rank) for h in q] for q in hits]  # noqa: E731
+        assert strip(pg.search(vecs[:3], k=10)) == strip(lite.search(vecs[:3], k=10))
+        assert any(h.path == "/p/caf\udce9.jpg" for h in pg.search(vecs[2:3], k=1)[0])
+        ids = np.array([[*pg.vector_ids("image").tolist(), *range(10_000, 11_000), -1]], dtype=np.int64)
+        assert len(pg.hits(np.ones(ids.shape, np.float32), ids)[0]) == 30  # IN lists past 900 ids
+    finally:
+        lite.close()
+        pg.engine.dispose()

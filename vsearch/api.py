@@ -5,15 +5,18 @@ The CLI is a thin adapter over this module; everything it does can be done from 
 from __future__ import annotations
 
 import os
-from typing import NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from vsearch.catalog import IMAGE_SPACE, Catalog, SearchHit
+from vsearch.catalog import IMAGE_SPACE, SearchHit
 from vsearch.encoders import canonical_spec, load_encoder, resolve_auto
 from vsearch.errors import ModelMismatchError, QueryError
 from vsearch.images import decode_image, limit_aspect
 from vsearch.search import QueryTerm, SpaceSearcher, catalog_searcher, compose_query, parse_weighted, top_media
+
+if TYPE_CHECKING:
+    from vsearch.catalog import Catalog, CatalogReader
 
 
 def default_db_dir() -> str:
@@ -25,11 +28,22 @@ def default_db_dir() -> str:
 
 
 class Collection:
-    """A photo collection: its catalog and, loaded on first use, the model that filled it."""
+    """A photo collection: its catalog and, loaded on first use, the model that filled it.
 
-    def __init__(self, catalog: Catalog, model: str | None = None, device: str = "cpu", runtime: str | None = None,
-                 precision: str | None = None):
-        self.catalog = catalog
+    Opened for searching (``vsearch.open(db, create=False)`` on a SQLite catalog), it searches
+    through the catalog's read-only view (:mod:`vsearch.catalog.reader`, no SQLAlchemy) and opens
+    the full :class:`~vsearch.catalog.Catalog` only when something asks for :attr:`catalog`
+    (indexing, tags, regions, faces, a query image's stored vector); from then on everything goes
+    through the catalog."""
+
+    def __init__(self, catalog: Catalog | None, model: str | None = None, device: str = "cpu",
+                 runtime: str | None = None, precision: str | None = None, *,
+                 reader: CatalogReader | None = None, open_catalog: Callable[[], Catalog] | None = None):
+        if catalog is None and (reader is None or open_catalog is None):
+            raise ValueError("a Collection needs a catalog, or a reader and a way to open the catalog")
+        self._catalog = catalog
+        self._reader = reader if catalog is None else None
+        self._open_catalog = open_catalog
         self.device = device
         self.runtime = runtime  # torch | onnx | None: $VSEARCH_RUNTIME, else onnx on a CPU (vsearch.encoders.runtime)
         self.precision = precision
@@ -37,7 +51,7 @@ class Collection:
         self._encoder = None
         self._space_searcher: SpaceSearcher | None = None
         self.notice: str | None = None  # which model `auto` picked, for the CLI to show once
-        recorded = catalog.space_model(IMAGE_SPACE)
+        recorded = self._reads.space_model(IMAGE_SPACE)
         if recorded and self._requested and self._requested != recorded[0]:
             raise ModelMismatchError(
                 f"this catalog was built with {recorded[0]}; it cannot be used with --model "
@@ -45,9 +59,23 @@ class Collection:
             )
 
     @property
+    def catalog(self) -> Catalog:
+        """The full catalog (SQLAlchemy, the writer lock, every feature's tables), opened on first use."""
+        if self._catalog is None:
+            self._catalog = self._open_catalog()
+            self._reader.close()  # its loaded indexes go: the catalog's are the ones kept current now
+            self._reader = None
+        return self._catalog
+
+    @property
+    def _reads(self) -> Catalog | CatalogReader:
+        """Where searches read: the catalog once it is open, else the read-only view."""
+        return self._catalog if self._catalog is not None else self._reader
+
+    @property
     def encoder(self):
         if self._encoder is None:
-            recorded = self.catalog.space_model(IMAGE_SPACE)
+            recorded = self._reads.space_model(IMAGE_SPACE)
             if recorded:
                 self._encoder = load_encoder(recorded[0], self.device, self.runtime, self.precision)
             elif self._requested:
@@ -126,7 +154,7 @@ class Collection:
             terms.append(QueryTerm(-w, text=t))
         if k < 1:
             raise QueryError("-k must be at least 1")
-        if self.catalog.space_model(IMAGE_SPACE) is None:
+        if self._reads.space_model(IMAGE_SPACE) is None:
             return []
         allowed = None
         if tags:
@@ -142,13 +170,14 @@ class Collection:
             if allowed is not None:
                 raise QueryError("--regions does not combine with --tag yet")
             return search_regions(self.catalog, query, k=k)
-        return top_media(self._searcher(), self.catalog, query, k, distinct=False, allowed_ids=allowed)
+        return top_media(self._searcher(), self._reads, query, k, distinct=False, allowed_ids=allowed)
 
     def _searcher(self) -> SpaceSearcher:
         """The image space's searcher, chosen once per loaded index (a GPU copy is made once)."""
-        vindex = self.catalog.index(IMAGE_SPACE)
+        reads = self._reads
+        vindex = reads.index(IMAGE_SPACE)
         if self._space_searcher is None or self._space_searcher.vindex is not vindex:
-            self._space_searcher = catalog_searcher(self.catalog, IMAGE_SPACE, self.device)
+            self._space_searcher = catalog_searcher(reads, IMAGE_SPACE, self.device)
         return self._space_searcher
 
     def image_vectors(self, paths: Sequence[str]) -> np.ndarray:
@@ -213,7 +242,12 @@ class Collection:
                 for label, files in examples.items()}
 
     def close(self) -> None:
-        self.catalog.close()
+        try:
+            if self._reader is not None:
+                self._reader.close()
+        finally:
+            if self._catalog is not None:
+                self._catalog.close()
 
     def __enter__(self) -> "Collection":
         return self
@@ -226,10 +260,24 @@ def open(db: str | os.PathLike | None = None, model: str | None = None, url: str
          device: str = "cpu", create: bool = True, runtime: str | None = None,
          precision: str | None = None) -> Collection:  # noqa: A001 - mirrors builtins.open on purpose
     """Open (or create) the collection stored in ``db`` (a folder; metadata goes to ``url`` if given).
+    With ``create=False`` on a SQLite catalog, searches read through the catalog's read-only view
+    and the full catalog opens when first needed (see :class:`Collection`).
     ``runtime``: torch | onnx (default: $VSEARCH_RUNTIME, else onnx on a CPU and torch on CUDA);
     ``precision``: fp32 | int8 (CLIP on onnx only)."""
     directory = os.fspath(db) if db is not None else default_db_dir()
-    return Collection(Catalog(directory, url=url, create=create), model=model, device=device, runtime=runtime,
+    if not create and url is None:
+        # an existing SQLite catalog: searches read it through sqlite3; the catalog opens on demand
+        from vsearch.catalog import open_reader
+
+        reader = open_reader(directory)
+        if reader is not None:
+            try:
+                return Collection(None, model=model, device=device, runtime=runtime, precision=precision,
+                                  reader=reader, open_catalog=lambda: _open_catalog(directory, None, False))
+            except BaseException:
+                reader.close()
+                raise
+    return Collection(_open_catalog(directory, url, create), model=model, device=device, runtime=runtime,
                       precision=precision)
 
 
@@ -239,3 +287,9 @@ class EmbeddedFiles(NamedTuple):
     paths: list[str]
     vectors: np.ndarray  # (N, D) float32, L2-normalised
     failures: list[tuple[str, str]]  # (path, reason)
+
+
+def _open_catalog(directory: str, url: str | None, create: bool) -> Catalog:
+    from vsearch.catalog import Catalog  # SQLAlchemy: imported only when the full catalog is needed
+
+    return Catalog(directory, url=url, create=create)

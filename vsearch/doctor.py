@@ -72,14 +72,22 @@ def _inference() -> dict:
                 meta = json.load(fh)
         except (OSError, ValueError):
             continue
-        if meta.get("refused"):
-            exports.append(f"{meta.get('spec')} {meta.get('precision')}: refused ({meta['refused']})")
-        else:
-            fid = meta.get("fidelity", {})
-            exports.append(f"{meta.get('spec')} {meta.get('precision')}: min cosine vs torch "
-                           f"image {fid.get('image_min_cosine')} text {fid.get('text_min_cosine')}")
+        exports.append(_export_line(meta))
     out["cached exports"] = "; ".join(exports) or "none yet (the first CPU query or index exports its model, once)"
     return out
+
+
+def _export_line(meta: dict) -> str:
+    """One cached export as doctor shows it: how closely it agreed with torch when it was made,
+    in the terms of its kind (a face embedder has one tower, checked on face chips)."""
+    head = f"{meta.get('spec')} {meta.get('precision')}"
+    if meta.get("refused"):
+        return f"{head}: refused ({meta['refused']})"
+    fid = meta.get("fidelity", {})
+    if meta.get("kind") == "face":
+        return f"{head}: min cosine vs torch {fid.get('image_min_cosine')} on {fid.get('face_chips')} face chips"
+    towers = [f"{tower} {fid[f'{tower}_min_cosine']}" for tower in ("image", "text") if f"{tower}_min_cosine" in fid]
+    return f"{head}: min cosine vs torch {' '.join(towers) or 'not recorded'}"
 
 
 def collect(db: str | None = None, db_url: str | None = None) -> dict[str, dict]:

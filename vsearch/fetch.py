@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Iterator
 
 from vsearch.errors import QueryError
@@ -43,6 +38,11 @@ def check_local_image(ref: str) -> str:
 
 def download(url: str, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = TIMEOUT_S) -> bytes:
     """The body of ``url``; :class:`FetchError` with the reason otherwise."""
+    # imported here: a query image given as a path (the usual case) needs no HTTP client
+    import socket
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"User-Agent": "vsearch"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only, checked by is_url
@@ -86,6 +86,9 @@ def local_image(ref: str, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 
     if not is_url(ref):
         yield check_local_image(ref)
         return
+    import tempfile
+    import urllib.parse
+
     data = download(ref, max_bytes, timeout)
     suffix = os.path.splitext(urllib.parse.urlsplit(ref).path)[1][:10]
     fd, path = tempfile.mkstemp(prefix="vsearch-query-", suffix=suffix)

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from vsearch.catalog import Catalog, SearchHit
+from vsearch.catalog import SearchHit
 from vsearch.errors import QueryError
 from vsearch.ivfpq import search_index, search_kind
 from vsearch.vector_index import VectorIndex
+
+if TYPE_CHECKING:
+    from vsearch.catalog import Catalog, CatalogReader
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +127,13 @@ class SpaceSearcher:
         return search_index(self.vindex, queries, k, self._fetch, allowed_ids=allowed_ids)
 
 
-def catalog_searcher(catalog: Catalog, space: str, device: str = "cpu") -> SpaceSearcher:
-    """The searcher of the catalog's in-memory index of ``space``."""
+def catalog_searcher(catalog: Catalog | CatalogReader, space: str, device: str = "cpu") -> SpaceSearcher:
+    """The searcher of the catalog's in-memory index of ``space`` (a catalog or its read-only view)."""
     return SpaceSearcher(catalog.index(space), lambda ids: catalog.vectors(space, ids), device)
 
 
 # -- photos from vectors -------------------------------------------------------------------------
-def top_media(searcher: SpaceSearcher, catalog: Catalog, query: np.ndarray, k: int, *, distinct: bool = True,
+def top_media(searcher: SpaceSearcher, catalog: Catalog | CatalogReader, query: np.ndarray, k: int, *, distinct: bool = True,
               fetch: int | None = None, allowed_ids=None, exclude_media: int | None = None,
               min_score: float | None = None) -> list[SearchHit]:
     """The best ``k`` hits for one query vector, as photos (ranks renumbered from 1).

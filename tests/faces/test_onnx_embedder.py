@@ -120,3 +120,12 @@ def test_cached_export_runs_without_torch(onnx_cache, onnx_embedder):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["OnnxDlibResNetEmbedder", "(1,", "128)", "False"]
+
+
+def test_doctor_shows_the_face_export_as_one_tower(onnx_cache, onnx_embedder):
+    from vsearch.doctor import _inference
+    from vsearch.faces.models import DLIB_RESNET
+
+    listed = _inference()["cached exports"]
+    assert f"{DLIB_RESNET} fp32: min cosine vs torch 0.99" in listed and "face chips" in listed
+    assert "text None" not in listed and "image" not in listed.split(DLIB_RESNET, 1)[1].split(";")[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -12,7 +12,7 @@ from vsearch.catalog.consistency import Consistency
 from vsearch.catalog.indexes import VectorIndexes
 from vsearch.catalog.locking import WriterLock
 from vsearch.catalog.migrate import upgrade_schema
-from vsearch.catalog.records import IMAGE_SPACE
+from vsearch.catalog.queries import SqlAlchemyDriver, SqlReads
 from vsearch.catalog.rows import MediaRows
 from vsearch.catalog.transaction import Transactions
 from vsearch.catalog.storage import (DB_FILENAME, LOCK_FILENAME, _on_db_error, _private_file, _private_folder,
@@ -23,7 +23,7 @@ from vsearch.schema import Meta
 from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
 
 
-class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency):
+class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency, SqlReads):
     """SQL + FAISS for one collection. ``directory`` holds the index files (and the SQLite file
     unless ``url`` points at another database such as PostgreSQL).
 
@@ -52,6 +52,7 @@ class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency):
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         event.listen(self.engine, "handle_error", _on_db_error)
+        self._sql = SqlAlchemyDriver(self.engine)  # the read queries (vsearch.catalog.queries)
         self._indexes: dict[str, VectorIndex] = {}
         self._dirty: set[str] = set()
         self._writer_lock = FolderLock(os.path.join(self.directory, LOCK_FILENAME))
@@ -64,20 +65,9 @@ class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency):
         # migrated if older, in one transaction (vsearch.catalog.migrate)
         upgrade_schema(self.engine)
 
-    def get_meta(self, key: str) -> str | None:
-        with Session(self.engine) as s:
-            row = s.get(Meta, key)
-            return row.value if row else None
-
     def set_meta(self, key: str, value: str) -> None:
         with Session(self.engine) as s, s.begin():
             s.merge(Meta(key=key, value=value))
-
-    def space_model(self, space: str = IMAGE_SPACE) -> tuple[str, int] | None:
-        """(encoder name, dimension) recorded for a vector space, or None if it is still empty."""
-        name = self.get_meta(f"space.{space}.encoder")
-        dim = self.get_meta(f"space.{space}.dim")
-        return (name, int(dim)) if name and dim else None
 
     def bind_space(self, space: str, encoder_name: str, dim: int) -> None:
         """Record which model fills a space, or refuse a different one."""
@@ -92,11 +82,6 @@ class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency):
                 f"it cannot be queried or extended with {encoder_name} ({dim}-d). Use --model "
                 f"{recorded[0]} or a new --db"
             )
-
-    def spaces(self) -> list[str]:
-        with Session(self.engine) as s:
-            keys = s.scalars(select(Meta.key).where(Meta.key.like("space.%.encoder"))).all()
-        return sorted(k[len("space."):-len(".encoder")] for k in keys)
 
     def close(self, save: bool = True) -> None:
         """Release the writer lock and the database connections; with ``save``, first write the

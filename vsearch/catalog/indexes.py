@@ -6,17 +6,17 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from vsearch.catalog.reader import load_index_file
 from vsearch.catalog.records import IMAGE_SPACE, SyncResult, _duplicates, vectors_from_blobs
-from vsearch.catalog.transaction import id_chunks
 from vsearch.catalog.storage import _is_storage_full, _storage_full_message
-from vsearch.errors import CatalogError, IndexBuildError, StorageFullError
-from vsearch.ivfpq import BuildReport, IvfPqParams, build_ivfpq, search_index
+from vsearch.errors import IndexBuildError, StorageFullError
+from vsearch.ivfpq import BuildReport, IvfPqParams, build_ivfpq
 from vsearch.schema import Vector
 from vsearch.vector_index import VectorIndex
 
@@ -30,45 +30,14 @@ class VectorIndexes:
     def index_path(self, space: str) -> str:
         return os.path.join(self.directory, f"{space}.faiss")
 
-    def _dim(self, space: str) -> int:
-        recorded = self.space_model(space)
-        if recorded is None:
-            raise CatalogError(f"vector space {space!r} has no model recorded yet")
-        return recorded[1]
-
-    def _sql_ids(self, space: str) -> np.ndarray:
-        with Session(self.engine) as s:
-            ids = s.scalars(select(Vector.id).where(Vector.space == space)).all()
-        return np.asarray(ids, dtype=np.int64)
-
-    def _load_vectors(self, space: str, ids: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        dim = self._dim(space)
-        with Session(self.engine) as s:
-            query = select(Vector.id, Vector.embedding).where(Vector.space == space)
-            if ids is not None:
-                rows = []
-                for chunk in id_chunks(ids):
-                    rows += s.execute(query.where(Vector.id.in_(chunk))).all()
-            else:
-                rows = s.execute(query).all()
-        ids_out = np.asarray([r[0] for r in rows], dtype=np.int64)
-        return ids_out, vectors_from_blobs([r[1] for r in rows], dim)
-
     def vector_count(self, space: str = IMAGE_SPACE) -> int:
         with Session(self.engine) as s:
             return int(s.scalar(select(func.count()).select_from(Vector).where(Vector.space == space)) or 0)
-
-    def vector_ids(self, space: str = IMAGE_SPACE) -> np.ndarray:
-        return self._sql_ids(space)
 
     def forget_index(self, space: str) -> None:
         """Drop the loaded copy of a space's index (its file was replaced); the next use reloads it."""
         self._indexes.pop(space, None)
         self._dirty.discard(space)
-
-    def vectors(self, space: str, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of these vector ids from SQL, in no particular order (unknown ids are absent)."""
-        return self._load_vectors(space, ids)
 
     def iter_vectors(self, space: str = IMAGE_SPACE, chunk_size: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every (ids, vectors) of a space from SQL, in id order, ``chunk_size`` rows at a time
@@ -89,17 +58,7 @@ class VectorIndexes:
     def index(self, space: str = IMAGE_SPACE) -> VectorIndex:
         """The space's index, loaded from disk and brought level with SQL if it lags behind."""
         if space not in self._indexes:
-            dim = self._dim(space)
-            path = self.index_path(space)
-            vindex = None
-            if os.path.exists(path):
-                try:
-                    vindex = VectorIndex.load(path, dim)
-                except Exception as exc:  # unreadable or wrong-size file: rebuild from SQL
-                    log.warning("index file %s unusable (%s); rebuilding from the database", path, exc)
-            if vindex is None:
-                vindex = VectorIndex(dim)
-            self._indexes[space] = vindex
+            self._indexes[space] = load_index_file(self.index_path(space), self._dim(space))
             result = self.sync(space)
             if result.added or result.removed or result.rebuilt:
                 log.info("index %s brought level with the database: %s", space, result)
@@ -118,22 +77,6 @@ class VectorIndexes:
             result.rebuilt = True
         if result.added or result.removed or result.rebuilt:
             self._dirty.add(space)
-        return result
-
-    def level_with_sql(self, space: str, vindex: VectorIndex) -> SyncResult:
-        """Add the SQL vectors ``vindex`` lacks and drop the ids SQL no longer has, in memory
-        only (a reader such as the server uses this on its own copy; nothing is written)."""
-        sql_ids = self._sql_ids(space)
-        index_ids = vindex.ids()
-        missing = np.setdiff1d(sql_ids, index_ids, assume_unique=True)
-        extra = np.setdiff1d(index_ids, sql_ids)
-        result = SyncResult()
-        if len(extra):
-            result.removed = vindex.remove(extra)
-        if len(missing):
-            ids, vectors = self._load_vectors(space, missing)
-            vindex.add(vectors, ids)
-            result.added = len(ids)
         return result
 
     def sql_fingerprint(self, space: str = IMAGE_SPACE) -> tuple[int, int]:
@@ -264,9 +207,3 @@ class VectorIndexes:
                         self._indexes[space].add(vectors, ids)
             self._dirty.add(space)
 
-    # -- searching -------------------------------------------------------------------------------
-    def search_ids(self, queries: np.ndarray, k: int = 10, space: str = IMAGE_SPACE,
-                   allowed_ids=None) -> tuple[np.ndarray, np.ndarray]:
-        """Raw (scores, vector ids) for each query row; -1 ids mark empty slots."""
-        # an IVF-PQ index (vsearch build-index --kind ivfpq) is re-ranked exactly from SQL
-        return search_index(self.index(space), queries, k, lambda ids: self.vectors(space, ids), allowed_ids=allowed_ids)

@@ -3,12 +3,30 @@ how vectors are stored in SQL (float32 bytes)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from vsearch.fsutil import text_to_path
-from vsearch.schema import Media
+
+if TYPE_CHECKING:  # a search imports these types without SQLAlchemy (vsearch.catalog.reader)
+    from vsearch.schema import Media
+
+
+# SQLite refuses a statement with more than 999 bound variables (older builds): id lists go in
+# chunks of this many
+ID_CHUNK = 900
+
+
+def chunks(values: Sequence, size: int = ID_CHUNK) -> Iterator[list]:
+    """``values`` ``size`` at a time (for ``column.in_(chunk)``)."""
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+def id_chunks(ids: Iterable[int], size: int = ID_CHUNK) -> Iterator[list[int]]:
+    """``ids`` as plain ints (not numpy's, which drivers refuse), ``size`` at a time."""
+    return chunks([int(i) for i in ids], size)
 
 
 IMAGE_SPACE = "image"

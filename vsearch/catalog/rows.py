@@ -10,8 +10,9 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from vsearch.catalog.records import IMAGE_SPACE, MediaRecord, MediaState, SearchHit, _state, vectors_from_blobs
-from vsearch.catalog.transaction import _fill, chunks, id_chunks
+from vsearch.catalog.records import IMAGE_SPACE, MediaRecord, MediaState, _state, vectors_from_blobs
+from vsearch.catalog.records import chunks, id_chunks
+from vsearch.catalog.transaction import _fill
 from vsearch.fsutil import path_to_text, text_to_path
 from vsearch.schema import Media, Vector
 
@@ -147,33 +148,6 @@ class MediaRows:
                 select(Vector.embedding).where(Vector.media_id == media_id, Vector.space == space)
             ).first()
         return None if blob is None else vectors_from_blobs([blob], self._dim(space))[0]
-
-    def search(self, queries: np.ndarray, k: int = 10, space: str = IMAGE_SPACE,
-               allowed_ids=None) -> list[list[SearchHit]]:
-        """Top-k media for each query vector (rows of ``queries``), best first."""
-        scores, ids = self.search_ids(queries, k, space, allowed_ids)
-        return self.hits(scores, ids)
-
-    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:
-        """Turn (scores, vector ids) from any searcher into :class:`SearchHit` lists via SQL."""
-        wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
-        with Session(self.engine) as s:
-            rows = {}
-            for chunk in id_chunks(wanted):
-                for vid, mid, path in s.execute(
-                    select(Vector.id, Media.id, Media.path).join(Media, Media.id == Vector.media_id).where(Vector.id.in_(chunk))
-                ):
-                    rows[vid] = (mid, text_to_path(path))
-        results = []
-        for qscores, qids in zip(scores, ids):
-            hits = []
-            for score, vid in zip(qscores, qids):
-                if vid < 0 or int(vid) not in rows:
-                    continue
-                mid, path = rows[int(vid)]
-                hits.append(SearchHit(mid, path, float(score), len(hits) + 1, int(vid)))
-            results.append(hits)
-        return results
 
     def stats(self) -> dict:
         with Session(self.engine) as s:

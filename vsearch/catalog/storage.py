@@ -6,11 +6,8 @@ from __future__ import annotations
 import errno
 import os
 
-from sqlalchemy import create_engine, func, inspect, select
-
 from vsearch.errors import StorageError, StorageFullError
 from vsearch.fsutil import FolderLock
-from vsearch.schema import Media, Vector
 
 
 DB_FILENAME = "catalog.sqlite"
@@ -69,6 +66,10 @@ def remove_empty_catalog(directory: str | os.PathLike, url: str | None = None) -
     ``vsearch index`` created, so that it does not pass for a real, empty collection. Only the
     catalog's own files go, and the folder if that leaves it empty; a catalog another process is
     writing to is left alone. Returns whether anything was removed."""
+    from sqlalchemy import create_engine, func, inspect, select
+
+    from vsearch.schema import Media, Vector
+
     directory = os.path.abspath(os.fspath(directory))
     if not os.path.isdir(directory):
         return False

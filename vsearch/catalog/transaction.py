@@ -15,32 +15,17 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
-from vsearch.catalog.records import IMAGE_SPACE, MediaRecord, vector_blob, vectors_from_blobs
+from vsearch.catalog.records import (IMAGE_SPACE, MediaRecord, chunks, id_chunks,  # noqa: F401  (re-exported)
+                                     vector_blob, vectors_from_blobs)
 from vsearch.fsutil import path_to_text
 from vsearch.schema import Media, Vector
-
-# SQLite refuses a statement with more than 999 bound variables (older builds): id lists go in
-# chunks of this many
-ID_CHUNK = 900
-
-
-def chunks(values: Sequence, size: int = ID_CHUNK) -> Iterator[list]:
-    """``values`` ``size`` at a time (for ``column.in_(chunk)``)."""
-    for start in range(0, len(values), size):
-        yield list(values[start : start + size])
-
-
-def id_chunks(ids: Iterable[int], size: int = ID_CHUNK) -> Iterator[list[int]]:
-    """``ids`` as plain ints (not numpy's, which drivers refuse), ``size`` at a time."""
-    return chunks([int(i) for i in ids], size)
-
 
 def rows_refused(exc: BaseException) -> bool:
     """Whether the database refused the rows written (a constraint, a value it cannot store),

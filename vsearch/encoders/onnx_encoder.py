@@ -42,18 +42,20 @@ class OnnxEncoder:
     def _session(self, tower: str):
         with self._lock:
             if tower not in self._sessions:
-                import onnxruntime as ort
+                from vsearch.encoders.onnx_session import open_session
 
-                opts = ort.SessionOptions()
-                opts.log_severity_level = 3
-                # idle ONNX Runtime threads otherwise spin for a while after each run, taking the
-                # cores from torch, decoding workers and other processes (2-core machines notice)
-                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                if self._threads:
-                    opts.intra_op_num_threads = self._threads
-                self._sessions[tower] = ort.InferenceSession(os.path.join(self.directory, f"{tower}.onnx"), opts,
-                                                             providers=["CPUExecutionProvider"])
+                self._sessions[tower] = open_session(self.directory, tower, self._threads)
             return self._sessions[tower]
+
+    def set_threads(self, threads: int | None) -> None:
+        """Intra-op threads of the towers' sessions (None: ONNX Runtime's default, one per core).
+        A session already open keeps its threads."""
+        with self._lock:
+            self._threads = threads
+
+    @property
+    def threads(self) -> int | None:
+        return self._threads
 
     def loaded_towers(self) -> list[str]:
         return sorted(self._sessions)
