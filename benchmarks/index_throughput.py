@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     import vsearch
     from indexer import index_paths
     from indexer.decode import DecodeDataset, collate_decoded
-    from indexer.pipeline import _worker_init
+    from indexer.pipeline import init_decode_worker
     from indexer.scan import scan_paths
     from torch.utils.data import DataLoader
     from vsearch.encoders import load_encoder
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     def loader():
         return DataLoader(DecodeDataset(entries, encoder.preprocess, encoder.info.image_size),
                           batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_decoded,
-                          worker_init_fn=_worker_init if args.workers else None)
+                          worker_init_fn=init_decode_worker if args.workers else None)
 
     # 1. decode + preprocess only (what the workers deliver)
     t = time.perf_counter()
@@ -129,7 +129,7 @@ def compare_decoders(encoder, entries, args) -> dict:
     from indexer.embed import ShardEmbedder
     from indexer.gpu_decode import DECODER_ENV, select_decoder
     from indexer.decode import DecodeDataset, collate_decoded
-    from indexer.pipeline import _worker_init
+    from indexer.pipeline import init_decode_worker
 
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -141,7 +141,7 @@ def compare_decoders(encoder, entries, args) -> dict:
         base = DecodeDataset(entries, encoder.preprocess, encoder.info.image_size)
         loader = DataLoader(decoder.wrap(base) if decoder else base, batch_size=args.batch_size,
                             num_workers=args.workers, collate_fn=decoder.collate if decoder else collate_decoded,
-                            worker_init_fn=_worker_init if args.workers else None,
+                            worker_init_fn=init_decode_worker if args.workers else None,
                             pin_memory=device.type == "cuda")
         t, done = time.perf_counter(), 0
         for batch, payload in loader:

@@ -102,7 +102,7 @@ class IndexSummary:
         return d
 
 
-def _worker_init(_worker_id: int) -> None:
+def init_decode_worker(_worker_id: int) -> None:
     torch.set_num_threads(1)  # decode workers must not fight the encoder for cores
 
 
@@ -250,7 +250,7 @@ def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpo
     loader = DataLoader(
         decoder.wrap(dataset) if decoder else dataset, batch_size=batch_size, num_workers=workers,
         collate_fn=decoder.collate if decoder else collate_decoded,
-        worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
+        worker_init_fn=init_decode_worker if workers else None, prefetch_factor=4 if workers else None,
         # page-locked batches let the host→GPU copy overlap the previous batch's encoding
         pin_memory=str(getattr(encoder, "device", "cpu")).startswith("cuda"),
     )

@@ -89,6 +89,32 @@ def packaged_encoder():
     return load_encoder("packaged")
 
 
+# -- PostgreSQL (tests that need it are skipped unless VSEARCH_TEST_PG_URL names a server) ----------
+PG_URL = os.environ.get("VSEARCH_TEST_PG_URL")
+
+
+def empty_postgres(url: str | None = None) -> str:
+    """Drop every table of the test database, those of the features too (found by reflection,
+    dropped in dependency order); returns the URL."""
+    from sqlalchemy import MetaData, create_engine
+
+    url = url or PG_URL
+    engine = create_engine(url)
+    tables = MetaData()
+    tables.reflect(engine)
+    tables.drop_all(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def pg_url():
+    """An emptied PostgreSQL test database."""
+    if not PG_URL:
+        pytest.skip("no PostgreSQL: set VSEARCH_TEST_PG_URL")
+    return empty_postgres()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """No test writes to the real ~/.local/share/vsearch; the label cache stays shared."""

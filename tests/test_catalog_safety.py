@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli import app
+from tests.conftest import empty_postgres
 from indexer import index_paths
 from vsearch.catalog import Catalog, MediaRecord
 from vsearch.encoders import load_encoder
@@ -39,19 +40,7 @@ def db_url(request):
         return None
     if not PG_URL:
         pytest.skip("no PostgreSQL: set VSEARCH_TEST_PG_URL")
-    _empty_postgres()
-    return PG_URL
-
-
-def _empty_postgres() -> None:
-    """Drop every table of the test database (those of optional features too, found by reflection)."""
-    from sqlalchemy import MetaData, create_engine
-
-    engine = create_engine(PG_URL)
-    tables = MetaData()
-    tables.reflect(engine)
-    tables.drop_all(engine)
-    engine.dispose()
+    return empty_postgres()
 
 
 def _index(db, paths, encoder, url=None, **kw):
@@ -175,7 +164,7 @@ def test_second_writer_fails_clearly_or_waits(tmp_path, tiny, photos, db_url):
 
 @pytest.mark.skipif(not PG_URL, reason="no PostgreSQL: set VSEARCH_TEST_PG_URL")
 def test_postgres_writers_in_different_folders_are_serialised(tmp_path):
-    _empty_postgres()
+    empty_postgres()
     a, b = Catalog(tmp_path / "a", url=PG_URL), Catalog(tmp_path / "b", url=PG_URL)
     a.lock_for_writing()
     with pytest.raises(CatalogBusyError, match="advisory lock"):

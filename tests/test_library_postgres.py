@@ -13,14 +13,8 @@ PG_URL = os.environ.get("VSEARCH_TEST_PG_URL")
 pytestmark = pytest.mark.skipif(not PG_URL, reason="no PostgreSQL: set VSEARCH_TEST_PG_URL")
 
 
-def test_tags_and_duplicates_on_postgres(photos, tmp_path, tiny_clip_spec):
-    from sqlalchemy import create_engine
-
-    from vsearch.schema import Base
-
-    engine = create_engine(PG_URL)
-    Base.metadata.drop_all(engine)
-    engine.dispose()
+def test_tags_and_duplicates_on_postgres(photos, tmp_path, tiny_clip_spec, pg_url):
+    assert pg_url == PG_URL
     runner = CliRunner()
 
     def invoke(*a):

@@ -11,19 +11,6 @@ PG_URL = os.environ.get("VSEARCH_TEST_PG_URL")
 pytestmark = pytest.mark.skipif(not PG_URL, reason="no PostgreSQL: set VSEARCH_TEST_PG_URL")
 
 
-@pytest.fixture
-def pg_url():
-    """An empty database: every table dropped before the test."""
-    from sqlalchemy import MetaData, create_engine
-
-    engine = create_engine(PG_URL)
-    tables = MetaData()
-    tables.reflect(engine)  # tables of optional features (faces, regions) too, in dependency order
-    tables.drop_all(engine)
-    engine.dispose()
-    return PG_URL
-
-
 def _unit(x):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 

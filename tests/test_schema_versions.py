@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, text
 
+from tests.conftest import empty_postgres
 from vsearch.catalog import DB_FILENAME, Catalog
 from vsearch.catalog.migrate import FEATURE_SCHEMA_MODULES, feature_schemas
 from vsearch.errors import CatalogError
@@ -31,12 +32,7 @@ def url(request):
         return None
     if not PG_URL:
         pytest.skip("no PostgreSQL: set VSEARCH_TEST_PG_URL")
-    engine = create_engine(PG_URL)
-    tables = MetaData()
-    tables.reflect(engine)
-    tables.drop_all(engine)
-    engine.dispose()
-    return PG_URL
+    return empty_postgres()
 
 
 def _open(directory, url) -> Catalog:

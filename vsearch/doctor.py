@@ -111,9 +111,11 @@ def collect(db: str | None = None, db_url: str | None = None) -> dict[str, dict]
     directory = db or vsearch.default_db_dir()
     if db_url or os.path.exists(os.path.join(directory, DB_FILENAME)):
         cat = Catalog(directory, url=db_url, create=False)
-        stats = cat.stats()
-        stats["consistent"] = all(r.ok for r in cat.verify())
-        cat.engine.dispose()
+        try:
+            stats = cat.stats()
+            stats["consistent"] = all(r.ok for r in cat.verify())
+        finally:
+            cat.close(save=False)  # a look: no file is written
         report["catalog"] = stats
     else:
         report["catalog"] = {"directory": directory, "status": "none yet (run vsearch index PATH)"}
