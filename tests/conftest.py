@@ -89,6 +89,20 @@ def packaged_encoder():
     return load_encoder("packaged")
 
 
+# -- small catalog data for tests ------------------------------------------------------------------
+def unit(x) -> np.ndarray:
+    """Rows (or a vector) scaled to unit length, float32: what encoders give the catalog."""
+    x = np.asarray(x)
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def media_records(n: int, start: int = 0, folder: str = "/photos"):
+    """``n`` distinct :class:`~vsearch.catalog.MediaRecord` s, ``FOLDER/<i>.jpg`` for i from ``start``."""
+    from vsearch.catalog import MediaRecord
+
+    return [MediaRecord(f"{folder}/{i}.jpg", 100 + i, 1.0 + i, sha256=f"{i:064x}") for i in range(start, start + n)]
+
+
 # -- PostgreSQL (tests that need it are skipped unless VSEARCH_TEST_PG_URL names a server) ----------
 PG_URL = os.environ.get("VSEARCH_TEST_PG_URL")
 

@@ -2,16 +2,9 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import media_records as _records, unit as _unit
 from vsearch.catalog import Catalog, MediaRecord
 from vsearch.errors import CatalogError, ModelMismatchError
-
-
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def _records(n, start=0):
-    return [MediaRecord(f"/photos/{i}.jpg", 100 + i, 1.0 + i, sha256=f"{i:064x}") for i in range(start, start + n)]
 
 
 @pytest.fixture

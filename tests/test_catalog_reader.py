@@ -9,16 +9,13 @@ import numpy as np
 import pytest
 
 import vsearch
+from tests.conftest import unit as _unit
 from vsearch.catalog import Catalog, MediaRecord, open_reader
 from vsearch.catalog.queries import QUERIES_SCHEMA_VERSION
 from vsearch.catalog.reader import CatalogReader
 from vsearch.errors import CatalogError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 def _records(n, start=0):

@@ -5,17 +5,10 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from tests.conftest import media_records as _records, unit as _unit
 from vsearch.catalog import Catalog, MediaRecord, id_chunks, vector_blob, vectors_from_blobs
 from vsearch.schema import Vector
 from vsearch.vector_index import VectorIndex
-
-
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def _records(n, start=0):
-    return [MediaRecord(f"/photos/{i}.jpg", 100 + i, 1.0 + i, sha256=f"{i:064x}") for i in range(start, start + n)]
 
 
 @pytest.fixture

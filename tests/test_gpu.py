@@ -7,12 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import unit as _unit
 from vsearch import gpu
 from vsearch.vector_index import VectorIndex
-
-
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 def test_torch_exact_search_matches_faiss_flat_on_cpu():

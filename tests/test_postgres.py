@@ -6,13 +6,10 @@ import os
 import numpy as np
 import pytest
 from typer.testing import CliRunner
+from tests.conftest import unit as _unit
 
 PG_URL = os.environ.get("VSEARCH_TEST_PG_URL")
 pytestmark = pytest.mark.skipif(not PG_URL, reason="no PostgreSQL: set VSEARCH_TEST_PG_URL")
-
-
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 def test_catalog_roundtrip_and_crash_recovery(pg_url, tmp_path):

@@ -2,15 +2,12 @@
 import numpy as np
 import pytest
 
+from tests.conftest import unit as _unit
 from vsearch.catalog import Catalog, MediaRecord
 from vsearch.errors import QueryError
 from vsearch.search import QueryTerm, SpaceSearcher, catalog_searcher, compose_query, top_media
 
 DIM = 16
-
-
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
 class _TableEncoder:

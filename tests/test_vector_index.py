@@ -2,11 +2,8 @@ import numpy as np
 import pytest
 
 from benchmarks.common import clustered_with_queries
+from tests.conftest import unit as _unit
 from vsearch.vector_index import VectorIndex, ivf_params
-
-
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 def brute_force(db, ids, q, k):

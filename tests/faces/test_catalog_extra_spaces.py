@@ -4,13 +4,14 @@ space was not loaded when the change happened."""
 import numpy as np
 import pytest
 
+from tests.conftest import media_records
 from tests.faces.conftest import unit_rows
 from vsearch.catalog import Catalog, MediaRecord
 from vsearch.vector_index import VectorIndex
 
 
 def _records(n, start=0):
-    return [MediaRecord(f"/p/{i}.jpg", 10 + i, 1.0 + i, sha256=f"{i:064x}") for i in range(start, start + n)]
+    return media_records(n, start, folder="/p")
 
 
 @pytest.fixture
