@@ -272,7 +272,10 @@ class Collection:
                     self._catalog.close()
             finally:
                 if self._discard_if_empty is not None:
-                    _discard_empty_catalog(*self._discard_if_empty)
+                    from vsearch.catalog import remove_empty_catalog
+
+                    remove_empty_catalog(*self._discard_if_empty)  # only if it holds nothing
+                    self._discard_if_empty = None
 
     def __enter__(self) -> "Collection":
         return self
@@ -320,17 +323,13 @@ def _open_new(directory: str, url: str | None, **options) -> Collection:
     try:
         coll = Collection(catalog, **options)
     except BaseException:  # a model the catalog cannot use: nothing was put in it
+        from vsearch.catalog import remove_empty_catalog
+
         catalog.close()
-        _discard_empty_catalog(directory, url)
+        remove_empty_catalog(directory, url)
         raise
     coll._discard_if_empty = (directory, url)
     return coll
-
-
-def _discard_empty_catalog(directory: str, url: str | None) -> None:
-    from vsearch.catalog import remove_empty_catalog
-
-    remove_empty_catalog(directory, url)
 
 
 def parse_examples(terms: Sequence[str], labels: Sequence[str]) -> dict[str, list[str]]:
