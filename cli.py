@@ -14,7 +14,7 @@ import typer
 
 from vsearch.commands.common import (
     CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt, check_output_file, console,
-    err_console, escape, handle_errors, json_flag, print_json, print_rows, resolve_device, setup_logging,
+    err_console, escape, handle_errors, json_flag, print_json, print_rows, setup_logging,
 )
 from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag, tags_list
@@ -119,13 +119,11 @@ def index(
     one that cannot be read keeps its photos. Hidden files and folders and system folders are left
     out (--include-hidden takes them); HEIC/HEIF, AVIF and camera RAW files are read too.
     """
-    from vsearch.catalog import catalog_exists, remove_empty_catalog
     from vsearch.errors import StorageError, VSearchError
-    from vsearch.extractors import build_extractor
+    from vsearch.extractors import check_index_options
     from vsearch.fsutil import display_path
 
-    if max_regions is not None and not regions:
-        raise VSearchError("--max-regions needs --regions")
+    check_index_options(regions, max_regions)
     excludes = tuple(exclude)
     if exclude_from:
         from indexer.scan import read_exclude_file
@@ -134,34 +132,27 @@ def index(
             excludes += read_exclude_file(exclude_from)
         except OSError as exc:
             raise VSearchError(f"--exclude-from {exclude_from}: {exc.strerror or exc}") from None
-    where = CatalogRef(db, db_url)
-    new_catalog = not catalog_exists(where.directory, db_url)
-    ok = False
     try:
-        # closing saves what was committed, and lets go of the writer lock
-        with where.collection(model, device, create=True, runtime=runtime, precision=precision) as coll:
-            coll.catalog.lock_for_writing(wait=wait, on_wait=lambda who: err_console.print(
-                f"waiting for the catalog: another process is writing to it ({who})", highlight=False))
+        # closing saves what was committed and lets go of the writer lock; a first run that
+        # indexed nothing leaves no empty catalog behind
+        with CatalogRef(db, db_url).collection(model, device, create=True, runtime=runtime, precision=precision,
+                                               discard_if_empty=True) as coll:
             encoder = coll.encoder
             if coll.notice:
                 err_console.print(coll.notice, highlight=False)
-            device = resolve_device(device)
-            extractors = ([build_extractor("faces", "", device)] if faces else []) + \
-                ([build_extractor("regions", regions, device, max_regions=max_regions)] if regions else [])
             bar = _RichProgress(enabled=not quiet)
             try:
-                summary = coll.index(paths, batch_size=batch_size, workers=workers, progress=bar,
-                                     extractors=extractors, prune_missing=prune_missing, retry_failed=retry_failed,
-                                     include_hidden=include_hidden, exclude=excludes)
+                summary = coll.index(paths, batch_size=batch_size, workers=workers, progress=bar, faces=faces,
+                                     regions=regions, max_regions=max_regions, prune_missing=prune_missing,
+                                     retry_failed=retry_failed, include_hidden=include_hidden, exclude=excludes,
+                                     wait=wait, on_wait=lambda who: err_console.print(
+                                         f"waiting for the catalog: another process is writing to it ({who})",
+                                         highlight=False))
             finally:
                 bar.stop()
-        ok = summary.indexed_ok > 0 or summary.removed > 0
     except StorageError as exc:  # one clear line; what was committed stays committed
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
-    finally:
-        if new_catalog and not ok:  # a first run that indexed nothing leaves no empty catalog behind
-            remove_empty_catalog(where.directory, db_url)
     err_console.print(
         f"[green]done[/] in {summary.seconds:.1f}s with {encoder.info.name}: "
         f"added {summary.added}, unchanged {summary.unchanged}, moved {summary.moved}, "
@@ -188,8 +179,8 @@ def index(
     if watch:
         from vsearch.commands.library import watch_forever
 
-        return watch_forever(db, db_url, model, device, paths, batch_size, extractors, debounce,
-                             include_hidden=include_hidden, exclude=excludes)
+        return watch_forever(db, db_url, model, device, paths, batch_size, debounce, faces=faces, regions=regions,
+                             max_regions=max_regions, include_hidden=include_hidden, exclude=excludes)
     if summary.indexed_ok == 0 and summary.removed == 0:
         err_console.print("[red]nothing could be indexed[/]" if summary.failed else
                           f"[red]no image files found under[/] {escape(' '.join(paths))}")

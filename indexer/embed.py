@@ -188,11 +188,11 @@ class LocalExecutor:
 def resolve_model(model: str) -> str:
     """A concrete model spec for workers: ``auto`` is settled once here, so that every worker
     loads the same model whatever it finds on its own machine."""
-    from vsearch.encoders import canonical_spec, resolve_auto
+    from vsearch.encoders import canonical_spec, resolve_encoder
 
     spec = canonical_spec(model)
     if spec == "auto":
-        encoder, _notice = resolve_auto("cpu")
+        encoder, _notice = resolve_encoder(spec, "cpu")
         return encoder.info.name
     return spec
 

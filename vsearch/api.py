@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 import numpy as np
 
 from vsearch.catalog import IMAGE_SPACE, SearchHit
-from vsearch.encoders import canonical_spec, load_encoder, resolve_auto
+from vsearch.encoders import canonical_spec, load_encoder, resolve_encoder
 from vsearch.errors import ModelMismatchError, QueryError
 from vsearch.images import decode_image, limit_aspect
 from vsearch.search import QueryTerm, SpaceSearcher, catalog_searcher, compose_query, parse_weighted, top_media
@@ -51,6 +51,10 @@ class Collection:
         self._encoder = None
         self._space_searcher: SpaceSearcher | None = None
         self.notice: str | None = None  # which model `auto` picked, for the CLI to show once
+        self._extractors: dict[tuple, list] = {}  # built once per set of options, reused by every index run
+        # set by open(discard_if_empty=True) on a catalog it created: (folder, url) removed at close
+        # unless an index run kept something
+        self._discard_if_empty: tuple[str, str | None] | None = None
         recorded = self._reads.space_model(IMAGE_SPACE)
         if recorded and self._requested and self._requested != recorded[0]:
             raise ModelMismatchError(
@@ -78,10 +82,8 @@ class Collection:
             recorded = self._reads.space_model(IMAGE_SPACE)
             if recorded:
                 self._encoder = load_encoder(recorded[0], self.device, self.runtime, self.precision)
-            elif self._requested:
-                self._encoder = load_encoder(self._requested, self.device, self.runtime, self.precision)
             else:
-                self._encoder, self.notice = resolve_auto(self.device, self.runtime, self.precision)
+                self._encoder, self.notice = resolve_encoder(self._requested, self.device, self.runtime, self.precision)
             runtime_notice = getattr(self._encoder, "runtime_notice", None)
             if runtime_notice:
                 self.notice = f"{self.notice}\n{runtime_notice}" if self.notice else runtime_notice
@@ -90,18 +92,37 @@ class Collection:
     # -- indexing --------------------------------------------------------------------------------
     def index(self, paths: Sequence[str], batch_size: int = 32, workers: int | None = None, progress=None,
               extractors: Sequence = (), prune_missing: bool = False, retry_failed: bool = False,
-              include_hidden: bool = False, exclude: Sequence[str] = ()):
-        """Index photos under ``paths``; ``extractors`` (faces, regions) add vectors for parts.
+              include_hidden: bool = False, exclude: Sequence[str] = (), *, faces: bool = False,
+              regions: str | None = None, max_regions: int | None = None, wait: bool = False,
+              on_wait: Callable[[str], None] | None = None):
+        """Index photos under ``paths`` (what ``vsearch index`` does); returns an
+        :class:`indexer.IndexSummary` whose ``to_json()`` is what ``--json`` prints.
+
+        ``faces``: also find the faces in each photo and index each one (``vsearch faces``,
+        ``search(face=...)``); ``regions``: also index regions, ``"proposals"`` or
+        ``"detector:WEIGHTS.pt"``, at most ``max_regions`` per photo (default 24). Their models
+        are loaded once per collection. ``extractors``: more
+        :class:`indexer.pipeline.RegionExtractor` objects to run.
         ``prune_missing``/``retry_failed``: see :func:`indexer.index_paths`; ``include_hidden`` and
-        ``exclude`` (glob patterns): see :class:`indexer.scan.ScanOptions`."""
+        ``exclude`` (glob patterns): see :class:`indexer.scan.ScanOptions`.
+        ``wait``: if another process is writing to the catalog, wait for it (``on_wait`` is told
+        who it is once) instead of raising :class:`vsearch.errors.CatalogBusyError`."""
         from indexer.scan import ScanOptions
         from indexer import index_paths
+        from vsearch.extractors import check_index_options, index_extractors
         from vsearch.tags import tag_pending
 
+        check_index_options(regions, max_regions)
+        self.catalog.lock_for_writing(wait=wait, on_wait=on_wait)  # before any extractor's model loads
+        key = (faces, regions, max_regions)
+        if key not in self._extractors:
+            self._extractors[key] = index_extractors(faces, regions, max_regions, self.device)
         summary = index_paths(self.catalog, self.encoder, paths, batch_size=batch_size, workers=workers,
-                              progress=progress, extractors=extractors, prune_missing=prune_missing,
-                              retry_failed=retry_failed,
+                              progress=progress, extractors=[*self._extractors[key], *extractors],
+                              prune_missing=prune_missing, retry_failed=retry_failed,
                               scan_options=ScanOptions(include_hidden=include_hidden, exclude=tuple(exclude)))
+        if summary.indexed_ok > 0 or summary.removed > 0:
+            self._discard_if_empty = None  # the catalog holds photos now: it stays
         tag_pending(self)  # new and changed photos get the collection's tags (if `vsearch tag` was used)
         return summary
 
@@ -246,8 +267,15 @@ class Collection:
             if self._reader is not None:
                 self._reader.close()
         finally:
-            if self._catalog is not None:
-                self._catalog.close()
+            try:
+                if self._catalog is not None:
+                    self._catalog.close()
+            finally:
+                if self._discard_if_empty is not None:
+                    from vsearch.catalog import remove_empty_catalog
+
+                    remove_empty_catalog(*self._discard_if_empty)  # only if it holds nothing
+                    self._discard_if_empty = None
 
     def __enter__(self) -> "Collection":
         return self
@@ -258,13 +286,21 @@ class Collection:
 
 def open(db: str | os.PathLike | None = None, model: str | None = None, url: str | None = None,
          device: str = "cpu", create: bool = True, runtime: str | None = None,
-         precision: str | None = None) -> Collection:  # noqa: A001 - mirrors builtins.open on purpose
+         precision: str | None = None, discard_if_empty: bool = False) -> Collection:  # noqa: A001 - mirrors builtins.open on purpose
     """Open (or create) the collection stored in ``db`` (a folder; metadata goes to ``url`` if given).
     With ``create=False`` on a SQLite catalog, searches read through the catalog's read-only view
     and the full catalog opens when first needed (see :class:`Collection`).
     ``runtime``: torch | onnx (default: $VSEARCH_RUNTIME, else onnx on a CPU and torch on CUDA);
-    ``precision``: fp32 | int8 (CLIP on onnx only)."""
+    ``precision``: fp32 | int8 (CLIP on onnx only).
+    ``discard_if_empty``: for a first index run. A catalog this call creates is removed again when
+    the collection closes (or fails to open) unless :meth:`Collection.index` put photos in it, so
+    that a run that failed or found nothing leaves no empty catalog to pass for a real collection."""
     directory = os.fspath(db) if db is not None else default_db_dir()
+    if create and discard_if_empty:
+        from vsearch.catalog import catalog_exists
+
+        if not catalog_exists(directory, url):
+            return _open_new(directory, url, model=model, device=device, runtime=runtime, precision=precision)
     if not create and url is None:
         # an existing SQLite catalog: searches read it through sqlite3; the catalog opens on demand
         from vsearch.catalog import open_reader
@@ -279,6 +315,44 @@ def open(db: str | os.PathLike | None = None, model: str | None = None, url: str
                 raise
     return Collection(_open_catalog(directory, url, create), model=model, device=device, runtime=runtime,
                       precision=precision)
+
+
+def _open_new(directory: str, url: str | None, **options) -> Collection:
+    """A collection on a catalog created here, removed again at close if it is left empty."""
+    catalog = _open_catalog(directory, url, True)
+    try:
+        coll = Collection(catalog, **options)
+    except BaseException:  # a model the catalog cannot use: nothing was put in it
+        from vsearch.catalog import remove_empty_catalog
+
+        catalog.close()
+        remove_empty_catalog(directory, url)
+        raise
+    coll._discard_if_empty = (directory, url)
+    return coll
+
+
+def parse_examples(terms: Sequence[str], labels: Sequence[str]) -> dict[str, list[str]]:
+    """``LABEL=PATH`` terms (``vsearch tag --example``) -> {label: image files}: the photos that
+    show each label, a file or a folder scanned as :meth:`Collection.index` scans it, for
+    :meth:`Collection.thresholds_from_examples`. Labels match case-insensitively and come back
+    spelled as in ``labels``; raises :class:`vsearch.zeroshot.LabelError` for a term without a
+    known label or a path without image files."""
+    from indexer.scan import scan_paths
+    from vsearch.zeroshot import LabelError
+
+    by_label: dict[str, list[str]] = {}
+    known = {label.casefold(): label for label in labels}
+    for term in terms:
+        head, sep, path = term.partition("=")
+        label = known.get(head.strip().casefold())
+        if not sep or label is None:
+            raise LabelError(f"--example {term!r}: write LABEL=PATH with LABEL one of the labels")
+        files = [f.path for f in scan_paths([path]).files]
+        if not files:
+            raise LabelError(f"--example {term!r}: no image files at {os.path.abspath(path)}")
+        by_label.setdefault(label, []).extend(files)
+    return by_label
 
 
 class EmbeddedFiles(NamedTuple):

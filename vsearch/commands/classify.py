@@ -1,7 +1,6 @@
 """`vsearch classify` and `vsearch tag`: zero-shot labels for photos."""
 from __future__ import annotations
 
-import os
 from typing import Annotated, List, Optional
 
 import typer
@@ -15,25 +14,6 @@ LabelThresholdOpt = Annotated[List[str], typer.Option(
     "--label-threshold", help="LABEL=COSINE: this label's own threshold (default: the model's calibrated one); repeatable.")]
 TemplatesOpt = Annotated[str, typer.Option("--templates", help="default (8 CLIP prompts), plain, or a file with one "
                                            "template per line containing {}.")]
-
-
-def _examples(terms, label_list) -> dict[str, list[str]]:
-    """--example LABEL=PATH terms -> {label: image files}: the photos the user says show each label."""
-    from indexer.scan import scan_paths
-    from vsearch.zeroshot import LabelError
-
-    by_label: dict[str, list[str]] = {}
-    known = {label.casefold(): label for label in label_list}
-    for term in terms:
-        head, sep, path = term.partition("=")
-        label = known.get(head.strip().casefold())
-        if not sep or label is None:
-            raise LabelError(f"--example {term!r}: write LABEL=PATH with LABEL one of the labels")
-        files = [f.path for f in scan_paths([path]).files]
-        if not files:
-            raise LabelError(f"--example {term!r}: no image files at {os.path.abspath(path)}")
-        by_label.setdefault(label, []).extend(files)
-    return by_label
 
 
 def _labels(labels, labels_file):
@@ -117,13 +97,14 @@ def tag(
     --label-threshold, or learned from --example photos): a photo none of the labels fits gets no
     tag. The labels are remembered: photos added or changed later are tagged by `vsearch index`.
     """
+    from vsearch.api import parse_examples
     from vsearch.tags import TaggingConfig, tag_collection
     from vsearch.zeroshot import load_templates, parse_label_thresholds
 
     label_list = _labels(labels, labels_file)
     template_list = load_templates(templates)
     overrides = parse_label_thresholds(label_threshold, label_list)
-    by_label = _examples(examples, label_list)
+    by_label = parse_examples(examples, label_list)
     with CatalogRef(db, db_url).collection(create=False) as coll:
         learned = coll.thresholds_from_examples(by_label, label_list, template_list)
         for label, value in learned.items():

@@ -239,8 +239,10 @@ class CatalogRef:
 
     @contextlib.contextmanager
     def collection(self, model: str = "auto", device: str = "cpu", create: bool | None = False,
-                   load_model: bool = True, runtime: str | None = None, precision: str | None = None):
+                   load_model: bool = True, runtime: str | None = None, precision: str | None = None,
+                   discard_if_empty: bool = False):
         """The catalog with its encoder (:class:`vsearch.Collection`); the model loads under a spinner.
+        ``discard_if_empty``: see :func:`vsearch.open` (a first index run).
 
         ``create=None``: use the catalog if one exists here, else a catalog in a temporary folder
         (removed at exit), so that commands like `classify` work without indexing first."""
@@ -257,7 +259,7 @@ class CatalogRef:
                 directory = tempfile.mkdtemp(prefix="vsearch-")
                 atexit.register(shutil.rmtree, directory, True)
         coll = vsearch.open(directory, model=model, url=self.db_url, device=resolve_device(device), create=create,
-                            runtime=runtime, precision=precision)
+                            runtime=runtime, precision=precision, discard_if_empty=discard_if_empty)
         try:
             if load_model:
                 with loading(f"loading model {model}" if model not in (None, "auto") else "loading the model"):

@@ -1,7 +1,6 @@
 """`vsearch eval ...`: measure models on your own labelled data."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Annotated, Optional
@@ -9,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, check_output_file, console,
-                                     err_console, handle_errors, json_flag, resolve_device)
+                                     err_console, escape, handle_errors, json_flag, print_json, resolve_device)
 
 eval_app = typer.Typer(help="Evaluate models: zero-shot classification, image-text retrieval, embeddings, detection.",
                        no_args_is_help=True)
@@ -31,7 +30,7 @@ def eval_classify(
     with CatalogRef(db, db_url).collection(model, device, create=None) as coll:
         r = evaluate_classification(coll.encoder, root, load_templates(templates))
     if as_json:
-        print(json.dumps(r.to_json()))
+        print_json(r.to_json())
     else:
         console.print(f"{r.n_images} images, {len(r.labels)} classes, model {r.model}", highlight=False)
         console.print(f"top-1 {r.top1:.3f}   top-5 {r.top5:.3f}   (chance top-1 {1 / len(r.labels):.3f})")
@@ -54,7 +53,7 @@ def eval_retrieval(
     with CatalogRef(db, db_url).collection(model, device, create=None) as coll:
         r = evaluate_retrieval(coll.encoder, read_pairs(pairs_file))
     if as_json:
-        print(json.dumps(r.to_json()))
+        print_json(r.to_json())
     else:
         console.print(f"{r.n_images} images, {r.n_captions} captions, model {r.model}", highlight=False)
         for name, rec in (("image→text", r.image_to_text), ("text→image", r.text_to_image)):
@@ -89,13 +88,15 @@ def embeddings(
     """
     from training.data import discover
     from training.evaluate import embed_with_encoder, plot_curves, score, write_json
-    from vsearch.encoders import load_encoder
+    from vsearch.encoders import resolve_encoder
 
     from vsearch.commands.train import print_report
 
     plot = check_output_file(plot, "--plot")
     spec = _model_spec(model)
-    encoder = load_encoder(spec, resolve_device(device))
+    encoder, notice = resolve_encoder(spec, resolve_device(device))
+    if notice:
+        err_console.print(escape(notice))
     listed = discover(data)
     started = time.perf_counter()
     emb, labels, skipped = embed_with_encoder(encoder, listed, batch_size=batch_size, workers=workers)
@@ -115,7 +116,7 @@ def embeddings(
         d = result.to_dict()
         if d["verification"]:
             d["verification"].pop("roc")  # the curve belongs in --report, not on the terminal
-        print(json.dumps(d))
+        print_json(d)
     else:
         print_report(result, what=os.path.basename(os.path.normpath(data)) or data)
     for path in filter(None, (report, plot)):

@@ -7,7 +7,6 @@ Output is styled on a terminal and plain, one unwrapped line per item, when pipe
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from typing import Annotated, List, Optional
 
@@ -53,7 +52,7 @@ def say(markup: str, style: str | None = None) -> None:
 def _json_error(exc: Exception) -> None:
     """For --json commands: the error as a JSON object on stdout too, then exit 2."""
     message = str(exc) if isinstance(exc, VSearchError) else f"{type(exc).__name__}: {exc}"
-    print(json.dumps({"error": message}, ensure_ascii=False))
+    print_json({"error": message})
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2) from None
 
@@ -120,7 +119,7 @@ def verify(
         err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         raise typer.Exit(2) from None
     if as_json:
-        print(json.dumps(res.to_json()))
+        print_json(res.to_json())
     else:
         verdict = "[green]MATCH[/]" if res.match else "[red]NO MATCH[/]"
         say(f"{verdict} {escape(name)}: score {res.score:.3f} (threshold {res.threshold:.3f}), "
@@ -205,7 +204,7 @@ def calibrate(
     with _faces(db, db_url, detector, embedder, device, create=True) as svc:
         rep = svc.calibrate(folder, target_far=target_far, plot=plot, store=not dry_run)
     if as_json:
-        print(json.dumps(rep.summary()))
+        print_json(rep.to_json())
     else:
         _print_calibration(rep, dry_run)
     for warning in rep.warnings:

@@ -62,7 +62,8 @@ def duplicates(
                   f"{summary['redundant_bytes'] / 1e6:.1f} MB", highlight=False, soft_wrap=True)
 
 
-def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: int, extractors, debounce: float,
+def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: int, debounce: float,
+                  faces: bool = False, regions: str | None = None, max_regions: int | None = None,
                   include_hidden: bool = False, exclude: Sequence[str] = ()) -> None:
     """`vsearch index PATHS --watch`: after the first run, re-index what changes until Ctrl-C,
     leaving out what the first run left out (hidden and system folders, ``--exclude``)."""
@@ -86,7 +87,8 @@ def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: i
         # catch_up: one more (stat-only) pass once events are being watched, so that nothing
         # written between the first run's scan and the watcher's start is missed
         watch(coll, paths, on_batch=report, debounce=debounce, catch_up=True, batch_size=batch_size,
-              extractors=extractors, workers=0, include_hidden=include_hidden, exclude=tuple(exclude))
+              faces=faces, regions=regions, max_regions=max_regions, workers=0, include_hidden=include_hidden,
+              exclude=tuple(exclude))
 
 
 def explain_search(coll, hits, query, image, plus, minus, face) -> list:

@@ -36,7 +36,7 @@ def detect(
 ) -> None:
     """Open-vocabulary detection in one image: region proposals scored against the label texts,
     per-label NMS, a score threshold. Prints the boxes ([x1, y1, x2, y2] in image pixels)."""
-    from vsearch.encoders import load_encoder, resolve_auto
+    from vsearch.encoders import resolve_encoder
     from vsearch.fetch import local_image
     from vsearch.images import decode_image
     from vsearch.regions.detect import detect as run_detect
@@ -48,10 +48,7 @@ def detect(
         picture = decode_image(image_file).image
     device = resolve_device(device)
     with loading(f"loading model {model}"):
-        if model == "auto":
-            encoder, notice = resolve_auto(device)
-        else:
-            encoder, notice = load_encoder(model, device), None
+        encoder, notice = resolve_encoder(model, device)
     if notice:
         err_console.print(escape(notice))
     from vsearch.regions.proposals import ProposalConfig, ProposalSource

@@ -162,8 +162,18 @@ def resolve_auto(device: str = "cpu", runtime: str | None = None, precision: str
     )
 
 
+def resolve_encoder(spec: str | None, device: str = "cpu", runtime: str | None = None,
+                    precision: str | None = None) -> tuple[object, str | None]:
+    """The one way a ``--model`` option becomes an encoder: (encoder, notice). For ``auto`` (or
+    None) the notice says which model :func:`resolve_auto` picked and why, for the user to see
+    once; any other spec is loaded by :func:`load_encoder` and has no notice."""
+    if spec is None or canonical_spec(spec) == "auto":
+        return resolve_auto(device, runtime, precision)
+    return load_encoder(spec, device, runtime, precision), None
+
+
 __all__ = [
     "Encoder", "EncoderInfo", "ImageEncoder", "TextEncoder", "encode_images", "l2_normalize",
-    "ENCODERS", "register_encoder", "load_encoder", "resolve_auto", "canonical_spec", "registered_prefixes",
+    "ENCODERS", "register_encoder", "load_encoder", "resolve_auto", "resolve_encoder", "canonical_spec", "registered_prefixes",
     "EncoderSpec", "PACKAGED", "AUTO_CLIP",
 ]

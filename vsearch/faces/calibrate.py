@@ -116,6 +116,10 @@ class CalibrationReport:
         return self.threshold < self.default_threshold
 
     def summary(self) -> dict:
+        """The report's figures (what ``faces calibrate --json`` prints), without the raw scores."""
+        return self.to_json()
+
+    def to_json(self) -> dict:
         return {
             "identities": self.identities, "images": self.images,
             "genuine_pairs": self.n_genuine, "impostor_pairs": self.n_impostor,
