@@ -6,6 +6,7 @@ import os
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from vsearch.catalog.consistency import Consistency
@@ -18,9 +19,24 @@ from vsearch.catalog.transaction import Transactions
 from vsearch.catalog.storage import (DB_FILENAME, LOCK_FILENAME, _on_db_error, _private_file, _private_folder,
                                      _sqlite_pragmas)
 from vsearch.errors import CatalogError, ModelMismatchError
-from vsearch.fsutil import FolderLock
+from vsearch.fsutil import FolderLock, folder_writable
 from vsearch.schema import Meta
 from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
+
+
+def _open_failure(where: str, exc: DBAPIError) -> str:
+    """The one line for a catalog database that cannot be opened, with what to do about it."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None and str(exc.orig).strip() else type(exc).__name__
+    message = f"cannot open the catalog database {where} ({reason})"
+    if where.endswith(DB_FILENAME):
+        folder = os.path.dirname(where)
+        if "not a database" in reason or "malformed" in reason:
+            return message + ": it is not a vsearch catalog or it is damaged; it was left as it is"
+        if "unable to open" in reason or "readonly" in reason or "read-only" in reason:
+            if not folder_writable(folder):
+                return (f"{message}: the folder {folder} is read-only; `vsearch search` still reads it, "
+                        "other commands need to write there")
+    return message
 
 
 class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency, SqlReads):
@@ -57,7 +73,11 @@ class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency, S
         self._dirty: set[str] = set()
         self._writer_lock = FolderLock(os.path.join(self.directory, LOCK_FILENAME))
         self._pg_lock_conn = None
-        self._init_schema()
+        try:
+            self._init_schema()
+        except DBAPIError as exc:  # the file cannot be opened or is no database: one line naming it
+            self.engine.dispose()
+            raise CatalogError(_open_failure(db_path if url is None else "the catalog database", exc)) from exc
 
     # -- schema and metadata ---------------------------------------------------------------------
     def _init_schema(self) -> None:

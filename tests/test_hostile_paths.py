@@ -1,0 +1,104 @@
+"""Catalogs and caches in bad shape, met through the read-only search path and the catalog: a
+folder that cannot be written, a file that is not a database, damaged ONNX graph copies. Each
+either answers (a search only reads) or stops with one line naming the file, never a traceback."""
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from tests.conftest import media_records, unit
+from vsearch.catalog import Catalog, open_reader
+from vsearch.errors import CatalogError
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A SQLite catalog of 20 photos (8-d vectors), closed: no -wal or -shm file left."""
+    rng = np.random.default_rng(0)
+    with Catalog(tmp_path / "db") as cat:
+        cat.bind_space("image", "test-model", 8)
+        cat.add_media(media_records(20), unit(rng.normal(size=(20, 8))))
+    return tmp_path / "db"
+
+
+@pytest.fixture
+def read_only(db):
+    """``db`` made read-only as ``chmod -R a-w`` does for its owner; as root (whom modes do not
+    stop) the folder is made immutable instead, or the test is skipped."""
+    folder = str(db)
+    if os.geteuid() != 0:
+        os.chmod(folder, 0o500)
+        yield db
+        os.chmod(folder, 0o700)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", folder], capture_output=True).returncode:
+        pytest.skip("cannot make a folder read-only for root here (no chattr)")
+    try:
+        yield db
+    finally:
+        subprocess.run(["chattr", "-i", folder], check=True)
+
+
+def test_a_read_only_catalog_folder_is_still_searched(read_only):
+    before = sorted(os.listdir(read_only))
+    reader = open_reader(read_only)
+    assert reader is not None  # not handed to the catalog, which would need to write
+    with reader:
+        assert reader.get_meta("schema_version") == "1"
+        query = reader.vectors("image", reader.vector_ids("image")[:1])[1]
+        hits = reader.search(query, k=3)[0]
+        assert len(hits) == 3 and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert sorted(os.listdir(read_only)) == before
+
+
+def test_a_read_only_catalog_folder_is_one_line_for_the_catalog(read_only):
+    with pytest.raises(CatalogError, match=r"catalog\.sqlite.*read-only"):
+        Catalog(read_only, create=False)
+    result = runner.invoke(app, ["verify", "--db", str(read_only)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert "read-only" in result.output
+
+
+@pytest.mark.parametrize("content", [b"not a database at all" * 100, os.urandom(8192)])
+def test_a_file_that_is_not_a_database_is_one_line_naming_it(tmp_path, content):
+    (tmp_path / "db").mkdir()
+    path = tmp_path / "db" / "catalog.sqlite"
+    path.write_bytes(content)
+    with pytest.raises(CatalogError, match="catalog.sqlite"):
+        Catalog(tmp_path / "db", create=False)
+    result = runner.invoke(app, ["verify", "--db", str(tmp_path / "db")])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert str(path) in result.output.replace("\n", "")
+    assert path.read_bytes() == content  # left as it was, for the user to look at
+
+
+def test_an_image_query_of_a_catalogued_photo_reads_through_the_view(tmp_path):
+    """``search --image`` with a photo the catalog holds takes its stored vector through the
+    read-only view: no full catalog (which writes) is opened, so a read-only folder answers too."""
+    import vsearch
+
+    photo = tmp_path / "photos" / "a.jpg"
+    photo.parent.mkdir()
+    photo.write_bytes(b"not decoded: its stored vector is used")
+    st = photo.stat()
+    rng = np.random.default_rng(1)
+    vectors = unit(rng.normal(size=(3, 8)))
+    from vsearch.catalog import MediaRecord
+
+    records = [MediaRecord(str(photo), st.st_size, st.st_mtime)] + media_records(2)
+    with Catalog(tmp_path / "db") as cat:
+        cat.bind_space("image", "test-model", 8)
+        cat.add_media(records, vectors)
+    with vsearch.open(tmp_path / "db", create=False) as coll:
+        assert np.allclose(coll.embed_image_file(str(photo)), vectors[0])
+        hits = coll.search(image=str(photo), k=1)
+        assert hits[0].path == str(photo) and hits[0].score == pytest.approx(1.0, abs=1e-5)
+        assert coll._catalog is None  # answered by the read-only view alone
