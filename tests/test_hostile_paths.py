@@ -102,3 +102,54 @@ def test_an_image_query_of_a_catalogued_photo_reads_through_the_view(tmp_path):
         hits = coll.search(image=str(photo), k=1)
         assert hits[0].path == str(photo) and hits[0].score == pytest.approx(1.0, abs=1e-5)
         assert coll._catalog is None  # answered by the read-only view alone
+
+
+# -- the ONNX cache ------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_torch(tiny_clip_spec):
+    from vsearch.encoders import canonical_spec, load_encoder
+
+    spec = canonical_spec(tiny_clip_spec)
+    return spec, load_encoder(spec, runtime="torch")
+
+
+def test_an_optimized_graph_copy_is_on_disk_before_it_is_moved_in(tiny_torch, tmp_path, monkeypatch):
+    """A copy moved in place before its bytes reach the disk is, after a power cut, a file of the
+    right size full of zeros on several file systems: a session would load it and answer wrongly.
+    Each file is synced before its rename."""
+    import onnxruntime as ort
+
+    from vsearch.encoders.onnx_loader import load_onnx
+    from vsearch.encoders.onnx_session import open_session, optimized_dir
+
+    monkeypatch.setenv("VSEARCH_ONNX_CACHE", str(tmp_path / "cache"))
+    spec, torch_enc = tiny_torch
+    enc = load_onnx(spec, lambda _d: torch_enc)
+    shutil.rmtree(optimized_dir(enc.directory, ort.__version__), ignore_errors=True)
+    synced, moved = set(), []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        synced.add(os.path.realpath(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        moved.append((os.path.realpath(src), src in synced or os.path.realpath(src) in synced))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    open_session(enc.directory, "text")
+    assert moved and all(was_synced for _, was_synced in moved), moved
+
+
+def test_an_onnx_cache_that_cannot_be_written_falls_back_to_torch_with_one_notice(tiny_torch, tmp_path, monkeypatch):
+    from vsearch.encoders.onnx_loader import load_onnx
+
+    (tmp_path / "file").write_text("a file where the cache folder would go")
+    monkeypatch.setenv("VSEARCH_ONNX_CACHE", str(tmp_path / "file" / "onnx"))
+    spec, torch_enc = tiny_torch
+    enc = load_onnx(spec, lambda _d: torch_enc)
+    assert enc is torch_enc
+    assert "runtime: torch" in enc.runtime_notice and str(tmp_path / "file") in enc.runtime_notice
+    assert len(enc.runtime_notice.splitlines()) == 1

@@ -31,6 +31,10 @@ def load_onnx(spec: str, make_torch: Callable[[str], object], precision: str = "
         meta = export_model(spec, torch_encoder, directory, precision)
     except ExportRefused as exc:
         return _fallback(spec, lambda _device: torch_encoder, precision, str(exc), directory)
+    except OSError as exc:  # a cache folder that cannot be written (read-only, full): torch still runs
+        where = exc.filename or directory
+        return _notice(torch_encoder, f"runtime: torch for {spec}: cannot write the ONNX cache at {where} "
+                                      f"({exc.strerror or exc}; set VSEARCH_ONNX_CACHE to a writable folder)")
     if not spec.startswith("packaged:") and "@" not in spec:
         record_weights(spec, files)
     return OnnxEncoder(directory, meta)
