@@ -153,3 +153,52 @@ def test_an_onnx_cache_that_cannot_be_written_falls_back_to_torch_with_one_notic
     assert enc is torch_enc
     assert "runtime: torch" in enc.runtime_notice and str(tmp_path / "file") in enc.runtime_notice
     assert len(enc.runtime_notice.splitlines()) == 1
+
+
+# -- the server ----------------------------------------------------------------------------------
+@pytest.fixture
+def onnx_catalog(tmp_path, photo_dir, tiny_clip_spec, monkeypatch):
+    """Three photos indexed with the tiny CLIP on ONNX Runtime (the runtime a CPU server uses)."""
+    import vsearch
+
+    monkeypatch.setenv("VSEARCH_RUNTIME", "onnx")
+    monkeypatch.setenv("VSEARCH_ONNX_CACHE", str(tmp_path / "onnx"))
+    (tmp_path / "photos").mkdir()
+    for name in sorted(os.listdir(photo_dir))[:3]:
+        shutil.copy(photo_dir / name, tmp_path / "photos" / name)
+    with vsearch.open(tmp_path / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(tmp_path / "photos")], workers=0)
+    return tmp_path
+
+
+def _client(db):
+    from fastapi.testclient import TestClient
+
+    from vsearch.serve import ServeSettings, create_app
+
+    settings = ServeSettings(workers=1, queue_depth=4, index_check_seconds=0.0, index_level_seconds=3600.0)
+    return TestClient(create_app(db, token="t" * 32, settings=settings), base_url="http://127.0.0.1")
+
+
+def test_the_server_searches_by_an_uploaded_image_on_onnx(onnx_catalog, monkeypatch):
+    """In a server process without torch (`vsearch serve` on a CPU, ONNX Runtime), the ONNX
+    encoder's pixels are a numpy array, not a tensor."""
+    import sys
+
+    photo = sorted((onnx_catalog / "photos").iterdir())[1]
+    with _client(onnx_catalog / "db") as c:
+        monkeypatch.delitem(sys.modules, "torch")  # as in that process (put back after the test)
+        r = c.post("/v1/search", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")}, data={"k": "1"})
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["path"] == str(photo)
+
+
+def test_the_server_rebuilds_a_damaged_index_file_from_sql(onnx_catalog):
+    index_file = onnx_catalog / "db" / "image.faiss"
+    damaged = index_file.read_bytes()[:100]
+    index_file.write_bytes(damaged)
+    with _client(onnx_catalog / "db") as c:
+        r = c.get("/v1/search", params={"q": "a photo", "k": 3})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["results"]) == 3 and r.json()["photos_in_index"] == 3
+    assert index_file.read_bytes() == damaged  # the server writes no index file
