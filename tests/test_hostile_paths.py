@@ -202,3 +202,18 @@ def test_the_server_rebuilds_a_damaged_index_file_from_sql(onnx_catalog):
     assert r.status_code == 200, r.text
     assert len(r.json()["results"]) == 3 and r.json()["photos_in_index"] == 3
     assert index_file.read_bytes() == damaged  # the server writes no index file
+
+
+def test_a_zero_byte_catalog_file_is_reported_not_silently_made_anew(db):
+    """A truncated database (0 bytes) beside an index file of 20 vectors: a search or a check
+    says so in one line and leaves the files as they are, rather than answering "no results"
+    from fresh empty tables written into it."""
+    (db / "catalog.sqlite").write_bytes(b"")
+    before = (db / "image.faiss").read_bytes()
+    with pytest.raises(CatalogError, match=r"catalog\.sqlite.*empty"):
+        Catalog(db, create=False)
+    for args in (["verify"], ["tags"]):
+        result = runner.invoke(app, [*args, "--db", str(db)])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and "empty" in result.output
+    assert (db / "catalog.sqlite").stat().st_size == 0 and (db / "image.faiss").read_bytes() == before

@@ -55,6 +55,13 @@ class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency, S
             raise CatalogError(
                 f"no catalog at {self.directory}: run `vsearch index PATH --db {self.directory}` first"
             )
+        if not create and url is None and os.path.getsize(db_path) == 0:
+            # a truncated file (or a first run that stopped before its tables): making fresh
+            # tables in it would answer "no results" for a collection whose index files remain
+            raise CatalogError(
+                f"the catalog database {db_path} is empty (0 bytes): it was truncated or never finished; "
+                f"restore it from a backup, or run `vsearch index PATH --db {self.directory}` to build it again"
+            )
         if not create and url is not None and not os.path.isdir(self.directory):
             raise CatalogError(
                 f"no catalog folder at {self.directory}: run `vsearch index PATH --db {self.directory}` first"
