@@ -85,7 +85,7 @@ def test_an_image_query_of_a_catalogued_photo_reads_through_the_view(tmp_path):
     read-only view: no full catalog (which writes) is opened, so a read-only folder answers too."""
     import vsearch
 
-    photo = tmp_path / "photos" / "a.jpg"
+    photo = tmp_path / "photos" / os.fsdecode(b"caf\xe9 " + b"x" * 200 + b".jpg")  # not UTF-8, long
     photo.parent.mkdir()
     photo.write_bytes(b"not decoded: its stored vector is used")
     st = photo.stat()
