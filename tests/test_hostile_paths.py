@@ -217,3 +217,12 @@ def test_a_zero_byte_catalog_file_is_reported_not_silently_made_anew(db):
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output and "empty" in result.output
     assert (db / "catalog.sqlite").stat().st_size == 0 and (db / "image.faiss").read_bytes() == before
+
+
+def test_an_unreachable_database_server_is_one_line_without_the_password(tmp_path):
+    (tmp_path / "db").mkdir()
+    url = "postgresql+psycopg://vsearch:secret-word@127.0.0.1:1/nothing"  # port 1: nothing listens
+    result = runner.invoke(app, ["verify", "--db", str(tmp_path / "db"), "--db-url", url])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "127.0.0.1" in result.output
+    assert "secret-word" not in result.output

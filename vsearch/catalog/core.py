@@ -84,7 +84,7 @@ class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency, S
             self._init_schema()
         except DBAPIError as exc:  # the file cannot be opened or is no database: one line naming it
             self.engine.dispose()
-            raise CatalogError(_open_failure(db_path if url is None else "the catalog database", exc)) from exc
+            raise CatalogError(_open_failure(db_path if url is None else self.engine.url.render_as_string(hide_password=True), exc)) from exc
 
     # -- schema and metadata ---------------------------------------------------------------------
     def _init_schema(self) -> None:
