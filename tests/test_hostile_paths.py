@@ -226,3 +226,24 @@ def test_an_unreachable_database_server_is_one_line_without_the_password(tmp_pat
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and "127.0.0.1" in result.output
     assert "secret-word" not in result.output
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_stored_vector_is_found_by_path_size_and_mtime_on_both_databases(tmp_path, backend, request):
+    """The read query behind an image query of a catalogued photo: the same on the catalog's two
+    databases, for a name that is not UTF-8; a changed size or mtime means "not stored"."""
+    from vsearch.catalog import MediaRecord
+
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    path = "/photos/" + os.fsdecode(b"caf\xe9.jpg")
+    vectors = unit(np.random.default_rng(3).normal(size=(3, 8)))
+    with Catalog(tmp_path / "db", url=url) as cat:
+        cat.bind_space("image", "test-model", 8)
+        cat.add_media([MediaRecord(path, 1234, 1_700_000_000.123456)] + media_records(2), vectors)
+        assert np.allclose(cat.stored_vector_of_file(path, 1234, 1_700_000_000.123456), vectors[0])
+        assert cat.stored_vector_of_file(path, 1235, 1_700_000_000.123456) is None
+        assert cat.stored_vector_of_file(path, 1234, 1_700_000_001.0) is None
+        assert cat.stored_vector_of_file("/photos/other.jpg", 1234, 1_700_000_000.123456) is None
+    if url is None:
+        with open_reader(tmp_path / "db") as reader:
+            assert np.allclose(reader.stored_vector_of_file(path, 1234, 1_700_000_000.123456), vectors[0])
