@@ -147,14 +147,3 @@ def is_hidden_file(name: str) -> bool:
     """A hidden file name (leading dot), e.g. macOS's ``._photo.jpg`` resource forks."""
     return name.startswith(".")
 
-
-def folder_writable(folder: str) -> bool:
-    """Whether a file can be created in ``folder``, found by creating (and removing) one:
-    ``os.access()`` says yes to root on a read-only mount or an immutable folder."""
-    probe = os.path.join(folder, f".vsearch-probe-{os.getpid()}")
-    try:
-        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except OSError:
-        return False
-    os.unlink(probe)
-    return True

@@ -19,7 +19,7 @@ from vsearch.catalog.transaction import Transactions
 from vsearch.catalog.storage import (DB_FILENAME, LOCK_FILENAME, _on_db_error, _private_file, _private_folder,
                                      _sqlite_pragmas)
 from vsearch.errors import CatalogError, ModelMismatchError
-from vsearch.fsutil import FolderLock, folder_writable
+from vsearch.fsutil import FolderLock
 from vsearch.schema import Meta
 from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
 
@@ -33,7 +33,7 @@ def _open_failure(where: str, exc: DBAPIError) -> str:
         if "not a database" in reason or "malformed" in reason:
             return message + ": it is not a vsearch catalog or it is damaged; it was left as it is"
         if "unable to open" in reason or "readonly" in reason or "read-only" in reason:
-            if not folder_writable(folder):
+            if not os.access(folder, os.W_OK):  # also False on a read-only mount or an immutable folder, for root too
                 return (f"{message}: the folder {folder} is read-only; `vsearch search` still reads it, "
                         "other commands need to write there")
     return message

@@ -24,7 +24,7 @@ import numpy as np
 
 from vsearch.catalog.records import IMAGE_SPACE, SearchHit, SyncResult, id_chunks, vectors_from_blobs
 from vsearch.errors import CatalogError
-from vsearch.fsutil import folder_writable, path_to_text, text_to_path
+from vsearch.fsutil import path_to_text, text_to_path
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def _unwritable_and_idle(db_path: str) -> bool:
             return False
     except OSError:
         pass
-    return not folder_writable(folder)
+    return not os.access(folder, os.W_OK)  # False on a read-only mount or an immutable folder, for root too
 
 
 class SqlAlchemyDriver:
