@@ -146,4 +146,3 @@ def is_hidden_or_system_folder(name: str) -> bool:
 def is_hidden_file(name: str) -> bool:
     """A hidden file name (leading dot), e.g. macOS's ``._photo.jpg`` resource forks."""
     return name.startswith(".")
-
