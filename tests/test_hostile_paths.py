@@ -143,14 +143,19 @@ def test_an_optimized_graph_copy_is_on_disk_before_it_is_moved_in(tiny_torch, tm
     assert moved and all(was_synced for _, was_synced in moved), moved
 
 
-def test_an_onnx_cache_that_cannot_be_written_falls_back_to_torch_with_one_notice(tiny_torch, tmp_path, monkeypatch):
+def test_an_onnx_cache_that_cannot_be_written_falls_back_to_torch_with_one_notice(tiny_torch, tmp_path, monkeypatch,
+                                                                                  caplog):
+    import logging
+
     from vsearch.encoders.onnx_loader import load_onnx
 
     (tmp_path / "file").write_text("a file where the cache folder would go")
     monkeypatch.setenv("VSEARCH_ONNX_CACHE", str(tmp_path / "file" / "onnx"))
     spec, torch_enc = tiny_torch
-    enc = load_onnx(spec, lambda _d: torch_enc)
+    with caplog.at_level(logging.WARNING, logger="vsearch"):
+        enc = load_onnx(spec, lambda _d: torch_enc)
     assert enc is torch_enc
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("vsearch")] == [enc.runtime_notice]
     assert "runtime: torch" in enc.runtime_notice and str(tmp_path / "file") in enc.runtime_notice
     assert len(enc.runtime_notice.splitlines()) == 1
 

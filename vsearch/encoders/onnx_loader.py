@@ -26,8 +26,11 @@ def load_onnx(spec: str, make_torch: Callable[[str], object], precision: str = "
     directory = export_dir(spec, precision, files)
     if directory is None:
         return _notice(torch_encoder, f"runtime: torch for {spec} (its weights file is not known, nothing to cache)")
-    log.warning("exporting %s to ONNX (once) into %s", spec, directory)
     try:
+        import os
+
+        os.makedirs(os.path.dirname(directory), exist_ok=True)
+        log.warning("exporting %s to ONNX (once) into %s", spec, directory)
         meta = export_model(spec, torch_encoder, directory, precision)
     except ExportRefused as exc:
         return _fallback(spec, lambda _device: torch_encoder, precision, str(exc), directory)
