@@ -130,13 +130,14 @@ class Collection:
     def embed_image_file(self, path: str) -> np.ndarray:
         """A query image's vector; for a file already in the catalog, its stored vector."""
         path = os.path.abspath(os.path.expanduser(path))
-        known = self.catalog.media_under([path]).get(path)
-        if known is not None and known.status == "indexed":
+        try:
             st = os.stat(path)
-            if st.st_size == known.size and st.st_mtime == known.mtime:
-                vec = self.catalog.media_vector(known.id, IMAGE_SPACE)
-                if vec is not None:
-                    return vec
+        except OSError:
+            st = None  # decoding says what is wrong with the file, in its words
+        if st is not None and self._reads.space_model(IMAGE_SPACE) is not None:  # read-only: no full catalog opened for this
+            vec = self._reads.stored_vector_of_file(path, st.st_size, st.st_mtime, IMAGE_SPACE)
+            if vec is not None:
+                return vec
         image = limit_aspect(decode_image(path).image)
         pixels = self.encoder.preprocess(image)[None]
         return self.encoder.encode_pixels(pixels)[0]

@@ -6,6 +6,7 @@ import os
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from vsearch.catalog.consistency import Consistency
@@ -23,6 +24,21 @@ from vsearch.schema import Meta
 from vsearch.vector_index import ANN_THRESHOLD, VectorIndex
 
 
+def _open_failure(where: str, exc: DBAPIError) -> str:
+    """The one line for a catalog database that cannot be opened, with what to do about it."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None and str(exc.orig).strip() else type(exc).__name__
+    message = f"cannot open the catalog database {where} ({reason})"
+    if where.endswith(DB_FILENAME):
+        folder = os.path.dirname(where)
+        if "not a database" in reason or "malformed" in reason:
+            return message + ": it is not a vsearch catalog or it is damaged; it was left as it is"
+        if "unable to open" in reason or "readonly" in reason or "read-only" in reason:
+            if not os.access(folder, os.W_OK):  # also False on a read-only mount or an immutable folder, for root too
+                return (f"{message}: the folder {folder} is read-only; `vsearch search` still reads it, "
+                        "other commands need to write there")
+    return message
+
+
 class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency, SqlReads):
     """SQL + FAISS for one collection. ``directory`` holds the index files (and the SQLite file
     unless ``url`` points at another database such as PostgreSQL).
@@ -38,6 +54,13 @@ class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency, S
         if not create and url is None and not os.path.exists(db_path):
             raise CatalogError(
                 f"no catalog at {self.directory}: run `vsearch index PATH --db {self.directory}` first"
+            )
+        if not create and url is None and os.path.getsize(db_path) == 0:
+            # a truncated file (or a first run that stopped before its tables): making fresh
+            # tables in it would answer "no results" for a collection whose index files remain
+            raise CatalogError(
+                f"the catalog database {db_path} is empty (0 bytes): it was truncated or never finished; "
+                f"restore it from a backup, or run `vsearch index PATH --db {self.directory}` to build it again"
             )
         if not create and url is not None and not os.path.isdir(self.directory):
             raise CatalogError(
@@ -57,7 +80,11 @@ class Catalog(WriterLock, VectorIndexes, MediaRows, Transactions, Consistency, S
         self._dirty: set[str] = set()
         self._writer_lock = FolderLock(os.path.join(self.directory, LOCK_FILENAME))
         self._pg_lock_conn = None
-        self._init_schema()
+        try:
+            self._init_schema()
+        except DBAPIError as exc:  # the file cannot be opened or is no database: one line naming it
+            self.engine.dispose()
+            raise CatalogError(_open_failure(db_path if url is None else self.engine.url.render_as_string(hide_password=True), exc)) from exc
 
     # -- schema and metadata ---------------------------------------------------------------------
     def _init_schema(self) -> None:

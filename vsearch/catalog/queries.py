@@ -24,7 +24,7 @@ import numpy as np
 
 from vsearch.catalog.records import IMAGE_SPACE, SearchHit, SyncResult, id_chunks, vectors_from_blobs
 from vsearch.errors import CatalogError
-from vsearch.fsutil import text_to_path
+from vsearch.fsutil import path_to_text, text_to_path
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,10 @@ SPACE_VECTORS = "SELECT id, embedding FROM vectors WHERE space = :space"
 SPACE_VECTORS_WITH_IDS = "SELECT id, embedding FROM vectors WHERE space = :space AND id IN ({ids})"
 MEDIA_OF_VECTORS = ("SELECT vectors.id, media.id, media.path FROM vectors JOIN media ON media.id = vectors.media_id "
                     "WHERE vectors.id IN ({ids})")
+STORED_VECTOR_OF_FILE = ("SELECT vectors.embedding FROM media JOIN vectors ON vectors.media_id = media.id "
+                         "WHERE media.path = :path AND media.status = 'indexed' AND media.size = :size "
+                         "AND media.mtime = :mtime AND vectors.space = :space")
+
 
 def _in_list(ids: Sequence[int]) -> tuple[str, dict[str, int]]:
     """``(":i0, :i1, ...", {"i0": ..., ...})``: an IN list both drivers bind the same way."""
@@ -65,13 +69,34 @@ class SqliteDriver:
         from urllib.parse import quote
 
         self._sqlite3 = sqlite3
-        uri = f"file:{quote(os.path.abspath(path))}?mode=rw"  # rw, not rwc: never creates the file
+        path = os.path.abspath(path)
+        uri = f"file:{quote(path)}?mode=rw"  # rw, not rwc: never creates the file
         try:
-            self._conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA query_only=ON")  # a reader: any write is refused by SQLite itself
+            self._conn = self._connect(uri)
+        except sqlite3.OperationalError as exc:
+            # A WAL database is read through its -shm file, created beside it on first use. In a
+            # folder that cannot be written (a read-only mount, `chmod a-w`) and with no writer
+            # holding the database open (no -wal file), nothing can change the file: it is read
+            # as immutable, without the -shm file. Otherwise the catalog decides, with its message.
+            if not _unwritable_and_idle(path):
+                raise CatalogError(f"cannot open the catalog database {path} ({exc})") from exc
+            try:
+                self._conn = self._connect(f"file:{quote(path)}?mode=ro&immutable=1")
+            except sqlite3.Error as exc2:
+                raise CatalogError(f"cannot open the catalog database {path} ({exc2})") from exc2
         except sqlite3.Error as exc:
             raise CatalogError(f"cannot open the catalog database {path} ({exc})") from exc
         self._lock = threading.Lock()
+
+    def _connect(self, uri: str):
+        conn = self._sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA query_only=ON")  # a reader: any write is refused by SQLite itself
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the WAL here, not mid-search
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def rows(self, sql: str, params: dict | None = None) -> list[tuple]:
         with self._lock:
@@ -82,6 +107,18 @@ class SqliteDriver:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _unwritable_and_idle(db_path: str) -> bool:
+    """Whether no process can be writing the SQLite file at ``db_path``: its folder cannot be
+    written (so no -wal file can be made) and there is no -wal file with content already."""
+    folder = os.path.dirname(db_path)
+    try:
+        if os.path.getsize(db_path + "-wal") > 0:
+            return False
+    except OSError:
+        pass
+    return not os.access(folder, os.W_OK)  # False on a read-only mount or an immutable folder, for root too
 
 
 class SqlAlchemyDriver:
@@ -150,6 +187,13 @@ class SqlReads:
     def vectors(self, space: str, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of these vector ids from SQL, in no particular order (unknown ids are absent)."""
         return self._load_vectors(space, ids)
+
+    def stored_vector_of_file(self, path: str, size: int, mtime: float, space: str = IMAGE_SPACE) -> np.ndarray | None:
+        """The stored vector of the photo at ``path`` (absolute) when the catalog holds it indexed
+        with this size and modification time (unchanged since), else None."""
+        rows = self._sql.rows(STORED_VECTOR_OF_FILE, {"path": path_to_text(path), "size": int(size),
+                                                      "mtime": float(mtime), "space": space})
+        return vectors_from_blobs([rows[0][0]], self._dim(space))[0] if rows else None
 
     def level_with_sql(self, space: str, vindex) -> SyncResult:
         """Add the SQL vectors ``vindex`` lacks and drop the ids SQL no longer has, in memory

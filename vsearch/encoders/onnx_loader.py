@@ -26,11 +26,18 @@ def load_onnx(spec: str, make_torch: Callable[[str], object], precision: str = "
     directory = export_dir(spec, precision, files)
     if directory is None:
         return _notice(torch_encoder, f"runtime: torch for {spec} (its weights file is not known, nothing to cache)")
-    log.warning("exporting %s to ONNX (once) into %s", spec, directory)
     try:
+        import os
+
+        os.makedirs(os.path.dirname(directory), exist_ok=True)
+        log.warning("exporting %s to ONNX (once) into %s", spec, directory)
         meta = export_model(spec, torch_encoder, directory, precision)
     except ExportRefused as exc:
         return _fallback(spec, lambda _device: torch_encoder, precision, str(exc), directory)
+    except OSError as exc:  # a cache folder that cannot be written (read-only, full): torch still runs
+        where = exc.filename or directory
+        return _notice(torch_encoder, f"runtime: torch for {spec}: cannot write the ONNX cache at {where} "
+                                      f"({exc.strerror or exc}; set VSEARCH_ONNX_CACHE to a writable folder)")
     if not spec.startswith("packaged:") and "@" not in spec:
         record_weights(spec, files)
     return OnnxEncoder(directory, meta)

@@ -13,8 +13,8 @@ tower's session starts about 3x faster and the process stays smaller (benchmarks
   transformer, nothing left to do) with optimizations off. Either way its outputs are bit-identical
   to those of a session on the export itself (``tests/test_onnx.py``).
 * It is kept per ONNX Runtime version and machine type (``optimized-ort<version>-<machine>/``),
-  written in a temporary folder and moved in place weights first, so another process sees either no
-  copy or a whole one.
+  written in a temporary folder, synced, and moved in place weights first, so another process (or
+  the next start after a power cut) sees either no copy or a whole one.
 * A cache that cannot be written (read-only, full) or a damaged copy costs only the speed: the
   session is then made from the export, as before (a damaged copy is removed, to be saved again).
 """
@@ -93,7 +93,21 @@ def _save_optimized(ort, source: str, optimized: str, tower: str) -> None:
         if not os.path.exists(optimized):  # another process may have just written the same copy
             weights = os.path.join(tmp, f"{tower}.data")
             if os.path.exists(weights):  # absent when no weight is large enough to go outside
+                _sync(weights)
                 os.replace(weights, os.path.join(final_dir, f"{tower}.data"))
+            _sync(os.path.join(tmp, f"{tower}.onnx"))
             os.replace(os.path.join(tmp, f"{tower}.onnx"), optimized)
+            _sync(final_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sync(path: str) -> None:
+    """Put a file's bytes (or a folder's entries) on the disk before it is renamed into place:
+    after a power cut, a renamed file that was not synced may keep its size but read as zeros on
+    some file systems, and a session would load such weights without an error."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

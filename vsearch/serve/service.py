@@ -90,7 +90,7 @@ class SearchService:
         """The vector of an uploaded image; limits are checked on the header before decoding."""
         check_pixels(data, self.settings.max_pixels)
         image = limit_aspect(decode_image(data, draft_size=self.encoder.info.image_size).image)
-        pixels = self.encoder.preprocess(image).unsqueeze(0)  # (1, 3, H, W)
+        pixels = self.encoder.preprocess(image)[None]  # (1, 3, H, W): a tensor (torch) or an array (ONNX)
         return self.encoder.encode_pixels(pixels)[0]
 
     def media_vector(self, media_id: int) -> np.ndarray:

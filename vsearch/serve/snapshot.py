@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 
 from vsearch.catalog import Catalog
+from vsearch.catalog.reader import load_index_file
 from vsearch.search import SpaceSearcher
 from vsearch.vector_index import VectorIndex
 
@@ -98,7 +99,9 @@ class IndexReader:
                 return self._snapshot
             fingerprint = fingerprint or self._sql_fingerprint()
             try:
-                index = VectorIndex.load(self.path, recorded[1]) if signature is not None else VectorIndex(recorded[1])
+                # a damaged file is rebuilt from SQL in memory, as the catalog does (the server
+                # never writes it: `vsearch verify --repair` does)
+                index = load_index_file(self.path, recorded[1]) if signature is not None else VectorIndex(recorded[1])
                 # the file may trail SQL (a crash before the indexer's last save): level this copy
                 self._leveled = time.monotonic()
                 if fingerprint is not None and fingerprint != (len(index), int(index.ids().max()) if len(index) else -1):
