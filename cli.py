@@ -14,7 +14,7 @@ import typer
 
 from vsearch.commands.common import (
     CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt, check_output_file, console,
-    err_console, escape, handle_errors, json_flag, print_json, print_rows, setup_logging,
+    err_console, escape, handle_errors, json_flag, print_json, print_names_as_bytes, print_rows, setup_logging,
 )
 from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag, tags_list
@@ -50,6 +50,7 @@ def main(
                                                     help="Print the version and exit.")] = None,
 ) -> None:
     setup_logging(verbose)
+    print_names_as_bytes()
 
 
 class _RichProgress:

@@ -7,12 +7,15 @@ import subprocess
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from cli import app
 from tests.conftest import media_records, unit
 from vsearch.catalog import Catalog, open_reader
 from vsearch.errors import CatalogError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 runner = CliRunner()
 
@@ -252,3 +255,30 @@ def test_a_stored_vector_is_found_by_path_size_and_mtime_on_both_databases(tmp_p
     if url is None:
         with open_reader(tmp_path / "db") as reader:
             assert np.allclose(reader.stored_vector_of_file(path, 1234, 1_700_000_000.123456), vectors[0])
+
+
+# -- printing names that are not UTF-8, where stdout is strict UTF-8 (en_US.UTF-8 and the like) ------
+def test_search_prints_non_utf8_names_on_a_strict_utf8_stdout(tmp_path, tiny_clip_spec):
+    """A terminal or pipe in a UTF-8 locale refuses lone surrogates: search prints, never crashes.
+    Piped rows carry the name's own bytes (so `xargs` finds the file); JSON stays valid UTF-8 and
+    shows undecodable bytes as \\xNN, as the server does."""
+    import json as _json
+    import sys
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), "red").save(os.path.join(os.fsencode(folder), b"caf\xe9.png"), format="PNG")
+    db = tmp_path / "db"
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict", "VSEARCH_RUNTIME": "torch"}
+    run = lambda *a: subprocess.run([sys.executable, "-c", "from cli import app; app()", *map(str, a)],  # noqa: E731
+                                    env=env, cwd=str(ROOT), capture_output=True)
+    done = run("index", folder, "--db", db, "--model", tiny_clip_spec, "-w", "0", "-q")
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-800:]
+    rows = run("search", "red", "--db", db, "-k", "1")
+    assert rows.returncode == 0 and b"caf\xe9.png" in rows.stdout, rows.stderr.decode(errors="replace")[-800:]
+    paths = run("search", "red", "--db", db, "-k", "1", "--paths")
+    assert paths.returncode == 0 and os.path.exists(paths.stdout.rstrip(b"\n")), paths.stderr[-800:]
+    as_json = run("search", "red", "--db", db, "-k", "1", "--json")
+    assert as_json.returncode == 0, as_json.stderr.decode(errors="replace")[-800:]
+    hits = _json.loads(as_json.stdout.decode("utf-8"))  # valid UTF-8
+    assert hits[0]["path"].endswith("caf\\xe9.png")

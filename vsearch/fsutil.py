@@ -47,8 +47,14 @@ def text_to_path(text: str) -> str:
 
 
 def display_path(path: str) -> str:
-    """A path safe to print on any terminal: undecodable bytes shown as ``\\xNN``."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace") if not path.isascii() else path
+    """A path (or any text holding one) safe to print or put in JSON: undecodable bytes shown as
+    ``\\xNN``, so the result is valid UTF-8."""
+    if path.isascii():
+        return path
+    try:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    except UnicodeError:  # a lone surrogate that is no escaped byte (not from the file system)
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # -- one writer at a time ---------------------------------------------------------------------------

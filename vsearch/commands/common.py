@@ -20,6 +20,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
 from vsearch.errors import VSearchError
+from vsearch.fsutil import display_path
 
 __all__ = [
     "CatalogRef", "DbOpt", "DbUrlOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "OutputPathError", "PrecisionOpt",
@@ -112,9 +113,36 @@ def check_output_file(path: str | None, option: str) -> str | None:
 
 
 def print_json(value) -> None:
-    """One JSON document on stdout: no rich console (it would wrap and colour), UTF-8 kept as is."""
-    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+    """One JSON document on stdout: no rich console (it would wrap and colour), UTF-8 kept as is;
+    a file name's undecodable bytes appear as ``\\xNN`` (valid UTF-8, as the server writes them)."""
+    sys.stdout.write(json.dumps(_printable(value), ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def _printable(value):
+    """``value`` with every string made valid UTF-8 (:func:`vsearch.fsutil.display_path`)."""
+    if isinstance(value, str):
+        return value if value.isascii() else display_path(value)
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(v) for v in value]
+    return value
+
+
+def print_names_as_bytes() -> None:
+    """Let stdout write a file name's undecodable bytes as they are, instead of failing.
+
+    Python hands such names over with each byte as a lone surrogate, and a UTF-8 locale's stdout
+    refuses those ("surrogates not allowed"). Written back as the original bytes, a piped path
+    names the real file (``vsearch search --paths ... | xargs``), as ``ls`` and ``find`` do;
+    tables and JSON show them as ``\\xNN`` instead (:func:`print_rows`, :func:`print_json`)."""
+    stream = sys.stdout
+    if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+        try:
+            stream.reconfigure(errors="surrogateescape")
+        except (ValueError, OSError):  # a closed or unusual stream: leave it as it is
+            pass
 
 
 def print_rows(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None,
@@ -132,7 +160,7 @@ def print_rows(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str
     for i, col in enumerate(columns):
         table.add_column(escape(col), justify=(justify[i] if justify else "left"), overflow="fold")  # type: ignore[arg-type]
     for row in rows:
-        table.add_row(*(escape(str(cell)) for cell in row))
+        table.add_row(*(escape(display_path(str(cell))) for cell in row))
     console.print(table)
 
 
