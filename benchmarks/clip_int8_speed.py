@@ -65,7 +65,8 @@ def main(argv=None) -> int:
         print(f"fp32 export {time.perf_counter() - t:.0f}s, fidelity vs torch {meta['fidelity']}")
 
         int8_dir = os.path.join(work, "int8")
-        shutil.copytree(fp32_dir, int8_dir)
+        # not the fp32 session copies: a session would load them in place of the quantized tower
+        shutil.copytree(fp32_dir, int8_dir, ignore=shutil.ignore_patterns("optimized-*"))
         t = time.perf_counter()
         quantize_int8(os.path.join(int8_dir, "image.onnx"))  # image tower only: what indexing runs
         int8_meta = {**meta, "precision": "int8", "int8_towers": ["image"]}
