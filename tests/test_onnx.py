@@ -149,6 +149,65 @@ def test_optimized_session_copy_gives_identical_outputs(which, packaged_onnx, ti
     assert open_session(enc.directory, "text")._model_path == saved
 
 
+@pytest.mark.parametrize("tower", ["image", "text"])
+def test_int8_session_keeps_the_fused_integer_matmuls(tower, tiny_clip_pair, tmp_path):
+    """An int8 tower's saved optimized copy, loaded without re-optimizing (text) or at the layout
+    level (image), still runs every quantized MatMul as one fused ``DynamicQuantizeMatMul`` (an
+    unfused ``DynamicQuantizeLinear`` + ``MatMulInteger`` + rescale would cost the int8 gain), and
+    answers as a fully optimized session on the quantized export does."""
+    import shutil
+
+    import onnx
+    import onnxruntime as ort
+
+    from vsearch.encoders.onnx_export import quantize_int8
+    from vsearch.encoders.onnx_session import open_session, optimized_dir
+
+    enc = tiny_clip_pair[1]
+    shutil.copy(os.path.join(enc.directory, f"{tower}.onnx"), tmp_path / f"{tower}.onnx")
+    quantize_int8(str(tmp_path / f"{tower}.onnx"))
+    quantized_ops = [n.op_type for n in onnx.load(str(tmp_path / f"{tower}.onnx")).graph.node]
+    assert quantized_ops.count("MatMulInteger") > 0
+    session = open_session(str(tmp_path), tower)
+    saved = os.path.join(optimized_dir(str(tmp_path), ort.__version__), f"{tower}.onnx")
+    assert session._model_path == saved
+    saved_ops = [n.op_type for n in onnx.load(saved, load_external_data=False).graph.node]
+    assert "MatMulInteger" not in saved_ops  # (the patch embedding's ConvInteger keeps its own quantize step)
+    assert saved_ops.count("DynamicQuantizeMatMul") == quantized_ops.count("MatMulInteger")
+    feeds = ({"pixels": np.stack([enc._transform(im) for im in _photos()])} if tower == "image"
+             else enc._tokens(["a cat", "a cup of coffee"]))
+    full = ort.InferenceSession(str(tmp_path / f"{tower}.onnx"), providers=["CPUExecutionProvider"])
+    assert np.allclose(session.run(None, feeds)[0], full.run(None, feeds)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_int8_export_runs_and_checks_the_quantized_towers(tiny_clip_pair, tmp_path):
+    """The fp32 check's sessions save optimized copies of the towers; once a tower is quantized,
+    its sessions (the int8 check's, and every later one) must run the quantized graph, not a
+    stale fp32 copy that would pass any check and give no speed-up."""
+    import onnx
+    import onnxruntime as ort
+
+    from vsearch.encoders.onnx_export import ExportRefused, export_model
+    from vsearch.encoders.onnx_session import optimized_dir
+
+    torch_enc = tiny_clip_pair[0]
+    directory = str(tmp_path / "int8")
+    try:
+        meta = export_model(torch_enc.info.name, torch_enc, directory, "int8")
+    except ExportRefused as exc:  # both towers drifted: that verdict needs the quantized graphs
+        assert "int8" in str(exc)
+        return
+    enc = OnnxEncoder(directory, meta)
+    enc.encode_pixels(np.stack([enc._transform(im) for im in _photos()]))
+    enc.encode_text(["a cat"])
+    for tower in ("image", "text"):
+        saved = os.path.join(optimized_dir(directory, ort.__version__), f"{tower}.onnx")
+        ops = {n.op_type for n in onnx.load(saved, load_external_data=False).graph.node}
+        assert ("DynamicQuantizeMatMul" in ops) == (tower in meta["int8_towers"]), (tower, meta["int8_towers"])
+    if "image" in meta["int8_towers"]:  # a quantized graph is never bit-identical to torch's
+        assert meta["fidelity"]["image_min_cosine"] < 0.9999999
+
+
 def test_int8_is_for_clip_on_onnx_only(tiny_clip_pair, tiny_clip_spec):
     with pytest.raises(VSearchError, match="CLIP models only"):
         load_encoder("packaged", runtime="onnx", precision="int8")

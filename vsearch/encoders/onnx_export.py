@@ -191,18 +191,29 @@ def _quantize_towers(encoder, directory: str, meta: dict) -> list[str]:
         path = os.path.join(directory, f"{tower}.onnx")
         shutil.copy(path, path + ".fp32")
         quantize_int8(path)
+        _forget_optimized(directory)
         try:
             check_fidelity(encoder, OnnxEncoder(directory, meta), int8=True)
             kept.append(tower)
         except ExportRefused as exc:
             reasons.append(f"{tower}: {exc}")
             os.replace(path + ".fp32", path)
+            _forget_optimized(directory)
         finally:
             if os.path.exists(path + ".fp32"):
                 os.remove(path + ".fp32")
     if not kept:
         raise ExportRefused("int8 holds for no tower (" + "; ".join(reasons) + ")")
     return kept
+
+
+def _forget_optimized(directory: str) -> None:
+    """Remove the optimized session copies saved from a tower file that has just been replaced:
+    sessions load a saved copy whenever there is one, so a stale fp32 copy would keep running in
+    place of the quantized tower (and pass every check, being the fp32 graph)."""
+    for name in os.listdir(directory):
+        if name.startswith("optimized-"):
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
 def check_fidelity(encoder, onnx: OnnxEncoder, int8: bool = False) -> dict:

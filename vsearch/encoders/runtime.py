@@ -21,6 +21,9 @@ from vsearch.encoders.spec import EncoderSpec
 RUNTIMES = ("torch", "onnx")
 PRECISIONS = ("fp32", "int8")
 FORMAT_VERSION = 1  # bump when the layout of an export folder changes
+# bump when int8 exports already in caches must be made again: 2 = their checks and sessions run
+# the quantized towers (earlier int8 folders could hold the fp32 graphs' saved session copies)
+INT8_REVISION = 2
 
 
 def onnxruntime_available() -> bool:
@@ -100,7 +103,8 @@ def export_dir(spec: str, precision: str = "fp32", files: list[str] | None = Non
     files = files if files is not None else weights_files(spec)
     if not files or not all(os.path.isfile(f) for f in files):
         return None
-    key = hashlib.sha256(json.dumps([FORMAT_VERSION, spec, precision, [fingerprint(f) for f in files]]).encode())
+    keyed_precision = f"int8.{INT8_REVISION}" if precision == "int8" else precision
+    key = hashlib.sha256(json.dumps([FORMAT_VERSION, spec, keyed_precision, [fingerprint(f) for f in files]]).encode())
     slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", spec.split("@")[0].replace("/", "_"))[-60:]
     return os.path.join(cache_root(), f"{slug}-{key.hexdigest()[:16]}")
 
