@@ -1,6 +1,7 @@
 """Catalogs and caches in bad shape, met through the read-only search path and the catalog: a
 folder that cannot be written, a file that is not a database, damaged ONNX graph copies. Each
 either answers (a search only reads) or stops with one line naming the file, never a traceback."""
+import copy
 import os
 import shutil
 import subprocess
@@ -113,7 +114,8 @@ def tiny_torch(tiny_clip_spec):
     from vsearch.encoders import canonical_spec, load_encoder
 
     spec = canonical_spec(tiny_clip_spec)
-    return spec, load_encoder(spec, runtime="torch")
+    # a copy: a fallback test marks it with a notice, which the process-wide cached one must not keep
+    return spec, copy.copy(load_encoder(spec, runtime="torch"))
 
 
 def test_an_optimized_graph_copy_is_on_disk_before_it_is_moved_in(tiny_torch, tmp_path, monkeypatch):

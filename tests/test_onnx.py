@@ -3,6 +3,7 @@ seeded open_clip model, the torch-free preprocessing and tokenizer, the cache, a
 that imports no torch."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -49,7 +50,8 @@ def tiny_clip_pair(onnx_cache, tiny_clip_spec):
     from vsearch.encoders import canonical_spec
 
     spec = canonical_spec(tiny_clip_spec)
-    torch_enc = load_encoder(spec, runtime="torch")
+    # a copy: a fallback test marks it with a notice, which the process-wide cached one must not keep
+    torch_enc = copy.copy(load_encoder(spec, runtime="torch"))
     return torch_enc, load_onnx(spec, lambda _device: torch_enc)
 
 
