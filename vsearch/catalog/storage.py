@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 from vsearch.errors import StorageError, StorageFullError
 from vsearch.fsutil import FolderLock
@@ -16,11 +17,32 @@ LOCK_FILENAME = "writer.lock"
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")  # readers (search, serve) do not block the indexer
-    cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    _use_wal(cur)  # readers (search, serve) do not block the indexer
+    cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
     cur.close()
+
+
+def _use_wal(cur, patience_s: float = 30.0) -> None:
+    """Put the database in WAL mode (recorded in the file: once per catalog).
+
+    Switching a new file to WAL needs it to itself, and SQLite answers "database is locked" at
+    once, without its busy timeout, while another connection is opening the same new catalog:
+    retried here for as long as the busy timeout would wait."""
+    import sqlite3
+
+    if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+        return
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 _FULL_MARKERS = ("database or disk is full", "no space left on device", "disk full", "could not extend file")
