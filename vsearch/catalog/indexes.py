@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vsearch.catalog.reader import load_index_file
-from vsearch.catalog.records import IMAGE_SPACE, SyncResult, _duplicates, vectors_from_blobs
+from vsearch.catalog.records import IMAGE_SPACE, SyncResult, vectors_from_blobs
 from vsearch.catalog.storage import _is_storage_full, _storage_full_message
 from vsearch.errors import IndexBuildError, StorageFullError
 from vsearch.ivfpq import BuildReport, IvfPqParams, build_ivfpq
@@ -68,13 +68,7 @@ class VectorIndexes:
         """Make the in-memory index hold exactly the SQL ids of ``space`` (rebuilding if its kind
         no longer suits the size). Marks it dirty when anything changed."""
         vindex = self._indexes[space] if space in self._indexes else self.index(space)
-        if len(_duplicates(vindex.ids())):  # set arithmetic cannot repair an id stored twice
-            self.rebuild(space)
-            return SyncResult(rebuilt=True)
-        result = self.level_with_sql(space, vindex)
-        if vindex.needs_rebuild(self.ann_threshold):
-            self.rebuild(space)
-            result.rebuilt = True
+        self._indexes[space], result = self.levelled_index(space, vindex)
         if result.added or result.removed or result.rebuilt:
             self._dirty.add(space)
         return result
@@ -87,8 +81,7 @@ class VectorIndexes:
 
     def rebuild(self, space: str) -> VectorIndex:
         """A fresh index of the kind that suits the space's size, from the SQL embeddings."""
-        ids, vectors = self._load_vectors(space)
-        self._indexes[space] = VectorIndex.build(self._dim(space), vectors, ids, self.ann_threshold)
+        self._indexes[space] = self.built_index(space)
         self._dirty.add(space)
         return self._indexes[space]
 

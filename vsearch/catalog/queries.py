@@ -22,7 +22,7 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from vsearch.catalog.records import IMAGE_SPACE, SearchHit, SyncResult, id_chunks, vectors_from_blobs
+from vsearch.catalog.records import IMAGE_SPACE, SearchHit, SyncResult, _duplicates, id_chunks, vectors_from_blobs
 from vsearch.errors import CatalogError
 from vsearch.fsutil import path_to_text, text_to_path
 
@@ -194,6 +194,27 @@ class SqlReads:
         rows = self._sql.rows(STORED_VECTOR_OF_FILE, {"path": path_to_text(path), "size": int(size),
                                                       "mtime": float(mtime), "space": space})
         return vectors_from_blobs([rows[0][0]], self._dim(space))[0] if rows else None
+
+    def levelled_index(self, space: str, vindex):
+        """``vindex`` made to hold exactly the SQL ids of ``space``, in memory (nothing is
+        written): ``(index, SyncResult)``. The difference is added and dropped; the index is built
+        anew from SQL when it holds an id twice (set arithmetic cannot repair that) or has grown
+        past its kind. The catalog keeps the result (and writes it later); the read-only view
+        only searches it."""
+        if len(_duplicates(vindex.ids())):
+            return self.built_index(space), SyncResult(rebuilt=True)
+        result = self.level_with_sql(space, vindex)
+        if vindex.needs_rebuild(self.ann_threshold):
+            result.rebuilt = True
+            return self.built_index(space), result
+        return vindex, result
+
+    def built_index(self, space: str):
+        """A fresh index of ``space`` from the SQL embeddings, of the kind that suits its size."""
+        from vsearch.vector_index import VectorIndex  # FAISS: imported when an index is used
+
+        ids, vectors = self._load_vectors(space)
+        return VectorIndex.build(self._dim(space), vectors, ids, self.ann_threshold)
 
     def level_with_sql(self, space: str, vindex) -> SyncResult:
         """Add the SQL vectors ``vindex`` lacks and drop the ids SQL no longer has, in memory

@@ -18,8 +18,6 @@ from __future__ import annotations
 import logging
 import os
 
-import numpy as np
-
 from vsearch.catalog.queries import QUERIES_SCHEMA_VERSION, SqliteDriver, SqlReads
 from vsearch.catalog.records import IMAGE_SPACE
 from vsearch.catalog.storage import DB_FILENAME
@@ -46,18 +44,10 @@ class CatalogReader(SqlReads):
     def index(self, space: str = IMAGE_SPACE) -> VectorIndex:
         """The space's index file, brought level with SQL in memory (see the module's notes)."""
         if space not in self._indexes:
-            dim = self._dim(space)
-            vindex = load_index_file(self.index_path(space), dim)
-            ids = np.sort(vindex.ids())
-            if len(ids) > 1 and bool(np.any(ids[1:] == ids[:-1])):  # an id stored twice: rebuild
-                vindex = VectorIndex(dim)
-            result = self.level_with_sql(space, vindex)
-            if vindex.needs_rebuild(self.ann_threshold):  # grown past its kind: the catalog's rebuild, in memory
-                ids, vectors = self._load_vectors(space)
-                vindex = VectorIndex.build(dim, vectors, ids, self.ann_threshold)
-            elif result.added or result.removed:
+            loaded = load_index_file(self.index_path(space), self._dim(space))
+            self._indexes[space], result = self.levelled_index(space, loaded)
+            if result.added or result.removed or result.rebuilt:
                 log.info("index %s is behind the database; levelled in memory: %s", space, result)
-            self._indexes[space] = vindex
         return self._indexes[space]
 
     def close(self) -> None:

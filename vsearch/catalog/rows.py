@@ -10,8 +10,7 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from vsearch.catalog.records import IMAGE_SPACE, MediaRecord, MediaState, _state, vectors_from_blobs
-from vsearch.catalog.records import chunks, id_chunks
+from vsearch.catalog.records import IMAGE_SPACE, MediaRecord, MediaState, _state, chunks, id_chunks, vectors_from_blobs
 from vsearch.catalog.transaction import _fill
 from vsearch.fsutil import path_to_text, text_to_path
 from vsearch.schema import Media, Vector
