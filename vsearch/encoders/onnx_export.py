@@ -160,10 +160,7 @@ def export_model(spec: str, encoder, directory: str, precision: str = "fp32") ->
         _publish(tmp, directory)
         return meta
     except ExportRefused as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        _write_json(os.path.join(tmp, "meta.json"), {"spec": spec, "precision": precision, "refused": str(exc)})
-        _publish(tmp, directory)
+        _publish_refusal(tmp, directory, {"spec": spec, "precision": precision, "refused": str(exc)})
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -263,6 +260,15 @@ def _publish(tmp: str, directory: str) -> None:
             os.rename(tmp, directory)
 
 
+def _publish_refusal(tmp: str, directory: str, meta: dict) -> None:
+    """Record a refused export in place of the model (only its meta.json, with ``refused``), so
+    later loads use torch at once instead of exporting and checking again."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    _write_json(os.path.join(tmp, "meta.json"), meta)
+    _publish(tmp, directory)
+
+
 def face_fidelity_chips() -> list[np.ndarray]:
     """Fixed 150x150 chips of real faces (Eileen Collins from scikit-image, Grace Hopper from
     matplotlib), a few shifts of each; a seeded noise chip only if neither photo is installed."""
@@ -322,10 +328,7 @@ def export_face_model(model, directory: str, name: str) -> dict:
         _publish(tmp, directory)
         return meta
     except ExportRefused as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        _write_json(os.path.join(tmp, "meta.json"), {"spec": name, "precision": "fp32", "refused": str(exc)})
-        _publish(tmp, directory)
+        _publish_refusal(tmp, directory, {"spec": name, "precision": "fp32", "refused": str(exc)})
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
