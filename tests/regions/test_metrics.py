@@ -162,3 +162,31 @@ def test_evaluation_matches_a_brute_force_reference_on_random_data():
     ref = average_precision(ctp / npos, ctp / (ctp + cfp))
     assert evaluate_detections(gt, dets).per_class[0].ap == pytest.approx(ref)
     assert 0.0 < ref < 1.0
+
+
+# "difficult" as VOC converters write it. Ground truth: box A (flag under test) and box B; the one
+# detection finds A. Reference, py-faster-rcnn's voc_eval (which reads the flag with int()):
+#   A not difficult: npos 2, the detection is a true positive -> recall 1/2, AP 0.5
+#   A difficult:     npos 1, the detection is ignored, B is never found -> AP 0.0
+@pytest.mark.parametrize("flag, difficult", [
+    (False, False), (0, False), ("false", False), ("FALSE", False), ("0", False),
+    (True, True), (1, True), ("true", True), ("True", True), ("1", True),
+])
+def test_difficult_flag_spellings_are_read_as_written(tmp_path, flag, difficult):
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps([{"image": "a", "label": "cat", "box": [0, 0, 10, 10], "difficult": flag},
+                              {"image": "a", "label": "cat", "box": [50, 50, 60, 60]}]))
+    boxes = load_ground_truth(str(gt))
+    assert boxes[0].difficult is difficult and boxes[1].difficult is False
+    (cat,) = evaluate_detections(boxes, [DetectedBox("a", "cat", (0, 0, 10, 10), 0.9)]).per_class
+    voc_eval_ap, voc_eval_npos = (0.0, 1) if difficult else (0.5, 2)
+    assert (cat.ap, cat.n_ground_truth) == (voc_eval_ap, voc_eval_npos)  # before: "false"/"0" gave (0.0, 1)
+
+
+@pytest.mark.parametrize("flag", ["yes", "", 2, -1, 0.5, None, [], {"v": 1}])
+def test_difficult_flag_of_another_kind_is_an_error_naming_file_and_record(tmp_path, flag):
+    gt = tmp_path / "truth.json"
+    gt.write_text(json.dumps([{"image": "a", "label": "cat", "box": [0, 0, 10, 10]},
+                              {"image": "a", "label": "cat", "box": [0, 0, 10, 10], "difficult": flag}]))
+    with pytest.raises(RegionError, match=r"truth\.json record 1: 'difficult' must be true/false or 1/0"):
+        load_ground_truth(str(gt))

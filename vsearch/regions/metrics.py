@@ -286,15 +286,32 @@ def _image_key(rec: dict, where: str) -> str:
     return image
 
 
+_DIFFICULT = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _difficult(rec: dict, where: str) -> bool:
+    # refused rather than guessed: Python's truth value would count the string "false" as difficult
+    value = rec.get("difficult", False)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _DIFFICULT:
+        return _DIFFICULT[value.strip().lower()]
+    raise RegionError(f"{where}: 'difficult' must be true/false or 1/0, got {value!r}")
+
+
 def load_ground_truth(path: str) -> list[GroundTruthBox]:
-    """Ground truth: a JSON list of ``{"image", "label", "box", "difficult"?}``."""
+    """Ground truth: a JSON list of ``{"image", "label", "box", "difficult"?}``. ``difficult`` is a
+    JSON boolean, 0 or 1, or one of the strings true/false/1/0 in any case (absent: false); any
+    other value is an error naming the file and the record."""
     out = []
     for i, rec in enumerate(_records(path, "ground-truth")):
         where = f"{os.path.basename(path)} record {i}"
         if not isinstance(rec, dict) or not isinstance(rec.get("label"), str):
             raise RegionError(f"{where}: needs 'image', 'label' (a string) and 'box'")
         out.append(GroundTruthBox(_image_key(rec, where), rec["label"], _box(rec, where),
-                                  bool(rec.get("difficult", False))))
+                                  _difficult(rec, where)))
     return out
 
 
