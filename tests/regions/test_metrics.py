@@ -1,10 +1,12 @@
 """IoU, NMS and VOC AP against values worked out by hand."""
 import json
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
+from vsearch.metrics.verification import MetricsInputError
 from vsearch.regions.base import RegionError
 from vsearch.regions.metrics import (
     DetectedBox, GroundTruthBox, average_precision, batched_nms, box_iou, evaluate_detections, load_detections,
@@ -190,3 +192,49 @@ def test_difficult_flag_of_another_kind_is_an_error_naming_file_and_record(tmp_p
                               {"image": "a", "label": "cat", "box": [0, 0, 10, 10], "difficult": flag}]))
     with pytest.raises(RegionError, match=r"truth\.json record 1: 'difficult' must be true/false or 1/0"):
         load_ground_truth(str(gt))
+
+
+def _exact_iou(a, b) -> Fraction:
+    """IoU of the boxes' float values in exact rational arithmetic (the reference)."""
+    a, b = [Fraction(v) for v in a], [Fraction(v) for v in b]
+    iw = max(Fraction(0), min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(Fraction(0), min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _voc_eval_iou(bb, gt) -> float:
+    """The overlap lines of py-faster-rcnn's voc_eval (numpy float64), without the devkit's +1
+    (boxes here are continuous, as in torchvision)."""
+    bbgt = np.asarray([gt], dtype=float)
+    ixmin, iymin = np.maximum(bbgt[:, 0], bb[0]), np.maximum(bbgt[:, 1], bb[1])
+    ixmax, iymax = np.minimum(bbgt[:, 2], bb[2]), np.minimum(bbgt[:, 3], bb[3])
+    inters = np.maximum(ixmax - ixmin, 0.0) * np.maximum(iymax - iymin, 0.0)
+    uni = (bb[2] - bb[0]) * (bb[3] - bb[1]) + (bbgt[:, 2] - bbgt[:, 0]) * (bbgt[:, 3] - bbgt[:, 1]) - inters
+    return float((inters / uni)[0])
+
+
+def test_iou_near_1e7_is_not_rounded_into_a_hit():
+    gt = (10000001.1, 10000001.5, 10000006.0, 10000007.2)
+    det = (10000002.8, 10000000.6, 10000005.6, 10000006.9)
+    exact = float(_exact_iou(det, gt))
+    assert exact == pytest.approx(0.496552, abs=1e-6) and _voc_eval_iou(det, gt) == pytest.approx(exact, rel=1e-9)
+    assert box_iou([det], [gt])[0, 0] == pytest.approx(exact, rel=1e-9)  # float32 said 0.535714
+    (cat,) = evaluate_detections([GroundTruthBox("a", "cat", gt)], [DetectedBox("a", "cat", det, 0.9)]).per_class
+    assert cat.ap == 0.0 and cat.true_positives == 0  # a miss at IoU 0.5 (voc_eval: AP 0.0); float32 scored AP 1.0
+
+
+@pytest.mark.parametrize("scale", [1e39, 1e200, 1e307])
+def test_iou_of_huge_boxes_is_exact_not_nan(scale):
+    a = [[0, 0, 2 * scale, 2 * scale]]
+    b = [[scale, scale, 3 * scale, 3 * scale], [0, 0, 2 * scale, 2 * scale], [0, 0, 4 * scale, 4 * scale]]
+    ref = [float(_exact_iou(a[0], box)) for box in b]  # 1/7, 1, 1/4 (up to the rounding of the coordinates)
+    assert box_iou(a, b)[0] == pytest.approx(ref, rel=1e-12)  # float32: NaN, NaN, NaN
+    gt = [GroundTruthBox("a", "cat", tuple(a[0])), GroundTruthBox("a", "cat", tuple(b[0]))]
+    dets = [DetectedBox("a", "cat", tuple(a[0]), 0.9), DetectedBox("a", "cat", tuple(b[0]), 0.8)]
+    assert evaluate_detections(gt, dets).per_class[0].ap == 1.0  # voc_eval (float64): 1.0; float32: 0.0
+
+
+def test_box_iou_refuses_non_finite_coordinates():
+    with pytest.raises(MetricsInputError, match="1 of 2 boxes hold NaN or infinite coordinates"):
+        box_iou([[0, 0, 1, np.nan]], [[0, 0, 1, 1]])

@@ -1,7 +1,7 @@
 """Detection metrics: IoU, NMS, Pascal VOC average precision and mAP.
 
 IoU and suppression are ``torchvision.ops`` (``box_iou``, ``nms``, ``batched_nms``); this module
-adapts them to numpy and adds the VOC evaluation protocol:
+adapts them to numpy (IoU and matching in float64) and adds the VOC evaluation protocol:
 
 * Detections of a class are taken in decreasing score order. Each is matched to the unmatched
   ground-truth box of the same class in the same image with the highest IoU; IoU ≥ the threshold
@@ -26,6 +26,7 @@ from typing import Iterable, Literal, Sequence
 import numpy as np
 import torch
 
+from vsearch.metrics.verification import MetricsInputError
 from vsearch.regions.base import RegionError
 
 APMethod = Literal["all", "11pt"]
@@ -41,9 +42,27 @@ def _t(boxes) -> torch.Tensor:
     return torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
 
 
+_LARGE = 2.0 ** 500  # beyond this a box's area could overflow float64 (2 ** 1024)
+
+
 def box_iou(a, b) -> np.ndarray:
-    """``(N, M)`` IoU between two sets of ``[x1, y1, x2, y2]`` boxes."""
-    return _ops().box_iou(_t(a), _t(b)).numpy()
+    """``(N, M)`` IoU between two sets of ``[x1, y1, x2, y2]`` boxes, in float64.
+
+    float32 would move coordinates near 1e7 by up to half a unit (an IoU of 0.497 became 0.536)
+    and overflow beyond 3.4e38. Coordinates larger than 2**500 are first divided by a power of
+    two, which is exact and leaves every IoU as it is, so that no area overflows. NaN or infinite
+    coordinates are a :class:`MetricsInputError`."""
+    a64 = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b64 = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    both = np.concatenate([a64, b64])
+    bad = ~np.isfinite(both).all(axis=1)
+    if bad.any():
+        raise MetricsInputError(f"{int(bad.sum())} of {len(both)} boxes hold NaN or infinite coordinates")
+    largest = float(np.abs(both).max(initial=0.0))
+    if largest > _LARGE:
+        exponent = -int(np.frexp(largest)[1])
+        a64, b64 = np.ldexp(a64, exponent), np.ldexp(b64, exponent)
+    return _ops().box_iou(torch.from_numpy(a64), torch.from_numpy(b64)).numpy()
 
 
 def nms(boxes, scores, iou_threshold: float) -> np.ndarray:
