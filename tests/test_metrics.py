@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from vsearch.metrics.retrieval import (confusion_matrix, most_confused, recall_at_k, retrieval_metrics,
-                                       topk_accuracy)
+from vsearch.metrics.retrieval import (confusion_matrix, most_confused, predicted_classes, recall_at_k,
+                                       retrieval_metrics, topk_accuracy)
 from vsearch.metrics.verification import (MetricsInputError, all_pairs, clopper_pearson_upper, equal_error_rate,
                                           identity_bootstrap, rates_at, roc, roc_auc, tar_at_far, threshold_at_far,
                                           verification_metrics)
@@ -257,3 +257,91 @@ def test_identity_bootstrap_is_wider_when_one_pair_of_people_dominates():
     far = np.mean(imp >= threshold)
     assert ci.far_low < far < ci.far_high
     assert ci.far_low == 0.0  # in some draws neither look-alike is present
+
+
+# -- what the metrics accept: one rule for all (vsearch.metrics.inputs) -------------------------
+def test_nan_or_infinite_similarities_and_probabilities_are_refused():
+    from sklearn.metrics import top_k_accuracy_score
+
+    sim = np.array([[np.nan, 0.2, 0.1], [0.3, 0.2, 0.1]])
+    with pytest.raises(MetricsInputError, match="1 of 6 similarity scores are NaN or infinite"):
+        recall_at_k(sim, [{0}, {0}], ks=(1, 3))  # before: NaN ranked last, R@1 0.5 and R@3 1.0
+    probs = np.array([[0.2, np.inf, 0.1], [0.3, 0.2, 0.1]])
+    with pytest.raises(MetricsInputError, match="1 of 6 class probabilities"):
+        topk_accuracy(probs, [1, 0], ks=(1,))  # before: accepted (1.0)
+    with pytest.raises(ValueError, match="infinity"):  # the reference refuses it too
+        top_k_accuracy_score([1, 0], probs, k=1, labels=[0, 1, 2])
+    with pytest.raises(MetricsInputError, match="class probabilities"):
+        predicted_classes(probs)
+
+
+def test_empty_input_is_refused_everywhere():
+    from sklearn.metrics import top_k_accuracy_score
+
+    with pytest.raises(ValueError, match="0 sample"):  # scikit-learn's rule for empty input
+        top_k_accuracy_score(np.zeros(0, int), np.zeros((0, 3)), k=1, labels=[0, 1, 2])
+    with pytest.raises(MetricsInputError, match="no class probabilities"):
+        topk_accuracy(np.zeros((0, 3)), [], ks=(1,))  # before: NaN and a RuntimeWarning
+    with pytest.raises(MetricsInputError, match="no similarity scores"):
+        recall_at_k(np.zeros((0, 3)), [], ks=(1,))  # before: 0.0
+    with pytest.raises(MetricsInputError, match="no embeddings"):
+        retrieval_metrics(np.zeros((0, 2), np.float32), [])  # before: NaN
+    with pytest.raises(MetricsInputError, match="no embeddings"):
+        verification_metrics(np.zeros((0, 2), np.float32), [])  # before: None
+    with pytest.raises(MetricsInputError, match="no pairs"):
+        identity_bootstrap([], [], [], 0.5)  # before: an IndexError deep in numpy
+    with pytest.raises(MetricsInputError):
+        roc_auc([], IMP)  # already so: the verification metrics were the model
+
+
+def test_a_figure_without_any_query_is_nan_and_a_query_without_relevant_items_does_not_count():
+    sim = np.array([[0.9, 0.1], [0.2, 0.8]])
+    r = recall_at_k(sim, [{0}, set()], ks=(1,))
+    assert r == {1: 1.0}  # before: 0.5, the second row counted as a miss (as retrieval_metrics, no query)
+    r = recall_at_k(sim, [set(), set()], ks=(1, 2))
+    assert math.isnan(r[1]) and math.isnan(r[2])  # before: 0.0
+    m = retrieval_metrics(on_circle([0]), [0])  # one image: no query, not an error
+    assert m.queries == 0 and math.isnan(m.recall_at[1]) and math.isnan(m.map_at_r)
+    assert verification_metrics(on_circle([0]), [0]) is None  # no pair of either kind
+
+
+def test_inputs_that_would_silently_miss_are_refused():
+    sim = np.array([[0.9, 0.1], [0.2, 0.8]])
+    with pytest.raises(MetricsInputError, match="2 queries .* but 1 sets"):
+        recall_at_k(sim, [{0}], ks=(1,))  # before: the second row was dropped by zip
+    with pytest.raises(MetricsInputError, match="query 1: relevant items \\[5\\]"):
+        recall_at_k(sim, [{0}, {5}], ks=(1,))  # before: a miss
+    with pytest.raises(MetricsInputError, match="class indices 0..1"):
+        topk_accuracy(sim, [0, 2], ks=(1,))  # before: a miss
+    with pytest.raises(MetricsInputError, match="targets of shape"):
+        topk_accuracy(sim, [0], ks=(1,))
+    with pytest.raises(MetricsInputError, match="positive integers"):
+        recall_at_k(sim, [{0}, {1}], ks=(0,))  # before: 0.0
+    with pytest.raises(MetricsInputError, match="positive integers"):
+        retrieval_metrics(on_circle(ANGLES), LABELS, ks=(0, 1))
+
+
+def test_top1_ties_follow_scikit_learn():
+    from sklearn.metrics import top_k_accuracy_score
+
+    probs = np.array([[0.4, 0.4, 0.2], [0.4, 0.4, 0.2]])
+    # the tied class with the higher index ranks first: target 1 is a hit, target 0 a miss
+    assert top_k_accuracy_score([1, 0], probs, k=1, labels=[0, 1, 2]) == 0.5
+    assert topk_accuracy(probs, [1, 0], ks=(1,)) == {1: 0.5}  # before: 0.5 by the opposite rule (0 hit, 1 miss)
+    assert topk_accuracy(probs[:1], [1], ks=(1,)) == {1: 1.0}  # before: 0.0; scikit-learn: 1.0
+    assert predicted_classes(probs).tolist() == [1, 1]
+    rng = np.random.default_rng(0)
+    for n_classes in (3, 5, 12):
+        p = rng.integers(0, 4, size=(300, n_classes)) / 4  # many ties, some straddling the k-th place
+        t = rng.integers(0, n_classes, size=300)
+        ours = topk_accuracy(p, t, ks=(1, 2))
+        for k in (1, 2):
+            assert ours[k] == top_k_accuracy_score(t, p, k=k, labels=np.arange(n_classes))
+        cm = confusion_matrix(t, predicted_classes(p), n_classes)
+        assert np.trace(cm) / len(t) == ours[1]  # the confusion matrix agrees with top-1 accuracy
+
+
+def test_recall_at_k_ranks_ties_by_the_same_rule():
+    sim = np.array([[0.5, 0.5, 0.1]])
+    assert recall_at_k(sim, [{1}], ks=(1,)) == {1: 1.0}
+    assert recall_at_k(sim, [{0}], ks=(1, 2)) == {1: 0.0, 2: 1.0}

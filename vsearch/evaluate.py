@@ -13,7 +13,7 @@ from vsearch.encoders.base import encode_images
 from vsearch.datasets import DatasetError, folder_per_class
 from vsearch.errors import ImageDecodeError
 from vsearch.images import decode_image
-from vsearch.metrics.retrieval import confusion_matrix, most_confused, recall_at_k, topk_accuracy
+from vsearch.metrics.retrieval import confusion_matrix, most_confused, predicted_classes, recall_at_k, topk_accuracy
 from vsearch.zeroshot import DEFAULT_TEMPLATES, build_zero_shot_classifier, class_probabilities, logit_scale
 
 
@@ -80,7 +80,7 @@ def evaluate_classification(encoder, root: str, templates=DEFAULT_TEMPLATES) -> 
     labels = tuple(label_from_folder(c) for c in classes)
     probs = class_probabilities(vectors, build_zero_shot_classifier(encoder, labels, templates), logit_scale(encoder))
     acc = topk_accuracy(probs, targets, (1, 5))
-    cm = confusion_matrix(targets, probs.argmax(1), len(labels))
+    cm = confusion_matrix(targets, predicted_classes(probs), len(labels))
     return ClassifyEval(len(kept), labels, acc[1], acc[5], most_confused(cm, labels), skipped, encoder.info.name)
 
 

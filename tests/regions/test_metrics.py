@@ -9,8 +9,8 @@ import pytest
 from vsearch.metrics.verification import MetricsInputError
 from vsearch.regions.base import RegionError
 from vsearch.regions.metrics import (
-    DetectedBox, GroundTruthBox, average_precision, batched_nms, box_iou, evaluate_detections, load_detections,
-    load_ground_truth, match_detections, nms,
+    DetectedBox, GroundTruthBox, average_precision, batched_nms, box_iou, evaluate_detection_files, evaluate_detections,
+    load_detections, load_ground_truth, match_detections, nms,
 )
 
 
@@ -103,7 +103,6 @@ def test_iou_exactly_at_threshold_counts_and_missing_class_scores_zero():
     by = {c.label: c for c in evaluate_detections(gt, dets).per_class}
     assert by["cat"].ap == pytest.approx(1.0)
     assert by["cup"].ap == 0.0  # ground truth, no detections
-    assert math.isnan(evaluate_detections([], dets).mean_ap)
 
 
 def test_box_files_load_and_refuse_bad_records(tmp_path):
@@ -238,3 +237,33 @@ def test_iou_of_huge_boxes_is_exact_not_nan(scale):
 def test_box_iou_refuses_non_finite_coordinates():
     with pytest.raises(MetricsInputError, match="1 of 2 boxes hold NaN or infinite coordinates"):
         box_iou([[0, 0, 1, np.nan]], [[0, 0, 1, 1]])
+
+
+def test_empty_ground_truth_is_refused_and_an_all_difficult_one_is_undefined(tmp_path):
+    dets = [DetectedBox("a", "cat", (0, 0, 10, 10), 0.9)]
+    with pytest.raises(MetricsInputError, match="no ground-truth boxes"):  # before: mAP NaN
+        evaluate_detections([], dets)
+    ev = evaluate_detections([GroundTruthBox("a", "cat", (0, 0, 10, 10), difficult=True)], dets)
+    assert ev.per_class[0].ap is None and math.isnan(ev.mean_ap)  # voc_eval: npos 0, AP 0/0 = NaN
+    gt, pred = tmp_path / "empty.json", tmp_path / "pred.json"
+    gt.write_text("[]")
+    pred.write_text(json.dumps([{"image": "a", "label": "cat", "box": [0, 0, 10, 10], "score": 0.9}]))
+    with pytest.raises(RegionError, match=r"^empty\.json holds no ground-truth boxes"):
+        evaluate_detection_files(str(gt), str(pred))
+
+
+def test_nan_or_infinite_scores_and_coordinates_are_refused_in_memory():
+    gt = [GroundTruthBox("a", "cat", (0, 0, 10, 10)), GroundTruthBox("a", "cat", (20, 0, 30, 10))]
+    dets = [DetectedBox("a", "cat", (0, 0, 10, 10), math.nan), DetectedBox("a", "cat", (50, 50, 60, 60), 0.9),
+            DetectedBox("a", "cat", (20, 0, 30, 10), 0.8)]
+    # before: AP 0.833 in this order and 0.667 reversed (a NaN stayed where the sort found it);
+    # voc_eval's np.argsort ranks NaN last (0.667); the verification metrics raise, and so does this
+    for order in (dets, dets[::-1]):
+        with pytest.raises(MetricsInputError, match="1 of 3 detection scores are NaN or infinite"):
+            evaluate_detections(gt, order)
+    with pytest.raises(MetricsInputError, match="detection scores"):
+        match_detections([DetectedBox("a", "cat", (0, 0, 1, 1), math.inf)], gt)
+    with pytest.raises(MetricsInputError, match="1 of 1 detected boxes hold NaN"):
+        evaluate_detections(gt, [DetectedBox("b", "cat", (0, 0, math.nan, 1), 0.5)])  # an image without ground truth
+    with pytest.raises(MetricsInputError, match="1 of 1 ground-truth boxes hold NaN"):
+        evaluate_detections([GroundTruthBox("a", "cat", (0, 0, 1, math.inf))], [])

@@ -94,7 +94,7 @@ def detect_eval(
                justify=["left"] + ["right"] * (len(columns) - 1))
     tag = f"mAP@{iou:g}"
     if math.isnan(report.mean_ap):
-        console.print(f"{tag}: undefined (no ground-truth boxes)")
+        console.print(f"{tag}: undefined (every ground-truth box is marked difficult)")
     else:
         console.print(f"{tag} = {report.mean_ap:.4f} (all-point), {report.mean_ap_11pt:.4f} (11-point) over "
                       f"{sum(c.ap is not None for c in per_class)} classes", highlight=False)

@@ -13,7 +13,12 @@ equal scores are broken by FAISS's order. (pytorch-metric-learning's ``AccuracyC
 computes the same two figures; the tests check that they agree.)
 
 Image-text retrieval and zero-shot classification: :func:`recall_at_k` over a similarity matrix
-(the Flickr30k/COCO protocol), :func:`topk_accuracy`, a confusion matrix.
+(the Flickr30k/COCO protocol), :func:`topk_accuracy`, a confusion matrix. Both rank with
+scikit-learn's rule for equal scores (``top_k_accuracy_score``): of two items or classes with the
+same score, the one with the *higher* index ranks first.
+
+Empty input, NaN and infinite values are refused; a figure without any query is NaN
+(:mod:`vsearch.metrics.inputs`).
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vsearch.metrics.verification import MetricsInputError
+from vsearch.metrics.inputs import MetricsInputError, check_embeddings, check_ks, check_matrix
 
 
 @dataclass(frozen=True)
@@ -30,17 +35,6 @@ class RetrievalMetrics:
     recall_at: dict[int, float]
     map_at_r: float
     queries: int
-
-
-def _as_inputs(embeddings: np.ndarray, labels: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    emb = np.ascontiguousarray(embeddings, dtype=np.float32)
-    lab = np.asarray(labels)
-    if emb.ndim != 2 or lab.shape != (emb.shape[0],):
-        raise MetricsInputError(f"need (N, D) embeddings and N labels, got {emb.shape} and {lab.shape}")
-    bad = ~np.isfinite(emb).all(axis=1)
-    if bad.any():
-        raise MetricsInputError(f"{int(bad.sum())} of {len(emb)} embeddings hold NaN or infinite values")
-    return emb, lab
 
 
 def neighbours(embeddings: np.ndarray, k: int) -> np.ndarray:
@@ -61,7 +55,8 @@ def neighbours(embeddings: np.ndarray, k: int) -> np.ndarray:
 
 def retrieval_metrics(embeddings: np.ndarray, labels: Sequence[int] | np.ndarray,
                       ks: Sequence[int] = (1, 5)) -> RetrievalMetrics:
-    emb, lab = _as_inputs(embeddings, labels)
+    emb, lab = check_embeddings(embeddings, labels)
+    ks = check_ks(ks)
     classes, inverse, counts = np.unique(lab, return_inverse=True, return_counts=True)
     r = counts[inverse] - 1  # (N,) other images of each image's class
     queries = np.flatnonzero(r > 0)
@@ -80,25 +75,63 @@ def retrieval_metrics(embeddings: np.ndarray, labels: Sequence[int] | np.ndarray
 
 
 
+def _descending(scores: np.ndarray) -> np.ndarray:
+    """Column indices of each row from the highest score to the lowest; of equal scores the higher
+    index first (a stable ascending sort reversed: scikit-learn's ``top_k_accuracy_score``)."""
+    return np.argsort(scores, axis=1, kind="stable")[:, ::-1]
+
+
 def recall_at_k(similarity: np.ndarray, relevant: Sequence[set[int]], ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
     """Fraction of queries (rows) with at least one relevant item (column) in their top k.
 
     The standard Flickr30k/COCO protocol: image→text counts an image as found when any of its
-    captions is in the top k; text→image, each caption has exactly one relevant image.
+    captions is in the top k; text→image, each caption has exactly one relevant image. A query
+    with no relevant item is not a query (as in :func:`retrieval_metrics`); without any query
+    each figure is NaN. Equal scores: see the module docstring.
     """
-    order = np.argsort(-similarity, axis=1, kind="stable")
-    out = {}
-    for k in ks:
-        top = order[:, :k]
-        hits = [bool(rel & set(row.tolist())) for row, rel in zip(top, relevant)]
-        out[k] = float(np.mean(hits)) if hits else 0.0
-    return out
+    sim = check_matrix(similarity, "similarity scores")
+    ks = check_ks(ks)
+    if len(relevant) != sim.shape[0]:
+        raise MetricsInputError(f"{sim.shape[0]} queries (rows) but {len(relevant)} sets of relevant items")
+    order = _descending(sim)
+    first_hit = []  # (Q,) rank of each query's best-ranked relevant item
+    for q, (row, rel) in enumerate(zip(order, relevant)):
+        rel = set(rel)
+        if not rel:
+            continue
+        if not all(isinstance(j, (int, np.integer)) and 0 <= j < sim.shape[1] for j in rel):
+            raise MetricsInputError(f"query {q}: relevant items {sorted(rel)} are not all columns 0..{sim.shape[1] - 1}")
+        first_hit.append(int(np.flatnonzero(np.isin(row, list(rel)))[0]))
+    if not first_hit:
+        return {k: float("nan") for k in ks}
+    ranks = np.asarray(first_hit)
+    return {k: float(np.mean(ranks < k)) for k in ks}
+
+
+def predicted_classes(probs: np.ndarray) -> np.ndarray:
+    """``(N,)`` top-1 class of each row, with the tie rule of :func:`topk_accuracy` (so that a
+    confusion matrix of these predictions agrees with its top-1 accuracy)."""
+    p = check_matrix(probs, "class probabilities")
+    return _descending(p)[:, 0]
 
 
 def topk_accuracy(probs: np.ndarray, targets: Sequence[int], ks: Sequence[int] = (1, 5)) -> dict[int, float]:
-    order = np.argsort(-probs, axis=1, kind="stable")
-    targets = np.asarray(targets)
-    return {k: float(np.mean([t in row[:k] for row, t in zip(order, targets)])) for k in ks}
+    """Fraction of rows whose target class is among their k most probable classes.
+
+    Equal probabilities are ordered as scikit-learn's ``top_k_accuracy_score`` orders them: the
+    class with the higher index first. A row whose target ties for the k-th place therefore counts
+    as a hit when the target has the higher index and as a miss otherwise, and the figure equals
+    scikit-learn's for any input (with ``labels=range(C)``, C >= 3 classes).
+    """
+    p = check_matrix(probs, "class probabilities")
+    ks = check_ks(ks)
+    t = np.asarray(targets)
+    if t.shape != (p.shape[0],):
+        raise MetricsInputError(f"{p.shape[0]} rows of probabilities but targets of shape {t.shape}")
+    if not np.issubdtype(t.dtype, np.integer) or t.min() < 0 or t.max() >= p.shape[1]:
+        raise MetricsInputError(f"targets must be class indices 0..{p.shape[1] - 1}")
+    rank = np.argmax(_descending(p) == t[:, None], axis=1)  # (N,) position of each target
+    return {k: float(np.mean(rank < k)) for k in ks}
 
 
 def confusion_matrix(targets: Sequence[int], predictions: Sequence[int], n_classes: int) -> np.ndarray:

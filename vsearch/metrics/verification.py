@@ -20,7 +20,8 @@ Definitions (empirical, no smoothing):
   (with their pairs), not pairs, so its interval shows how much the figure depends on who happened
   to be in the calibration set.
 
-NaN or infinite scores raise :class:`MetricsInputError` instead of silently sorting somewhere.
+NaN or infinite scores and empty sets raise :class:`MetricsInputError` (the rule of every metric:
+:mod:`vsearch.metrics.inputs`).
 """
 from __future__ import annotations
 
@@ -30,23 +31,9 @@ from typing import Sequence
 
 import numpy as np
 
-from vsearch.errors import VSearchError
+from vsearch.metrics.inputs import MetricsInputError, check_embeddings, check_scores
 
 CONFIDENCE = 0.95  # of every bound and interval reported by default
-
-
-class MetricsInputError(VSearchError, ValueError):
-    """Scores that cannot be measured: empty sets, NaN or infinite values."""
-
-
-def check_scores(scores, what: str = "scores") -> np.ndarray:
-    """A float64 1-d copy of ``scores``; NaN or infinite values are an error naming how many."""
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    bad = ~np.isfinite(s)
-    if bad.any():
-        raise MetricsInputError(f"{int(bad.sum())} of {s.size} {what} are NaN or infinite "
-                                "(embeddings with NaN values, or a model that diverged)")
-    return s
 
 
 def _pair_arrays(genuine, impostor) -> tuple[np.ndarray, np.ndarray]:
@@ -184,6 +171,8 @@ def identity_bootstrap(scores, id_a, id_b, threshold: float, replicates: int = 1
     a, b = np.asarray(id_a).ravel(), np.asarray(id_b).ravel()
     if not (a.shape == b.shape == s.shape):
         raise MetricsInputError("scores and both identity arrays must have one entry per pair")
+    if s.size == 0:
+        raise MetricsInputError("no pairs to resample")
     codes, inv = np.unique(np.r_[a, b], return_inverse=True)
     a, b = inv[:s.size], inv[s.size:]
     n_id = codes.size
@@ -214,10 +203,7 @@ def all_pairs(embeddings: np.ndarray, labels: Sequence | np.ndarray, max_pairs: 
               seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """(cosine scores, identity code of the first face, of the second, sampled) of all pairs
     ``i < j`` of unit-length ``embeddings``, or of ``max_pairs`` seeded random pairs (i != j)."""
-    emb = np.ascontiguousarray(embeddings, dtype=np.float32)
-    lab = np.asarray(labels)
-    if emb.ndim != 2 or lab.shape != (emb.shape[0],):
-        raise MetricsInputError(f"need (N, D) embeddings and N labels, got {emb.shape} and {lab.shape}")
+    emb, lab = check_embeddings(embeddings, labels)
     codes = np.unique(lab, return_inverse=True)[1].ravel()
     n = len(emb)
     if n * (n - 1) // 2 <= max_pairs:

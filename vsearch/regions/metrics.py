@@ -13,6 +13,8 @@ adapts them to numpy (IoU and matching in float64) and adds the VOC evaluation p
   precision monotonically decreasing.
 * Boxes are continuous ``[x1, y1, x2, y2]`` (width = x2 - x1), torchvision's convention; the VOC
   devkit's integer-pixel "+1" is not used.
+* Input follows the rule of every metric (:mod:`vsearch.metrics.inputs`): NaN or infinite scores
+  or coordinates and an empty ground truth are refused; an mAP without any class to average is NaN.
 """
 from __future__ import annotations
 
@@ -84,7 +86,8 @@ def batched_nms(boxes, scores, labels: Sequence, iou_threshold: float) -> np.nda
 
 # -- average precision -------------------------------------------------------------------------------
 def average_precision(recall: Sequence[float], precision: Sequence[float], method: APMethod = "all") -> float:
-    """AP from a precision/recall curve given point by point in detection order."""
+    """AP from a precision/recall curve given point by point in detection order (an empty curve,
+    no detection at all, has AP 0)."""
     rec = np.asarray(recall, dtype=np.float64)
     prec = np.asarray(precision, dtype=np.float64)
     if rec.shape != prec.shape:
@@ -138,7 +141,8 @@ class DetectionEval:
 
     @property
     def mean_ap(self) -> float:
-        """Mean of the per-class APs over classes that have ground truth (NaN if none has)."""
+        """Mean of the per-class APs over classes that have ground truth (NaN if none has: every
+        ground-truth box is difficult)."""
         aps = [c.ap for c in self.per_class if c.ap is not None]
         return float(np.mean(aps)) if aps else math.nan
 
@@ -157,7 +161,7 @@ class DetectionReport:
 
     @property
     def mean_ap(self) -> float:
-        """All-point mAP (NaN when no class has ground truth)."""
+        """All-point mAP (NaN when every ground-truth box is difficult)."""
         return self.all_point.mean_ap
 
     @property
@@ -182,10 +186,24 @@ def _none_if_nan(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
+def _check_finite(detections: Sequence[DetectedBox], ground_truth: Sequence[GroundTruthBox]) -> None:
+    scores = np.array([d.score for d in detections], dtype=np.float64)
+    if not np.isfinite(scores).all():
+        raise MetricsInputError(f"{int((~np.isfinite(scores)).sum())} of {scores.size} detection scores are NaN "
+                                "or infinite")
+    for what, boxes in (("detected", detections), ("ground-truth", ground_truth)):
+        coords = np.array([b.box for b in boxes], dtype=np.float64).reshape(-1, 4)
+        bad = ~np.isfinite(coords).all(axis=1)
+        if bad.any():
+            raise MetricsInputError(f"{int(bad.sum())} of {len(coords)} {what} boxes hold NaN or infinite coordinates")
+
+
 def match_detections(detections: Sequence[DetectedBox], ground_truth: Sequence[GroundTruthBox],
                      iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
     """VOC matching for ONE class: ``(tp, fp, n_positives)`` with ``tp``/``fp`` 0/1 per detection
-    in decreasing score order (ties keep input order)."""
+    in decreasing score order (ties keep input order). NaN or infinite scores or coordinates are a
+    :class:`MetricsInputError` (a NaN score has no place in that order)."""
+    _check_finite(detections, ground_truth)
     order = sorted(range(len(detections)), key=lambda i: -detections[i].score)
     dets = [detections[i] for i in order]
     gt_by_image: dict[str, list[GroundTruthBox]] = defaultdict(list)
@@ -226,7 +244,14 @@ def match_detections(detections: Sequence[DetectedBox], ground_truth: Sequence[G
 
 def evaluate_detections(ground_truth: Iterable[GroundTruthBox], detections: Iterable[DetectedBox],
                         iou_threshold: float = 0.5, method: APMethod = "all") -> DetectionEval:
-    """Per-class AP and mAP (see the module docstring for the protocol)."""
+    """Per-class AP and mAP (see the module docstring for the protocol).
+
+    No ground truth at all is a :class:`MetricsInputError` (empty input); a class without ground
+    truth that is not difficult has AP None, and the mAP is NaN when every class is such a class.
+    A class with ground truth and no detection has AP 0."""
+    ground_truth = list(ground_truth)
+    if not ground_truth:
+        raise MetricsInputError("no ground-truth boxes to score the detections against")
     gt_by_label: dict[str, list[GroundTruthBox]] = defaultdict(list)
     det_by_label: dict[str, list[DetectedBox]] = defaultdict(list)
     for g in ground_truth:
@@ -260,6 +285,8 @@ def evaluate_detection_files(ground_truth: str, predictions: str, iou_threshold:
     that name none of the ground truth's images are refused: the two files spell the images
     differently, and scoring them would report a mAP of 0 for no reason."""
     gt = load_ground_truth(ground_truth)
+    if not gt:
+        raise RegionError(f"{os.path.basename(ground_truth)} holds no ground-truth boxes: nothing to score against")
     dets = load_detections(predictions)
     gt_images = {g.image for g in gt}
     det_images = {d.image for d in dets}
