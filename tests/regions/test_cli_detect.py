@@ -92,3 +92,17 @@ def test_eval_detect_refuses_files_that_do_not_match(tmp_path):
     assert r.exit_code == 2 and "must be written the same way" in r.output
     r = invoke("eval", "detect", gt, tmp_path / "none.json")
     assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_eval_detect_names_the_file_of_unusable_ground_truth(tmp_path):
+    pred = _write(tmp_path / "pred.json", [{"image": "a", "label": "cat", "box": [0, 0, 5, 5], "score": 1}])
+    gt = _write(tmp_path / "gt.json", [{"image": "a", "label": "cat", "box": [0, 0, 5, 5], "difficult": "maybe"}])
+    r = invoke("eval", "detect", gt, pred)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "gt.json record 0: 'difficult' must be true/false or 1/0, got 'maybe'" in " ".join(r.output.split())
+    _write(gt, [])
+    r = invoke("eval", "detect", gt, pred)
+    assert r.exit_code == 2 and "gt.json holds no ground-truth boxes" in " ".join(r.output.split())
+    _write(gt, [{"image": "a", "label": "cat", "box": [0, 0, 5, 5], "difficult": "TRUE"}])
+    r = invoke("eval", "detect", gt, pred)
+    assert r.exit_code == 0 and "undefined (every ground-truth box is marked difficult)" in " ".join(r.output.split())
