@@ -8,9 +8,9 @@ verification and detection figures alike.
 * **Empty input is refused**: no queries, no scores, no ground truth (as in scikit-learn, whose
   metrics raise on an empty array).
 * **A figure that non-empty input leaves undefined is NaN**, JSON null, never 0: Recall@K and
-  MAP@R when no query has a relevant item, the mAP when no class has ground truth that is not
-  difficult (a class of its own then has AP None); ``verification_metrics`` is None when every
-  pair is of one kind.
+  MAP@R when no query has a relevant item (such a query is left out), the mAP when every
+  ground-truth box is difficult (the AP of a class without a box that is not difficult is None);
+  ``verification_metrics`` is None when every pair is of one kind.
 """
 from __future__ import annotations
 

@@ -74,7 +74,6 @@ def retrieval_metrics(embeddings: np.ndarray, labels: Sequence[int] | np.ndarray
     return RetrievalMetrics(recall, float(ap_at_r.mean()), int(len(queries)))
 
 
-
 def _descending(scores: np.ndarray) -> np.ndarray:
     """Column indices of each row from the highest score to the lowest; of equal scores the higher
     index first (a stable ascending sort reversed: scikit-learn's ``top_k_accuracy_score``)."""

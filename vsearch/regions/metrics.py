@@ -28,7 +28,7 @@ from typing import Iterable, Literal, Sequence
 import numpy as np
 import torch
 
-from vsearch.metrics.verification import MetricsInputError
+from vsearch.metrics.inputs import MetricsInputError
 from vsearch.regions.base import RegionError
 
 APMethod = Literal["all", "11pt"]
