@@ -55,7 +55,7 @@ class DuplicatesCache:
             if key == self._key and self._body is not None:
                 return {**self._body, "cached": True}
             body = find_duplicates(self.catalog, threshold=threshold).to_json()
-            for group in body["groups"]:
+            for group in (*body["groups"], *body["similar"]):
                 for copy in (group["best"], *group["others"]):
                     copy["path"] = display_path(copy["path"])  # JSON cannot carry undecodable bytes
                     copy["name"] = os.path.basename(copy["path"])
