@@ -241,3 +241,29 @@ def test_duplicates_route_with_a_thin_photo_and_its_copy(tmp_path, packaged_enco
         assert r.status_code == 200, r.text
         [group] = r.json()["groups"]
         assert {group["best"]["name"], group["others"][0]["name"]} == {"strip.png", "strip copy.png"}
+
+
+def test_keypoint_check_calls_only_what_the_kept_copy_shows_redundant(tmp_path):
+    """A re-encode and crops inside the photo are the same picture as it; a zoomed re-shoot, a
+    shot with part of the scene moved, and the whole photo against a part of it (it shows more)
+    are similar shots."""
+    from vsearch.duplicates import DIFFERENT
+
+    photo = skimage_rgb("astronaut")  # 512 x 512
+    photo.save(tmp_path / "photo.png")
+    photo.save(tmp_path / "reencoded.jpg", quality=40)
+    photo.crop((100, 100, 400, 400)).save(tmp_path / "inside.png")
+    photo.crop((0, 0, 300, 300)).save(tmp_path / "corner.png")
+    photo.crop((150, 0, 512, 512)).save(tmp_path / "right.png")
+    photo.crop((64, 64, 448, 448)).resize((512, 512)).save(tmp_path / "zoomed.png")
+    moved = photo.copy()
+    moved.paste(photo.crop((60, 60, 188, 188)), (80, 70))  # a quarter-size patch moved by 4 %
+    moved.save(tmp_path / "burst.png")
+    skimage_rgb("coffee").save(tmp_path / "other.png")
+    check = GeometricCheck()
+    verdict = {name: check.compare(str(tmp_path / "photo.png"), str(tmp_path / name)).verdict
+               for name in ["reencoded.jpg", "inside.png", "corner.png", "right.png", "zoomed.png", "burst.png", "other.png"]}
+    assert verdict == {"reencoded.jpg": SAME, "inside.png": SAME, "corner.png": SAME, "right.png": SAME,
+                       "zoomed.png": SIMILAR, "burst.png": SIMILAR, "other.png": DIFFERENT}
+    # the other way round: the right part does not show the whole photo
+    assert check.compare(str(tmp_path / "right.png"), str(tmp_path / "photo.png")).verdict == SIMILAR
