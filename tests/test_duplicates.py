@@ -267,3 +267,21 @@ def test_keypoint_check_calls_only_what_the_kept_copy_shows_redundant(tmp_path):
                        "zoomed.png": SIMILAR, "burst.png": SIMILAR, "other.png": DIFFERENT}
     # the other way round: the right part does not show the whole photo
     assert check.compare(str(tmp_path / "right.png"), str(tmp_path / "photo.png")).verdict == SIMILAR
+
+
+def test_keypoints_decide_with_a_clip_model_too(tmp_path, tiny_clip_spec):
+    """With a CLIP model every photo pair over the threshold is a candidate, and the keypoint check
+    (on by default for every model) still keeps slices and other photos out of the groups."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    crops_of_coffee(d)
+    skimage_rgb("chelsea").save(d / "chelsea.jpg")
+    db = tmp_path / "db"
+    assert invoke("index", d, "--db", db, "--model", tiny_clip_spec, "--workers", "0", "-q").exit_code == 0
+    out = json.loads(invoke("duplicates", "--db", db, "--json", "--threshold", "-1").stdout)
+    assert out["geometric_check"] is True and out["candidate_pairs"] == 15
+    groups = {g["best"]["path"].rsplit("/", 1)[-1]: sorted(m["path"].rsplit("/", 1)[-1] for m in g["others"])
+              for g in out["groups"]}
+    assert groups == {"left.png": ["left_q40.jpg"], "middle.png": ["inside_middle.png"]}
+    unchecked = json.loads(invoke("duplicates", "--db", db, "--json", "--threshold", "-1", "--no-geometric").stdout)
+    assert unchecked["geometric_check"] is False and unchecked["redundant_files"] == 5  # one star: all of them

@@ -17,11 +17,13 @@ the kept copy lacks (another crop, a zoomed re-shoot, a burst with the camera mo
 *similar shot*: listed with the photos it resembles in ``DuplicateReport.similar``, never redundant.
 Files with the same sha256 are always one group.
 
-The packaged model embeds what a photo *shows* (a mix of ImageNet classes), so two different
-photos of coins and of a clock can be 0.96 apart. For such semantic vectors each candidate pair
-is also checked geometrically: ORB keypoints matched between the two images, and a RANSAC
-homography must explain enough of them (OpenCV); the strongest keypoints are matched first and
-all of them only when those do not settle it. CLIP vectors are specific enough to go without.
+Each candidate is checked against the kept copy geometrically: ORB keypoints matched between the
+two images, a RANSAC similarity (shift, scale, rotation) that must explain enough of them
+(OpenCV), the strongest keypoints matched first and all of them only when those do not settle
+it; then where the candidate lands on the kept copy, and whether its content changed there. No
+vector tells a burst from a copy; and the packaged model embeds what a photo *shows* (a mix of
+ImageNet classes), so two different photos of coins and of a clock can be 0.96 apart. Without the
+check (``geometric_check=False``) a candidate at the threshold to the kept copy is redundant.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ from vsearch.encoders.spec import EncoderSpec
 # IVF 5.5 s with the same pairs found (shared 2-core CPU, benchmarks/RESULTS.md).
 EXACT_RANGE_BELOW = 5_000
 # Cosine thresholds for candidates, by model (measured on re-encoded, resized and cropped
-# scikit-image photos; benchmarks/RESULTS.md). Bursts need a lower one, e.g. --threshold 0.85 (CLIP).
+# scikit-image photos; benchmarks/RESULTS.md). A lower one finds more candidates, each still checked.
 PACKAGED_THRESHOLD = 0.60
 CLIP_THRESHOLD = 0.92
 # Candidates checked per photo: its nearest this many by cosine (a pair stays if it is among the
@@ -89,7 +91,9 @@ def default_threshold(encoder_name: str) -> float:
 
 
 def needs_geometric_check(encoder_name: str) -> bool:
-    return _is_packaged(encoder_name)
+    """Whether candidates are checked with keypoints by default: for every model, since only the
+    check tells a burst or a crop of another part of the scene from a copy."""
+    return True
 
 
 class Progress(Protocol):
@@ -534,7 +538,8 @@ def find_duplicates(catalog, threshold: float | None = None, geometric_check: bo
     itself, never through a third photo.
 
     ``threshold``: cosine for candidates (default: by model, see ``default_threshold``);
-    ``geometric_check``: confirm candidates with keypoints (default: for semantic-only models);
+    ``geometric_check``: check candidates with keypoints (default: on; off, a candidate at the
+    threshold to the kept copy is redundant);
     ``max_candidates``: candidates checked per photo, its most similar; ``progress``: told the
     steps (photos rated, pairs settled) as they are done.
     """

@@ -67,10 +67,11 @@ class DuplicatesProgress:
 @handle_errors
 def duplicates(
     threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", min=-1.0, max=1.0,
-                         help="Cosine from which two photos are candidates (default by model: 0.60 packaged, then confirmed by keypoints; 0.92 "
-                         "CLIP); lower finds bursts of near-identical shots too.")] = None,
+                         help="Cosine from which two photos are candidates (default by model: 0.60 packaged, 0.92 CLIP); "
+                         "lower finds more candidates, each still checked.")] = None,
     geometric: Annotated[Optional[bool], typer.Option("--geometric/--no-geometric",
-                         help="Confirm candidates by matching keypoints (default: on for the packaged model).")] = None,
+                         help="Check candidates by matching keypoints against the copy kept (default: on). "
+                         "Off: a candidate at the threshold to the kept copy is redundant, bursts included.")] = None,
     as_json: Annotated[bool, json_flag("Print the groups as JSON.")] = False,
     html_out: Annotated[Optional[str], typer.Option("--html", help="Write a page with the groups' thumbnails here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,

@@ -100,7 +100,7 @@ def photo_router(catalog, queue: WorkQueue) -> APIRouter:
         request: Request,
         threshold: Annotated[float | None, Query(ge=-1.0, le=1.0, description=(
             "Cosine from which two photos are candidates (default: the model's, as `vsearch duplicates`); "
-            "lower finds bursts of near-identical shots too."))] = None,
+            "lower finds more candidates, each still checked."))] = None,
     ):
         """Groups of catalog photos that are the same picture (as `vsearch duplicates --json`), the
         best copy of each first. The last answer is reused while the catalog is unchanged."""
