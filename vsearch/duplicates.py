@@ -10,11 +10,12 @@ cell; recall against exact search is in benchmarks/RESULTS.md). Each photo keeps
 
 Groups never chain. Photos are taken best first (most pixels, then sharpest, then largest file);
 each one not yet placed keeps a group of its own, and a candidate joins it only if it matches
-*that* photo: at the threshold, and (with the keypoint check) when the kept copy shows all that
-the candidate shows at as many pixels or more. So every file called redundant could be deleted
-without losing a pixel of picture. A candidate that shares part of the scene but shows something
-the kept copy lacks (another crop, a zoomed re-shoot, a burst with the camera moved) is a
-*similar shot*: listed with the photos it resembles in ``DuplicateReport.similar``, never redundant.
+*that* photo: at the threshold, and (with the keypoint check) when the kept copy shows what the
+candidate shows (``MIN_COVERAGE`` of it) with as many pixels, its content unchanged. So a file
+called redundant can go without taking any of the picture with it. A candidate that shares part
+of the scene but shows something the kept copy lacks (another crop, a zoomed re-shoot, a burst
+with the subject moved) is a *similar shot*: listed with the photo it resembles in
+``DuplicateReport.similar``, never redundant.
 Files with the same sha256 are always one group.
 
 Each candidate is checked against the kept copy geometrically: ORB keypoints matched between the
@@ -258,7 +259,6 @@ def star_groups(order: list[int], rows_i: np.ndarray, rows_j: np.ndarray, sims: 
         a, b = (i, j) if rank[i] < rank[j] else (j, i)
         partners.setdefault(a, []).append((s, b))
     placed: dict[int, int] = {}  # redundant row -> its kept row
-    kept: set[int] = set()
     groups: dict[int, list[int]] = {}
     alike: dict[int, list[int]] = {}
     for row in order:
@@ -266,7 +266,6 @@ def star_groups(order: list[int], rows_i: np.ndarray, rows_j: np.ndarray, sims: 
         if row in placed:
             advance(len(candidates))
             continue
-        kept.add(row)
         for s, other in candidates:
             if other not in placed:
                 answer = verdict(row, other, s)
