@@ -78,7 +78,7 @@ UNCHECKABLE_THRESHOLD = 0.97
 THUMB = 192
 CHANGE_BLOCK = 8
 SHA_PAIRS = 8  # byte copies of one file: each pairs with the first this many (rows sorted by path)
-FEATURE_CACHE = 4096  # images whose keypoints are kept while candidate pairs are checked
+FEATURE_CACHE = 2048  # images whose keypoints are kept while pairs are checked (~90 KB each)
 
 SAME, SIMILAR, DIFFERENT = "same", "similar", "different"
 
@@ -408,7 +408,7 @@ class GeometricCheck:
         self.side = side
         self.quick_features = quick_features
         self.matched_all = 0  # pairs the strongest keypoints did not settle
-        self._features: OrderedDict[str, Keypoints] = OrderedDict()  # LRU: ~50 KB per image
+        self._features: OrderedDict[str, Keypoints] = OrderedDict()  # LRU
 
     def keypoints(self, path: str) -> Keypoints:
         if path in self._features:
