@@ -1,9 +1,9 @@
 """Duplicate search: at scale (FAISS range search over N image vectors, IVF versus exact), and
 on crops of real photos (what `vsearch duplicates` calls redundant, and how long it takes).
 
-``--case scale`` (the default): synthetic 512-d unit vectors in clusters (cosine ≈ 0.78 to their centre, as in
-benchmarks/search.py) with planted near duplicates: copies of random photos at cosine ≈ 0.96–0.99
-to their source, some of them in bursts of 3–5. Prints, for the exact (flat) range search and
+``--case scale`` (the default): synthetic 512-d unit vectors in clusters (cosine ≈ 0.78 to their
+centre, as in benchmarks/search.py) with planted near duplicates: copies of random photos at
+cosine ≈ 0.96–0.99 to their source, some of them in bursts of 3–5. Prints, for the exact (flat) range search and
 for the IVF one that `vsearch duplicates` uses above ``EXACT_RANGE_BELOW`` vectors: seconds,
 pairs found, recall of the exact pairs, and the groups found.
 
@@ -96,6 +96,7 @@ def crops_case(args) -> int:
         seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     summary = report.to_json()
     kinds: dict[str, int] = {}
+    # getattr: the same script measures versions from before similar shots were listed apart
     for g in (*report.groups, *getattr(report, "similar", ())):
         kinds[g.kind] = kinds.get(g.kind, 0) + 1
     print(f"find_duplicates: {seconds:.1f} s, CPU {cpu:.1f} s "
@@ -131,7 +132,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", choices=("scale", "crops"), default="scale")
     ap.add_argument("--crops", type=int, default=400, help="crops case: how many crops")
-    ap.add_argument("--folder", default=None, help="crops case: where the crops and their catalog go (default: a new temporary folder)")
+    ap.add_argument("--folder", default=None,
+                    help="crops case: where the crops and their catalog go (default: a new temporary folder)")
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--copies", type=int, default=5_000)
