@@ -24,25 +24,73 @@ def check_weighted_terms(plus: Sequence[str], minus: Sequence[str]) -> None:
                 raise QueryError(f"{option} {exc}") from None
 
 
+class DuplicatesProgress:
+    """`vsearch duplicates`: a bar on a terminal (photos rated, then candidate pairs settled);
+    off a terminal, a plain line at most every ``EVERY`` seconds, so a log shows it is working."""
+
+    EVERY = 5.0
+
+    def __init__(self, enabled: bool):
+        import time
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.enabled = enabled
+        self.clock = time.monotonic
+        self.progress = Progress(
+            TextColumn("[bold]finding duplicates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
+            disable=not enabled or not err_console.is_terminal, transient=True)
+        self.task = None
+        self.total = self.done = 0
+        self.started = self.last_line = 0.0
+
+    def start(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.started = self.last_line = self.clock()
+        self.progress.start()
+        self.task = self.progress.add_task("duplicates", total=total)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        self.progress.advance(self.task, n)
+        now = self.clock()
+        if self.enabled and not err_console.is_terminal and now - self.last_line >= self.EVERY and self.done < self.total:
+            self.last_line = now
+            err_console.print(f"finding duplicates: {self.done:,} of {self.total:,} steps ({self.done / self.total:.0%}), "
+                              f"{now - self.started:.0f} s", highlight=False)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
 @handle_errors
 def duplicates(
     threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", min=-1.0, max=1.0,
-                         help="Cosine from which two photos are candidates (default by model: 0.60 packaged, then confirmed by keypoints; 0.92 "
-                         "CLIP); lower finds bursts of near-identical shots too.")] = None,
+                         help="Cosine from which two photos are candidates (default by model: 0.60 packaged, 0.92 CLIP); "
+                         "lower finds more candidates, each still checked.")] = None,
     geometric: Annotated[Optional[bool], typer.Option("--geometric/--no-geometric",
-                         help="Confirm candidates by matching keypoints (default: on for the packaged model).")] = None,
+                         help="Check candidates by matching keypoints against the copy kept (default: on). "
+                         "Off: a candidate at the threshold to the kept copy is redundant, bursts included.")] = None,
     as_json: Annotated[bool, json_flag("Print the groups as JSON.")] = False,
     html_out: Annotated[Optional[str], typer.Option("--html", help="Write a page with the groups' thumbnails here.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
 ) -> None:
     """Groups of photos that are the same picture (re-encoded, resized, cropped, lightly edited,
-    or byte-identical), each with its best copy (most pixels, then sharpest) named first."""
+    or byte-identical), each with its best copy (most pixels, then sharpest) named first: every
+    other file of a group matches that copy itself, which shows all of it. Photos that only look
+    alike (bursts, re-shoots, other crops of a scene) are listed apart as similar shots."""
     from vsearch.duplicates import duplicates_html, find_duplicates
 
     html_out = check_output_file(html_out, "--html")
+    bar = DuplicatesProgress(enabled=not quiet)
     with CatalogRef(db, db_url).catalog() as catalog:
-        report = find_duplicates(catalog, threshold=threshold, geometric_check=geometric)
+        try:
+            report = find_duplicates(catalog, threshold=threshold, geometric_check=geometric, progress=bar)
+        finally:
+            bar.stop()
     if html_out:
         with open(html_out, "w", encoding="utf-8") as fh:
             fh.write(duplicates_html(report))
@@ -56,10 +104,17 @@ def duplicates(
         for m in g.others:
             why = "same bytes" if m.same_bytes_as is not None else f"{m.similarity:.3f}"
             console.print(escape(f"    {why:>10}  {m.path} ({m.width}×{m.height})"), highlight=False, soft_wrap=True)
+    for g in report.similar:
+        console.print(f"[bold]similar[/] shots, keep all: {escape(g.best.path)} ({g.best.width}×{g.best.height})",
+                      highlight=False, soft_wrap=True)
+        for m in g.others:
+            console.print(escape(f"    {m.similarity:>10.3f}  {m.path} ({m.width}×{m.height})"), highlight=False,
+                          soft_wrap=True)
     console.print(f"{summary['exact_groups']} exact and {summary['near_groups']} near-duplicate groups among "
                   f"{report.photos} photos ({summary['exact_copies']} byte-identical copies); "
                   f"{summary['redundant_files']} redundant files, "
-                  f"{summary['redundant_bytes'] / 1e6:.1f} MB", highlight=False, soft_wrap=True)
+                  f"{summary['redundant_bytes'] / 1e6:.1f} MB; {summary['similar_groups']} groups of similar shots "
+                  "(not redundant)", highlight=False, soft_wrap=True)
 
 
 def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: int, debounce: float,

@@ -203,9 +203,12 @@ class DuplicateCopy(BaseModel):
 
 
 class DuplicateGroupBody(BaseModel):
-    kind: str = Field(description="exact: every copy has the best copy's bytes; near: some are re-encoded or edited.")
+    kind: str = Field(description="exact: every copy has the best copy's bytes; near: some are re-encoded or edited "
+                                  "(each shows no more than the best copy); similar: shots that look alike, each "
+                                  "showing something the others lack (none redundant).")
     best: DuplicateCopy = Field(description="The copy to keep: most pixels, then sharpest, then largest file.")
-    others: list[DuplicateCopy] = Field(description="The other copies, most similar first.")
+    others: list[DuplicateCopy] = Field(description="The other copies, most similar first; each matches the best "
+                                                    "copy itself.")
     redundant_bytes: int
 
 
@@ -215,13 +218,17 @@ class DuplicatesBody(BaseModel):
                                          "when none was given).")
     geometric_check: bool = Field(description="Whether candidates were confirmed by matching keypoints.")
     photos: int
-    candidate_pairs: int
-    confirmed_pairs: int
+    candidate_pairs: int = Field(description="Pairs of photos at or above the threshold.")
+    checked_pairs: int = Field(description="Pairs whose keypoints were matched (each photo's nearest candidates).")
+    confirmed_pairs: int = Field(description="Files found redundant: the same picture as their group's best copy.")
     exact_groups: int
     near_groups: int
+    similar_groups: int
     redundant_files: int
     exact_copies: int
     redundant_bytes: int
     seconds: dict[str, float]
     groups: list[DuplicateGroupBody] = Field(description="Largest groups first.")
+    similar: list[DuplicateGroupBody] = Field(description="Groups of similar shots (kind similar), largest first: "
+                                                          "not redundant, listed apart from the groups.")
     cached: bool = Field(description="Whether this is the last answer again (same threshold, same catalog).")

@@ -55,7 +55,7 @@ class DuplicatesCache:
             if key == self._key and self._body is not None:
                 return {**self._body, "cached": True}
             body = find_duplicates(self.catalog, threshold=threshold).to_json()
-            for group in body["groups"]:
+            for group in (*body["groups"], *body["similar"]):
                 for copy in (group["best"], *group["others"]):
                     copy["path"] = display_path(copy["path"])  # JSON cannot carry undecodable bytes
                     copy["name"] = os.path.basename(copy["path"])
@@ -100,7 +100,7 @@ def photo_router(catalog, queue: WorkQueue) -> APIRouter:
         request: Request,
         threshold: Annotated[float | None, Query(ge=-1.0, le=1.0, description=(
             "Cosine from which two photos are candidates (default: the model's, as `vsearch duplicates`); "
-            "lower finds bursts of near-identical shots too."))] = None,
+            "lower finds more candidates, each still checked."))] = None,
     ):
         """Groups of catalog photos that are the same picture (as `vsearch duplicates --json`), the
         best copy of each first. The last answer is reused while the catalog is unchanged."""
