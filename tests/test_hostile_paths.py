@@ -15,6 +15,7 @@ from cli import app
 from tests.conftest import media_records, unit
 from vsearch.catalog import Catalog, open_reader
 from vsearch.errors import CatalogError
+from vsearch.schema import SCHEMA_VERSION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,7 +55,7 @@ def test_a_read_only_catalog_folder_is_still_searched(read_only):
     reader = open_reader(read_only)
     assert reader is not None  # not handed to the catalog, which would need to write
     with reader:
-        assert reader.get_meta("schema_version") == "1"
+        assert reader.get_meta("schema_version") == str(SCHEMA_VERSION)
         query = reader.vectors("image", reader.vector_ids("image")[:1])[1]
         hits = reader.search(query, k=3)[0]
         assert len(hits) == 3 and hits[0].score == pytest.approx(1.0, abs=1e-5)
