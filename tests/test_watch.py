@@ -275,3 +275,30 @@ def test_watch_hears_a_drive_unmounted_and_mounted_again(tmp_path, tiny_clip_spe
             subprocess.run(["umount", str(lib)], check=True)
     assert not thread.is_alive() and all(b.error is None for b in batches)
     assert len(notices) == 2 and all("watching it again" in n for n in notices)
+
+
+def test_root_watches_poll_a_root_that_cannot_be_watched(tmp_path):
+    from vsearch.watch import RootWatches
+
+    class NoWatchesLeft:  # what inotify answers once max_user_watches is reached
+        def schedule(self, *args, **kwargs):
+            raise OSError(28, "inotify watch limit reached")
+
+        def is_alive(self):
+            return False
+
+    lib, notices = tmp_path / "lib", []
+    lib.mkdir()
+    from watchdog.events import FileSystemEventHandler
+
+    watches = RootWatches(NoWatchesLeft(), FileSystemEventHandler(), [str(lib), str(tmp_path / "later")],
+                          notices.append)
+    try:
+        assert notices == [f"{lib}: cannot be watched for changes (inotify watch limit reached); polling it instead",
+                           f"{tmp_path / 'later'}: no such folder; watched once it is there"]
+        assert watches.check() == []  # nothing changed: nothing said
+        (tmp_path / "later").mkdir()
+        assert watches.check() == [str(tmp_path / "later")] and notices[-1].endswith("catching up")
+        assert "back" in notices[-1] and watches.check() == []
+    finally:
+        watches.stop()

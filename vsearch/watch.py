@@ -180,6 +180,8 @@ class RootWatches:
     def __init__(self, observer, handler, roots: Sequence[str], notice: Callable[[str], None]):
         self.observer, self.handler, self.notice = observer, handler, notice
         self._poller = None  # a watchdog PollingObserver, started when a root needs one
+        # a root that is a file is watched through its folder, without sub-folders
+        self._files = {root for root in roots if os.path.isfile(root)}
         self._armed: dict[str, tuple[tuple | None, object | None, object | None]] = {}
         for root in roots:
             identity = folder_identity(self._folder(root))
@@ -187,15 +189,14 @@ class RootWatches:
             if identity is None:
                 notice(f"{root}: no such folder; watched once it is there")
 
-    @staticmethod
-    def _folder(root: str) -> str:
-        return os.path.dirname(root) if os.path.isfile(root) else root
+    def _folder(self, root: str) -> str:
+        return os.path.dirname(root) if root in self._files else root
 
     def _schedule(self, root: str, identity) -> tuple[object | None, object | None]:
         """(observer, watch) now watching ``root``, or (None, None) when it is not there."""
         if identity is None:
             return None, None
-        folder, recursive = self._folder(root), not os.path.isfile(root)
+        folder, recursive = self._folder(root), root not in self._files
         try:
             return self.observer, self.observer.schedule(self.handler, folder, recursive=recursive)
         except OSError as exc:
