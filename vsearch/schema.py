@@ -82,8 +82,8 @@ class Media(Base):
     status: Mapped[str] = mapped_column(String(16), default="indexed")  # indexed | failed
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     indexed_at: Mapped[float] = mapped_column(Float)
-    # st_dev of the file when last seen (as a signed 64-bit number): a folder whose photos all
-    # vanished and that now lies on another device is an unmounted drive, not a deletion
+    # st_dev of the folder the file was last seen in (as a signed 64-bit number): a folder whose
+    # photos all vanished and that now lies on another device is an unmounted drive, not a deletion
     device: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 

@@ -58,7 +58,7 @@ class MediaState:
     status: str
     error: str | None
     indexed_at: float | None = None  # when this row was last written (merge_shards skips older shards)
-    device: int | None = None  # st_dev of the file when last seen; None when not recorded
+    device: int | None = None  # st_dev of the folder the file was last seen in; None when not recorded
 
 
 @dataclass(frozen=True)
