@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 
 from indexer.decode import VANISHED, DecodeDataset, DecodedFile, ExtractInput, collate_decoded  # noqa: F401  (ExtractInput re-exported)
 from indexer.gpu_decode import select_decoder
-from indexer.scan import FileEntry, ScanOptions, ScanResult, scan_paths
+from indexer.scan import FileEntry, ScanOptions, scan_paths
+from indexer.sweep import kept_rows
 from vsearch.catalog import IMAGE_SPACE, Catalog, MediaRecord, Transaction, rows_refused
 from vsearch.errors import VSearchError
 
@@ -77,7 +78,8 @@ class IndexSummary:
     retried: int = 0  # files that failed before and were tried again (transient reason, or asked)
     # catalog rows kept although the scan did not see their file: (path, rows, why)
     kept: list[tuple[str, int, str]] = field(default_factory=list)
-    unavailable: list[tuple[str, str]] = field(default_factory=list)  # roots that could not be scanned
+    # roots that could not be scanned, and folders whose photos all vanished as an unmounted drive's do
+    unavailable: list[tuple[str, str]] = field(default_factory=list)
     revisited: int = 0  # unchanged photos processed only by extractors (faces, regions)
     skipped: int = 0  # files and folders left out: hidden, system folders, --exclude
     skipped_by_extension: int = 0  # files that are not images by their extension
@@ -124,8 +126,10 @@ def index_paths(
     Unchanged files are skipped, changed ones re-embedded, renamed/copied ones reuse their vectors
     (matched by sha256). A catalog row is removed only when the scan *saw* its file gone: rows
     under a root that is missing, unreadable or without any image file any more (an unmounted
-    drive) are kept and the root is listed in ``summary.unavailable`` (``prune_missing`` removes
-    them on purpose), and rows under a folder or file that could not be listed or stat'ed are kept.
+    drive), or under a folder whose photos all vanished and that is now empty or on another
+    device, are kept and the root or folder is listed in ``summary.unavailable`` (``prune_missing``
+    removes them on purpose); rows under a folder or file that could not be listed or stat'ed are
+    kept (see :mod:`indexer.sweep`).
     Bad files are recorded and listed in the summary; they never stop the run. Files that failed
     for a passing reason (a read error) are tried again; ``retry_failed`` retries every failure.
 
@@ -135,61 +139,6 @@ def index_paths(
     with catalog.writing():
         return _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpoint_seconds,
                             extractors, prune_missing, retry_failed, scan_options)
-
-
-def _kept_rows(scan: ScanResult, known: dict, prune_missing: bool, summary: IndexSummary) -> set[str]:
-    """Paths of catalog rows the scan did not see but must not remove; fills the summary's
-    ``unavailable`` and ``kept``."""
-    keep: set[str] = set()
-    seen = {f.path for f in scan.files}
-
-    def under(root: str) -> list[str]:
-        prefix = root.rstrip(os.sep) + os.sep
-        return [p for p in known if p == root or p.startswith(prefix)]
-
-    roots_down = list(scan.unavailable)
-    for root, entries in scan.root_entries.items():
-        prefix = root.rstrip(os.sep) + os.sep
-        # a readable root without a single image file, where the catalog has photos: more likely
-        # an empty mount point than a collection deleted whole
-        if under(root) and not any(f.path.startswith(prefix) for f in scan.files):
-            why = "is empty (not mounted?)" if entries == 0 else "holds no image file any more"
-            roots_down.append((root, why))
-    for root, why in roots_down:
-        summary.unavailable.append((root, why))
-        rows = [p for p in under(root) if p not in seen]
-        if rows and not prune_missing:
-            keep.update(rows)
-            summary.kept.append((root, len(rows), f"{why}; pass --prune-missing to remove them"))
-    # Rows under a folder the scan could not read, or left out on purpose: found by walking each
-    # unseen row's parents (a scan may skip thousands of hidden files; matching every skipped path
-    # against every row would cost their product).
-    missing = [p for p in known if p not in seen and p not in keep]
-    for marks, reason, prunable in (
-        (set(scan.unseen), "could not be read", False),
-        (set(scan.skipped), "left out of this scan (hidden, system folder or --exclude); "
-                            "pass --prune-missing to remove them", True),
-    ):
-        if not marks or (prunable and prune_missing):
-            continue
-        counts: dict[str, int] = {}
-        for path in missing:
-            mark = _covering(path, marks) if path not in keep else None
-            if mark is not None:
-                keep.add(path)
-                counts[mark] = counts.get(mark, 0) + 1
-        summary.kept.extend((mark, n, reason) for mark, n in sorted(counts.items()))
-    return keep
-
-
-def _covering(path: str, marks: set[str]) -> str | None:
-    """The first of ``path`` and its parent folders that is in ``marks``, or None."""
-    while path not in marks:
-        parent = os.path.dirname(path)
-        if parent == path:
-            return None
-        path = parent
-    return path
 
 
 def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpoint_seconds, extractors,
@@ -238,7 +187,7 @@ def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpo
         revisit = [(unchanged[m], m) for m in sorted(wanted)]
 
     progress.start(len(todo) + len(revisit))
-    keep = _kept_rows(scan, known, prune_missing, summary)
+    keep = kept_rows(scan, known, prune_missing, summary)
     gone_ids = {s.id for p, s in known.items() if p not in seen and p not in keep}
     dataset = DecodeDataset(
         todo + [e for e, _ in revisit], encoder.preprocess, draft_size=encoder.info.image_size,
@@ -269,6 +218,9 @@ def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpo
             wait_start = time.perf_counter()
         # sweep: files that were under the given paths and that the scan saw gone
         summary.removed = catalog.remove_media(sorted(gone_ids))
+        # the device each file's folder is on, for telling an unmounted drive from a deletion later
+        catalog.record_devices({f.path: f.folder_dev for f in scan.files if f.folder_dev is not None
+                                and (f.path not in known or known[f.path].device != f.folder_dev)})
     finally:
         # whatever happened (Ctrl-C included), what SQL committed goes into the index file
         catalog.save()

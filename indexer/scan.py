@@ -21,6 +21,9 @@ class FileEntry:
     path: str  # absolute, as reached (a symlinked folder keeps its link name)
     size: int
     mtime: float
+    # st_dev of the folder the file was found in (a folder's, not the file's: on some file
+    # systems, overlayfs for one, a file may report the device under the one its folder shows)
+    folder_dev: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class ScanResult:
     # left out on purpose (hidden, system folder, --exclude): what the catalog has there is kept
     skipped: list[str] = field(default_factory=list)
     skipped_by_extension: int = 0  # files that are not images by their extension (.txt, .mov, ...)
+    # every folder the scan listed: path -> (entries of any kind it holds, st_dev)
+    folders: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def is_unseen(self, path: str) -> bool:
         """Whether ``path`` is (or lies under) something the scan could not look into."""
@@ -102,7 +107,7 @@ def scan_paths(paths: Iterable[str], options: ScanOptions | None = None) -> Scan
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
 
-    def add_file(path: str) -> None:
+    def add_file(path: str, folder_dev: int | None) -> None:
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -119,7 +124,7 @@ def scan_paths(paths: Iterable[str], options: ScanOptions | None = None) -> Scan
         if key in seen_files:
             return
         seen_files.add(key)
-        result.files.append(FileEntry(path, st.st_size, st.st_mtime))
+        result.files.append(FileEntry(path, st.st_size, st.st_mtime, folder_dev))
 
     for raw in paths:
         root = os.path.abspath(os.path.expanduser(raw))
@@ -130,7 +135,11 @@ def scan_paths(paths: Iterable[str], options: ScanOptions | None = None) -> Scan
             result.problems.append((root, why))
             continue
         if os.path.isfile(root):
-            add_file(root)
+            try:
+                folder_dev = os.stat(os.path.dirname(root)).st_dev
+            except OSError:
+                folder_dev = None
+            add_file(root, folder_dev)
             continue
         try:
             result.root_entries[root] = len(os.listdir(root))
@@ -158,6 +167,7 @@ def scan_paths(paths: Iterable[str], options: ScanOptions | None = None) -> Scan
                 dirnames[:] = []
                 continue
             seen_dirs.add(key)
+            result.folders[dirpath] = (len(dirnames) + len(filenames), st.st_dev)
             kept_dirs = []
             for name in sorted(dirnames):
                 sub = os.path.join(dirpath, name)
@@ -173,6 +183,6 @@ def scan_paths(paths: Iterable[str], options: ScanOptions | None = None) -> Scan
                 elif options.skips_file(name) or options.excludes(path, root):
                     result.skipped.append(path)
                 else:
-                    add_file(path)
+                    add_file(path, st.st_dev)
     result.files.sort(key=lambda f: f.path)
     return result

@@ -4,6 +4,7 @@ SQLite and, when VSEARCH_TEST_PG_URL is set, on PostgreSQL."""
 import os
 import shutil
 import stat
+import subprocess
 import threading
 import time
 
@@ -104,6 +105,145 @@ def test_unreadable_subfolder_keeps_its_rows(photos, tmp_path, tiny, monkeypatch
     assert (str(sub), 2, "could not be read") in s.kept
     assert any(p == str(sub) and "Permission denied" in r for p, r in s.failed)
     assert not s.unavailable
+
+
+def _nas(photos):
+    """Three of the photos moved into ``photos/nas`` (one a level deeper), as on a drive mounted there."""
+    nas = photos / "nas"
+    (nas / "2020").mkdir(parents=True)
+    for name in ("coins.jpg", "moon.jpg"):
+        shutil.move(photos / name, nas / name)
+    shutil.move(photos / "camera.jpg", nas / "2020" / "camera.jpg")
+    return nas
+
+
+def _unmount(nas, tmp_path):
+    """What unmounting the drive leaves: the mount point, empty. Returns where the files went."""
+    away = tmp_path / "drive"
+    shutil.move(nas, away)
+    nas.mkdir()
+    return away
+
+
+def _mount(nas, away):
+    nas.rmdir()
+    shutil.move(away, nas)
+
+
+def test_unmounted_drive_inside_a_root_keeps_its_rows(photos, tmp_path, tiny, db_url):
+    nas = _nas(photos)
+    _index(tmp_path / "db", [photos], tiny, db_url)
+    away = _unmount(nas, tmp_path)
+    (photos / "horse.jpg").unlink()  # a real deletion beside it still goes
+    s, cat = _index(tmp_path / "db", [photos], tiny, db_url)
+    assert s.removed == 1 and _count(cat) == 9
+    assert s.unavailable == [(str(nas), "is empty (not mounted?)")]
+    assert [k[:2] for k in s.kept] == [(str(nas), 3)] and "--prune-missing" in s.kept[0][2]
+    assert cat.verify()[0].ok
+    _mount(nas, away)  # mounted again: nothing to do
+    s, cat = _index(tmp_path / "db", [photos], tiny, db_url)
+    assert (s.added, s.unchanged, s.removed, s.unavailable) == (0, 9, 0, [])
+    away = _unmount(nas, tmp_path)
+    s, cat = _index(tmp_path / "db", [photos], tiny, db_url, prune_missing=True)
+    assert s.removed == 3 and _count(cat) == 6 and not s.kept
+    cat.engine.dispose()
+
+
+def test_photos_deleted_from_a_sub_folder_go_exactly(photos, tmp_path, tiny, db_url):
+    nas = _nas(photos)
+    trip = photos / "trip"
+    trip.mkdir()
+    shutil.move(photos / "rocket.jpg", trip / "rocket.jpg")
+    _index(tmp_path / "db", [photos], tiny, db_url)
+    (nas / "coins.jpg").unlink()  # some of a folder's photos
+    shutil.rmtree(nas / "2020")  # a folder deleted whole
+    shutil.rmtree(trip)  # and another, right under the root
+    s, cat = _index(tmp_path / "db", [photos], tiny, db_url)
+    assert (s.removed, s.unavailable, s.kept) == (3, [], [])
+    assert sorted(cat.media_under([str(photos)])) == sorted(str(p) for p in photos.rglob("*.jpg"))
+    # the last photo of a folder, leaving it empty, looks like a drive gone: kept until pruned
+    (nas / "moon.jpg").unlink()
+    s, cat = _index(tmp_path / "db", [photos], tiny, db_url)
+    assert s.removed == 0 and s.unavailable == [(str(nas), "is empty (not mounted?)")]
+    cat.engine.dispose()
+
+
+def test_folder_now_on_another_device_keeps_its_rows(photos, tmp_path, tiny, db_url):
+    nas = _nas(photos)
+    _, cat = _index(tmp_path / "db", [photos], tiny, db_url)
+    here = os.stat(nas).st_dev
+    drive = here + 1  # the rows were seen on the drive mounted at nas
+    assert cat.record_devices({str(p): drive for p in nas.rglob("*.jpg")}) == 3
+    away = _unmount(nas, tmp_path)
+    (nas / "notes.txt").write_text("written while the drive was away")  # not empty any more
+    s, cat = _index(tmp_path / "db", [photos], tiny, db_url)
+    assert s.removed == 0 and _count(cat) == 10
+    assert s.unavailable == [(str(nas), "is now on another device than its photos were (not mounted?)")]
+    # a mount point that goes away with the drive (an automounter's): the rows' folder is gone
+    # from a folder on another device
+    shutil.rmtree(nas)
+    s, cat = _index(tmp_path / "db", [photos], tiny, db_url)
+    assert s.removed == 0 and [u[0] for u in s.unavailable] == [str(nas)]
+    assert "another device" in s.unavailable[0][1]
+    shutil.move(away, nas)  # mounted again
+    s, cat = _index(tmp_path / "db", [photos], tiny, db_url)
+    assert (s.unchanged, s.removed, s.unavailable) == (10, 0, [])
+    devices = {state.device for state in cat.media_under([str(photos)]).values()}
+    assert devices == {here}  # seen again on this device: recorded anew
+    cat.engine.dispose()
+
+
+def _mount_tmpfs(folder) -> bool:
+    return subprocess.run(["mount", "-t", "tmpfs", "vsearch-test", str(folder)], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounting needs root")
+def test_real_mount_inside_a_root(photos, tmp_path, tiny, db_url):
+    nas = photos / "nas"
+    nas.mkdir()
+    if not _mount_tmpfs(nas):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        for name in ("coins.jpg", "moon.jpg"):
+            shutil.move(photos / name, nas / name)
+        _index(tmp_path / "db", [photos], tiny, db_url)
+        saved = tmp_path / "saved"
+        shutil.copytree(nas, saved)
+    finally:
+        subprocess.run(["umount", str(nas)], check=True)
+    s, cat = _index(tmp_path / "db", [photos], tiny, db_url)
+    assert (s.removed, _count(cat)) == (0, 10) and s.unavailable == [(str(nas), "is empty (not mounted?)")]
+    (nas / "notes.txt").write_text("written on the mount point itself")
+    s, cat = _index(tmp_path / "db", [photos], tiny, db_url)
+    assert (s.removed, _count(cat)) == (0, 10) and "another device" in s.unavailable[0][1]
+    (nas / "notes.txt").unlink()
+    assert _mount_tmpfs(nas)
+    try:
+        for f in saved.iterdir():
+            shutil.copy2(f, nas / f.name)
+        s, cat = _index(tmp_path / "db", [photos], tiny, db_url)
+        assert (s.unchanged, s.removed, s.unavailable) == (10, 0, [])
+    finally:
+        subprocess.run(["umount", str(nas)], check=True)
+    cat.engine.dispose()
+
+
+def test_catalog_of_version_1_gains_the_device_column(photos, tmp_path, tiny):
+    from sqlalchemy import text
+
+    from vsearch.catalog import open_reader
+
+    _, cat = _index(tmp_path / "db", [photos], tiny)
+    with cat.engine.begin() as conn:  # as the vsearch before devices were recorded left it
+        conn.execute(text("ALTER TABLE media DROP COLUMN device"))
+        conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
+    cat.engine.dispose()
+    with open_reader(tmp_path / "db") as reader:  # still searched as it is
+        assert len(reader.vector_ids("image")) == 10
+    s, cat = _index(tmp_path / "db", [photos], tiny)
+    assert s.unchanged == 10 and cat.get_meta("schema_version") == "2"
+    assert {state.device for state in cat.media_under([str(photos)]).values()} == {os.stat(photos).st_dev}
+    cat.engine.dispose()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads mode-000 folders")
@@ -425,3 +565,48 @@ def test_tag_captions_and_faces_wait_for_the_writer(tmp_path, photos, tiny_clip_
         holder.release_writer()
         holder.engine.dispose()
     assert invoke("tag", "--labels", "cat,rocket", "--db", db).exit_code == 0  # and once it is free, it runs
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_mid_repair_then_repair_again(tmp_path):
+    """`verify --repair` on a catalog big enough (60,000 vectors) that a SIGKILL lands while it
+    rebuilds: the index file is never left half-written, the database is untouched, the lock is
+    free again and a second repair finishes the job."""
+    import signal
+    import sys
+
+    db, n, dim = tmp_path / "db", 60_000, 64
+    cat = Catalog(db)
+    cat.bind_space("image", "synthetic", dim)
+    rng = np.random.default_rng(0)
+    for start in range(0, n, 20_000):
+        vectors = rng.normal(size=(20_000, dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        cat.add_media([MediaRecord(f"/lib/{i:06d}.jpg", 100, 1.0, f"{i:064x}") for i in range(start, start + 20_000)],
+                      vectors)
+    cat.save()
+    index_file = cat.index_path("image")
+    os.remove(index_file)  # lost: the repair rebuilds it from SQL
+    cmd = [sys.executable, "-c", "import cli; cli.app()", "verify", "--repair", "--db", str(db)]
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and not cat.writer():
+            time.sleep(0.01)
+        assert cat.writer() and str(proc.pid) in cat.writer(), "the repair never took the writer lock"
+        time.sleep(0.5)  # into the rebuild
+        caught = proc.poll() is None and not os.path.exists(index_file)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert caught, "the repair ended before the kill: the catalog is too small for this test to mean anything"
+    assert not os.path.exists(index_file)  # not half-written: written whole or not at all
+    assert cat.writer() is None  # the lock died with its process
+    assert _count(cat) == n and cat.stats()["vectors"]["image"] == n
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0 and "repaired" in out.stdout, out.stdout + out.stderr
+    report = cat.verify()[0]
+    assert report.ok and report.sql_count == report.index_count == n
+    cat.engine.dispose()

@@ -1,4 +1,5 @@
 """`search --explain`: where in a photo the query matched, from regions or by occlusion."""
+import io
 import json
 
 import numpy as np
@@ -7,7 +8,8 @@ from typer.testing import CliRunner
 
 from cli import app
 from tests.conftest import skimage_rgb
-from vsearch.explain import occlusion_explanation
+from vsearch.explain import explained_thumbnail_jpeg, occlusion_explanation
+from vsearch.images import MAX_ASPECT
 
 runner = CliRunner()
 
@@ -66,3 +68,43 @@ def test_explain_uses_stored_regions(tmp_path, packaged_encoder):
     assert e["source"] == "region" and "heatmap" not in e
     x1, y1, x2, y2 = e["box"]
     assert 0 <= x1 < x2 <= 600 and 0 <= y1 < y2 <= 400
+
+
+class _AspectGuard:
+    """The encoder, refusing to preprocess an image longer than MAX_ASPECT:1 (what made a 1×8000
+    strip cost gigabytes) and counting what it is shown."""
+
+    def __init__(self, encoder):
+        self.encoder, self.info, self.shown = encoder, encoder.info, []
+
+    def preprocess(self, image):
+        w, h = image.size
+        assert max(w, h) <= MAX_ASPECT * min(w, h), f"{w}×{h} handed to the encoder"
+        self.shown.append(image.size)
+        return self.encoder.preprocess(image)
+
+    def encode_pixels(self, pixels):
+        return self.encoder.encode_pixels(pixels)
+
+
+def test_occlusion_over_a_thin_photo_stays_within_the_aspect_limit(tmp_path, packaged_encoder):
+    query = packaged_encoder.encode_text(["a photo of a cat"])[0]
+    rng = np.random.default_rng(0)
+    for size in [(1, 8000), (8000, 1), (30, 3000)]:
+        path = tmp_path / f"strip_{size[0]}x{size[1]}.png"
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+        guard = _AspectGuard(packaged_encoder)
+        e = occlusion_explanation(guard, str(path), query)
+        assert e.source == "occlusion" and np.asarray(e.heatmap).shape == (4, 4)
+        assert 1 < len(guard.shown) <= 17  # the whole, then only the cells inside what it is shown
+        x1, y1, x2, y2 = e.box
+        assert 0 <= x1 < x2 <= size[0] and 0 <= y1 < y2 <= size[1]
+        jpeg = explained_thumbnail_jpeg(str(path), e)
+        assert Image.open(io.BytesIO(jpeg)).size == tuple(max(1, round(v * 256 / max(size))) for v in size)
+
+
+def test_occlusion_of_a_normal_photo_hides_every_cell(tmp_path, packaged_encoder):
+    collage(tmp_path / "collage.jpg")
+    guard = _AspectGuard(packaged_encoder)
+    occlusion_explanation(guard, str(tmp_path / "collage.jpg"), packaged_encoder.encode_text(["a cat"])[0])
+    assert guard.shown == [(600, 400)] * 17

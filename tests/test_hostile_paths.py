@@ -2,6 +2,7 @@
 folder that cannot be written, a file that is not a database, damaged ONNX graph copies. Each
 either answers (a search only reads) or stops with one line naming the file, never a traceback."""
 import copy
+import io
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from cli import app
 from tests.conftest import media_records, unit
 from vsearch.catalog import Catalog, open_reader
 from vsearch.errors import CatalogError
+from vsearch.schema import SCHEMA_VERSION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,7 +56,7 @@ def test_a_read_only_catalog_folder_is_still_searched(read_only):
     reader = open_reader(read_only)
     assert reader is not None  # not handed to the catalog, which would need to write
     with reader:
-        assert reader.get_meta("schema_version") == "1"
+        assert reader.get_meta("schema_version") == str(SCHEMA_VERSION)
         query = reader.vectors("image", reader.vector_ids("image")[:1])[1]
         hits = reader.search(query, k=3)[0]
         assert len(hits) == 3 and hits[0].score == pytest.approx(1.0, abs=1e-5)
@@ -284,3 +286,17 @@ def test_search_prints_non_utf8_names_on_a_strict_utf8_stdout(tmp_path, tiny_cli
     assert as_json.returncode == 0, as_json.stderr.decode(errors="replace")[-800:]
     hits = _json.loads(as_json.stdout.decode("utf-8"))  # valid UTF-8
     assert hits[0]["path"].endswith("caf\\xe9.png")
+
+
+@pytest.mark.parametrize("size, box", [((8000, 1), [3000, 0, 5000, 1]), ((1, 8000), [0, 3000, 1, 5000])])
+def test_thumbnails_of_a_strip_photo_with_its_box(tmp_path, size, box):
+    """A stored strip photo shrinks to a thumbnail under a pixel high (or wide): its region box is
+    still drawn, on the page and over HTTP alike."""
+    from vsearch.explain import Explanation, explained_thumbnail_jpeg
+    from vsearch.report import thumbnail_jpeg
+
+    path = tmp_path / "strip.png"
+    Image.new("RGB", size, "white").save(path)
+    for jpeg in (thumbnail_jpeg(str(path), 256, box=box),
+                 explained_thumbnail_jpeg(str(path), Explanation("region", tuple(box), 0.5))):
+        assert Image.open(io.BytesIO(jpeg)).size == tuple(max(1, round(v * 256 / 8000)) for v in size)

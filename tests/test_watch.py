@@ -4,6 +4,8 @@ import shutil
 import threading
 import time
 
+import pytest
+
 from tests.conftest import skimage_rgb
 from vsearch.watch import ChangeBatcher, watch
 
@@ -187,3 +189,116 @@ def test_watch_leaves_out_what_the_index_run_left_out(tmp_path, tiny_clip_spec):
         stop.set()
         thread.join(timeout=20)
         reader.engine.dispose()
+
+
+def _watching(lib, db, tiny_clip_spec, notices):
+    """A watcher of ``lib`` in a thread: (thread, stop event, batches, reader's media paths)."""
+    import vsearch
+
+    coll = vsearch.open(db, model=tiny_clip_spec)
+    stop, batches = threading.Event(), []
+    thread = threading.Thread(target=watch, args=(coll, [str(lib)]), daemon=True, kwargs=dict(
+        on_batch=batches.append, stop=stop, debounce=0.3, workers=0, on_notice=notices.append, check_every=0.2))
+    thread.start()
+    return thread, stop, batches
+
+
+def _paths(db, lib):
+    import vsearch
+
+    reader = vsearch.open(db).catalog
+    try:
+        return set(reader.media_under([str(lib)]))
+    finally:
+        reader.engine.dispose()
+
+
+def test_watch_is_armed_again_when_the_root_is_replaced(tmp_path, tiny_clip_spec):
+    """A folder replaced under the watcher (what unmounting a drive and mounting it again does to
+    the watched inode): the watch follows the old folder and hears nothing from the new one."""
+    lib, db, notices = tmp_path / "lib", tmp_path / "db", []
+    lib.mkdir()
+    skimage_rgb("chelsea").save(lib / "cat.jpg")
+    thread, stop, batches = _watching(lib, db, tiny_clip_spec, notices)
+    try:
+        assert wait_for(lambda: _paths(db, lib) == {str(lib / "cat.jpg")})
+        os.rename(lib, tmp_path / "away")
+        lib.mkdir()
+        skimage_rgb("coffee").save(lib / "coffee.jpg")
+        # caught up: the new folder's photo added, the photo it lacks removed
+        assert wait_for(lambda: _paths(db, lib) == {str(lib / "coffee.jpg")}, timeout=30)
+        skimage_rgb("astronaut").save(lib / "astronaut.jpg")  # and heard again
+        assert wait_for(lambda: str(lib / "astronaut.jpg") in _paths(db, lib), timeout=30)
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive() and all(b.error is None for b in batches)
+    assert len(notices) == 1 and notices[0].startswith(f"{lib}: changed") and "catching up" in notices[0]
+
+
+def _mount_tmpfs(folder) -> bool:
+    import subprocess
+
+    return subprocess.run(["mount", "-t", "tmpfs", "vsearch-test", str(folder)], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounting needs root")
+def test_watch_hears_a_drive_unmounted_and_mounted_again(tmp_path, tiny_clip_spec):
+    import subprocess
+
+    lib, db, notices = tmp_path / "lib", tmp_path / "db", []
+    lib.mkdir()
+    if not _mount_tmpfs(lib):
+        pytest.skip("cannot mount a tmpfs here")
+    mounted = True
+    try:
+        skimage_rgb("chelsea").save(lib / "cat.jpg")
+        thread, stop, batches = _watching(lib, db, tiny_clip_spec, notices)
+        try:
+            assert wait_for(lambda: _paths(db, lib) == {str(lib / "cat.jpg")})
+            subprocess.run(["umount", str(lib)], check=True)
+            mounted = False
+            assert wait_for(lambda: len(notices) == 1)
+            assert _paths(db, lib) == {str(lib / "cat.jpg")}  # an empty mount point deletes nothing
+            assert _mount_tmpfs(lib)
+            mounted = True
+            skimage_rgb("chelsea").save(lib / "cat.jpg")
+            skimage_rgb("coffee").save(lib / "coffee.jpg")
+            assert wait_for(lambda: _paths(db, lib) == {str(lib / "cat.jpg"), str(lib / "coffee.jpg")}, timeout=30)
+            (lib / "cat.jpg").unlink()
+            assert wait_for(lambda: _paths(db, lib) == {str(lib / "coffee.jpg")}, timeout=30)
+        finally:
+            stop.set()
+            thread.join(timeout=20)
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(lib)], check=True)
+    assert not thread.is_alive() and all(b.error is None for b in batches)
+    assert len(notices) == 2 and all("watching it again" in n for n in notices)
+
+
+def test_root_watches_poll_a_root_that_cannot_be_watched(tmp_path):
+    from vsearch.watch import RootWatches
+
+    class NoWatchesLeft:  # what inotify answers once max_user_watches is reached
+        def schedule(self, *args, **kwargs):
+            raise OSError(28, "inotify watch limit reached")
+
+        def is_alive(self):
+            return False
+
+    lib, notices = tmp_path / "lib", []
+    lib.mkdir()
+    from watchdog.events import FileSystemEventHandler
+
+    watches = RootWatches(NoWatchesLeft(), FileSystemEventHandler(), [str(lib), str(tmp_path / "later")],
+                          notices.append)
+    try:
+        assert notices == [f"{lib}: cannot be watched for changes (inotify watch limit reached); polling it instead",
+                           f"{tmp_path / 'later'}: no such folder; watched once it is there"]
+        assert watches.check() == []  # nothing changed: nothing said
+        (tmp_path / "later").mkdir()
+        assert watches.check() == [str(tmp_path / "later")] and notices[-1].endswith("catching up")
+        assert "back" in notices[-1] and watches.check() == []
+    finally:
+        watches.stop()

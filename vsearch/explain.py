@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vsearch.images import decode_image
+from vsearch.images import aspect_window, decode_image, limit_aspect
 
 DEFAULT_GRID = 4
 HOT = 0.5  # cells at this share of the highest drop or more go into the box
@@ -43,23 +43,35 @@ class Explanation:
 
 
 def occlusion_map(encoder, image: Image.Image, query: np.ndarray, grid: int = DEFAULT_GRID) -> tuple[float, np.ndarray]:
-    """(score of the whole image, (grid, grid) drop in score when each cell is hidden)."""
+    """(score of the whole image, (grid, grid) drop in score when each cell is hidden).
+
+    The cells divide the whole image; the encoder is shown only its centre at most
+    :data:`~vsearch.images.MAX_ASPECT`:1 (as when indexing), so a thin strip costs what a normal
+    photo does, and a cell outside that centre drops nothing and is not encoded."""
     import torch
 
     w, h = image.size
-    arr = np.asarray(image.convert("RGB"))
+    left, top, right, bottom = aspect_window(w, h)
+    shown = limit_aspect(image)
+    arr = np.asarray(shown.convert("RGB"))
     fill = arr.reshape(-1, 3).mean(axis=0).astype(np.uint8)
-    xs = np.linspace(0, w, grid + 1).round().astype(int)
-    ys = np.linspace(0, h, grid + 1).round().astype(int)
-    variants = [image]
+    xs = np.linspace(0, w, grid + 1).round().astype(int).clip(left, right) - left
+    ys = np.linspace(0, h, grid + 1).round().astype(int).clip(top, bottom) - top
+    pixels = [encoder.preprocess(shown)]
+    cells = []
     for r in range(grid):
         for c in range(grid):
+            if xs[c] >= xs[c + 1] or ys[r] >= ys[r + 1]:
+                continue  # outside what the encoder is shown
             hidden = arr.copy()
             hidden[ys[r] : ys[r + 1], xs[c] : xs[c + 1]] = fill
-            variants.append(Image.fromarray(hidden))
-    pixels = torch.stack([encoder.preprocess(v) for v in variants])
-    scores = encoder.encode_pixels(pixels) @ np.asarray(query, np.float32).reshape(-1)
-    return float(scores[0]), (scores[0] - scores[1:]).reshape(grid, grid)
+            pixels.append(encoder.preprocess(Image.fromarray(hidden)))  # (C, S, S): one variant at a time
+            cells.append((r, c))
+    scores = encoder.encode_pixels(torch.stack(pixels)) @ np.asarray(query, np.float32).reshape(-1)
+    drop = np.zeros((grid, grid), np.float32)
+    for (r, c), score in zip(cells, scores[1:]):
+        drop[r, c] = scores[0] - score
+    return float(scores[0]), drop
 
 
 def occlusion_explanation(encoder, path: str, query: np.ndarray, grid: int = DEFAULT_GRID) -> Explanation:

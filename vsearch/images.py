@@ -216,20 +216,27 @@ def _fit_memory(img: Image.Image, rotated: bool, draft_size: int | None) -> None
         )
 
 
+def aspect_window(width: int, height: int, max_aspect: float = MAX_ASPECT) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom): the centre of a ``width`` × ``height`` image at most
+    ``max_aspect``:1 either way, the whole image if it already fits (what :func:`limit_aspect` keeps)."""
+    if width > height * max_aspect:
+        keep = max(1, int(height * max_aspect))
+        left = (width - keep) // 2
+        return left, 0, left + keep, height
+    if height > width * max_aspect:
+        keep = max(1, int(width * max_aspect))
+        top = (height - keep) // 2
+        return 0, top, width, top + keep
+    return 0, 0, width, height
+
+
 def limit_aspect(image: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Image:
     """The centre of ``image`` cropped to at most ``max_aspect``:1 (either way), unchanged if it
-    already fits. Call it before an encoder's ``preprocess``: resizing the short side of a 1×8000
-    strip to 224 pixels would ask for 400 million pixels."""
-    w, h = image.size
-    if w > h * max_aspect:
-        keep = max(1, int(h * max_aspect))
-        left = (w - keep) // 2
-        return image.crop((left, 0, left + keep, h))
-    if h > w * max_aspect:
-        keep = max(1, int(w * max_aspect))
-        top = (h - keep) // 2
-        return image.crop((0, top, w, top + keep))
-    return image
+    already fits. Call it before an encoder's ``preprocess``, and before anything else that
+    scales a stored photo's short side up: resizing the short side of a 1×8000 strip to 224
+    pixels would ask for 400 million pixels."""
+    window = aspect_window(*image.size, max_aspect=max_aspect)
+    return image if window == (0, 0, *image.size) else image.crop(window)
 
 
 def not_a_file(path: str, shown: str | None = None) -> str | None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Float,
     ForeignKey,
@@ -81,6 +82,9 @@ class Media(Base):
     status: Mapped[str] = mapped_column(String(16), default="indexed")  # indexed | failed
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     indexed_at: Mapped[float] = mapped_column(Float)
+    # st_dev of the folder the file was last seen in (as a signed 64-bit number): a folder whose
+    # photos all vanished and that now lies on another device is an unmounted drive, not a deletion
+    device: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Vector(Base):
@@ -123,9 +127,15 @@ class Caption(Base):
     vector_id: Mapped[int] = mapped_column(ForeignKey("vectors.id", ondelete="CASCADE"), unique=True)
 
 
+def _add_media_device(conn: Connection) -> None:
+    """Version 2: ``media.device``, the device each file was last seen on (NULL until the next
+    index run sees the file)."""
+    conn.execute(text("ALTER TABLE media ADD COLUMN device BIGINT"))
+
+
 # MIGRATIONS[k - 1] upgrades the core tables from version k to k+1; run in order inside one
-# transaction. Example for the future: a function running conn.execute(text("ALTER TABLE ...")).
-MIGRATIONS: tuple[MigrationStep, ...] = ()
+# transaction.
+MIGRATIONS: tuple[MigrationStep, ...] = (_add_media_device,)
 
 CORE = VersionedTables("core", (Meta.__table__, Media.__table__, Vector.__table__, Tag.__table__,
                                 TagRun.__table__, Caption.__table__), MIGRATIONS)

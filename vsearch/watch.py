@@ -9,11 +9,19 @@ copied files keep their vectors (sha256), and what counts as a deletion is decid
 indexer, never here. For that reason a deleted or moved-away file is not removed directly: its
 nearest existing folder is re-indexed, and the indexer's sweep removes what is really gone. A
 watched root that disappears (an unmounted disk) yields no work at all.
+
+File-system watches die silently with the file system they were on: after a drive is unmounted
+and mounted again, inotify reports nothing more from it. :class:`RootWatches` therefore checks
+each root (and every file system mounted below it) once a second; when what is there changed, it
+says so once, arms the root's watch again (or, when no watch can be set, polls it) and has the
+root re-indexed, so the catalog catches up with what happened meanwhile.
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -109,6 +117,14 @@ class ChangeBatcher:
             now = self.clock()
             return now - self._last >= self.debounce or now - self._first >= self.max_wait
 
+    def rescan(self, folder: str) -> None:
+        """Have ``folder`` re-indexed whole with the next batch (a root whose watch was re-armed)."""
+        with self._lock:
+            now = self.clock()
+            self._folders.add(os.path.abspath(folder))
+            self._first = now if self._first is None else self._first
+            self._last = now
+
     def take(self) -> list[str]:
         """The batch's paths (folders first), with anything inside a listed folder left out."""
         with self._lock:
@@ -121,6 +137,106 @@ class ChangeBatcher:
         return outer + [f for f in files if not any(_within(f, o) for o in outer)]
 
 
+def _mount_points() -> list[str]:
+    """The mount points of this system (Linux's ``/proc/self/mountinfo``), or [] where unknown."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    unescape = re.compile(rb"\\([0-7]{3})")  # spaces and the like are written as \040
+    return [os.fsdecode(unescape.sub(lambda m: bytes([int(m.group(1), 8)]), line.split()[4]))
+            for line in lines if len(line.split()) > 4]
+
+
+def folder_identity(folder: str) -> tuple | None:
+    """What a watch of ``folder`` depends on: the (path, device, inode) of the folder and of every
+    file system mounted below it; None when ``folder`` is not a folder now. It changes when a
+    drive is mounted or unmounted there (or below), or the folder is replaced."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return None
+    real = os.path.realpath(folder)
+    marks = [(folder, st.st_dev, st.st_ino)]
+    for point in _mount_points():
+        if point != real and _within(point, real):
+            try:
+                sub = os.stat(point)
+                marks.append((point, sub.st_dev, sub.st_ino))
+            except OSError:
+                marks.append((point, None, None))
+    return tuple(sorted(marks, key=lambda m: m[0]))
+
+
+class RootWatches:
+    """The observer's watch of each root, armed again whenever the root's :func:`folder_identity`
+    changes (a drive unmounted or mounted again, the folder replaced), which inotify does not
+    report; a root whose watch cannot be set (no inotify watches left) is polled instead.
+    ``notice`` is told once per change."""
+
+    def __init__(self, observer, handler, roots: Sequence[str], notice: Callable[[str], None]):
+        self.observer, self.handler, self.notice = observer, handler, notice
+        self._poller = None  # a watchdog PollingObserver, started when a root needs one
+        # a root that is a file is watched through its folder, without sub-folders
+        self._files = {root for root in roots if os.path.isfile(root)}
+        self._armed: dict[str, tuple[tuple | None, object | None, object | None]] = {}
+        for root in roots:
+            identity = folder_identity(self._folder(root))
+            self._armed[root] = (identity, *self._schedule(root, identity))
+            if identity is None:
+                notice(f"{root}: no such folder; watched once it is there")
+
+    def _folder(self, root: str) -> str:
+        return os.path.dirname(root) if root in self._files else root
+
+    def _schedule(self, root: str, identity) -> tuple[object | None, object | None]:
+        """(observer, watch) now watching ``root``, or (None, None) when it is not there."""
+        if identity is None:
+            return None, None
+        folder, recursive = self._folder(root), root not in self._files
+        try:
+            return self.observer, self.observer.schedule(self.handler, folder, recursive=recursive)
+        except OSError as exc:
+            from watchdog.observers.polling import PollingObserver
+
+            self.notice(f"{root}: cannot be watched for changes ({exc.strerror or exc}); polling it instead")
+            if self._poller is None:
+                self._poller = PollingObserver(timeout=5)
+                self._poller.start()
+            return self._poller, self._poller.schedule(self.handler, folder, recursive=recursive)
+
+    def check(self) -> list[str]:
+        """Re-arm the watch of every root whose identity changed; returns the roots that are
+        back or changed (to be re-indexed: what happened meanwhile went unseen)."""
+        again = []
+        for root, (known, observer, watch) in list(self._armed.items()):
+            identity = folder_identity(self._folder(root))
+            if identity == known:
+                continue
+            if watch is not None:
+                try:
+                    observer.unschedule(watch)
+                except (KeyError, OSError):
+                    pass  # its file system is gone, and the watch with it
+            self._armed[root] = (identity, *self._schedule(root, identity))
+            if identity is None:
+                self.notice(f"{root}: gone (unmounted?); watched again once it is back")
+            else:
+                self.notice(f"{root}: {'back' if known is None else 'changed (a drive unmounted or mounted again?)'}; "
+                            "watching it again and catching up")
+                again.append(root)
+        return again
+
+    def stop(self) -> None:
+        for observer in (self.observer, self._poller):
+            if observer is not None and observer.is_alive():
+                observer.stop()
+                observer.join(timeout=5)
+
+
 @dataclass(frozen=True)
 class WatchBatch:
     paths: tuple[str, ...]
@@ -131,11 +247,14 @@ class WatchBatch:
 
 def watch(collection, paths: Sequence[str], on_batch: Callable[[WatchBatch], None] | None = None,
           stop: threading.Event | None = None, debounce: float = DEFAULT_DEBOUNCE,
-          max_wait: float = DEFAULT_MAX_WAIT, poll: float = 0.2, catch_up: bool = True, **index_kwargs) -> None:
+          max_wait: float = DEFAULT_MAX_WAIT, poll: float = 0.2, catch_up: bool = True,
+          on_notice: Callable[[str], None] | None = None, check_every: float = 1.0, **index_kwargs) -> None:
     """Index ``paths`` once (``catch_up``), then re-index what changes until ``stop`` is set.
 
     ``index_kwargs`` go to :meth:`Collection.index` (batch_size, extractors, ...); batches run
     in this process (``workers=0``) because they are small and worker start-up would dominate.
+    Every ``check_every`` seconds the roots are checked (:class:`RootWatches`); ``on_notice``
+    (default: a logged warning) hears when a root's watch had to be armed again.
     """
     from watchdog.events import FileSystemEventHandler
     from watchdog.observers import Observer
@@ -163,14 +282,7 @@ def watch(collection, paths: Sequence[str], on_batch: Callable[[WatchBatch], Non
             batcher.add(kind, src, dest, event.is_directory)
 
     observer = Observer()
-    handler = Handler()
-    for root in roots:
-        if os.path.isdir(root):
-            observer.schedule(handler, root, recursive=True)
-        elif os.path.isfile(root):
-            observer.schedule(handler, os.path.dirname(root), recursive=False)
-        else:
-            log.warning("%s: no such folder; not watched", root)
+    watches = RootWatches(observer, Handler(), roots, on_notice or log.warning)
     observer.start()
 
     def run(batch_paths: list[str], **kwargs) -> None:
@@ -185,15 +297,19 @@ def watch(collection, paths: Sequence[str], on_batch: Callable[[WatchBatch], Non
     try:
         if catch_up:
             run(roots)
+        next_check = time.monotonic() + check_every
         while not stop.is_set():
             stop.wait(poll)
+            if time.monotonic() >= next_check:
+                for root in watches.check():
+                    batcher.rescan(root)
+                next_check = time.monotonic() + check_every
             if batcher.ready():
                 batch = [p for p in batcher.take() if not _left_out(p, roots, options)]
                 if batch:
                     run(batch, workers=0)
     finally:
-        observer.stop()
-        observer.join(timeout=5)
+        watches.stop()
 
 
 def _left_out(path: str, roots: Sequence[str], options) -> bool:

@@ -31,7 +31,10 @@ log = logging.getLogger(__name__)
 # The core schema version these queries were written for. A catalog recording another version is
 # opened by Catalog (SQLAlchemy), which migrates it or refuses it; tests/test_catalog_reader.py
 # fails when vsearch.schema.SCHEMA_VERSION moves on, so that the queries are looked at again.
-QUERIES_SCHEMA_VERSION = 1
+QUERIES_SCHEMA_VERSION = 2
+# Older versions whose tables these queries read the same way (version 2 added media.device,
+# which no search reads): such a catalog is searched as it is, in a read-only folder too.
+QUERIES_READABLE_VERSIONS = ("1", str(QUERIES_SCHEMA_VERSION))
 
 META_VALUE = "SELECT value FROM meta WHERE key = :key"
 META_KEYS_LIKE = "SELECT key FROM meta WHERE key LIKE :pattern"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 
-from vsearch.catalog.queries import QUERIES_SCHEMA_VERSION, SqliteDriver, SqlReads
+from vsearch.catalog.queries import QUERIES_READABLE_VERSIONS, SqliteDriver, SqlReads
 from vsearch.catalog.records import IMAGE_SPACE
 from vsearch.catalog.storage import DB_FILENAME
 from vsearch.errors import CatalogError
@@ -91,7 +91,7 @@ def open_reader(directory: str | os.PathLike) -> CatalogReader | None:
     except CatalogError:  # no meta table (an empty file) or not a database: the catalog decides
         driver.close()
         return None
-    if version != str(QUERIES_SCHEMA_VERSION):
+    if version not in QUERIES_READABLE_VERSIONS:
         driver.close()
         return None
     return reader

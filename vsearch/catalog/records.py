@@ -58,6 +58,7 @@ class MediaState:
     status: str
     error: str | None
     indexed_at: float | None = None  # when this row was last written (merge_shards skips older shards)
+    device: int | None = None  # st_dev of the folder the file was last seen in; None when not recorded
 
 
 @dataclass(frozen=True)
@@ -117,5 +118,15 @@ def vectors_from_blobs(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim).copy()
 
 
+def device_to_sql(dev: int) -> int:
+    """An ``st_dev`` (unsigned, up to 64 bits) as a signed 64-bit SQL integer."""
+    return dev - (1 << 64) if dev >= 1 << 63 else dev
+
+
+def device_from_sql(value: int | None) -> int | None:
+    return None if value is None else value % (1 << 64)
+
+
 def _state(m: Media) -> MediaState:
-    return MediaState(m.id, text_to_path(m.path), m.size, m.mtime, m.sha256, m.status, m.error, m.indexed_at)
+    return MediaState(m.id, text_to_path(m.path), m.size, m.mtime, m.sha256, m.status, m.error, m.indexed_at,
+                      device_from_sql(m.device))

@@ -7,10 +7,11 @@ import time
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
-from vsearch.catalog.records import IMAGE_SPACE, MediaRecord, MediaState, _state, chunks, id_chunks, vectors_from_blobs
+from vsearch.catalog.records import (IMAGE_SPACE, MediaRecord, MediaState, _state, chunks, device_to_sql, id_chunks,
+                                     vectors_from_blobs)
 from vsearch.catalog.transaction import _fill
 from vsearch.fsutil import path_to_text, text_to_path
 from vsearch.schema import Media, Vector
@@ -84,6 +85,19 @@ class MediaRows:
                 tx.drop_media_vectors(chunk)
                 tx.session.execute(delete(Media).where(Media.id.in_(chunk)))
         return len(ids)
+
+    def record_devices(self, devices: dict[str, int]) -> int:
+        """Remember the device (``st_dev``) each of these files was seen on, in one transaction;
+        paths without a row are passed over. Returns how many paths were given."""
+        if not devices:
+            return 0
+        params = [{"p": path_to_text(p), "d": device_to_sql(d)} for p, d in devices.items()]
+        table = Media.__table__
+        statement = table.update().where(table.c.path == bindparam("p")).values(device=bindparam("d"))
+        with self.transaction() as tx:
+            for part in chunks(params, 5000):
+                tx.session.connection().execute(statement, part)
+        return len(params)
 
     # -- reading ---------------------------------------------------------------------------------
     def media_under(self, roots: Sequence[str]) -> dict[str, MediaState]:

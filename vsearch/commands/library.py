@@ -117,6 +117,10 @@ def duplicates(
                   "(not redundant)", highlight=False, soft_wrap=True)
 
 
+def _print_notice(message: str) -> None:
+    err_console.print(f"[yellow]watch[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: int, debounce: float,
                   faces: bool = False, regions: str | None = None, max_regions: int | None = None,
                   include_hidden: bool = False, exclude: Sequence[str] = ()) -> None:
@@ -143,7 +147,7 @@ def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: i
         # written between the first run's scan and the watcher's start is missed
         watch(coll, paths, on_batch=report, debounce=debounce, catch_up=True, batch_size=batch_size,
               faces=faces, regions=regions, max_regions=max_regions, workers=0, include_hidden=include_hidden,
-              exclude=tuple(exclude))
+              exclude=tuple(exclude), on_notice=_print_notice)
 
 
 def explain_search(coll, hits, query, image, plus, minus, face) -> list:
@@ -180,7 +184,7 @@ def start_background_watch(db, db_url, device: str, paths: Sequence[str]):
 
     def run() -> None:
         with opened:
-            watch(coll, paths, on_batch=report, stop=stop, workers=0)
+            watch(coll, paths, on_batch=report, stop=stop, workers=0, on_notice=_print_notice)
 
     thread = threading.Thread(target=run, name="vsearch-watch", daemon=True)
     thread.start()

@@ -133,7 +133,8 @@ def draw_boxes(image: Image.Image, boxes: Sequence[Sequence[float]], captions: S
     for i, box in enumerate(boxes):
         colour = colours[i] if colours else PALETTE[i % len(PALETTE)]
         x1, y1, x2, y2 = (float(v) for v in box)
-        draw.rectangle([x1, y1, x2 - 1, y2 - 1], outline=colour, width=width)
+        # a box under a pixel high or wide (a strip photo's, shrunk) is still drawn, one pixel thin
+        draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=width)
         if captions and captions[i]:
             tx, ty = x1 + width, max(0.0, y1 - 12) if y1 >= 12 else y1 + width
             text_box = draw.textbbox((tx, ty), captions[i])
