@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 Box = tuple[float, float, float, float]  # (left, top, right, bottom) in pixels
+Progress = Callable[[int, int], None]  # (done, total) of a long step, called as it advances
 
 
 @dataclass(frozen=True)
