@@ -241,8 +241,13 @@ def name_cluster(
 ) -> None:
     """Enroll the faces of a cluster as NAME. A group that looks like an enrolled person is not made
     a second person: name it as them, or pass --new."""
+    from vsearch.faces.errors import LooksLikeError
+
     with _json_errors(as_json), _faces(db, db_url) as svc:
-        res = svc.name_cluster(cluster_id, name, new_person=new)
+        try:
+            res = svc.name_cluster(cluster_id, name, new_person=new)
+        except LooksLikeError as exc:
+            raise LooksLikeError(f"{exc} (--new)", exc.cluster, exc.person, exc.score) from None
     if as_json:
         print_json(res.to_json())
         return

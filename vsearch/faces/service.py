@@ -294,6 +294,12 @@ class FaceService:
                                   found.photos if found else 0))
         return out
 
+    def face_counts(self) -> dict[str, int]:
+        """Faces of the collection: in all, in a group of the last clustering, named as a person."""
+        with self.catalog.reading() as r:
+            total, grouped, named = store.face_counts(r)
+        return {"total": total, "grouped": grouped, "named": named}
+
     def person_photos(self, name: str) -> PersonFaces:
         """The faces and photos of the collection that show ``name`` (see :mod:`vsearch.faces.people`)."""
         with self.catalog.reading() as r:
@@ -454,7 +460,7 @@ class FaceService:
             person, score = looks
             raise LooksLikeError(
                 f"group {cluster} looks like {person} ({score:.2f}): name it {person} to add these faces to "
-                f"{person}, or confirm that {name} is someone else (--new)", cluster, person, score)
+                f"{person}, or confirm that {name} is someone else", cluster, person, score)
         centre = emb.mean(axis=0)
         central = np.argsort(-(emb @ centre))[:MAX_CLUSTER_TEMPLATES]
         return self._add_templates(name, np.ascontiguousarray(emb[central]), source=f"cluster:{cluster}",
