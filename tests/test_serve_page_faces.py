@@ -3,6 +3,7 @@ face crops, a person's face from the collection, and naming a group of faces —
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import time
 
@@ -164,3 +165,60 @@ def test_find_groups_runs_in_a_worker_and_new_faces_show_up(tmp_path, photo_dir,
         body = client.get("/v1/faces", headers=AUTH).json()
         assert body["groups"][0]["person"] == "collins" and body["faces"]["grouped"] == 3
         assert client.post("/v1/faces/clusters/find").status_code == 401
+
+
+def test_faces_tab_find_groups_in_headless_chromium(tmp_path, photo_dir, tiny_clip_spec):
+    """The faces tab in a real browser against a real `vsearch serve`: "Find groups" runs the
+    grouping and the group of the enrolled person is offered as her."""
+    from tests.test_serve_e2e import CHROMIUM, CHROMIUM_ARGS, Server
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} missing: apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    from tests.conftest import skimage_rgb
+    from vsearch.faces.extractor import FaceExtractor
+    from vsearch.faces.service import FaceService
+
+    shutil.copytree(photo_dir, tmp_path / "photos")
+    collins = skimage_rgb("astronaut").crop((40, 0, 440, 300))
+    collins.save(tmp_path / "photos" / "collins.jpg", quality=90)
+    ImageOps.mirror(collins).save(tmp_path / "photos" / "collins-mirror.jpg", quality=90)
+    collins.save(tmp_path / "enroll.jpg", quality=95)
+    with vsearch.open(tmp_path / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(tmp_path / "photos")], workers=0, extractors=[FaceExtractor()])
+        FaceService(coll.catalog).enroll("collins", [str(tmp_path / "enroll.jpg")])
+    server = Server(tmp_path / "db", tmp_path / "serve.token", tmp_path / "server.log", "--face-processes", "0")
+    errors: list[str] = []
+    try:
+        server.wait_ready(timeout=300)
+        token = (tmp_path / "serve.token").read_text().strip()
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+                page.goto(server.url + "/?tab=faces")
+                page.fill("#token", token)
+                page.press("#token", "Enter")
+                expect(page.locator("#people .person")).to_have_count(1)
+                expect(page.locator("#people .person")).to_contain_text("in 3 photos")
+                expect(page.locator("#faces-counts")).to_contain_text("3 faces in your photos · 3 not in a group yet")
+                page.click("#find-groups")
+                expect(page.locator("#groups-progress")).to_contain_text("1 group found among 3 faces", timeout=60_000)
+                card = page.locator("#clusters .cluster")
+                expect(card).to_have_count(1)
+                expect(card).to_contain_text("3 faces · looks like collins")
+                expect(card.locator("button[type=submit]")).to_have_text("Add to collins")
+                card.locator("input[type=text]").fill("Eileen")
+                card.locator("button[type=submit]").click()
+                expect(card.locator(".status")).to_contain_text("looks like collins")
+                card.locator("input[type=text]").fill("collins")
+                card.locator("button[type=submit]").click()
+                expect(page.locator("#clusters .cluster")).to_have_count(0)
+                expect(page.locator("#people .person")).to_contain_text("4 templates · in 3 photos")
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+    assert not errors, errors
