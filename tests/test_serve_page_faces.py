@@ -213,6 +213,7 @@ def test_faces_tab_find_groups_in_headless_chromium(tmp_path, photo_dir, tiny_cl
                 card.locator("input[type=text]").fill("Eileen")
                 card.locator("button[type=submit]").click()
                 expect(card.locator(".status")).to_contain_text("looks like collins")
+                expect(card.locator("input[type=checkbox]")).to_have_count(1)  # "someone else", offered now
                 card.locator("input[type=text]").fill("collins")
                 card.locator("button[type=submit]").click()
                 expect(page.locator("#clusters .cluster")).to_have_count(0)

@@ -787,26 +787,27 @@ async function loadClusters(lookAlikes = []) {
       save.textContent = like && input.value.trim() === like.person ? `Add to ${like.person}` : "Save";
     });
     // naming a group that looks like someone enrolled as a new name: the server offers the merge
-    // (409); a tick confirms that it is someone else
-    const other = el("label", "muted someone-else");
-    const otherBox = el("input");
-    otherBox.type = "checkbox";
-    other.append(otherBox, " someone else: save as a new person");
-    other.hidden = true;
-    card.append(other);
+    // (409), and only then a tick appears to confirm that it is someone else
+    let otherBox = null;
     const says = el("p", "status");
     card.append(says);
     card.addEventListener("submit", async (event) => {
       event.preventDefault();
       const form = new FormData();
       form.append("name", input.value.trim());
-      if (!other.hidden && otherBox.checked) form.append("new_person", "true");
+      if (otherBox && otherBox.checked) form.append("new_person", "true");
       try {
         await api(`/v1/faces/clusters/${c.cluster}/name`, { method: "POST", body: form, headers: authHeaders() });
         loadFaces();
       } catch (error) {
         setStatus(says, error.message, true);
-        if (error.status === 409) other.hidden = false;
+        if (error.status === 409 && !otherBox) {
+          otherBox = el("input");
+          otherBox.type = "checkbox";
+          const other = el("label", "muted someone-else");
+          other.append(otherBox, " someone else: save as a new person");
+          says.after(other);
+        }
       }
     });
     return card;
