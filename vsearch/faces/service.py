@@ -394,10 +394,11 @@ class FaceService:
     # -- clustering ------------------------------------------------------------------------------
     @writes_catalog(lambda self, *a, **k: self.catalog)
     def cluster(self, min_size: int = 2, threshold: float | None = None,
-                progress: Progress | None = None) -> list[ClusterInfo]:
+                progress: Progress | None = None, with_people: bool = True) -> list[ClusterInfo]:
         """Group the collection's unlabelled faces into people (numbered 1, 2, ... by size) and
         store the grouping on the faces; faces in no group of ``min_size`` get none.
-        ``progress(done, total)`` follows the faces through the neighbour search."""
+        ``progress(done, total)`` follows the faces through the neighbour search; ``with_people``:
+        say which groups look like an enrolled person (:meth:`clusters`)."""
         threshold = self.threshold if threshold is None else threshold
         with self.catalog.reading() as r:
             face_ids, media_ids, emb = store.unnamed_faces(r)
@@ -408,17 +409,17 @@ class FaceService:
                 by_label.setdefault(int(lab) + 1, []).append(fid)
         with self.catalog.transaction() as tx:
             store.set_clusters(tx, by_label)
-        return self.clusters()
+        return self.clusters(with_people=with_people)
 
-    def clusters(self, examples: int = 3) -> list[ClusterInfo]:
+    def clusters(self, examples: int = 3, with_people: bool = True) -> list[ClusterInfo]:
         """The groups of the last clustering still unnamed, each with the enrolled person it
-        looks like, if any."""
+        looks like, if any (with ``with_people``)."""
         with self.catalog.reading() as r:
             rows = store.cluster_photos(r)
         out: dict[int, list[str]] = {}
         for cid, path in rows:
             out.setdefault(cid, []).append(path)
-        looks = self.cluster_people()
+        looks = self.cluster_people() if with_people else {}
         return [ClusterInfo(cid, len(paths), sorted(set(paths))[:examples], *looks.get(cid, (None, None)))
                 for cid, paths in sorted(out.items())]
 

@@ -7,7 +7,9 @@ They adapt :class:`vsearch.faces.service.FaceService`, loaded once at start. Thr
   enrollment, ours or one made meanwhile with `vsearch faces enroll`;
 * identify searches the catalog's in-memory index of enrolled templates, which enroll and remove
   change: one lock keeps those apart, and identify first brings the index level with SQL so that
-  people enrolled by another process are found too.
+  people enrolled by another process are found too. The same lock covers the index of the
+  collection's faces, which the people list and grouping bring level with SQL (faces indexed by
+  another process) and the page's person picture searches.
 
 With ``settings.face_processes`` > 0, verify, identify and enroll run in worker processes instead
 (:mod:`vsearch.serve.face_pool`): dlib holds the GIL, so only processes use more than one core.
@@ -97,7 +99,7 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
         return None
 
     catalog = collection.catalog
-    index_lock = threading.Lock()  # the enrolled-templates index: identify reads, enroll/remove write
+    index_lock = threading.Lock()  # the face indexes: identify and the people list read, enroll/remove write
     pool = None
     if settings.face_processes > 0:
         from vsearch.serve.face_pool import FacePool
@@ -189,12 +191,13 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
     async def people(request: Request):
         """Enrolled people (the web page's faces tab)."""
         def work():
+            with index_lock:  # the people's photos may bring the faces' index level with SQL
+                people, groups = faces.people(), faces.cluster_people()
             return {"people": [{"name": p.name, "templates": p.templates, "faces_in_collection": p.faces_in_collection,
-                                "photos": p.photos, "created_at": p.created_at} for p in faces.people()],
+                                "photos": p.photos, "created_at": p.created_at} for p in people],
                     "threshold": round(faces.threshold, 6), "calibrated": faces.calibration() is not None,
                     "faces": faces.face_counts(),
-                    "groups": [{"cluster": c, "person": p, "score": round(s, 6)}
-                               for c, (p, s) in sorted(faces.cluster_people().items())]}
+                    "groups": [{"cluster": c, "person": p, "score": round(s, 6)} for c, (p, s) in sorted(groups.items())]}
 
         return await queue.run(work, request=request)
 
@@ -209,7 +212,8 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
         already running is not started twice."""
         if grouping.start():
             def work():
-                return len(faces.cluster(progress=grouping.progress))
+                # the groups' look-alikes are the people list's to say (it holds the index lock)
+                return len(faces.cluster(progress=grouping.progress, with_people=False))
 
             async def job():
                 try:

@@ -136,7 +136,8 @@ def faces_router(catalog, face_service, queue: WorkQueue, require_token, index_l
         """A JPEG of an enrolled person's face from a photo of the collection (enrollment photos are
         never kept): 404 no_photo when no indexed photo shows them."""
         def work():
-            face_id = photo_info.person_face_id(catalog, face_service, name)
+            with index_lock:  # the faces' index may be brought level with SQL meanwhile
+                face_id = photo_info.person_face_id(catalog, face_service, name)
             if face_id is None:
                 raise ApiError(404, "no_photo", f"no indexed photo shows {name}")
             return photo_info.face_crop_jpeg(catalog, face_id, size)
