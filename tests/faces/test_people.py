@@ -121,3 +121,33 @@ def test_the_same_photo_is_not_enrolled_twice(face_service, face_images, tmp_pat
     # one photo given twice in one call counts once
     twice = face_service.enroll("biden", [os.path.join(face_images, "biden.jpg")] * 2)
     assert (twice.added, twice.templates) == (1, 1)
+
+
+def test_faces_indexed_later_are_compared_alone_and_match_a_full_search(indexed, face_images, tmp_path):
+    """While an index run adds faces, only the new faces are compared with the templates; the
+    answer is the one a search from scratch gives."""
+    from vsearch.faces.people import FaceLinks
+
+    coll, svc, index = indexed
+    svc.enroll("obama", [os.path.join(face_images, "obama3.jpg")])
+    svc.enroll("biden", [os.path.join(face_images, "biden.jpg")])
+    threshold = svc.threshold
+    before = svc.links.people(threshold)
+    searches = []
+    real_search = svc.links._search
+    svc.links._search = lambda *a: searches.append(1) or real_search(*a)
+    extra = tmp_path / "later"
+    extra.mkdir()
+    shutil.copy(os.path.join(face_images, "obama_partial_face.jpg"), extra / "obama-later.jpg")
+    shutil.copy(os.path.join(face_images, "biden.jpg"), extra / "biden-later.jpg")
+    index(extra)
+    after = svc.links.people(threshold)
+    assert searches == []  # the new face alone was compared
+    fresh = FaceLinks(coll.catalog).people(threshold)
+    assert {n: (p.faces, p.media_ids) for n, p in after.items()} == \
+        {n: (pytest.approx(p.faces), p.media_ids) for n, p in fresh.items()}
+    assert len(after["obama"].media_ids) == len(before["obama"].media_ids) + 1
+    # a removed photo is not an addition: searched again
+    os.remove(extra / "obama-later.jpg")
+    index(extra)
+    assert len(svc.links.people(threshold)["obama"].media_ids) == len(before["obama"].media_ids)

@@ -9,8 +9,9 @@ The links are computed, not stored: one FAISS range search of every template ove
 the collection's faces. So enrolling someone after the photos were indexed, adding templates,
 removing a person, a new calibration or faces indexed by another process can never leave them
 stale. The search is kept per (threshold, the SQL fingerprints of both face spaces): repeated
-look-ups while nothing changed (the faces tab, a ``person:`` filter) cost two SQL counts, and a
-change of either space, or of the threshold, searches again. Time at 100,000 faces:
+look-ups while nothing changed (the faces tab, a ``person:`` filter) cost two SQL counts; when
+faces were only added (an index run going on), just the new faces are compared with the
+templates; any other change of either space, or of the threshold, searches again. Time at 100,000 faces:
 ``benchmarks/face_people.py``, figures in ``benchmarks/RESULTS.md``.
 """
 from __future__ import annotations
@@ -42,6 +43,8 @@ class _Matches:
     key: tuple
     faces: dict[str, dict[int, float]]
     media: dict[int, int]  # face vector id -> media id, for every matched face
+    owners: tuple[str, ...] = ()  # the templates' owners, row by row of ``templates``
+    templates: np.ndarray | None = None  # (T, D)
 
 
 class FaceLinks:
@@ -84,9 +87,31 @@ class FaceLinks:
         catalog = self.catalog
         key = (round(float(threshold), 9), catalog.sql_fingerprint(FACE_SPACE), catalog.sql_fingerprint(ENROLLED_SPACE))
         with self._lock:
-            if self._matches is None or self._matches.key != key:
-                self._matches = self._search(key, float(threshold))
+            old = self._matches
+            if old is None or old.key != key:
+                added = _only_added(old.key, key) if old is not None else False
+                self._matches = self._add_new_faces(old, key, float(threshold)) if added else \
+                    self._search(key, float(threshold))
             return self._matches
+
+    def _add_new_faces(self, old: _Matches, key: tuple, threshold: float) -> _Matches:
+        """``old`` with the faces indexed since compared with the same templates (``key`` differs
+        from ``old.key`` by added faces only)."""
+        with self.catalog.reading() as r:
+            vids, mids, emb = store.faces_after(r, old.key[1][1])
+        if old.templates is None or len(vids) != key[1][0] - old.key[1][0]:  # first faces, or rows went too
+            return self._search(key, threshold)
+        faces = {name: dict(found) for name, found in old.faces.items()}
+        media = dict(old.media)
+        if len(old.templates) and len(vids):
+            scores = old.templates @ emb.T  # (T, new)
+            for row, col in zip(*np.nonzero(scores >= threshold)):
+                found = faces.setdefault(old.owners[row], {})
+                vid, score = vids[col], float(scores[row, col])
+                if score > found.get(vid, -2.0):
+                    found[vid] = score
+                media[vid] = mids[col]
+        return _Matches(key, faces, media, old.owners, old.templates)
 
     def _search(self, key: tuple, threshold: float) -> _Matches:
         catalog = self.catalog
@@ -105,7 +130,13 @@ class FaceLinks:
         faces = {name: found for name, found in faces.items() if found}
         with catalog.reading() as r:
             media = store.media_of_vectors(r, sorted({v for found in faces.values() for v in found}))
-        return _Matches(key, faces, media)
+        return _Matches(key, faces, media, tuple(owners), templates)
+
+
+def _only_added(old: tuple, new: tuple) -> bool:
+    """Whether two keys differ only by faces added (same threshold and templates, more faces with
+    larger ids); :meth:`FaceLinks._add_new_faces` checks that no face went meanwhile."""
+    return old[0] == new[0] and old[2] == new[2] and new[1][0] > old[1][0] and new[1][1] > old[1][1]
 
 
 def range_search(index, queries: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

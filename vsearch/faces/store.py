@@ -136,6 +136,15 @@ def named_faces(r: Reading) -> list[tuple[str, int, int]]:
     return [(name, int(vid), int(mid)) for name, vid, mid in rows]
 
 
+def faces_after(r: Reading, vector_id: int) -> tuple[list[int], list[int], np.ndarray]:
+    """(vector ids, media ids, (N, D) embeddings) of the collection's faces with a larger vector
+    id than ``vector_id``: those indexed since."""
+    rows = r.session.execute(select(Vector.id, Vector.media_id, Vector.embedding)
+                             .where(Vector.space == FACE_SPACE, Vector.id > int(vector_id)).order_by(Vector.id)).all()
+    emb = r.vectors(FACE_SPACE, [row[2] for row in rows]) if rows else np.zeros((0, 1), np.float32)
+    return [int(row[0]) for row in rows], [int(row[1]) for row in rows], emb
+
+
 def media_of_vectors(r: Reading, vector_ids: Sequence[int]) -> dict[int, int]:
     """Face vector id -> its photo's media id."""
     out: dict[int, int] = {}
