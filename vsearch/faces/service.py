@@ -220,7 +220,9 @@ class FaceService:
     @writes_catalog(lambda self, *a, **k: self.catalog)
     def enroll(self, name: str, sources: Sequence[ImageSource], labels: Sequence[str] | None = None) -> EnrollResult:
         """Add one template per image to ``name`` (creating the person). Every image must show
-        exactly one usable face; otherwise nothing at all is stored. Only embeddings are kept."""
+        exactly one usable face; otherwise nothing at all is stored. Only embeddings are kept. A
+        photo already enrolled as ``name`` is skipped (``EnrollResult.skipped``); one enrolled as
+        someone else raises :class:`AlreadyEnrolledError` and stores nothing."""
         name = _check_name(name)
         if not sources:
             raise QueryError("give at least one image to enroll")
