@@ -281,13 +281,32 @@ def verify(
     wait: Annotated[bool, typer.Option("--wait", help="With --repair: if an index run is writing, wait for it.")] = False,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
+    as_json: Annotated[bool, json_flag("Print {ok, writer, spaces: [...], repaired} (same exit codes).")] = False,
 ) -> None:
     """Check that the database and the FAISS index files hold the same ids (exit 1 if not).
 
     While an index run is writing, its index file trails the database until its next save (every
     30 s and at the end): ids only missing from the file are then expected, not a failure."""
     with CatalogRef(db, db_url).catalog(save=False) as cat:  # a check writes nothing (--repair saves itself)
-        _verify(cat, repair, wait)
+        _verify_json(cat, repair, wait) if as_json else _verify(cat, repair, wait)
+
+
+def _verify_json(cat, repair: bool, wait: bool) -> None:
+    """`vsearch verify --json`: one document; exit 1 on a mismatch left (as without --json)."""
+    writer = cat.writer()
+    reports = cat.verify()
+    bad = [r for r in reports if not r.ok and not (writer and r.only_lagging)]
+    repaired = None
+    if bad and repair:
+        cat.repair(wait=wait)
+        reports = cat.verify()
+        bad = [r for r in reports if not r.ok]
+        repaired = not bad
+    print_json({"ok": not bad, "writer": writer or None, "repaired": repaired,
+                "spaces": [{**r.to_json(), "catching_up": bool(writer and not r.ok and r.only_lagging)}
+                           for r in reports]})
+    if bad:
+        raise typer.Exit(1)
 
 
 def _verify(cat, repair: bool, wait: bool) -> None:

@@ -86,7 +86,8 @@ def test_enroll_verify_identify_remove(served, people):
     r = client.post("/v1/faces/enroll", headers=AUTH, data={"name": "collins"},
                     files=[("image", ("collins.jpg", jpeg(collins), "image/jpeg"))])
     assert r.status_code == 200, r.text
-    assert r.json() == {"name": "collins", "added": 1, "templates": 1, "created": True}
+    assert r.json() == {"name": "collins", "added": 1, "templates": 1, "created": True,
+                        "already_enrolled": []}
     listed = client.get("/v1/faces", headers=AUTH).json()
     assert [p["name"] for p in listed["people"]] == ["collins"] and listed["people"][0]["templates"] == 1
 

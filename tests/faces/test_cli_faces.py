@@ -130,7 +130,8 @@ def test_index_faces_search_face_cluster_name(tmp_path, face_images, tiny_clip_s
     assert all(str(album / n) in line for n in ["obama.jpg", "obama2.jpg", "obama3.jpg"])
     r = run("faces", "cluster", "--json", "--db", d)
     assert r.exit_code == 0 and json.loads(r.stdout) == [
-        {"cluster": 1, "size": 3, "photos": [str(album / n) for n in ["obama.jpg", "obama2.jpg", "obama3.jpg"]]}]
+        {"cluster": 1, "size": 3, "photos": [str(album / n) for n in ["obama.jpg", "obama2.jpg", "obama3.jpg"]],
+         "person": None, "score": None}]
     r = run("faces", "name", "1", "obama", "--db", d)
     assert r.exit_code == 0 and "3 template(s) from cluster 1" in r.output
     r = run("faces", "verify", "obama", os.path.join(face_images, "obama_partial_face.jpg"), "--db", d)
@@ -164,3 +165,41 @@ def test_face_results_carry_what_list_identify_and_cluster_json_print(db, face_i
     assert found[0].name == "obama" and [c.name for c in found[0].candidates] == ["obama", "biden"]
     assert [g.to_json() for g in groups] == json.loads(clustered.stdout)
     assert groups[0].photos == [str(album / "obama2.jpg"), str(album / "obama3.jpg")]
+
+
+def test_enroll_remove_name_print_json_and_groups_of_enrolled_people(db, face_images, tmp_path, tiny_clip_spec):
+    obama = os.path.join(face_images, "obama.jpg")
+    r = run("faces", "enroll", "obama", obama, os.path.join(face_images, "obama2.jpg"), "--json", "--db", db)
+    assert r.exit_code == 0 and json.loads(r.stdout) == {
+        "name": "obama", "added": 1, "templates": 2, "created": False, "already_enrolled": [obama]}
+    r = run("faces", "enroll", "obama", obama, "--db", db)
+    assert r.exit_code == 0 and "already enrolled as obama, skipped" in r.output and "nothing added" in r.output
+    r = run("faces", "enroll", "barack", obama, "--json", "--db", db)
+    assert r.exit_code == 2 and "already enrolled as obama" in json.loads(r.stdout)["error"]
+    album = tmp_path / "album"
+    album.mkdir()
+    for n in ["obama2.jpg", "obama3.jpg", "biden.jpg"]:
+        shutil.copy(os.path.join(face_images, n), album / n)
+    assert run("index", album, "--faces", "--db", db, "--model", tiny_clip_spec, "-w", "0", "-q").exit_code == 0
+    r = run("faces", "list", "--db", db)
+    assert "obama\t2 template(s)\tin 2 photo(s) of the collection" in r.stdout
+    r = run("faces", "cluster", "--db", db)  # piped: progress as plain lines on stderr
+    assert r.exit_code == 0 and "grouping faces: 3/3" in r.stderr
+    assert "cluster 1: 2 face(s) of obama (enrolled, " in r.stdout
+    r = run("faces", "name", "1", "barack", "--json", "--db", db)
+    body = json.loads(r.stdout)
+    assert r.exit_code == 2 and body["looks_like"]["name"] == "obama" and "looks like obama" in body["error"]
+    r = run("faces", "name", "1", "obama", "--json", "--db", db)
+    assert r.exit_code == 0 and json.loads(r.stdout) == {
+        "name": "obama", "added": 2, "templates": 4, "created": False, "already_enrolled": []}
+    r = run("faces", "remove", "obama", "--json", "--db", db)
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"name": "obama", "removed_templates": 4}
+    r = run("faces", "remove", "obama", "--json", "--db", db)
+    assert r.exit_code == 2 and "not enrolled" in json.loads(r.stdout)["error"]
+
+
+def test_calibrate_shows_progress(identity_folder, tmp_path):
+    r = run("faces", "calibrate", identity_folder, "--dry-run", "--plot", tmp_path / "roc.png", "--db", tmp_path / "db")
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("embedding faces: ")]
+    assert lines[0] == "embedding faces: 0/8" and lines[-1] == "embedding faces: 8/8"

@@ -156,3 +156,35 @@ def test_torch_port_of_dlib_resnet_gives_dlibs_descriptors(face_pipeline, face_i
     raw_torch = face_pipeline.embedder.raw(chips)
     assert len(chips) >= 6 and np.abs(raw_native - raw_torch).max() < 1e-4
     assert np.allclose(face_pipeline.embedder.embed(chips), native.embed(chips), atol=1e-5)
+
+
+def test_mission_patch_is_not_a_face(face_pipeline, tmp_path):
+    """HOG finds a face in the round mission patch of the astronaut photo saved as a JPEG; its
+    landmarks do not lock on, so only Eileen Collins' face is kept (index and probe settings)."""
+    from dataclasses import replace
+
+    from skimage import data
+
+    from vsearch.faces.pipeline import INDEX_CONFIG, PROBE_CONFIG
+    from vsearch.faces.quality import MAX_DRIFT, landmark_drift
+
+    path = tmp_path / "astronaut.jpg"
+    Image.fromarray(data.astronaut()).save(path, quality=90)
+    for cfg in (INDEX_CONFIG, PROBE_CONFIG):
+        unchecked = face_pipeline.analyze(str(path), replace(cfg, check_landmarks=False))
+        assert len(unchecked.faces) == 2  # Collins and the patch (lower on the suit)
+        patch = max(unchecked.faces, key=lambda f: f.box[1])
+        work, _ = face_pipeline.load(str(path), cfg)
+        assert landmark_drift(face_pipeline.aligner.landmarks, work, patch.box) > MAX_DRIFT
+        result = face_pipeline.analyze(str(path), cfg)
+        assert len(result.faces) == 1 and result.not_faces == 1
+        assert result.faces[0].box[1] < 150  # the face at the top, not the patch on the chest
+
+
+def test_landmark_check_keeps_the_real_faces(face_pipeline, face_images):
+    from vsearch.faces.quality import MAX_DRIFT, landmark_drift
+
+    for name in OBAMA + ["biden.jpg"]:
+        work, _ = face_pipeline.load(os.path.join(face_images, name))
+        face = face_pipeline.analyze_array(work).faces[0]
+        assert landmark_drift(face_pipeline.aligner.landmarks, work, face.box) < MAX_DRIFT

@@ -91,6 +91,14 @@ class VerifyReport:
         """The file only lacks ids the database has: what a writer's unsaved work looks like."""
         return not self.extra_in_index and not self.duplicated_in_index
 
+    def to_json(self) -> dict:
+        """One space as `vsearch verify --json` prints it (every differing id)."""
+        return {"space": self.space, "ok": self.ok, "sql_count": self.sql_count, "index_count": self.index_count,
+                "index_file_missing": self.index_file_missing,
+                "missing_from_index": [int(i) for i in self.missing_from_index],
+                "extra_in_index": [int(i) for i in self.extra_in_index],
+                "duplicated_in_index": [int(i) for i in self.duplicated_in_index]}
+
 
 @dataclass
 class SyncResult:

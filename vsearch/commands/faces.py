@@ -52,9 +52,48 @@ def say(markup: str, style: str | None = None) -> None:
 def _json_error(exc: Exception) -> None:
     """For --json commands: the error as a JSON object on stdout too, then exit 2."""
     message = str(exc) if isinstance(exc, VSearchError) else f"{type(exc).__name__}: {exc}"
-    print_json({"error": message})
+    body: dict = {"error": message}
+    looks_like = getattr(exc, "person", None)
+    if looks_like is not None:  # naming a group that matches an enrolled person: the offered merge
+        body["looks_like"] = {"name": looks_like, "score": round(exc.score, 6)}
+    print_json(body)
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def _json_errors(as_json: bool):
+    """With --json, a library error is also printed as {"error": ...} on stdout (exit 2)."""
+    try:
+        yield
+    except VSearchError as exc:
+        if as_json:
+            _json_error(exc)
+        raise
+
+
+@contextlib.contextmanager
+def _progress(what: str):
+    """A ``progress(done, total)`` callable for a long step: a rich bar on a terminal's stderr;
+    when stderr is not a terminal, a plain line at every tenth of the way."""
+    if err_console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TextColumn("ETA"), TimeRemainingColumn(), console=err_console, transient=True)
+        task = bar.add_task(what, total=None)
+        with bar:
+            yield lambda done, total: bar.update(task, completed=done, total=total)
+        return
+    shown = [-1]
+
+    def plain(done: int, total: int) -> None:
+        tenth = 10 * done // total if total else 10
+        if tenth > shown[0] and total:
+            shown[0] = tenth
+            print(f"{what}: {done}/{total}", file=sys.stderr, flush=True)
+
+    yield plain
 
 
 @faces_app.command()
@@ -64,12 +103,22 @@ def enroll(
     images: Annotated[List[str], typer.Argument(help="Photos showing exactly one face each.")],
     db: DbOpt = None, db_url: DbUrlOpt = None, detector: DetectorOpt = "hog", embedder: EmbedderOpt = None,
     device: DeviceOpt = "cpu",
+    as_json: Annotated[bool, json_flag("Print {name, added, templates, created, already_enrolled}.")] = False,
 ) -> None:
-    """Enroll NAME from photos (one template per photo; only embeddings are stored, never photos)."""
-    with _faces(db, db_url, detector, embedder, device, create=True) as svc:
+    """Enroll NAME from photos (one template per photo; only embeddings are stored, never photos).
+    A photo already enrolled as NAME is skipped; one enrolled as someone else stores nothing."""
+    with _json_errors(as_json), _faces(db, db_url, detector, embedder, device, create=True) as svc:
         res = svc.enroll(name, images)
-    say(f"{'enrolled' if res.created else 'added to'} {escape(res.name)}: {res.added} template(s), "
-        f"{res.templates} in all")
+    if as_json:
+        print_json(res.to_json())
+        return
+    for label in res.skipped:
+        say(f"{escape(label)}: already enrolled as {escape(res.name)}, skipped")
+    if res.added:
+        say(f"{'enrolled' if res.created else 'added to'} {escape(res.name)}: {res.added} template(s), "
+            f"{res.templates} in all")
+    else:
+        say(f"nothing added to {escape(res.name)}: {res.templates} template(s) in all")
 
 
 @faces_app.command("list")
@@ -86,18 +135,21 @@ def list_people(db: DbOpt = None, db_url: DbUrlOpt = None,
     if not people:
         say("nobody enrolled yet (vsearch faces enroll NAME PHOTO...)")
     for p in people:
-        say(f"{escape(p.name)}\t{p.templates} template(s)"
-            + (f"\t{p.faces_in_collection} face(s) in the collection" if p.faces_in_collection else ""))
+        say(f"{escape(p.name)}\t{p.templates} template(s)\tin {p.photos} photo(s) of the collection")
     say(f"threshold {threshold:.3f} ({'calibrated' if calibrated else 'default'})", style="dim")
 
 
 @faces_app.command()
 @handle_errors
 def remove(name: Annotated[str, typer.Argument(help="An enrolled name.")], db: DbOpt = None,
-           db_url: DbUrlOpt = None) -> None:
+           db_url: DbUrlOpt = None,
+           as_json: Annotated[bool, json_flag("Print {name, removed_templates}.")] = False) -> None:
     """Delete NAME and their templates (database and index)."""
-    with _faces(db, db_url) as svc:
+    with _json_errors(as_json), _faces(db, db_url) as svc:
         n = svc.remove(name)
+    if as_json:
+        print_json({"name": name, "removed_templates": n})
+        return
     say(f"removed {escape(name)} ({n} template(s))")
 
 
@@ -160,16 +212,18 @@ def cluster(
     as_json: Annotated[bool, json_flag("Print the groups as JSON.")] = False,
     db: DbOpt = None, db_url: DbUrlOpt = None,
 ) -> None:
-    """Group the collection's unnamed faces into people (needs `vsearch index --faces`)."""
-    with _faces(db, db_url) as svc:
-        groups = svc.cluster(min_size=min_size)
+    """Group the collection's unnamed faces into people (needs `vsearch index --faces`). A group
+    whose faces verify against an enrolled person is shown as that person."""
+    with _faces(db, db_url) as svc, _progress("grouping faces") as progress:
+        groups = svc.cluster(min_size=min_size, progress=progress)
     if as_json:
         print_json([g.to_json() for g in groups])
         return
     if not groups:
         say("no groups found (index photos with --faces first, or lower --min-size)")
     for g in groups:
-        say(f"cluster {g.cluster}: {g.size} face(s), e.g. {escape(', '.join(g.photos))}")
+        who = f" of {escape(g.person)} (enrolled, {g.score:.2f})" if g.person else ""
+        say(f"cluster {g.cluster}: {g.size} face(s){who}, e.g. {escape(', '.join(g.photos))}")
     if groups:
         say("name one with: vsearch faces name CLUSTER NAME", style="dim")
 
@@ -179,11 +233,24 @@ def cluster(
 def name_cluster(
     cluster_id: Annotated[int, typer.Argument(metavar="CLUSTER", help="A number from `vsearch faces cluster`.")],
     name: Annotated[str, typer.Argument(help="Who they are.")],
+    new: Annotated[bool, typer.Option("--new", help="NAME is someone else even if the group looks like an "
+                                      "enrolled person.")] = False,
     db: DbOpt = None, db_url: DbUrlOpt = None,
+    as_json: Annotated[bool, json_flag("Print {name, added, templates, created} (an error with looks_like "
+                                       "when the group matches an enrolled person).")] = False,
 ) -> None:
-    """Enroll the faces of a cluster as NAME."""
-    with _faces(db, db_url) as svc:
-        res = svc.name_cluster(cluster_id, name)
+    """Enroll the faces of a cluster as NAME. A group that looks like an enrolled person is not made
+    a second person: name it as them, or pass --new."""
+    from vsearch.faces.errors import LooksLikeError
+
+    with _json_errors(as_json), _faces(db, db_url) as svc:
+        try:
+            res = svc.name_cluster(cluster_id, name, new_person=new)
+        except LooksLikeError as exc:
+            raise LooksLikeError(f"{exc} (--new)", exc.cluster, exc.person, exc.score) from None
+    if as_json:
+        print_json(res.to_json())
+        return
     say(f"{'enrolled' if res.created else 'added to'} {escape(res.name)}: {res.added} template(s) from "
         f"cluster {cluster_id}, {res.templates} in all")
 
@@ -201,8 +268,8 @@ def calibrate(
 ) -> None:
     """Measure verification on FOLDER (all genuine and impostor pairs) and store the threshold for --target-far."""
     plot = check_output_file(plot, "--plot")
-    with _faces(db, db_url, detector, embedder, device, create=True) as svc:
-        rep = svc.calibrate(folder, target_far=target_far, plot=plot, store=not dry_run)
+    with _faces(db, db_url, detector, embedder, device, create=True) as svc, _progress("embedding faces") as progress:
+        rep = svc.calibrate(folder, target_far=target_far, plot=plot, store=not dry_run, progress=progress)
     if as_json:
         print_json(rep.to_json())
     else:

@@ -28,6 +28,9 @@ class FaceAligner(Protocol):
     def align(self, image: np.ndarray, box: Box, size: int, padding: float) -> AlignedFace:
         """Landmarks and a ``size`` x ``size`` chip of the face in ``box`` of ``image`` (H, W, 3 uint8)."""
 
+    def landmarks(self, image: np.ndarray, box: Box) -> np.ndarray:
+        """(5, 2) landmarks inside ``box`` of ``image``, as :meth:`align` places them."""
+
 
 class DlibFivePointAligner:
     name = "dlib-5pt"
@@ -36,11 +39,20 @@ class DlibFivePointAligner:
         self._dlib = import_dlib()
         self._predictor = self._dlib.shape_predictor(dlib_model_path(SHAPE_5))
 
+    def _shape(self, image: np.ndarray, box: Box):
+        rect = self._dlib.rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])) - 1,
+                                    int(round(box[3])) - 1)
+        return self._predictor(image, rect)
+
+    def landmarks(self, image: np.ndarray, box: Box) -> np.ndarray:
+        """(5, 2) float32 landmarks placed inside ``box`` (no chip)."""
+        shape = self._shape(np.ascontiguousarray(image), box)
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+
     def align(self, image: np.ndarray, box: Box, size: int = 150, padding: float = 0.25) -> AlignedFace:
         dlib = self._dlib
         image = np.ascontiguousarray(image)
-        rect = dlib.rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])) - 1, int(round(box[3])) - 1)
-        shape = self._predictor(image, rect)
+        shape = self._shape(image, box)
         landmarks = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
         chip = dlib.get_face_chip(image, shape, size=size, padding=padding)
         return AlignedFace(landmarks, np.asarray(chip, dtype=np.uint8))

@@ -23,6 +23,7 @@ from vsearch.datasets import folder_per_class
 from vsearch.errors import ImageDecodeError, VSearchError
 from vsearch.faces.errors import FaceError
 from vsearch.faces.impostors import ImpostorModel
+from vsearch.faces.types import Progress
 from vsearch.metrics.verification import (BootstrapInterval, TarAtFar, all_pairs, clopper_pearson_upper,
                                           equal_error_rate, identity_bootstrap, roc, roc_auc, tar_at_far,
                                           threshold_at_far)
@@ -41,11 +42,15 @@ class LabelledFaces:
     several: list[str] = field(default_factory=list)  # images with more than one face (largest used)
 
 
-def embed_folder(pipeline, root: str) -> LabelledFaces:
+def embed_folder(pipeline, root: str, progress: Progress | None = None) -> LabelledFaces:
+    """Every photo's largest face, with its identity (the sub-folder); ``progress(done, total)``
+    after each photo."""
     listed = folder_per_class(os.path.abspath(os.path.expanduser(root)), member="identity")
     vectors, labels, paths, several = [], [], [], []
     skipped = list(listed.problems)
-    for path, name in zip(listed.paths, listed.labels):
+    for done, (path, name) in enumerate(zip(listed.paths, listed.labels)):
+        if progress is not None:
+            progress(done, len(listed.paths))
         try:
             result = pipeline.analyze(path)
         except (ImageDecodeError, FaceError) as exc:
@@ -59,6 +64,8 @@ def embed_folder(pipeline, root: str) -> LabelledFaces:
         vectors.append(result.faces[0].embedding)
         labels.append(name)
         paths.append(path)
+    if progress is not None:
+        progress(len(listed.paths), len(listed.paths))
     dim = pipeline.embedder.dim
     emb = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
     return LabelledFaces(emb, labels, paths, skipped, several)

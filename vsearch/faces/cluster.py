@@ -21,14 +21,18 @@ from typing import Sequence
 
 import numpy as np
 
+from vsearch.faces.types import Progress
+
 EXACT_UP_TO = 50_000  # faces; above, the neighbours come from an IVF index
 NEIGHBOURS = 32  # per face, itself included
+SEARCH_CHUNK = 4096  # faces searched per FAISS call, so that progress can be shown
 
 
 def knn_graph(embeddings: np.ndarray, k: int = NEIGHBOURS, nprobe: int = 16,
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+              seed: int = 0, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(scores, ids), both (N, k'): each row's k' = min(k, N) most similar rows (itself
-    included), best first; ids are -1 where an approximate search found fewer."""
+    included), best first; ids are -1 where an approximate search found fewer.
+    ``progress(done, N)`` after each chunk of searched faces."""
     import faiss
 
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -46,17 +50,24 @@ def knn_graph(embeddings: np.ndarray, k: int = NEIGHBOURS, nprobe: int = 16,
         index.train(emb[np.sort(sample)])
         index.nprobe = nprobe
     index.add(emb)
-    scores, ids = index.search(emb, k)
+    scores = np.empty((n, k), np.float32)
+    ids = np.empty((n, k), np.int64)
+    for start in range(0, n, SEARCH_CHUNK):
+        stop = min(n, start + SEARCH_CHUNK)
+        scores[start:stop], ids[start:stop] = index.search(emb[start:stop], k)
+        if progress is not None:
+            progress(stop, n)
     return scores, ids
 
 
 def cluster_faces(embeddings: np.ndarray, photo_ids: Sequence[int], threshold: float,
-                  min_size: int = 2, k: int = NEIGHBOURS) -> np.ndarray:
+                  min_size: int = 2, k: int = NEIGHBOURS, progress: Progress | None = None) -> np.ndarray:
     """Cluster labels per face: 0, 1, ... by decreasing cluster size, -1 for faces in clusters
-    smaller than ``min_size``. ``threshold`` is the similarity score an edge must reach."""
+    smaller than ``min_size``. ``threshold`` is the similarity score an edge must reach.
+    ``progress``: see :func:`knn_graph` (the neighbour search is most of the time)."""
     if len(photo_ids) == 0:
         return np.zeros(0, dtype=np.int64)
-    scores, ids = knn_graph(embeddings, k)
+    scores, ids = knn_graph(embeddings, k, progress=progress)
     return cluster_graph(scores, ids, photo_ids, threshold, min_size)
 
 

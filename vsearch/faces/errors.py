@@ -20,3 +20,16 @@ class UnknownPersonError(FaceError):
 
 class FaceModelError(FaceError):
     """Face model files are missing or cannot be loaded."""
+
+
+class AlreadyEnrolledError(FaceError):
+    """An enrollment photo is already a template of another person."""
+
+
+class LooksLikeError(FaceError):
+    """A group of faces being named as a new person verifies against an enrolled one: adding them
+    to that person is offered instead of silently creating a second person."""
+
+    def __init__(self, message: str, cluster: int, person: str, score: float):
+        super().__init__(message)
+        self.cluster, self.person, self.score = cluster, person, score

@@ -3,7 +3,8 @@
 Speed comes from two choices. The detector sees a copy of the image whose long side is at most
 ``detect_side`` pixels (HOG cost grows with the pixel count, and a face-unlock probe shows a big
 face); only when it finds nothing there does it look again with one upsampling, for smaller faces.
-Landmarks and chips are then taken from the sharper working image, and all chips of an image go to
+Landmarks and chips are then taken from the sharper working image; a box whose landmarks do not
+lock on to eyes and nose is dropped (:mod:`vsearch.faces.quality`), and all chips of an image go to
 the embedder in one batch.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from vsearch.errors import ImageDecodeError
 from vsearch.faces.align import DlibFivePointAligner, FaceAligner
 from vsearch.faces.detectors import FaceDetector, build_detector
 from vsearch.faces.embedders import FaceEmbedder, build_embedder
+from vsearch.faces.quality import is_face
 from vsearch.faces.types import Detection, FaceResult, FoundFace
 from vsearch.images import decode_image, to_rgb
 
@@ -33,6 +35,7 @@ class PipelineConfig:
     upsample_fallback: bool = True  # nothing found: scan once more at 2x for smaller faces
     min_face: int = 40  # shorter box side in original pixels; smaller faces embed unreliably
     work_side: int = 1600  # long side of the image landmarks and chips are taken from
+    check_landmarks: bool = True  # drop boxes whose landmarks do not lock on (vsearch.faces.quality)
 
 
 PROBE_CONFIG = PipelineConfig()
@@ -139,7 +142,13 @@ class FacePipeline:
                     usable.append(det)
             emb = self.embedder
             aligned = [self.aligner.align(work, d.box, emb.chip_size, emb.chip_padding) for d in usable]
-            timings["align"] = (time.perf_counter() - t) * 1000
+            not_faces = 0
+            if cfg.check_landmarks and usable:
+                keep = [is_face(self.aligner.landmarks, work, d.box, a.landmarks) for d, a in zip(usable, aligned)]
+                not_faces = keep.count(False)
+                usable = [d for d, k in zip(usable, keep) if k]
+                aligned = [a for a, k in zip(aligned, keep) if k]
+            timings["align"] = (time.perf_counter() - t) * 1000  # the landmark check included
 
             t = time.perf_counter()
             vectors = emb.embed([a.chip for a in aligned])
@@ -154,7 +163,7 @@ class FacePipeline:
         # more confident detection first (a false box must not become "the" face of a portrait)
         faces.sort(key=lambda f: (round(f.area), f.score), reverse=True)
         smallest = getattr(self.detector, "min_size", 0) / (2 ** passes) / shrink * to_original
-        return FaceResult(faces, original_size, timings, too_small, max(smallest, float(cfg.min_face)))
+        return FaceResult(faces, original_size, timings, too_small, max(smallest, float(cfg.min_face)), not_faces)
 
 
 @functools.lru_cache(maxsize=8)

@@ -21,15 +21,20 @@ from vsearch.errors import ModelMismatchError, QueryError, VSearchError
 from vsearch.faces import store
 from vsearch.faces.calibrate import CalibrationReport, calibrate_faces, embed_folder, plot_roc
 from vsearch.faces.cluster import cluster_faces
-from vsearch.faces.errors import MultipleFacesError, NoFaceError, UnknownPersonError
+from vsearch.faces.errors import AlreadyEnrolledError, LooksLikeError, MultipleFacesError, NoFaceError, UnknownPersonError
 from vsearch.faces.impostors import ImpostorModel
+from vsearch.faces.people import FaceLinks, PersonFaces
 from vsearch.faces.pipeline import ENROLL_CONFIG, INDEX_CONFIG, FacePipeline, ImageSource, load_pipeline
 from vsearch.faces.schema import ENROLLED_SPACE, FACE_SPACE
-from vsearch.faces.types import FaceResult
+from vsearch.faces.types import FaceResult, Progress
 from vsearch.search import catalog_searcher, top_media
 
 CALIBRATION_KEY = "faces.calibration"
 MAX_CLUSTER_TEMPLATES = 50  # templates kept when a cluster becomes a person (the most central)
+# Two enrollment photos whose faces score this much are the same photo: re-saved, resized or
+# cropped copies of a full face score 0.996 or more, different photos of one person at most 0.986
+# (a crop showing part of the face of the same photo), on the offline test photos.
+SAME_PHOTO = 0.99
 
 
 @dataclass(frozen=True)
@@ -84,11 +89,13 @@ class PersonInfo:
     name: str
     templates: int
     created_at: float
-    faces_in_collection: int
+    faces_in_collection: int  # faces that verify against them, or named as them
+    photos: int = 0  # the photos of those faces
 
     def to_json(self) -> dict:
         """One person as `vsearch faces list --json` prints it."""
-        return {"name": self.name, "templates": self.templates, "faces_in_collection": self.faces_in_collection}
+        return {"name": self.name, "templates": self.templates, "faces_in_collection": self.faces_in_collection,
+                "photos": self.photos}
 
 
 @dataclass(frozen=True)
@@ -96,10 +103,13 @@ class ClusterInfo:
     cluster: int
     size: int
     photos: list[str]  # a few example paths
+    person: str | None = None  # the enrolled person most of its faces verify against
+    score: float | None = None  # the median score of those faces against that person
 
     def to_json(self) -> dict:
         """One group as `vsearch faces cluster --json` prints it."""
-        return {"cluster": self.cluster, "size": self.size, "photos": self.photos}
+        return {"cluster": self.cluster, "size": self.size, "photos": self.photos, "person": self.person,
+                "score": None if self.score is None else round(self.score, 6)}
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,12 @@ class EnrollResult:
     added: int
     templates: int
     created: bool
+    skipped: tuple[str, ...] = ()  # photos already enrolled as this person
+
+    def to_json(self) -> dict:
+        """What `vsearch faces enroll --json` and `faces name --json` print."""
+        return {"name": self.name, "added": self.added, "templates": self.templates, "created": self.created,
+                "already_enrolled": list(self.skipped)}
 
 
 class FaceService:
@@ -127,6 +143,7 @@ class FaceService:
             raise ModelMismatchError(f"this catalog's faces were embedded with {recorded}, "
                                      f"not {pipeline.embedder.name}")
         self.pipeline = pipeline
+        self.links = FaceLinks(catalog)
         self._calibration_raw: str | None = None
         self._calibration: dict | None = None
 
@@ -159,11 +176,12 @@ class FaceService:
 
     @writes_catalog(lambda self, *a, **k: self.catalog)
     def calibrate(self, folder: str, target_far: float = 1e-3, plot: str | None = None,
-                  store: bool = True) -> CalibrationReport:
-        """Score all pairs of a folder-per-identity set; store the threshold for ``target_far``."""
+                  store: bool = True, progress: Progress | None = None) -> CalibrationReport:
+        """Score all pairs of a folder-per-identity set; store the threshold for ``target_far``.
+        ``progress(done, total)`` follows the photos as they are embedded."""
         if not 0 < target_far < 1:
             raise VSearchError("--target-far must be between 0 and 1")
-        faces = embed_folder(_ConfiguredPipeline(self.pipeline), folder)
+        faces = embed_folder(_ConfiguredPipeline(self.pipeline), folder, progress)
         report = calibrate_faces(faces, target_far, default_threshold=self.pipeline.embedder.default_threshold)
         if plot:
             plot_roc(report, plot, title=f"{self.pipeline.embedder.name} on {folder}")
@@ -202,7 +220,9 @@ class FaceService:
     @writes_catalog(lambda self, *a, **k: self.catalog)
     def enroll(self, name: str, sources: Sequence[ImageSource], labels: Sequence[str] | None = None) -> EnrollResult:
         """Add one template per image to ``name`` (creating the person). Every image must show
-        exactly one usable face; otherwise nothing at all is stored. Only embeddings are kept."""
+        exactly one usable face; otherwise nothing at all is stored. Only embeddings are kept. A
+        photo already enrolled as ``name`` is skipped (``EnrollResult.skipped``); one enrolled as
+        someone else raises :class:`AlreadyEnrolledError` and stores nothing."""
         name = _check_name(name)
         if not sources:
             raise QueryError("give at least one image to enroll")
@@ -221,7 +241,36 @@ class FaceService:
                 raise NoFaceError(f"{label}: {why}; an enrollment photo must show one clear, frontal face. "
                                   "Nothing was enrolled")
             vectors.append(result.faces[0].embedding)
-        return self._add_templates(name, np.stack(vectors), source="enroll")
+        keep, skipped = self._new_photos(name, np.stack(vectors), labels)
+        if not len(keep):
+            return EnrollResult(name, 0, len(self.templates(name)), False, tuple(skipped))
+        res = self._add_templates(name, keep, source="enroll")
+        return EnrollResult(res.name, res.added, res.templates, res.created, tuple(skipped))
+
+    def _new_photos(self, name: str, vectors: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        """The vectors that are not a photo already enrolled (:data:`SAME_PHOTO`), and the labels
+        of those already enrolled as ``name``. A photo already enrolled as someone else, or given
+        twice, stores nothing."""
+        with self.catalog.reading() as r:
+            _ids, owners, existing = store.all_templates(r)
+        keep: list[np.ndarray] = []
+        skipped: list[str] = []
+        for vec, label in zip(vectors, labels):
+            if len(owners):
+                scores = existing @ vec
+                best = int(np.argmax(scores))
+                if scores[best] >= SAME_PHOTO:
+                    if owners[best] != name:
+                        raise AlreadyEnrolledError(
+                            f"{label}: this photo is already enrolled as {owners[best]} (score {scores[best]:.3f}); "
+                            "Nothing was enrolled")
+                    skipped.append(label)
+                    continue
+            if keep and float(np.max(np.stack(keep) @ vec)) >= SAME_PHOTO:
+                skipped.append(label)  # the same photo twice in one call
+                continue
+            keep.append(vec)
+        return (np.stack(keep) if keep else np.zeros((0, vectors.shape[1]), np.float32)), skipped
 
     def _bind(self, space: str) -> None:
         emb = self.pipeline.embedder
@@ -236,8 +285,29 @@ class FaceService:
         return EnrollResult(name, len(vectors), templates, created)
 
     def people(self) -> list[PersonInfo]:
+        """Enrolled people by name, with the faces and photos of the collection that show them."""
         with self.catalog.reading() as r:
-            return [PersonInfo(*row) for row in store.people(r)]
+            rows = store.people(r)
+        shown = self.links.people(self.threshold)
+        out = []
+        for name, templates, created_at, _named in rows:
+            found = shown.get(name)
+            out.append(PersonInfo(name, templates, created_at, len(found.faces) if found else 0,
+                                  found.photos if found else 0))
+        return out
+
+    def face_counts(self) -> dict[str, int]:
+        """Faces of the collection: in all, in a group of the last clustering, named as a person."""
+        with self.catalog.reading() as r:
+            total, grouped, named = store.face_counts(r)
+        return {"total": total, "grouped": grouped, "named": named}
+
+    def person_photos(self, name: str) -> PersonFaces:
+        """The faces and photos of the collection that show ``name`` (see :mod:`vsearch.faces.people`)."""
+        with self.catalog.reading() as r:
+            if store.templates(r, name) is None:
+                raise UnknownPersonError(f"{name!r} is not enrolled (see `vsearch faces list`)")
+        return self.links.person(name, self.threshold)
 
     @writes_catalog(lambda self, *a, **k: self.catalog)
     def remove(self, name: str) -> int:
@@ -325,38 +395,75 @@ class FaceService:
 
     # -- clustering ------------------------------------------------------------------------------
     @writes_catalog(lambda self, *a, **k: self.catalog)
-    def cluster(self, min_size: int = 2, threshold: float | None = None) -> list[ClusterInfo]:
+    def cluster(self, min_size: int = 2, threshold: float | None = None,
+                progress: Progress | None = None, with_people: bool = True) -> list[ClusterInfo]:
         """Group the collection's unlabelled faces into people (numbered 1, 2, ... by size) and
-        store the grouping on the faces; faces in no group of ``min_size`` get none."""
+        store the grouping on the faces; faces in no group of ``min_size`` get none.
+        ``progress(done, total)`` follows the faces through the neighbour search; ``with_people``:
+        say which groups look like an enrolled person (:meth:`clusters`)."""
         threshold = self.threshold if threshold is None else threshold
         with self.catalog.reading() as r:
             face_ids, media_ids, emb = store.unnamed_faces(r)
-        labels = cluster_faces(emb, media_ids, threshold, min_size=min_size)
+        labels = cluster_faces(emb, media_ids, threshold, min_size=min_size, progress=progress)
         by_label: dict[int, list[int]] = {}
         for fid, lab in zip(face_ids, labels):
             if lab >= 0:
                 by_label.setdefault(int(lab) + 1, []).append(fid)
         with self.catalog.transaction() as tx:
             store.set_clusters(tx, by_label)
-        return self.clusters()
+        return self.clusters(with_people=with_people)
 
-    def clusters(self, examples: int = 3) -> list[ClusterInfo]:
+    def clusters(self, examples: int = 3, with_people: bool = True) -> list[ClusterInfo]:
+        """The groups of the last clustering still unnamed, each with the enrolled person it
+        looks like, if any (with ``with_people``)."""
         with self.catalog.reading() as r:
             rows = store.cluster_photos(r)
         out: dict[int, list[str]] = {}
         for cid, path in rows:
             out.setdefault(cid, []).append(path)
-        return [ClusterInfo(cid, len(paths), sorted(set(paths))[:examples]) for cid, paths in sorted(out.items())]
+        looks = self.cluster_people() if with_people else {}
+        return [ClusterInfo(cid, len(paths), sorted(set(paths))[:examples], *looks.get(cid, (None, None)))
+                for cid, paths in sorted(out.items())]
+
+    def cluster_people(self) -> dict[int, tuple[str, float]]:
+        """Cluster -> (enrolled person, median score) for the groups whose faces, at least half of
+        them, verify against one enrolled person: the group is that person (its median face
+        verifies against them)."""
+        with self.catalog.reading() as r:
+            members = store.cluster_vector_ids(r)
+        if not members:
+            return {}
+        best = self.links.best_person(self.threshold)
+        out: dict[int, tuple[str, float]] = {}
+        for cid, vids in members.items():
+            votes: dict[str, list[float]] = {}
+            for vid in vids:
+                if vid in best:
+                    votes.setdefault(best[vid][0], []).append(best[vid][1])
+            if votes:
+                person, scores = max(votes.items(), key=lambda kv: (len(kv[1]), np.median(kv[1])))
+                if 2 * len(scores) >= len(vids):
+                    out[cid] = (person, float(np.median(scores)))
+        return out
 
     @writes_catalog(lambda self, *a, **k: self.catalog)
-    def name_cluster(self, cluster: int, name: str) -> EnrollResult:
+    def name_cluster(self, cluster: int, name: str, new_person: bool = False) -> EnrollResult:
         """Enroll the faces of a cluster as ``name`` (up to the 50 most central as templates) and
-        mark them as that person so later clustering leaves them out."""
+        mark them as that person so later clustering leaves them out. A group that looks like an
+        enrolled person other than ``name`` (:meth:`cluster_people`) raises :class:`LooksLikeError`
+        offering that person, unless ``new_person``."""
         name = _check_name(name)
         with self.catalog.reading() as r:
             face_ids, emb = store.cluster_members(r, cluster)
+            enrolled = store.templates(r, name) is not None
         if not face_ids:
             raise VSearchError(f"no cluster {cluster} (run `vsearch faces cluster` and pick a number it lists)")
+        looks = self.cluster_people().get(cluster)
+        if looks and looks[0] != name and not enrolled and not new_person:
+            person, score = looks
+            raise LooksLikeError(
+                f"group {cluster} looks like {person} ({score:.2f}): name it {person} to add these faces to "
+                f"{person}, or confirm that {name} is someone else", cluster, person, score)
         centre = emb.mean(axis=0)
         central = np.argsort(-(emb @ centre))[:MAX_CLUSTER_TEMPLATES]
         return self._add_templates(name, np.ascontiguousarray(emb[central]), source=f"cluster:{cluster}",

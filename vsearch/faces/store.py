@@ -120,6 +120,64 @@ def template_owners(r: Reading, vector_ids: Sequence[int]) -> dict[int, str]:
     return out
 
 
+def all_templates(r: Reading) -> tuple[list[int], list[str], np.ndarray]:
+    """(vector ids, owners' names, (T, D) embeddings) of every enrolled template, by vector id."""
+    rows = r.session.execute(select(Template.vector_id, Person.name, Vector.embedding)
+                             .join(Person, Person.id == Template.person_id)
+                             .join(Vector, Vector.id == Template.vector_id).order_by(Template.vector_id)).all()
+    emb = r.vectors(ENROLLED_SPACE, [row[2] for row in rows]) if rows else np.zeros((0, 1), np.float32)
+    return [int(row[0]) for row in rows], [row[1] for row in rows], emb
+
+
+def named_faces(r: Reading) -> list[tuple[str, int, int]]:
+    """(person's name, face vector id, media id) of every face named as an enrolled person."""
+    rows = r.session.execute(select(Person.name, Face.vector_id, Face.media_id)
+                             .join(Person, Person.id == Face.person_id))
+    return [(name, int(vid), int(mid)) for name, vid, mid in rows]
+
+
+def faces_after(r: Reading, vector_id: int) -> tuple[list[int], list[int], np.ndarray]:
+    """(vector ids, media ids, (N, D) embeddings) of the collection's faces with a larger vector
+    id than ``vector_id``: those indexed since."""
+    rows = r.session.execute(select(Vector.id, Vector.media_id, Vector.embedding)
+                             .where(Vector.space == FACE_SPACE, Vector.id > int(vector_id)).order_by(Vector.id)).all()
+    emb = r.vectors(FACE_SPACE, [row[2] for row in rows]) if rows else np.zeros((0, 1), np.float32)
+    return [int(row[0]) for row in rows], [int(row[1]) for row in rows], emb
+
+
+def media_of_vectors(r: Reading, vector_ids: Sequence[int]) -> dict[int, int]:
+    """Face vector id -> its photo's media id."""
+    out: dict[int, int] = {}
+    for chunk in id_chunks(sorted(vector_ids)):
+        out.update((int(v), int(m)) for v, m in r.session.execute(
+            select(Vector.id, Vector.media_id).where(Vector.id.in_(chunk), Vector.media_id.is_not(None))))
+    return out
+
+
+def media_paths(r: Reading, media_ids: Sequence[int]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for chunk in id_chunks(sorted(media_ids)):
+        out.update((int(m), text_to_path(p)) for m, p in r.session.execute(
+            select(Media.id, Media.path).where(Media.id.in_(chunk))))
+    return out
+
+
+def cluster_vector_ids(r: Reading) -> dict[int, list[int]]:
+    """Cluster -> vector ids of its unnamed faces."""
+    out: dict[int, list[int]] = {}
+    for cid, vid in r.session.execute(select(Face.cluster, Face.vector_id)
+                                      .where(Face.cluster.is_not(None), Face.person_id.is_(None))):
+        out.setdefault(int(cid), []).append(int(vid))
+    return out
+
+
+def face_counts(r: Reading) -> tuple[int, int, int]:
+    """(faces in the collection, faces in a group, faces named as a person)."""
+    total, grouped, named = r.session.execute(select(
+        func.count(Face.id), func.count(Face.cluster), func.count(Face.person_id))).one()
+    return int(total or 0), int(grouped or 0), int(named or 0)
+
+
 # -- clusters of the collection's faces -----------------------------------------------------------
 
 

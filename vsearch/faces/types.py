@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 Box = tuple[float, float, float, float]  # (left, top, right, bottom) in pixels
+Progress = Callable[[int, int], None]  # (done, total) of a long step, called as it advances
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class FaceResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     too_small: int = 0  # faces found but smaller than the pipeline's minimum size
     min_detectable: float = 0.0  # about the smallest face (original pixels) the scan that ran could find
+    not_faces: int = 0  # boxes the detector found that failed the landmark check (vsearch.faces.quality)
 
     @property
     def largest(self) -> FoundFace | None:

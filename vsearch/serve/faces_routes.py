@@ -7,34 +7,76 @@ They adapt :class:`vsearch.faces.service.FaceService`, loaded once at start. Thr
   enrollment, ours or one made meanwhile with `vsearch faces enroll`;
 * identify searches the catalog's in-memory index of enrolled templates, which enroll and remove
   change: one lock keeps those apart, and identify first brings the index level with SQL so that
-  people enrolled by another process are found too.
+  people enrolled by another process are found too. The same lock covers the index of the
+  collection's faces, which the people list and grouping bring level with SQL (faces indexed by
+  another process) and the page's person picture searches.
 
 With ``settings.face_processes`` > 0, verify, identify and enroll run in worker processes instead
 (:mod:`vsearch.serve.face_pool`): dlib holds the GIL, so only processes use more than one core.
+
+Grouping the collection's faces (the faces tab's "find groups") is a job: it runs in one of the
+server's worker threads (it takes a slot of the work queue while it runs), the request that starts
+it answers at once, and the page polls its progress.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Request, UploadFile
+from fastapi.responses import JSONResponse
 
 from vsearch.serve.errors import ApiError, register_error
 from vsearch.serve.limits import WorkQueue, check_pixels
-from vsearch.serve.models import EnrollBody, IdentifyBody, PeopleBody, RemoveBody, VerifyBody, error_responses
+from vsearch.serve.models import (EnrollBody, GroupingJob, IdentifyBody, PeopleBody, RemoveBody, VerifyBody,
+                                  error_responses)
 
 log = logging.getLogger("vsearch.serve")
 
 MAX_ENROLL_IMAGES = 20
 
 
+class GroupingState:
+    """The state of the one grouping job a server runs at a time (thread-safe: the job reports
+    progress from a worker thread while requests read it)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._state = {"state": "idle", "done": 0, "total": 0, "groups": None, "error": None,
+                       "started_at": None, "finished_at": None}
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return dict(self._state)
+
+    def start(self) -> bool:
+        """Mark a job as running; False when one already is."""
+        with self._lock:
+            if self._state["state"] == "running":
+                return False
+            self._state.update(state="running", done=0, total=0, groups=None, error=None,
+                               started_at=time.time(), finished_at=None)
+            return True
+
+    def progress(self, done: int, total: int) -> None:
+        with self._lock:
+            self._state.update(done=int(done), total=int(total))
+
+    def finish(self, groups: int | None = None, error: str | None = None) -> None:
+        with self._lock:
+            self._state.update(state="failed" if error else "done", groups=groups, error=error,
+                               finished_at=time.time())
+
+
 def build_router(collection, queue: WorkQueue, require_token, settings, required: bool = False) -> APIRouter | None:
     """The router, or None when the faces feature or its models are missing (an error instead
     when ``required``)."""
     try:
-        from vsearch.faces.errors import FaceModelError, MultipleFacesError, NoFaceError, UnknownPersonError
+        from vsearch.faces.errors import (AlreadyEnrolledError, FaceModelError, LooksLikeError, MultipleFacesError,
+                                          NoFaceError, UnknownPersonError)
         from vsearch.faces.schema import ENROLLED_SPACE
         from vsearch.faces.service import FaceService
     except ImportError as exc:
@@ -46,6 +88,8 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
     register_error(MultipleFacesError, 422, "multiple_faces")
     register_error(UnknownPersonError, 404, "unknown_person")
     register_error(FaceModelError, 503, "face_models_unavailable")
+    register_error(AlreadyEnrolledError, 409, "already_enrolled")
+    register_error(LooksLikeError, 409, "looks_like")
     try:
         faces = FaceService(collection.catalog, device=collection.device)  # models load now, once
     except FaceModelError as exc:
@@ -55,7 +99,7 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
         return None
 
     catalog = collection.catalog
-    index_lock = threading.Lock()  # the enrolled-templates index: identify reads, enroll/remove write
+    index_lock = threading.Lock()  # the face indexes: identify and the people list read, enroll/remove write
     pool = None
     if settings.face_processes > 0:
         from vsearch.serve.face_pool import FacePool
@@ -130,7 +174,7 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
             probes = [checked(d) for d in sources]
             with index_lock:  # one enrollment at a time: each saves the enrolled index file
                 res = pool.enroll(name, probes, labels) if pool else faces.enroll(name, probes, labels=labels)
-            return {"name": res.name, "added": res.added, "templates": res.templates, "created": res.created}
+            return res.to_json()
 
         return await queue.run(work, request=request)
 
@@ -147,11 +191,46 @@ def build_router(collection, queue: WorkQueue, require_token, settings, required
     async def people(request: Request):
         """Enrolled people (the web page's faces tab)."""
         def work():
+            with index_lock:  # the people's photos may bring the faces' index level with SQL
+                people, groups = faces.people(), faces.cluster_people()
             return {"people": [{"name": p.name, "templates": p.templates, "faces_in_collection": p.faces_in_collection,
-                                "created_at": p.created_at} for p in faces.people()],
-                    "threshold": round(faces.threshold, 6), "calibrated": faces.calibration() is not None}
+                                "photos": p.photos, "created_at": p.created_at} for p in people],
+                    "threshold": round(faces.threshold, 6), "calibrated": faces.calibration() is not None,
+                    "faces": faces.face_counts(),
+                    "groups": [{"cluster": c, "person": p, "score": round(s, 6)} for c, (p, s) in sorted(groups.items())]}
 
         return await queue.run(work, request=request)
+
+    grouping = GroupingState()
+    running: set[asyncio.Task] = set()  # the job's task, kept referenced while it runs
+
+    @router.post("/clusters/find", response_model=GroupingJob, status_code=202,
+                 responses=error_responses(401, 503))
+    async def find_groups():
+        """Group the collection's unnamed faces (as `vsearch faces cluster`) in a server worker; the
+        answer comes at once with the job's state, which GET on the same path follows. A job
+        already running is not started twice."""
+        if grouping.start():
+            def work():
+                # the groups' look-alikes are the people list's to say (it holds the index lock)
+                return len(faces.cluster(progress=grouping.progress, with_people=False))
+
+            async def job():
+                try:
+                    grouping.finish(groups=await queue.run(work))
+                except Exception as exc:  # noqa: BLE001 - the job's error is its state, for the page
+                    log.warning("grouping faces failed: %s", exc)
+                    grouping.finish(error=getattr(exc, "detail", None) or str(exc))
+
+            task = asyncio.get_running_loop().create_task(job())
+            running.add(task)
+            task.add_done_callback(running.discard)
+        return JSONResponse(grouping.snapshot(), status_code=202)
+
+    @router.get("/clusters/find", response_model=GroupingJob, responses=error_responses(401))
+    async def grouping_state():
+        """The grouping job's state and progress (idle before the first)."""
+        return grouping.snapshot()
 
     router.face_service, router.face_pool = faces, pool  # create_app keeps them (and closes the pool)
     router.index_lock = index_lock  # for the page's routes that write the enrolled index too

@@ -107,6 +107,8 @@ class EnrollBody(BaseModel):
     added: int = Field(description="Templates added by this call (one per image).")
     templates: int = Field(description="Templates the person has now.")
     created: bool = Field(description="Whether the person was new.")
+    already_enrolled: list[str] = Field(default_factory=list, description="Photos skipped: already enrolled "
+                                        "as this person.")
 
 
 class RemoveBody(BaseModel):
@@ -117,14 +119,42 @@ class RemoveBody(BaseModel):
 class Person(BaseModel):
     name: str
     templates: int
-    faces_in_collection: int = Field(description="Faces in indexed photos labelled as this person.")
+    faces_in_collection: int = Field(description="Faces in indexed photos that verify against this person "
+                                     "(or were named as them).")
+    photos: int = Field(0, description="Indexed photos showing this person.")
     created_at: float
+
+
+class FaceCounts(BaseModel):
+    total: int = Field(description="Faces found in indexed photos.")
+    grouped: int = Field(description="Of them, in a group of the last grouping.")
+    named: int = Field(description="Of them, named as an enrolled person.")
+
+
+class GroupPerson(BaseModel):
+    cluster: int
+    person: str = Field(description="The enrolled person most of the group's faces verify against.")
+    score: float = Field(description="The median score of those faces against them.")
 
 
 class PeopleBody(BaseModel):
     people: list[Person]
     threshold: float
     calibrated: bool
+    faces: FaceCounts | None = None
+    groups: list[GroupPerson] = Field(default_factory=list, description="Unnamed groups that look like an "
+                                      "enrolled person.")
+
+
+class GroupingJob(BaseModel):
+    """The clustering the faces tab's "find groups" runs in a server worker."""
+    state: str = Field(description="idle | running | done | failed")
+    done: int = Field(description="Faces through the neighbour search so far.")
+    total: int = Field(description="Faces being grouped (0 until known).")
+    groups: int | None = Field(None, description="Groups found (when done).")
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
 
 
 # -- the web page's views ----------------------------------------------------------------------------

@@ -136,7 +136,8 @@ def faces_router(catalog, face_service, queue: WorkQueue, require_token, index_l
         """A JPEG of an enrolled person's face from a photo of the collection (enrollment photos are
         never kept): 404 no_photo when no indexed photo shows them."""
         def work():
-            face_id = photo_info.person_face_id(catalog, face_service, name)
+            with index_lock:  # the faces' index may be brought level with SQL meanwhile
+                face_id = photo_info.person_face_id(catalog, face_service, name)
             if face_id is None:
                 raise ApiError(404, "no_photo", f"no indexed photo shows {name}")
             return photo_info.face_crop_jpeg(catalog, face_id, size)
@@ -150,14 +151,16 @@ def faces_router(catalog, face_service, queue: WorkQueue, require_token, index_l
 
     @router.post("/clusters/{cluster}/name", response_model=EnrollBody, responses=error_responses(400, 401, 404, 503))
     async def name_cluster(request: Request, cluster: Annotated[int, Path(ge=1, le=MAX_ID)],
-                           name: Annotated[str, Form(max_length=256, description="Who the group shows.")]):
+                           name: Annotated[str, Form(max_length=256, description="Who the group shows.")],
+                           new_person: Annotated[bool, Form(description="Name it even if the group looks like an "
+                                                            "enrolled person (409 looks_like otherwise).")] = False):
         """Enroll a group's faces as `name` (as `vsearch faces name` does)."""
         def work():
             if not any(c["cluster"] == cluster for c in photo_info.cluster_examples(catalog, examples=0)):
                 raise ApiError(404, "unknown_cluster", f"no unnamed group {cluster}; reload the list")
             with index_lock:
-                res = face_service.name_cluster(cluster, name)
-            return {"name": res.name, "added": res.added, "templates": res.templates, "created": res.created}
+                res = face_service.name_cluster(cluster, name, new_person=new_person)
+            return res.to_json()
 
         return await queue.run(work, request=request)
 

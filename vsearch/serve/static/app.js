@@ -614,7 +614,7 @@ async function reloadFaces() {
     card.append(face || el("span", "face-img placeholder", initials(person.name)));
     const about = el("div", "about");
     about.append(el("strong", "person-name", person.name),
-      el("span", "muted", `${person.templates} template${person.templates === 1 ? "" : "s"} · in ${person.faces_in_collection} photo${person.faces_in_collection === 1 ? "" : "s"}`));
+      el("span", "muted", `${person.templates} template${person.templates === 1 ? "" : "s"} · in ${person.photos} photo${person.photos === 1 ? "" : "s"}`));
     const remove = el("button", "danger", "Remove");
     remove.type = "button";
     remove.addEventListener("click", () => removePerson(person.name));
@@ -630,8 +630,67 @@ async function reloadFaces() {
   if (n === 0) select.append(el("option", "", "enroll someone first"));
   select.disabled = n === 0;
   $("verify-form").querySelector("button").disabled = n === 0;
-  loadClusters();
+  showFaceCounts(result.faces);
+  facesSeen = facesSummary(result);
+  loadClusters(result.groups || []);
 }
+
+// What the tab shows that indexing elsewhere can change: reloaded when it moves.
+let facesSeen = "";
+function facesSummary(result) {
+  return JSON.stringify([result.faces, result.people.map((p) => [p.name, p.templates, p.photos]), result.groups]);
+}
+
+function showFaceCounts(faces) {
+  const note = $("faces-counts");
+  if (!faces) { note.textContent = ""; return; }
+  const loose = faces.total - faces.grouped - faces.named;
+  note.textContent = `${faces.total} face${faces.total === 1 ? "" : "s"} in your photos`
+    + (loose > 0 ? ` · ${loose} not in a group yet` : "");
+}
+
+// Faces indexed while the page is open (vsearch index --faces, a watched folder) show up on their
+// own: while the tab is visible its summary is fetched every few seconds and the tab redrawn when
+// it moved.
+setInterval(async () => {
+  if ($("panel-faces").hidden || !facesAvailable || !token() || facesLoading || document.hidden) return;
+  try {
+    const result = await api("/v1/faces", { headers: authHeaders() });
+    if (facesSummary(result) !== facesSeen) loadFaces();
+  } catch (_) { /* the next reload says what is wrong */ }
+}, 10000);
+
+// "Find groups": the server groups the faces in one of its workers; the page follows its progress.
+async function followGrouping(job) {
+  const note = $("groups-progress");
+  const button = $("find-groups");
+  button.disabled = job.state === "running";
+  while (job.state === "running") {
+    note.textContent = job.total ? `grouping faces: ${job.done} of ${job.total}` : "grouping faces…";
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    try {
+      job = await api("/v1/faces/clusters/find", { headers: authHeaders() });
+    } catch (error) {
+      note.textContent = error.message;
+      button.disabled = false;
+      return;
+    }
+  }
+  button.disabled = false;
+  if (job.state === "failed") { setStatus(note, `grouping failed: ${job.error}`, true); return; }
+  if (job.state === "done") {
+    setStatus(note, `${job.groups} group${job.groups === 1 ? "" : "s"} found among ${job.total} face${job.total === 1 ? "" : "s"}`);
+    loadFaces();
+  }
+}
+
+$("find-groups").addEventListener("click", async () => {
+  try {
+    followGrouping(await api("/v1/faces/clusters/find", { method: "POST", headers: authHeaders() }));
+  } catch (error) {
+    setStatus($("groups-progress"), error.message, true);
+  }
+});
 
 async function removePerson(name) {
   if (!window.confirm(`Remove ${name} and all their enrolled faces?`)) return;
@@ -655,7 +714,9 @@ $("enroll-form").addEventListener("submit", async (event) => {
   setStatus(status, `enrolling ${name}…`);
   try {
     const res = await api("/v1/faces/enroll", { method: "POST", body: form, headers: authHeaders() });
-    setStatus(status, `${res.created ? "enrolled" : "added a photo to"} ${res.name} (${res.templates} template${res.templates === 1 ? "" : "s"})`);
+    setStatus(status, res.added === 0 && res.already_enrolled && res.already_enrolled.length
+      ? `this photo is already enrolled as ${res.name}`
+      : `${res.created ? "enrolled" : "added a photo to"} ${res.name} (${res.templates} template${res.templates === 1 ? "" : "s"})`);
     $("enroll-form").reset();
     loadFaces();
   } catch (error) {
@@ -684,8 +745,9 @@ $("verify-form").addEventListener("submit", async (event) => {
   }
 });
 
-async function loadClusters() {
+async function loadClusters(lookAlikes = []) {
   const note = $("clusters-status");
+  const looks = new Map(lookAlikes.map((g) => [g.cluster, g]));
   let clusters;
   try {
     ({ clusters } = await api("/v1/faces/clusters", { headers: authHeaders() }));
@@ -693,7 +755,7 @@ async function loadClusters() {
     note.textContent = error.message;
     return;
   }
-  note.textContent = clusters.length ? "" : "None yet: run vsearch faces cluster on a catalog indexed with --faces to group the faces in your photos.";
+  note.textContent = clusters.length ? "" : "None yet: Find groups sorts the faces of photos indexed with --faces into people.";
   const cards = await Promise.all(clusters.map(async (c) => {
     const card = el("form", "cluster");
     card.dataset.cluster = c.cluster;
@@ -717,16 +779,35 @@ async function loadClusters() {
     save.type = "submit";
     const row = el("div", "row");
     row.append(input, save);
-    card.append(el("span", "muted", `${c.size} face${c.size === 1 ? "" : "s"}`), faces, row);
+    const like = looks.get(c.cluster);
+    const size = `${c.size} face${c.size === 1 ? "" : "s"}`;
+    card.append(el("span", "muted", like ? `${size} · looks like ${like.person} (${like.score.toFixed(2)})` : size), faces, row);
+    if (like) { input.value = like.person; save.textContent = `Add to ${like.person}`; }
+    input.addEventListener("input", () => {
+      save.textContent = like && input.value.trim() === like.person ? `Add to ${like.person}` : "Save";
+    });
+    // naming a group that looks like someone enrolled as a new name: the server offers the merge
+    // (409), and only then a tick appears to confirm that it is someone else
+    let otherBox = null;
+    const says = el("p", "status");
+    card.append(says);
     card.addEventListener("submit", async (event) => {
       event.preventDefault();
       const form = new FormData();
       form.append("name", input.value.trim());
+      if (otherBox && otherBox.checked) form.append("new_person", "true");
       try {
         await api(`/v1/faces/clusters/${c.cluster}/name`, { method: "POST", body: form, headers: authHeaders() });
         loadFaces();
       } catch (error) {
-        note.textContent = error.message;
+        setStatus(says, error.message, true);
+        if (error.status === 409 && !otherBox) {
+          otherBox = el("input");
+          otherBox.type = "checkbox";
+          const other = el("label", "muted someone-else");
+          other.append(otherBox, " someone else: save as a new person");
+          says.after(other);
+        }
       }
     });
     return card;
