@@ -5,3 +5,7 @@ confidence beside a folded copy under a full-text index (:mod:`vsearch.ocr.schem
 
 Importing this package loads no model: the engine is built on first use.
 """
+
+# set in the catalog's meta once it holds read text: a plain text search checks it through the
+# read-only view and opens the full catalog for the words only then
+HAS_TEXT_KEY = "ocr:has_text"

@@ -15,11 +15,10 @@ import numpy as np
 from sqlalchemy import delete, func, select, text
 
 from vsearch.catalog import IMAGE_SPACE, Reading, Transaction, id_chunks
+from vsearch.ocr import HAS_TEXT_KEY
 from vsearch.ocr.schema import FTS_TABLE, TextLine, TextRun
 from vsearch.schema import Media, Meta, Vector
 
-# set in meta once a catalog holds read text: a plain search checks it without opening the catalog
-HAS_TEXT_KEY = "ocr:has_text"
 
 
 class StoredLine(NamedTuple):
