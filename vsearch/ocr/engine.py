@@ -35,6 +35,10 @@ GATE_SIDE = 320  # pixels, longest side of the copy the gate looks at
 MIN_SCORE = 0.8  # recognizer confidence a line needs to be kept
 MIN_CHARS = 2  # letters or digits a line needs to be kept
 READ_SIDE = 2000  # longest side a photo is read at (RapidOCR's own limit)
+# ONNX Runtime threads per model: one. On two cores shared with the indexer and other work, a
+# second thread made the gate five times slower (385 ms against 75 ms a photo at load 13), and
+# reading is a pass of its own that several processes can share out.
+THREADS = 1
 ENGINE = "rapidocr-onnxruntime 1.4.4 PP-OCRv4 ch+en"
 
 
@@ -76,7 +80,7 @@ class TextReader:
     threads through a lock: ONNX Runtime already uses every core for one photo)."""
 
     def __init__(self, gate_side: int = GATE_SIDE, min_score: float = MIN_SCORE, min_chars: int = MIN_CHARS,
-                 threads: int | None = None):
+                 threads: int | None = THREADS):
         self.gate_side = gate_side
         self.min_score = min_score
         self.min_chars = min_chars
