@@ -99,3 +99,51 @@ def test_a_changed_or_removed_photo_loses_its_text(tmp_path, url):
                 assert fts == []
     finally:
         cat.close()
+
+
+class _Reader:
+    """A reader that knows the text of each path (the pass's bookkeeping, without the models);
+    ``fail_at`` makes it stop as a killed process would."""
+
+    settings = "fake reader"
+
+    def __init__(self, texts, fail_at=None, unreadable=()):
+        self.texts, self.fail_at, self.unreadable, self.calls = texts, fail_at, set(unreadable), []
+
+    def read_file(self, path):
+        from vsearch.errors import ImageDecodeError
+        from vsearch.ocr.engine import PhotoText, ReadLine
+
+        if path == self.fail_at:
+            raise KeyboardInterrupt
+        self.calls.append(path)
+        if path in self.unreadable:
+            raise ImageDecodeError(f"{path}: not a recognised image format")
+        lines = tuple(ReadLine(t, (0.0, 0.0, 10.0, 5.0), 0.97) for t in self.texts.get(path, []))
+        return PhotoText(lines, gated=not lines)
+
+
+def test_the_reading_pass_resumes_where_it_stopped_and_retries_unreadable_files(tmp_path):
+    from vsearch.ocr.reading import read_pending
+
+    cat = _catalog(tmp_path, None)
+    try:
+        recs = media_records(4)
+        with cat.transaction() as tx:
+            tx.add_media(recs, unit(np.eye(4, 8)))
+        paths = [r.path for r in recs]
+        texts = {paths[0]: ["EXIT"], paths[2]: ["TOTAL 6.70", "MERCI"]}
+        with pytest.raises(KeyboardInterrupt):
+            read_pending(cat, _Reader(texts, fail_at=paths[2]))
+        reader = _Reader(texts, unreadable=[paths[3]])
+        summary = read_pending(cat, reader)
+        assert reader.calls == paths[2:]  # the first two were committed before the interruption
+        assert (summary.read, summary.already, summary.with_text, summary.lines) == (1, 2, 1, 2)
+        assert summary.failed == [(paths[3], f"{paths[3]}: not a recognised image format")]
+        again = _Reader(texts)
+        assert read_pending(cat, again).read == 1 and again.calls == [paths[3]]  # only the unreadable one
+        with cat.reading() as r:
+            assert {line.media_id for line in store.lines_containing(r, "merci")} == {3}
+            assert r.catalog.get_meta("ocr:has_text") == "1"
+    finally:
+        cat.close()
