@@ -11,8 +11,9 @@ through two steps:
 1. **The gate**: the detector alone on a copy no longer than :data:`GATE_SIDE` pixels. No text
    region there, no text read: most photos stop here, at a small share of the full cost
    (``benchmarks/RESULTS.md`` has the rate and the share it skips).
-2. **Reading**: the detector at its own size on the photo, then the direction classifier and
-   the recognizer on the regions found, and only on those.
+2. **Reading**: the detector on the photo scaled to :data:`DETECT_SIDE` pixels on its longest
+   side, then the direction classifier and the recognizer on the regions found (cut from the
+   photo at up to :data:`READ_SIDE` pixels), and only on those.
 
 A recognised line is kept when its confidence reaches :data:`MIN_SCORE` and it holds at least
 :data:`MIN_CHARS` letters or digits: the recognizer returns noise such as "M6" at 0.68 on the
@@ -34,7 +35,8 @@ from vsearch.ocr.fold import fold
 GATE_SIDE = 320  # pixels, longest side of the copy the gate looks at
 MIN_SCORE = 0.8  # recognizer confidence a line needs to be kept
 MIN_CHARS = 2  # letters or digits a line needs to be kept
-READ_SIDE = 2000  # longest side a photo is read at (RapidOCR's own limit)
+READ_SIDE = 2000  # longest side of the photo text lines are cut from for the recognizer
+DETECT_SIDE = 960  # longest side the detector sees when reading (scaled up or down)
 # ONNX Runtime threads per model: one. On two cores shared with the indexer and other work, a
 # second thread made the gate five times slower (385 ms against 75 ms a photo at load 13), and
 # reading is a pass of its own that several processes can share out.
@@ -93,7 +95,8 @@ class TextReader:
     def settings(self) -> str:
         """The engine and the settings its stored text depends on: text read with other settings
         is read again."""
-        return f"{ENGINE}; gate {self.gate_side}; min score {self.min_score:g}; min chars {self.min_chars}"
+        return (f"{ENGINE}; gate {self.gate_side}; detect {DETECT_SIDE}; min score {self.min_score:g}; "
+                f"min chars {self.min_chars}")
 
     def _models(self):
         if self._ocr is None:
@@ -108,7 +111,8 @@ class TextReader:
             det = ocr.text_det
             gate = TextDetector.__new__(TextDetector)  # the same detector and ONNX session, at the gate's size
             gate.__dict__.update(det.__dict__)
-            gate.limit_side_len, gate.limit_type = self.gate_side, "max"
+            det.get_preprocess = _scaled_preprocess(DETECT_SIDE, det.mean, det.std)
+            gate.get_preprocess = _scaled_preprocess(self.gate_side, det.mean, det.std)
             self._ocr, self._gate = ocr, gate
         return self._ocr, self._gate
 
@@ -151,6 +155,24 @@ class TextReader:
         except OSError as exc:
             raise ImageDecodeError(f"{path}: {exc.strerror or exc}") from None
         return self.read(decoded.image, gate=gate)
+
+
+def _scaled_preprocess(side: int, mean, std):
+    """The detector's input at ``side`` pixels on its longest side, scaled up or down (sides
+    rounded to multiples of 32, as the network needs). RapidOCR's own rule scales the *shortest*
+    side to 736: a 560×140 street sign became 2944×736 and took 10 s to read against 0.35 s at
+    960 on its longest side (``benchmarks/ocr.py``)."""
+    import cv2
+    from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
+    class ScaledPreProcess(DetPreProcess):
+        def resize(self, img: np.ndarray) -> np.ndarray:
+            h, w = img.shape[:2]
+            ratio = self.limit_side_len / max(h, w)
+            size = (max(32, round(w * ratio / 32) * 32), max(32, round(h * ratio / 32) * 32))
+            return cv2.resize(img, size, interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
+
+    return lambda _longest_side: ScaledPreProcess(side, "max", mean, std)
 
 
 def _bgr(image: Image.Image) -> np.ndarray:
