@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+GATE = 256  # vsearch.ocr.engine.GATE_SIDE
 NO_TEXT = ["astronaut", "chelsea", "coffee", "rocket", "camera", "horse", "coins", "moon", "hubble_deep_field"]
 
 
@@ -272,11 +273,11 @@ def main(argv=None) -> None:
     print(f"{os.cpu_count()} cores, load average {load:.1f} at the start; one ONNX Runtime thread, so "
           "'per CPU-second' is the rate of one idle core")
     no_text, with_text = photos_without_text(), photos_with_text()
-    gate_cost = bench_gate([320] if args.quick else [192, 320, 480], no_text, with_text)
+    gate_cost = bench_gate([GATE] if args.quick else [192, GATE, 320, 480], no_text, with_text)
     text_cost, no_text_cost = bench_read(with_text, no_text)
     mix = 0.8 * no_text_cost + 0.2 * text_cost
     print(f"\na library with a fifth of its photos holding text: {1 / mix:.2f} img/s read "
-          f"(gate at 320 px alone: {1 / gate_cost[320]:.1f} img/s on photos without text)")
+          f"(gate at {GATE} px alone: {1 / gate_cost[GATE]:.1f} img/s on photos without text)")
     if not args.no_text_in:
         bench_text_in(10_000 if args.quick else args.rows)
     try:

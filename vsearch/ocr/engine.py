@@ -8,9 +8,12 @@ back without them (LUMIÈRE is read LUMIERE), which the folded text searches ign
 Reading costs about a second a photo on two cores, and most photos hold no text, so a photo goes
 through two steps:
 
-1. **The gate**: the detector alone on a copy no longer than :data:`GATE_SIDE` pixels. No text
-   region there, no text read: most photos stop here, at a small share of the full cost
-   (``benchmarks/RESULTS.md`` has the rate and the share it skips).
+1. **The gate**: the detector alone on a copy scaled to :data:`GATE_SIDE` pixels on its longest
+   side. No text region there, no text read: most photos stop here, at a small share of the full
+   cost. At 256 pixels it stopped all 27 photos without text of the benchmark and let all 8 with
+   text through, a 48-pixel line in a 2000-pixel photo included; at 192 it missed that one, at
+   320 it cost 1.6 times more (``benchmarks/RESULTS.md``). Smaller text in a large photo can be
+   missed.
 2. **Reading**: the detector on the photo scaled to :data:`DETECT_SIDE` pixels on its longest
    side, then the direction classifier and the recognizer on the regions found (cut from the
    photo at up to :data:`READ_SIDE` pixels), and only on those.
@@ -32,7 +35,7 @@ from vsearch.errors import ImageDecodeError, VSearchError
 from vsearch.images import decode_image
 from vsearch.ocr.fold import fold
 
-GATE_SIDE = 320  # pixels, longest side of the copy the gate looks at
+GATE_SIDE = 256  # pixels, longest side of the copy the gate looks at (measured in benchmarks/ocr.py)
 MIN_SCORE = 0.8  # recognizer confidence a line needs to be kept
 MIN_CHARS = 2  # letters or digits a line needs to be kept
 READ_SIDE = 2000  # longest side of the photo text lines are cut from for the recognizer
