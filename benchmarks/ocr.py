@@ -200,13 +200,13 @@ def bench_read(with_text, no_text):
     return statistics.mean(times), took / len(no_text)
 
 
-def bench_text_in(rows: int, repeats: int = 5) -> None:
-    import vsearch
+def bench_text_in(rows: int, repeats: int = 5, reuse: str | None = None) -> None:
     from vsearch.catalog import Catalog, MediaRecord
     from vsearch.ocr import store
     from vsearch.ocr.fold import fold
-    from vsearch.ocr.search import photos_with_text
 
+    if reuse:  # a catalog an earlier run built
+        return _time_text_in(reuse, repeats)
     rng = np.random.default_rng(0)
     vocab = ["total", "merci", "espresso", "croissant", "parking", "ticket", "exit", "platform", "gate", "menu",
              "soup", "salad", "invoice", "receipt", "station", "avenue", "street", "museum", "entrance", "open",
@@ -241,7 +241,15 @@ def bench_text_in(rows: int, repeats: int = 5) -> None:
     cat.close()
     size = os.path.getsize(os.path.join(d, "catalog.sqlite")) / 2**20
     print(f"\n{rows:,} photos, a fifth with 1–3 lines of text, written through the store in {build:.0f} s; "
-          f"catalog file {size:.0f} MiB")
+          f"catalog file {size:.0f} MiB, in {d} (--reuse it)")
+    _time_text_in(d, repeats)
+
+
+def _time_text_in(d: str, repeats: int) -> None:
+    import vsearch
+    from vsearch.ocr.fold import fold
+    from vsearch.ocr.search import photos_with_text
+
     print("\n| term | photos found | filter (SQL) p50 | search(text_in=..., k=10) p50 |")
     print("| --- | --- | --- | --- |")
     with vsearch.open(d, create=False) as coll:
@@ -265,6 +273,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="one gate size, 10,000 rows")
     parser.add_argument("--no-text-in", action="store_true", help="leave out the --text-in timing")
+    parser.add_argument("--reuse", help="time --text-in on the catalog in this folder (built by an earlier run)")
     args = parser.parse_args(argv)
     try:
         load = os.getloadavg()[0]
@@ -272,6 +281,8 @@ def main(argv=None) -> None:
         load = float("nan")
     print(f"{os.cpu_count()} cores, load average {load:.1f} at the start; one ONNX Runtime thread, so "
           "'per CPU-second' is the rate of one idle core")
+    if args.reuse:
+        return bench_text_in(args.rows, reuse=args.reuse)
     no_text, with_text = photos_without_text(), photos_with_text()
     gate_cost = bench_gate([GATE] if args.quick else [192, GATE, 320, 480], no_text, with_text)
     text_cost, no_text_cost = bench_read(with_text, no_text)
@@ -279,7 +290,7 @@ def main(argv=None) -> None:
     print(f"\na library with a fifth of its photos holding text: {1 / mix:.2f} img/s read "
           f"(gate at {GATE} px alone: {1 / gate_cost[GATE]:.1f} img/s on photos without text)")
     if not args.no_text_in:
-        bench_text_in(10_000 if args.quick else args.rows)
+        bench_text_in(10_000 if args.quick else args.rows, reuse=args.reuse)
     try:
         print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
     except OSError:

@@ -220,7 +220,8 @@ class Collection:
             matches = text_search.photos_with_text(self.catalog, text_search.folded_terms(text_in))
             vector_of = text_search.image_vector_ids(self.catalog, list(matches))  # media id -> vector id
             if allowed is not None:
-                vector_of = {m: v for m, v in vector_of.items() if v in set(allowed.tolist())}
+                tagged = set(allowed.tolist())
+                vector_of = {m: v for m, v in vector_of.items() if v in tagged}
             matches = {m: line for m, line in matches.items() if m in vector_of}
             allowed = np.asarray(sorted(vector_of.values()), dtype=np.int64)
             if len(allowed) == 0:

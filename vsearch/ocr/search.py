@@ -75,16 +75,14 @@ def photos_with_text(catalog, terms: Sequence[str]) -> dict[int, store.StoredLin
 def image_vector_ids(catalog, media_ids: Sequence[int]) -> dict[int, int]:
     """Media id -> image vector id of these photos, for a search restricted to them."""
     with catalog.reading() as r:
-        mids, vids, _ = store.image_vectors(r, media_ids)
-    return dict(zip(mids, vids))
+        return store.image_vector_ids(r, media_ids)
 
 
 def listing(catalog, matches: dict[int, store.StoredLine], k: int) -> list[TextHit]:
     """The matching photos alone (no query to rank them by): newest first, score 0."""
     with catalog.reading() as r:
         ordered = store.listing_order(r, list(matches))[:k]
-        mids, vids, _ = store.image_vectors(r, [m for m, _ in ordered])
-    vector_of = dict(zip(mids, vids))
+        vector_of = store.image_vector_ids(r, [m for m, _ in ordered])
     return [_text_hit(mid, text_to_path(path), 0.0, rank, vector_of.get(mid, -1), matches[mid])
             for rank, (mid, path) in enumerate(ordered, start=1)]
 

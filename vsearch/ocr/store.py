@@ -119,6 +119,15 @@ def image_vectors(r: Reading, media_ids: Sequence[int]) -> tuple[list[int], list
     return mids, vids, r.vectors(IMAGE_SPACE, blobs)
 
 
+def image_vector_ids(r: Reading, media_ids: Sequence[int]) -> dict[int, int]:
+    """Media id -> its image vector id, for these photos (no embeddings read)."""
+    out: dict[int, int] = {}
+    for chunk in id_chunks(sorted(set(media_ids))):
+        out.update((int(m), int(v)) for v, m in r.session.execute(
+            select(Vector.id, Vector.media_id).where(Vector.media_id.in_(chunk), Vector.space == IMAGE_SPACE)))
+    return out
+
+
 def listing_order(r: Reading, media_ids: Sequence[int]) -> list[tuple[int, str]]:
     """(media id, stored path) of these photos, newest first (capture time, else file time)."""
     rows: list[tuple[int, str, str | None, float]] = []
@@ -130,4 +139,4 @@ def listing_order(r: Reading, media_ids: Sequence[int]) -> list[tuple[int, str]]
 
 
 __all__ = ["HAS_TEXT_KEY", "StoredLine", "PendingPhoto", "pending_photos", "read_count", "store_text",
-           "lines_containing", "photo_lines", "image_vectors", "listing_order"]
+           "lines_containing", "photo_lines", "image_vectors", "image_vector_ids", "listing_order"]
