@@ -97,6 +97,8 @@ def test_text_in_finds_words_substrings_accents_and_phrases(indexed):
     assert _paths(db, "--text-in", "wifi password")[0] == ["wifi.jpg"]  # across the space, any case
     assert _paths(db, "--text-in", "giraffe")[0] == []
     assert _paths(db, "--text-in", "sunflower", "--text-in", "bakery")[0] == []  # every term must match
+    r = invoke("search", "--text-in", "!!", "--db", db)  # nothing to look for: one line, exit 2
+    assert r.exit_code == 2 and "--text-in '!!'" in r.output and len(r.output.strip().splitlines()) == 1
     _, hits = _paths(db, "--text-in", "croissants")
     assert "croissants" in hits[0]["text"] and len(hits[0]["box"]) == 4 and hits[0]["score"] == 0.0
 
