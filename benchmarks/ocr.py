@@ -14,7 +14,9 @@ the words are found.
    lines joined in reading order (a line read as two is no error); "raw" compares the text as read with spaces removed on both
    sides (the recognizer drops many), "folded" what searches compare (no case, accents or
    punctuation).
-3. From 1 and 2: the reading rate of a library where a fifth of the photos hold text.
+3. From 1 and 2: the reading rate of a library where a fifth of the photos hold text; and the
+   same kind of mix indexed with the packaged model without and with ``ocr=True`` in one run:
+   the embedding pass (photos searchable) and the text pass, each with its rate.
 4. ``--text-in`` at ``--rows`` photos: synthetic lines written through the real store (SQLite
    FTS5 trigram), then the time of the filter alone and of ``Collection.search(text_in=...)``.
 
@@ -200,6 +202,31 @@ def bench_read(with_text, no_text):
     return statistics.mean(times), took / len(no_text)
 
 
+def bench_index(no_text, with_text, model: str = "packaged") -> None:
+    """Indexing the same mix (about a fifth with text) into two new catalogs, without and with
+    ``ocr=True``, in this run: the embedding pass (after which the photos are searchable) and the
+    text pass, each with its rate."""
+    import vsearch
+
+    folder = tempfile.mkdtemp(prefix="ocr-mix-")
+    for i, im in enumerate(no_text):
+        im.save(os.path.join(folder, f"plain_{i:02d}.jpg"), quality=90)
+    for i, (_, im, _) in enumerate(with_text[:7]):
+        im.save(os.path.join(folder, f"text_{i:02d}.jpg"), quality=90)
+    n = len(no_text) + min(7, len(with_text))
+    print(f"\n| {n} photos, {min(7, len(with_text))} with text, model {model} | embedding pass (searchable after) "
+          "| text pass | photos with text found |")
+    print("| --- | --- | --- | --- |")
+    for ocr in (False, True):
+        with vsearch.open(tempfile.mkdtemp(prefix="ocr-db-"), model=model) as coll:
+            coll.encoder  # noqa: B018 - loaded outside the timing
+            summary = coll.index([folder], workers=0, ocr=ocr)
+        text = summary.text
+        print(f"| {'with' if ocr else 'without'} --ocr | {summary.seconds:.1f} s, {summary.images_per_second:.2f} img/s | "
+              + (f"{text['seconds']:.1f} s, {text['images_per_second']:.2f} img/s, {text['gated']} stopped by the gate | "
+                 f"{text['with_text']} |" if text else "— | — |"))
+
+
 def bench_text_in(rows: int, repeats: int = 5, reuse: str | None = None) -> None:
     from vsearch.catalog import Catalog, MediaRecord
     from vsearch.ocr import store
@@ -273,6 +300,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="one gate size, 10,000 rows")
     parser.add_argument("--no-text-in", action="store_true", help="leave out the --text-in timing")
+    parser.add_argument("--no-index", action="store_true", help="leave out indexing with and without OCR")
     parser.add_argument("--reuse", help="time --text-in on the catalog in this folder (built by an earlier run)")
     args = parser.parse_args(argv)
     try:
@@ -289,6 +317,8 @@ def main(argv=None) -> None:
     mix = 0.8 * no_text_cost + 0.2 * text_cost
     print(f"\na library with a fifth of its photos holding text: {1 / mix:.2f} img/s read "
           f"(gate at {GATE} px alone: {1 / gate_cost[GATE]:.1f} img/s on photos without text)")
+    if not args.no_index:
+        bench_index(no_text, with_text)
     if not args.no_text_in:
         bench_text_in(10_000 if args.quick else args.rows, reuse=args.reuse)
     try:
