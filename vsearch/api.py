@@ -217,13 +217,7 @@ class Collection:
 
             if regions:
                 raise QueryError("--regions does not combine with --text-in yet")
-            matches = text_search.photos_with_text(self.catalog, text_search.folded_terms(text_in))
-            vector_of = text_search.image_vector_ids(self.catalog, list(matches))  # media id -> vector id
-            if allowed is not None:
-                tagged = set(allowed.tolist())
-                vector_of = {m: v for m, v in vector_of.items() if v in tagged}
-            matches = {m: line for m, line in matches.items() if m in vector_of}
-            allowed = np.asarray(sorted(vector_of.values()), dtype=np.int64)
+            matches, allowed = text_search.text_filter(self.catalog, text_in, allowed)
             if len(allowed) == 0:
                 return []
             if not terms:

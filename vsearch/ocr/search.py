@@ -72,6 +72,20 @@ def photos_with_text(catalog, terms: Sequence[str]) -> dict[int, store.StoredLin
     return found or {}
 
 
+def text_filter(catalog, terms: Sequence[str], allowed_ids: np.ndarray | None = None
+                ) -> tuple[dict[int, store.StoredLine], np.ndarray]:
+    """The photos whose text contains every one of ``terms`` (as typed; folded here), among those
+    whose image vector is in ``allowed_ids`` when given: (media id -> the line that matched, their
+    image vector ids, sorted), for a search restricted to them."""
+    matches = photos_with_text(catalog, folded_terms(terms))
+    vector_of = image_vector_ids(catalog, list(matches))
+    if allowed_ids is not None:
+        allowed = set(np.asarray(allowed_ids).tolist())
+        vector_of = {m: v for m, v in vector_of.items() if v in allowed}
+    return ({m: line for m, line in matches.items() if m in vector_of},
+            np.asarray(sorted(vector_of.values()), dtype=np.int64))
+
+
 def image_vector_ids(catalog, media_ids: Sequence[int]) -> dict[int, int]:
     """Media id -> image vector id of these photos, for a search restricted to them."""
     with catalog.reading() as r:
@@ -125,5 +139,5 @@ def _reranked(hit: SearchHit, rank: int) -> SearchHit:
     return replace(hit, rank=rank)
 
 
-__all__ = ["TextHit", "TEXT_MATCH_BONUS", "folded_terms", "photos_with_text", "image_vector_ids", "listing",
+__all__ = ["TextHit", "TEXT_MATCH_BONUS", "folded_terms", "text_filter", "photos_with_text", "image_vector_ids", "listing",
            "with_matched_lines", "rank_with_words"]
