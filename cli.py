@@ -22,6 +22,7 @@ from vsearch.commands.eval import eval_app
 from vsearch.commands.faces import faces_app
 from vsearch.commands.regions import detect, detect_eval
 from vsearch.commands.library import duplicates
+from vsearch.commands.ocr import TextProgress, ocr_cmd, print_text_summary
 from vsearch.commands.scale import scale_app
 from vsearch.commands.serve import serve
 from vsearch.commands.train import train_cmd
@@ -96,6 +97,7 @@ def index(
     faces: Annotated[bool, typer.Option("--faces", help="Also detect faces and index each one (see `vsearch faces`).")] = False,
     regions: Annotated[Optional[str], typer.Option("--regions", help="Also index regions: proposals | detector:WEIGHTS.pt.")] = None,
     max_regions: Annotated[Optional[int], typer.Option("--max-regions", min=1, help="With --regions: at most N regions per photo (default 24).")] = None,
+    ocr: Annotated[bool, typer.Option("--ocr", help="Then read the text in the photos (after they are searchable; see `vsearch ocr`).")] = False,
     prune_missing: Annotated[bool, typer.Option("--prune-missing", help="Remove the photos under a folder that is "
                              "missing or empty (normally kept: it may be an unmounted drive).")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try every file that failed before again "
@@ -141,9 +143,10 @@ def index(
             encoder = coll.encoder
             if coll.notice:
                 err_console.print(coll.notice, highlight=False)
-            bar = _RichProgress(enabled=not quiet)
+            bar, text_bar = _RichProgress(enabled=not quiet), TextProgress(enabled=not quiet and ocr)
             try:
                 summary = coll.index(paths, batch_size=batch_size, workers=workers, progress=bar, faces=faces,
+                                     ocr=ocr, ocr_progress=text_bar,
                                      regions=regions, max_regions=max_regions, prune_missing=prune_missing,
                                      retry_failed=retry_failed, include_hidden=include_hidden, exclude=excludes,
                                      wait=wait, on_wait=lambda who: err_console.print(
@@ -151,6 +154,7 @@ def index(
                                          highlight=False))
             finally:
                 bar.stop()
+                text_bar.stop()
     except StorageError as exc:  # one clear line; what was committed stays committed
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
@@ -168,6 +172,8 @@ def index(
     )
     for path, reason in summary.failed:
         err_console.print(f"  [red]failed[/] {escape(display_path(path))}: {escape(reason)}", highlight=False, soft_wrap=True)
+    if summary.text is not None:
+        print_text_summary(summary.text)
     for path, count, why in summary.kept:
         err_console.print(f"  [yellow]kept[/] {count} photo{'s' * (count != 1)} under {escape(display_path(path))}: "
                           f"{escape(why)}", highlight=False, soft_wrap=True)
@@ -197,6 +203,8 @@ def search(
     plus: Annotated[List[str], typer.Option("--plus", help="Add a text concept; \"snow=0.5\" sets its weight.")] = [],  # noqa: B006 - typer needs a list
     minus: Annotated[List[str], typer.Option("--minus", help="Subtract a text concept; \"night=0.5\" sets its weight.")] = [],  # noqa: B006
     tags: Annotated[List[str], typer.Option("--tag", help="Only photos tagged with this (see `vsearch tag`); repeatable.")] = [],  # noqa: B006
+    text_in: Annotated[List[str], typer.Option("--text-in", help="Only photos whose text (index --ocr) contains this word or "
+                       "phrase, any case and accents, inside words too; repeatable (all must match).")] = [],  # noqa: B006
     k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
     as_json: Annotated[bool, json_flag("Print a JSON list of {path, score}.")] = False,
     bare_paths: Annotated[bool, typer.Option("--paths", help="Print only the paths, one a line (for xargs, xdg-open).")] = False,
@@ -223,8 +231,8 @@ def search(
     from vsearch.errors import QueryError
     from vsearch.fetch import local_image
 
-    if query is None and image is None and not plus and face is None:
-        raise QueryError("give a text query, --image FILE, --face FILE, or --plus terms")
+    if query is None and image is None and not plus and face is None and not text_in:
+        raise QueryError("give a text query, --image FILE, --face FILE, --text-in WORD, or --plus terms")
     if as_json and bare_paths:
         raise QueryError("choose one of --json and --paths")
     check_weighted_terms(plus, minus)
@@ -237,7 +245,7 @@ def search(
                                                                      precision=precision))
         with loading("loading the face models") if face_file is not None else nullcontext():
             hits = coll.search(text=query, image=image_file, plus=plus, minus=minus, k=k, tags=tags, regions=regions,
-                               face=face_file)
+                               face=face_file, text_in=text_in)
         explained = None
         if explain:
             from vsearch.commands.library import explain_search
@@ -362,6 +370,7 @@ app.command("classify")(classify)
 app.command("tag")(tag)
 app.command("tags")(tags_list)
 app.command("duplicates")(duplicates)
+app.command("ocr")(ocr_cmd)
 app.add_typer(captions_app, name="captions")
 app.add_typer(eval_app, name="eval")
 app.add_typer(faces_app, name="faces")

@@ -86,6 +86,7 @@ class IndexSummary:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"decode_wait": 0.0, "encode": 0.0, "write": 0.0})
     model: str = ""  # the encoder the photos were embedded with
+    text: dict | None = None  # with --ocr: the text-reading pass after embedding (ReadSummary.to_json())
 
     @property
     def indexed_ok(self) -> int:

@@ -172,7 +172,7 @@ def test_a_catalog_from_before_feature_versions_opens_and_is_stamped(tmp_path, u
         assert conn.execute(text("SELECT name FROM face_people")).scalars().all() == ["ada"]
     cat.engine.dispose()
     assert _versions(tmp_path / "idx", url) == {"schema_version": str(SCHEMA_VERSION), "schema_version:faces": "1",
-                                                "schema_version:regions": "1"}
+                                                "schema_version:regions": "1", "schema_version:ocr": "1"}
 
 
 def test_a_catalog_from_before_feature_versions_is_migrated_from_version_1(tmp_path, url, monkeypatch):
@@ -210,4 +210,5 @@ def test_connections_opening_a_new_catalog_at_once_take_turns(tmp_path, url):
         thread.join()
     assert not failed, failed[0]
     assert len(opened) == 4 and _versions(tmp_path / "idx" if url is None else tmp_path / "idx0", url) == {
-        "schema_version": str(SCHEMA_VERSION), "schema_version:faces": "1", "schema_version:regions": "1"}
+        "schema_version": str(SCHEMA_VERSION), "schema_version:faces": "1", "schema_version:regions": "1",
+        "schema_version:ocr": "1"}

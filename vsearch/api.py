@@ -13,6 +13,7 @@ from vsearch.catalog import IMAGE_SPACE, SearchHit
 from vsearch.encoders import canonical_spec, load_encoder, resolve_encoder
 from vsearch.errors import ModelMismatchError, QueryError
 from vsearch.images import decode_image, limit_aspect
+from vsearch.ocr import HAS_TEXT_KEY
 from vsearch.search import QueryTerm, SpaceSearcher, catalog_searcher, compose_query, parse_weighted, top_media
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class Collection:
         self._space_searcher: SpaceSearcher | None = None
         self.notice: str | None = None  # which model `auto` picked, for the CLI to show once
         self._extractors: dict[tuple, list] = {}  # built once per set of options, reused by every index run
+        self._text_reader = None  # the OCR engine, built on first use
         # set by open(discard_if_empty=True) on a catalog it created: (folder, url) removed at close
         # unless an index run kept something
         self._discard_if_empty: tuple[str, str | None] | None = None
@@ -94,7 +96,7 @@ class Collection:
               extractors: Sequence = (), prune_missing: bool = False, retry_failed: bool = False,
               include_hidden: bool = False, exclude: Sequence[str] = (), *, faces: bool = False,
               regions: str | None = None, max_regions: int | None = None, wait: bool = False,
-              on_wait: Callable[[str], None] | None = None):
+              on_wait: Callable[[str], None] | None = None, ocr: bool = False, ocr_progress=None):
         """Index photos under ``paths`` (what ``vsearch index`` does); returns an
         :class:`indexer.IndexSummary` whose ``to_json()`` is what ``--json`` prints.
 
@@ -103,6 +105,8 @@ class Collection:
         ``"detector:WEIGHTS.pt"``, at most ``max_regions`` per photo (default 24). Their models
         are loaded once per collection. ``extractors``: more
         :class:`indexer.pipeline.RegionExtractor` objects to run.
+        ``ocr``: then read the text in the photos that need it (:meth:`read_text`, with
+        ``ocr_progress``), after every photo is embedded and saved: the summary's ``text``.
         ``prune_missing``/``retry_failed``: see :func:`indexer.index_paths`; ``include_hidden`` and
         ``exclude`` (glob patterns): see :class:`indexer.scan.ScanOptions`.
         ``wait``: if another process is writing to the catalog, wait for it (``on_wait`` is told
@@ -124,7 +128,27 @@ class Collection:
         if summary.indexed_ok > 0 or summary.removed > 0:
             self._discard_if_empty = None  # the catalog holds photos now: it stays
         tag_pending(self)  # new and changed photos get the collection's tags (if `vsearch tag` was used)
+        if ocr:  # the photos are searchable by now: text reading is a pass of its own
+            summary.text = self.read_text(progress=ocr_progress).to_json()
         return summary
+
+    @property
+    def text_reader(self):
+        """The OCR engine (:class:`vsearch.ocr.engine.TextReader`), built on first use."""
+        if self._text_reader is None:
+            from vsearch.ocr.engine import TextReader
+
+            self._text_reader = TextReader()
+        return self._text_reader
+
+    def read_text(self, progress=None, wait: bool = False, on_wait: Callable[[str], None] | None = None):
+        """Read and store the text in every photo of the catalog that needs it: never read, changed
+        since, or read with other settings (``vsearch ocr --db``; nothing is embedded). Resumable:
+        each photo commits on its own. Returns a :class:`vsearch.ocr.reading.ReadSummary`."""
+        from vsearch.ocr.reading import read_pending
+
+        self.catalog.lock_for_writing(wait=wait, on_wait=on_wait)
+        return read_pending(self.catalog, self.text_reader, progress)
 
     # -- queries ---------------------------------------------------------------------------------
     def embed_image_file(self, path: str) -> np.ndarray:
@@ -150,15 +174,18 @@ class Collection:
     def search(self, text: str | None = None, image: str | None = None, plus: Sequence[str] = (),
                minus: Sequence[str] = (), k: int = 10, text_weight: float = 1.0,
                image_weight: float = 1.0, tags: Sequence[str] = (), regions: bool = False,
-               face: str | None = None) -> list[SearchHit]:
+               face: str | None = None, text_in: Sequence[str] = ()) -> list[SearchHit]:
         """Ranked photos for a text, an example image, or a combination:
         ``text·w + image·w + Σ plus − Σ minus``, renormalised. Plus/minus terms take ``"snow=0.5"``.
         ``tags`` keeps only photos carrying all those tags (see ``vsearch tag``).
         ``regions``: rank photos by their best region too and return ``RegionHit``s with its box.
         ``face``: a photo of a person; the photos showing that person (needs ``index --faces``),
-        alone: it does not combine with the other terms."""
+        alone: it does not combine with the other terms.
+        ``text_in``: only photos whose read text (``index --ocr``) contains every one of these,
+        ignoring case, accents and spaces; alone, it lists them newest first. A plain ``text``
+        ranks photos whose read text holds its words first (see :mod:`vsearch.ocr.search`)."""
         if face is not None:
-            if text is not None or image is not None or plus or minus or tags or regions:
+            if text is not None or image is not None or plus or minus or tags or regions or text_in:
                 raise QueryError("--face finds photos of a person; it does not combine with text, --image or --tag")
             from vsearch.faces.service import photos_with_face
 
@@ -185,6 +212,16 @@ class Collection:
             allowed = vector_ids_with_tags(self.catalog, tags)
             if len(allowed) == 0:
                 return []
+        if text_in:
+            from vsearch.ocr import search as text_search
+
+            if regions:
+                raise QueryError("--regions does not combine with --text-in yet")
+            matches, allowed = text_search.text_filter(self.catalog, text_in, allowed)
+            if len(allowed) == 0:
+                return []
+            if not terms:
+                return text_search.listing(self.catalog, matches, k)
         query = self.query_vector(terms)
         if regions:
             from vsearch.regions.search import search_regions
@@ -192,7 +229,14 @@ class Collection:
             if allowed is not None:
                 raise QueryError("--regions does not combine with --tag yet")
             return search_regions(self.catalog, query, k=k)
-        return top_media(self._searcher(), self._reads, query, k, distinct=False, allowed_ids=allowed)
+        hits = top_media(self._searcher(), self._reads, query, k, distinct=False, allowed_ids=allowed)
+        if text is not None and self._reads.get_meta(HAS_TEXT_KEY):  # a catalog without read text stays read-only
+            from vsearch.ocr import search as text_search
+
+            hits = text_search.rank_with_words(self.catalog, text, query, hits, k, allowed)
+        if text_in:
+            hits = text_search.with_matched_lines(hits, matches)
+        return hits
 
     def _searcher(self) -> SpaceSearcher:
         """The image space's searcher, chosen once per loaded index (a GPU copy is made once)."""

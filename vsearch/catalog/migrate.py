@@ -25,7 +25,7 @@ from vsearch.schema import CORE, Base, Meta, VersionedTables
 SCHEMA_LOCK_KEY = 0x76736561726369  # PostgreSQL advisory lock held while the tables are upgraded
 
 # Each module defines SCHEMA = VersionedTables("NAME", (tables...), (steps...)).
-FEATURE_SCHEMA_MODULES = ("vsearch.faces.schema", "vsearch.regions.schema")
+FEATURE_SCHEMA_MODULES = ("vsearch.faces.schema", "vsearch.regions.schema", "vsearch.ocr.schema")
 
 
 def feature_schemas() -> list[VersionedTables]:

@@ -16,6 +16,8 @@ def hit_json(hit) -> dict:
         out["whole_image"] = bool(getattr(hit, "whole_image", False))
         if getattr(hit, "label", None):
             out["label"] = hit.label
+        if getattr(hit, "text", None) is not None:  # found through its read text: the line that matched
+            out["text"] = hit.text
     return out
 
 
