@@ -14,7 +14,7 @@ import typer
 
 from vsearch.commands.common import (
     CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt, check_output_file, console,
-    err_console, escape, handle_errors, json_flag, print_json, print_names_as_bytes, print_rows, setup_logging,
+    err_console, escape, handle_errors, json_flag, plural, print_json, print_names_as_bytes, print_rows, setup_logging,
 )
 from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag, tags_list
@@ -125,6 +125,15 @@ def index(
     from vsearch.fsutil import display_path
 
     check_index_options(regions, max_regions)
+    if not prune_missing:  # a mistyped path fails here, before any model loads
+        from indexer.scan import root_state
+
+        unavailable = [(p, why) for p in paths if (why := root_state(p)) is not None]
+        if len(unavailable) == len(paths):
+            for root, why in unavailable:
+                err_console.print(f"[red]unavailable:[/] {escape(display_path(root))}: {escape(why)}",
+                                  highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
     excludes = tuple(exclude)
     if exclude_from:
         from indexer.scan import read_exclude_file
@@ -162,7 +171,7 @@ def index(
         + (f", retried {summary.retried}" if summary.retried else "")
         + (f", revisited {summary.revisited} for --faces/--regions" if summary.revisited else "")
         + (f"; left out {summary.skipped} hidden/system/excluded" if summary.skipped else "")
-        + (f"; {summary.skipped_by_extension} non-image files" if summary.skipped_by_extension else "")
+        + (f"; {plural(summary.skipped_by_extension, 'non-image file')}" if summary.skipped_by_extension else "")
         + (f" — {summary.images_per_second:.1f} img/s" if summary.added else ""),
         highlight=False,
     )

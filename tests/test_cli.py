@@ -88,3 +88,48 @@ def test_unknown_model_and_missing_weights_messages(tmp_path, photos):
 def test_doctor(tmp_path):
     r = invoke("doctor", "--db", tmp_path / "db")
     assert r.exit_code == 0 and "faiss" in r.output and "torch" in r.output
+
+
+def test_index_of_a_missing_path_fails_before_any_model_loads(tmp_path):
+    # the weights file does not exist either: only a path checked first names the folder
+    r = invoke("index", tmp_path / "nope", "--db", tmp_path / "db", "--model", "clip:ViT-B-32@/no/such/file.pt")
+    assert r.exit_code == 1, r.output
+    assert f"unavailable: {tmp_path / 'nope'}: no such file or folder" in r.output
+    assert "weights" not in r.output and not (tmp_path / "db").exists()
+
+
+def test_classify_missing_file_and_empty_folder_say_so(tmp_path, tiny_clip_spec):
+    missing = tmp_path / "missing.jpg"
+    r = invoke("classify", missing, "--labels", "cat,dog", "--model", "clip:ViT-B-32@/no/such/file.pt")
+    assert r.exit_code == 2 and f"not found: {missing}" in r.output, r.output
+    (tmp_path / "empty").mkdir()
+    r = invoke("classify", tmp_path / "empty", "--labels", "cat,dog", "--model", tiny_clip_spec, "--db", tmp_path / "db")
+    assert r.exit_code == 1 and f"no image files found under {tmp_path / 'empty'}" in r.output, r.output
+
+
+def test_search_by_an_unknown_tag_names_the_known_ones(photos, tmp_path, tiny_clip_spec):
+    db = tmp_path / "db"
+    invoke("index", photos, "--db", db, "--model", tiny_clip_spec, "--workers", "0", "-q")
+    assert invoke("tag", "--labels", "cat,rocket", "--db", db).exit_code == 0
+    r = invoke("search", "a cat", "--tag", "nosuchtag", "--db", db)
+    assert r.exit_code == 2, r.output
+    assert 'no tag "nosuchtag"' in r.output and "cat, rocket" in r.output.replace("rocket, cat", "cat, rocket")
+    assert invoke("search", "a cat", "--tag", "CAT", "--db", db).exit_code == 0
+
+
+def test_counts_are_singular_or_plural(photos, tmp_path, tiny_clip_spec):
+    (photos / "notes.txt").write_text("not a photo")
+    r = invoke("index", photos, "--db", tmp_path / "db", "--model", tiny_clip_spec, "--workers", "0", "-q")
+    assert r.exit_code == 0 and "; 1 non-image file" in r.output and "non-image files" not in r.output
+
+
+def test_log_warnings_read_like_the_commands_warnings(capsys):
+    import logging
+
+    from vsearch.commands.common import print_warning, setup_logging
+
+    setup_logging(False)
+    logging.getLogger("vsearch.anything").warning("index file %s unusable", "x.faiss")
+    print_warning("a [b] c")
+    err = capsys.readouterr().err
+    assert err == "warning: index file x.faiss unusable\nwarning: a [b] c\n"

@@ -180,8 +180,9 @@ class Collection:
             return []
         allowed = None
         if tags:
-            from vsearch.tags import vector_ids_with_tags
+            from vsearch.tags import check_known_tags, vector_ids_with_tags
 
+            check_known_tags(self.catalog, tags)
             allowed = vector_ids_with_tags(self.catalog, tags)
             if len(allowed) == 0:
                 return []

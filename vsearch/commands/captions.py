@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, console, err_console, escape, handle_errors, json_flag,
-                                     print_json)
+                                     plural, print_json, print_warning)
 
 captions_app = typer.Typer(help="Caption sets: add them, find the best captions for an image, search captions.",
                            no_args_is_help=True)
@@ -39,10 +39,12 @@ def add(
 
     with CatalogRef(db, db_url).collection() as coll:
         summary = add_captions(coll, file, caption_set)
-    console.print(f"added {summary.added} captions" + (f", skipped {summary.skipped_empty} empty lines" if summary.skipped_empty else ""))
+    console.print(f"added {plural(summary.added, 'caption')}"
+                  + (f", skipped {plural(summary.skipped_empty, 'empty line')}" if summary.skipped_empty else ""))
     if summary.missing_images:
-        err_console.print(f"warning: {len(summary.missing_images)} captions refer to images that do not exist, e.g. "
-                          f"{escape(summary.missing_images[0])} (captions kept)")
+        n = len(summary.missing_images)
+        print_warning(f"{plural(n, 'caption')} {'refers' if n == 1 else 'refer'} to images that do not exist, e.g. "
+                      f"{summary.missing_images[0]} (captions kept)")
 
 
 @captions_app.command("for-image")
@@ -91,6 +93,6 @@ def remove(caption_set: Annotated[str, typer.Argument(help="Set name.")], db: Db
 
     with CatalogRef(db, db_url).catalog() as catalog:
         n = remove_caption_set(catalog, caption_set)
-    console.print(f"removed {n} captions")
+    console.print(f"removed {plural(n, 'caption')}")
     if n == 0:
         raise typer.Exit(1)

@@ -25,8 +25,8 @@ from vsearch.fsutil import display_path
 __all__ = [
     "CatalogRef", "DbOpt", "DbUrlOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "OutputPathError", "PrecisionOpt",
     "RuntimeOpt", "check_output_file",
-    "console", "err_console", "escape", "handle_errors", "json_flag", "loading", "print_error", "print_json",
-    "print_rows", "resolve_device", "setup_logging",
+    "console", "err_console", "escape", "handle_errors", "json_flag", "loading", "plural", "print_error", "print_json",
+    "print_rows", "print_warning", "resolve_device", "setup_logging",
 ]
 
 
@@ -187,6 +187,16 @@ def print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}")
 
 
+def print_warning(message: str) -> None:
+    """``warning: MESSAGE`` on stderr: the one way a command, and a library's log warning, warns."""
+    err_console.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``"1 photo"``, ``"3 photos"``; ``many`` for a noun whose plural is not noun + s."""
+    return f"{n} {noun if n == 1 else (many or noun + 's')}"
+
+
 def handle_errors(fn):
     """Turn library exceptions into a one-line message and exit code 2 (only the CLI does this)."""
 
@@ -205,28 +215,28 @@ def handle_errors(fn):
     return wrapper
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Plain log lines on the ``sys.stderr`` of the moment (tests and callers swap it)."""
+class _ConsoleLogHandler(logging.Handler):
+    """Log records as the commands' own lines: ``warning: message`` (as :func:`print_warning`),
+    ``error: message``, ``info: message``; no timestamp, no padding, one line each."""
 
-    @property  # type: ignore[override]
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+        except Exception:  # noqa: BLE001 - a bad log call must not stop a command
+            self.handleError(record)
+            return
+        if record.levelno >= logging.ERROR:
+            print_error(message)
+        elif record.levelno >= logging.WARNING:
+            print_warning(message)
+        else:
+            err_console.print(f"{record.levelname.lower()}: {escape(message)}")
 
 
 def setup_logging(verbose: bool) -> None:
-    """Rich log lines on a terminal; elsewhere plain ``LEVEL: message`` lines (never padded)."""
-    if err_console.is_terminal:
-        from rich.logging import RichHandler
-
-        handler: logging.Handler = RichHandler(console=err_console, show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    """Log records in the commands' style (``warning: message``) on stderr, terminal or not."""
+    handler = _ConsoleLogHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

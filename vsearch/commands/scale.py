@@ -12,7 +12,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, check_output_file, err_console,
-                                     escape, handle_errors, resolve_device)
+                                     escape, handle_errors, plural, print_warning, resolve_device)
 
 scale_app = typer.Typer()
 SpaceOpt = Annotated[str, typer.Option("--space", help="Vector space (image, face, region, ...).")]
@@ -55,7 +55,7 @@ def embed_shards_cmd(
         err_console.print(f"  [red]skipped[/] {escape(path)}: {escape(reason)}")
     if not found.entries:
         if found.skipped:
-            err_console.print(f"nothing to embed: the catalog already holds all {found.skipped} files")
+            err_console.print(f"nothing to embed: the catalog already holds all {plural(found.skipped, 'file')}")
             return
         err_console.print("[red]no image files found[/]")
         raise typer.Exit(1)
@@ -68,10 +68,10 @@ def embed_shards_cmd(
             f"  shard {s.index}: {s.embedded} embedded, {s.failed} failed, {s.seconds:.1f}s", highlight=False))
     report = embed_shards(found.entries, out, model, shard_size, executor, overwrite=overwrite)
     err_console.print(
-        f"[green]done[/]: {len(report.shards)} shard(s) written, {report.skipped_shards} already done, "
+        f"[green]done[/]: {plural(len(report.shards), 'shard')} written, {report.skipped_shards} already done, "
         f"of {report.total_shards} in {report.out_dir} — {report.embedded} embedded, {report.failed} failed "
         f"in {report.seconds:.1f}s ({report.images_per_second:.1f} img/s) with {report.model}"
-        + (f"; {found.skipped} files already in the catalog" if found.skipped else ""),
+        + (f"; {plural(found.skipped, 'file')} already in the catalog" if found.skipped else ""),
         highlight=False,
     )
     if report.shards and report.embedded == 0:
@@ -96,7 +96,7 @@ def merge_shards_cmd(
     with CatalogRef(db, db_url).catalog(create=True) as catalog:
         s = merge_shards(catalog, shard_dir, space=space)
     err_console.print(
-        f"[green]merged[/] {s.shards} shard(s) in {s.seconds:.1f}s: added {s.added}, replaced {s.replaced}, "
+        f"[green]merged[/] {plural(s.shards, 'shard')} in {s.seconds:.1f}s: added {s.added}, replaced {s.replaced}, "
         f"unchanged {s.unchanged}, stale {s.stale}, failed {s.failed}"
         + (f" (+{s.failed_known} known)" if s.failed_known else ""),
         highlight=False,
@@ -105,8 +105,8 @@ def merge_shards_cmd(
         err_console.print(f"  [red]failed[/] {escape(path)}: {escape(reason)}")
     if s.missing_shards:
         shown = ", ".join(map(str, s.missing_shards[:10])) + (" …" if len(s.missing_shards) > 10 else "")
-        err_console.print(f"[yellow]{len(s.missing_shards)} planned shard(s) not written yet[/] ({shown}): "
-                          "merge again when embed-shards has finished", highlight=False)
+        print_warning(f"{plural(len(s.missing_shards), 'planned shard')} not written yet ({shown}): "
+                      "merge again when embed-shards has finished")
 
 
 @scale_app.command("build-index")
@@ -137,7 +137,7 @@ def build_index_cmd(
         p = report.params
         err_console.print(
             f"[green]built[/] IVF-PQ over {report.n} vectors: nlist {p.nlist}, m {p.m} ({p.code_bytes} bytes/vector), "
-            f"trained on {report.sample_size}, {report.parts} part(s); "
+            f"trained on {report.sample_size}, {plural(report.parts, 'part')}; "
             + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
             + (f" → {ondisk}" if ondisk else f" → {catalog.index_path(space)}"),
             highlight=False,

@@ -9,7 +9,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from vsearch.commands.common import CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, err_console, escape, handle_errors, loading, resolve_device
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, err_console, escape, handle_errors, loading,
+                                     print_warning, resolve_device)
 from vsearch.errors import VSearchError
 
 
@@ -99,8 +100,8 @@ def serve(
         verb = "created a new token in" if app.state.token_created else "token in"
         err_console.print(f"face endpoints need 'Authorization: Bearer <token>': {verb} {escape(str(app.state.token_file))}")
     if not loopback:
-        err_console.print(f"[yellow]warning[/]: listening on {host}: other machines can reach this service, "
-                          "and HTTP is not encrypted (put it behind a TLS proxy)", highlight=False)
+        print_warning(f"listening on {host}: other machines can reach this service, "
+                      "and HTTP is not encrypted (put it behind a TLS proxy)")
     shown = f"[{host}]" if ":" in host else host
     err_console.print(escape(f"serving on http://{shown}:{port}/ (API docs at /docs); Ctrl-C stops"))
     if watch:

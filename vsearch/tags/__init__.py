@@ -154,6 +154,20 @@ def tag_counts(catalog) -> list[TagCount]:
     return sorted((TagCount(label, int(n)) for label, n in counts.items()), key=lambda t: (-t.photos, t.label.casefold()))
 
 
+def check_known_tags(catalog, tags: Sequence[str]) -> None:
+    """:class:`QueryError` for the first of ``tags`` (case-insensitive) that no photo carries and
+    no ``vsearch tag`` run named, listing the tags there are: a typo is not "no results"."""
+    from vsearch.errors import QueryError
+
+    known = tag_counts(catalog)
+    names = {t.label.casefold() for t in known}
+    unknown = [t for t in tags if t.casefold() not in names]
+    if unknown:
+        there = (f"the tags are {', '.join(t.label for t in known)}" if known
+                 else 'no photo is tagged yet (vsearch tag --labels "cat,dog,beach")')
+        raise QueryError(f"no tag \"{unknown[0]}\" in this catalog: {there}")
+
+
 def tagging_config(catalog) -> TaggingConfig | None:
     raw = catalog.get_meta(TAGGING_META)
     return None if raw is None else TaggingConfig.from_json(raw)
