@@ -133,3 +133,16 @@ def test_log_warnings_read_like_the_commands_warnings(capsys):
     print_warning("a [b] c")
     err = capsys.readouterr().err
     assert err == "warning: index file x.faiss unusable\nwarning: a [b] c\n"
+
+
+def test_ctrl_c_ends_index_watch_in_one_line_with_exit_0(photos, tmp_path, tiny_clip_spec, monkeypatch):
+    import vsearch.watch
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # what Ctrl-C raises while the watcher waits for changes
+
+    monkeypatch.setattr(vsearch.watch, "watch", interrupted)
+    r = invoke("index", photos, "--db", tmp_path / "db", "--model", tiny_clip_spec, "--workers", "0", "-q", "--watch")
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[-1] == "stopped watching; everything indexed is saved"
+    assert "interrupted" not in r.output

@@ -38,7 +38,7 @@ def cli_env() -> dict:
 
 
 class Server:
-    def __init__(self, db, token_file, log_path, *extra: str):
+    def __init__(self, db, token_file, log_path, *extra: str, own_group: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -46,7 +46,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "serve", "--db", str(db), "--port", str(self.port),
              "--token-file", str(token_file), *extra],
-            cwd=REPO, env=cli_env(), stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=REPO, env=cli_env(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=own_group)
 
     def output(self) -> str:
         self._log.flush()
@@ -149,6 +149,24 @@ def test_real_server_limits_and_media_over_sockets(served):
         assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
         # a non-loopback Host header is refused even on the loopback socket
         assert c.get("/healthz", headers={"host": "attacker.example"}).status_code == 400
+
+
+def test_ctrl_c_stops_the_server_and_its_face_workers_in_one_line(tmp_path, photo_dir, tiny_clip_spec):
+    if not faces_installed():
+        pytest.skip("the faces feature is not installed")
+    with vsearch.open(tmp_path / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(photo_dir / "chelsea.jpg"), str(photo_dir / "astronaut.jpg")], workers=0)
+    server = Server(tmp_path / "db", tmp_path / "serve.token", tmp_path / "server.log", "--face-processes", "1",
+                    own_group=True)
+    try:
+        server.wait_ready(timeout=300)
+        os.killpg(server.proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: every process of the group
+        code = server.proc.wait(timeout=60)
+        output = server.output()
+    finally:
+        server.stop()
+    after = output.split("Ctrl-C stops", 1)[1].strip().splitlines()
+    assert code == 0 and after == ["stopped serving"], output
 
 
 def enroll_collins(url: str, token: str) -> None:

@@ -82,13 +82,16 @@ def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: i
         for path, reason in s.failed:
             err_console.print(f"  [red]failed[/] {escape(path)}: {escape(reason)}", highlight=False)
 
-    with CatalogRef(db, db_url).collection(model, device, create=True) as coll:
-        err_console.print(f"watching {', '.join(paths)} for changes (Ctrl-C to stop)", highlight=False)
-        # catch_up: one more (stat-only) pass once events are being watched, so that nothing
-        # written between the first run's scan and the watcher's start is missed
-        watch(coll, paths, on_batch=report, debounce=debounce, catch_up=True, batch_size=batch_size,
-              faces=faces, regions=regions, max_regions=max_regions, workers=0, include_hidden=include_hidden,
-              exclude=tuple(exclude))
+    try:
+        with CatalogRef(db, db_url).collection(model, device, create=True) as coll:
+            err_console.print(f"watching {', '.join(paths)} for changes (Ctrl-C to stop)", highlight=False)
+            # catch_up: one more (stat-only) pass once events are being watched, so that nothing
+            # written between the first run's scan and the watcher's start is missed
+            watch(coll, paths, on_batch=report, debounce=debounce, catch_up=True, batch_size=batch_size,
+                  faces=faces, regions=regions, max_regions=max_regions, workers=0, include_hidden=include_hidden,
+                  exclude=tuple(exclude))
+    except KeyboardInterrupt:  # Ctrl-C is how watching ends: the catalog is closed (saved) by now
+        err_console.print("stopped watching; everything indexed is saved", highlight=False)
 
 
 def explain_search(coll, hits, query, image, plus, minus, face) -> list:

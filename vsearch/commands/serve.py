@@ -108,9 +108,14 @@ def serve(
         from vsearch.commands.library import start_background_watch
 
         stop_watching = start_background_watch(db, db_url, resolve_device(device), watch)
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
-    if watch:
-        stop_watching()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    except KeyboardInterrupt:  # uvicorn shuts down first, then hands Ctrl-C on: the normal way to stop
+        pass
+    finally:
+        if watch:
+            stop_watching()
+    err_console.print("stopped serving", highlight=False)
 
 
 def _share_cores(workers: int) -> None:
