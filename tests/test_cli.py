@@ -146,3 +146,49 @@ def test_ctrl_c_ends_index_watch_in_one_line_with_exit_0(photos, tmp_path, tiny_
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[-1] == "stopped watching; everything indexed is saved"
     assert "interrupted" not in r.output
+
+
+def test_captions_json_and_tab_separated_lines(photo_dir, tmp_path, tiny_clip_spec):
+    db = tmp_path / "db"
+    invoke("index", photo_dir / "chelsea.jpg", "--db", db, "--model", tiny_clip_spec, "--workers", "0", "-q")
+    caps = tmp_path / "caps.txt"
+    caps.write_text("a cat\n\na cup of coffee\na rocket\n")
+    r = invoke("captions", "add", caps, "--db", db, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"added": 3, "skipped_empty": 1, "missing_images": []}
+    r = invoke("captions", "list", "--db", db, "--json")
+    assert json.loads(r.stdout) == [{"set": "caps", "captions": 3}]
+    assert invoke("captions", "list", "--db", db).stdout == "caps\t3\n"
+    lines = invoke("captions", "search", "a cat", "--db", db, "-k", "2").stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["1", "2"]  # rank<TAB>score<TAB>caption, as search
+    assert all(len(line.split("\t")) == 3 and line.split("\t")[2] in ("a cat", "a cup of coffee", "a rocket")
+               for line in lines)
+
+
+def test_shard_and_index_commands_print_json(photo_dir, tmp_path, tiny_clip_spec):
+    import numpy as np
+
+    from vsearch.catalog import Catalog, MediaRecord
+
+    out, db = tmp_path / "shards", tmp_path / "db"
+    r = invoke("embed-shards", photo_dir, "--out", out, "--model", tiny_clip_spec, "--shard-size", "4", "--json")
+    assert r.exit_code == 0, r.output
+    run = json.loads(r.stdout)
+    assert run["embedded"] == 10 and run["failed"] == 0 and run["total_shards"] == 3 and len(run["shards"]) == 3
+    r = invoke("merge-shards", out, "--db", db, "--json")
+    assert r.exit_code == 0, r.output
+    merged = json.loads(r.stdout)
+    assert merged["shards"] == 3 and merged["added"] == 10 and merged["failures"] == []
+    r = invoke("build-index", "--kind", "default", "--db", db, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"kind": "flat", "space": "image", "vectors": 10}
+
+    big = tmp_path / "big"
+    cat = Catalog(big)
+    cat.bind_space("image", "synthetic", 16)
+    x = np.random.default_rng(0).normal(size=(600, 16)).astype(np.float32)
+    cat.add_media([MediaRecord(f"/p/{i}.jpg", 1, 1.0) for i in range(600)], x / np.linalg.norm(x, axis=1, keepdims=True))
+    cat.close()
+    r = invoke("build-index", "--db", big, "--ondisk", tmp_path / "pq.faiss", "--json")
+    assert r.exit_code == 0, r.output
+    built = json.loads(r.stdout)
+    assert built["kind"] == "ivfpq" and built["vectors"] == 600 and built["index_file"] == str(tmp_path / "pq.faiss")

@@ -12,7 +12,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, check_output_file, err_console,
-                                     escape, handle_errors, plural, print_warning, resolve_device)
+                                     escape, handle_errors, json_flag, plural, print_json, print_warning, resolve_device)
 
 scale_app = typer.Typer()
 SpaceOpt = Annotated[str, typer.Option("--space", help="Vector space (image, face, region, ...).")]
@@ -36,6 +36,7 @@ def embed_shards_cmd(
     device: DeviceOpt = "cpu",
     decode_threads: Annotated[int, typer.Option("--decode-threads", min=0, help="Without --ray: decoding threads (0: decode between batches).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete shards of another run found in --out.")] = False,
+    as_json: Annotated[bool, json_flag("Print the run as JSON: shards written, embedded, failed, seconds.")] = False,
 ) -> None:
     """Embed image files into shard files (shard-NNNNN.npz) for `vsearch merge-shards`.
 
@@ -56,6 +57,8 @@ def embed_shards_cmd(
     if not found.entries:
         if found.skipped:
             err_console.print(f"nothing to embed: the catalog already holds all {plural(found.skipped, 'file')}")
+            if as_json:
+                print_json({"out_dir": out, "shards": [], "embedded": 0, "failed": 0, "in_catalog": found.skipped})
             return
         err_console.print("[red]no image files found[/]")
         raise typer.Exit(1)
@@ -74,6 +77,8 @@ def embed_shards_cmd(
         + (f"; {plural(found.skipped, 'file')} already in the catalog" if found.skipped else ""),
         highlight=False,
     )
+    if as_json:
+        print_json({**report.to_json(), "in_catalog": found.skipped})
     if report.shards and report.embedded == 0:
         err_console.print("[red]nothing could be embedded[/] (the failures are recorded by merge-shards)")
         raise typer.Exit(1)
@@ -86,6 +91,7 @@ def merge_shards_cmd(
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
     space: SpaceOpt = "image",
+    as_json: Annotated[bool, json_flag("Print the counts as JSON (added, replaced, unchanged, stale, failed, ...).")] = False,
 ) -> None:
     """Put shard files into the catalog (safe to repeat: what is there already is skipped)."""
     from indexer.merge import merge_shards
@@ -103,6 +109,8 @@ def merge_shards_cmd(
     )
     for path, reason in s.failures:
         err_console.print(f"  [red]failed[/] {escape(path)}: {escape(reason)}")
+    if as_json:
+        print_json(s.to_json())
     if s.missing_shards:
         shown = ", ".join(map(str, s.missing_shards[:10])) + (" …" if len(s.missing_shards) > 10 else "")
         print_warning(f"{plural(len(s.missing_shards), 'planned shard')} not written yet ({shown}): "
@@ -121,6 +129,7 @@ def build_index_cmd(
     part_size: Annotated[int, typer.Option("--part-size", min=1, help="Vectors per part filled and written separately.")] = 500_000,
     ondisk: Annotated[Optional[str], typer.Option("--ondisk", help="Write an on-disk (memory-mapped) index to this file instead of installing it in the catalog.")] = None,
     check: Annotated[int, typer.Option("--check", min=0, help="Measure Recall@10 against exact search with this many queries (0: skip).")] = 200,
+    as_json: Annotated[bool, json_flag("Print the build as JSON: kind, vectors, parameters, seconds, recall_at_10.")] = False,
 ) -> None:
     """Rebuild a vector space's index: IVF-PQ for large catalogs, or back to the default kind."""
     ondisk = check_output_file(ondisk, "--ondisk")
@@ -130,6 +139,8 @@ def build_index_cmd(
             catalog.rebuild(space)
             catalog.save()
             err_console.print(f"[green]rebuilt[/] {space}: {catalog.index(space).kind} index", highlight=False)
+            if as_json:
+                print_json({"kind": catalog.index(space).kind, "space": space, "vectors": catalog.vector_count(space)})
             return
         if kind != "ivfpq":
             raise typer.BadParameter(f"unknown --kind {kind!r}: use ivfpq or default")
@@ -142,6 +153,10 @@ def build_index_cmd(
             + (f" → {ondisk}" if ondisk else f" → {catalog.index_path(space)}"),
             highlight=False,
         )
+        recall = None
         if check and not ondisk:
             recall = catalog.recall_against_exact(space, n_queries=check)
             err_console.print(f"Recall@10 against exact search ({check} stored vectors as queries): {recall:.3f}")
+        if as_json:
+            print_json({**report.to_json(), "space": space, "index_file": ondisk or catalog.index_path(space),
+                        "recall_at_10": None if recall is None else round(recall, 4)})
