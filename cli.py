@@ -335,7 +335,7 @@ def _verify(cat, repair: bool, wait: bool) -> None:
 def doctor(db: DbOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt = False) -> None:
     """Versions, devices, FAISS CPU/GPU, models available offline, and catalog stats."""
     from vsearch.commands.common import loading
-    from vsearch.doctor import collect
+    from vsearch.doctor import as_text, collect
 
     with loading("looking at the installation and the catalog"):
         report = collect(db, db_url)
@@ -345,7 +345,7 @@ def doctor(db: DbOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt = False) 
     for section, items in report.items():
         console.print(f"[bold]{escape(section)}[/]")
         for key, value in items.items():
-            console.print(f"  {escape(str(key))}: {escape(str(value))}")
+            console.print(f"  {escape(str(key))}: {escape(as_text(value, str(key)))}")
 
 
 app.command("classify")(classify)

@@ -192,3 +192,14 @@ def test_shard_and_index_commands_print_json(photo_dir, tmp_path, tiny_clip_spec
     assert r.exit_code == 0, r.output
     built = json.loads(r.stdout)
     assert built["kind"] == "ivfpq" and built["vectors"] == 600 and built["index_file"] == str(tmp_path / "pq.faiss")
+
+
+def test_doctor_prints_plain_words_not_python_values(photo_dir, tmp_path, tiny_clip_spec):
+    db = tmp_path / "db"
+    invoke("index", photo_dir / "chelsea.jpg", "--db", db, "--model", tiny_clip_spec, "--workers", "0", "-q")
+    r = invoke("doctor", "--db", db)
+    assert r.exit_code == 0, r.output
+    for line in r.output.splitlines():
+        assert not any(python_value in line for python_value in ("{", "}", "('", "True", "False", "None")), line
+    assert "  vectors: image 1" in r.output and "CUDA available: no" in r.output
+    assert "-d)" in r.output.split("models:")[-1] and "consistent: yes" in r.output
