@@ -203,3 +203,12 @@ def test_doctor_prints_plain_words_not_python_values(photo_dir, tmp_path, tiny_c
         assert not any(python_value in line for python_value in ("{", "}", "('", "True", "False", "None")), line
     assert "  vectors: image 1" in r.output and "CUDA available: no" in r.output
     assert "-d)" in r.output.split("models:")[-1] and "consistent: yes" in r.output
+
+
+def test_output_folders_follow_the_output_file_rule(photo_dir, tmp_path, tiny_clip_spec):
+    r = invoke("embed-shards", photo_dir, "--out", tmp_path / "missing" / "shards", "--model", tiny_clip_spec)
+    assert r.exit_code == 2 and f"the folder {tmp_path / 'missing'} does not exist" in r.output, r.output
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "file").write_text("x")
+    r = invoke("embed-shards", photo_dir, "--out", tmp_path / "file", "--model", tiny_clip_spec)
+    assert r.exit_code == 2 and "is a file, not a folder" in r.output, r.output

@@ -24,7 +24,7 @@ from vsearch.fsutil import display_path
 
 __all__ = [
     "CatalogRef", "DbOpt", "DbUrlOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "OutputPathError", "PrecisionOpt",
-    "RuntimeOpt", "check_output_file",
+    "RuntimeOpt", "check_output_file", "check_output_folder",
     "console", "err_console", "escape", "handle_errors", "json_flag", "loading", "plural", "print_error", "print_json",
     "print_rows", "print_warning", "resolve_device", "setup_logging",
 ]
@@ -109,6 +109,18 @@ def check_output_file(path: str | None, option: str) -> str | None:
     if not os.path.isdir(parent):
         what = "is not a folder" if os.path.exists(parent) else "does not exist"
         raise OutputPathError(f"{option} {path}: the folder {parent} {what} (create it first)")
+    return path
+
+
+def check_output_folder(path: str, option: str) -> str:
+    """The same rule for a folder a command fills (``embed-shards --out``): it may be new, but
+    the folder it goes into must exist, and it must not be a file. Returns it, ``~`` expanded."""
+    path = os.path.expanduser(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputPathError(f"{option} {path} is a file, not a folder")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise OutputPathError(f"{option} {path}: the folder {parent} does not exist (create it first)")
     return path
 
 

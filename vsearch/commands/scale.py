@@ -11,8 +11,9 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, check_output_file, err_console,
-                                     escape, handle_errors, json_flag, plural, print_json, print_warning, resolve_device)
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, check_output_file, check_output_folder,
+                                     err_console, escape, handle_errors, json_flag, plural, print_json, print_warning,
+                                     resolve_device)
 
 scale_app = typer.Typer()
 SpaceOpt = Annotated[str, typer.Option("--space", help="Vector space (image, face, region, ...).")]
@@ -48,6 +49,7 @@ def embed_shards_cmd(
 
     if not paths and not from_list:
         raise typer.BadParameter("give folders/files to embed, or --list FILE")
+    out = check_output_folder(out, "--out")
     found = mf.gather(paths or (), from_list)
     if db or db_url:
         with CatalogRef(db, db_url).catalog(save=False) as catalog:
