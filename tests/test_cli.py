@@ -212,3 +212,19 @@ def test_output_folders_follow_the_output_file_rule(photo_dir, tmp_path, tiny_cl
     (tmp_path / "file").write_text("x")
     r = invoke("embed-shards", photo_dir, "--out", tmp_path / "file", "--model", tiny_clip_spec)
     assert r.exit_code == 2 and "is a file, not a folder" in r.output, r.output
+
+
+def test_the_one_time_onnx_export_says_one_line_and_no_exporter_warnings(photo_dir, tmp_path, tiny_clip_spec,
+                                                                         monkeypatch):
+    import warnings
+
+    monkeypatch.setenv("VSEARCH_ONNX_CACHE", str(tmp_path / "onnx"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = invoke("index", photo_dir / "chelsea.jpg", "--db", tmp_path / "db", "--model", tiny_clip_spec,
+                   "--runtime", "onnx", "--workers", "0", "-q")
+    assert r.exit_code == 0, r.output
+    assert [line for line in r.output.splitlines() if "ONNX" in line or "onnx" in line.lower()] == [
+        line for line in r.output.splitlines() if line.startswith("warning: exporting")]
+    assert len([line for line in r.output.splitlines() if line.startswith("warning: exporting")]) == 1
+    assert [str(w.message)[:80] for w in caught if "onnx" in w.filename or "jit" in w.filename] == []
