@@ -15,6 +15,7 @@ import typer
 from vsearch.commands.common import (
     CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt, check_output_file, console,
     err_console, escape, handle_errors, json_flag, plural, print_json, print_names_as_bytes, print_rows, setup_logging,
+    warn_if_not_english,
 )
 from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag, tags_list
@@ -244,6 +245,8 @@ def search(
         coll = stack.enter_context(CatalogRef(db, db_url).collection(model, device, create=False,
                                                                      load_model=face is None, runtime=runtime,
                                                                      precision=precision))
+        if face_file is None:
+            warn_if_not_english(coll.encoder.info.name, [query, *plus, *minus])
         with loading("loading the face models") if face_file is not None else nullcontext():
             hits = coll.search(text=query, image=image_file, plus=plus, minus=minus, k=k, tags=tags, regions=regions,
                                face=face_file)

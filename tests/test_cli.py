@@ -228,3 +228,23 @@ def test_the_one_time_onnx_export_says_one_line_and_no_exporter_warnings(photo_d
         line for line in r.output.splitlines() if line.startswith("warning: exporting")]
     assert len([line for line in r.output.splitlines() if line.startswith("warning: exporting")]) == 1
     assert [str(w.message)[:80] for w in caught if "onnx" in w.filename or "jit" in w.filename] == []
+
+
+def test_a_query_not_in_english_on_an_english_model_is_said_once(photos, tmp_path, tiny_clip_spec, capsys):
+    db = tmp_path / "db"
+    invoke("index", photos, "--db", db, "--model", tiny_clip_spec, "--workers", "0", "-q")
+    r = invoke("classify", photos / "chelsea.jpg", "--labels", "Katze,Kaffee,Rakete", "--db", db)
+    assert r.exit_code == 0 and r.output.count("does not look like English") == 1, r.output
+    assert "understands English only" in r.output
+    r = invoke("search", "eine Katze", "--db", db, "--plus", "Schnee")
+    assert r.exit_code == 0 and r.output.count("warning: ") == 1 and '"eine Katze", "Schnee"' in r.output
+    for english in (["a cat on a sofa"], ["cat", "coffee", "rocket"], ["Human retina."], ["un chat"]):
+        assert "English" not in invoke("classify", photos / "chelsea.jpg", "--labels", ",".join(english),
+                                       "--db", db).output, english
+
+    from vsearch.commands.common import warn_if_not_english
+
+    capsys.readouterr()
+    warn_if_not_english("clip:xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k", ["eine Katze"])  # multilingual
+    warn_if_not_english("packaged:effnet-lite0+minilm", ["кошка"])  # another script
+    assert capsys.readouterr().err.count("warning: ") == 1

@@ -8,7 +8,8 @@ from typing import Annotated, List, Optional
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt,
-                                     console, err_console, escape, handle_errors, json_flag, plural, print_json)
+                                     console, err_console, escape, handle_errors, json_flag, plural, print_json,
+                                     warn_if_not_english)
 
 LabelsOpt = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels, e.g. \"cat,dog,car\".")]
 LabelsFileOpt = Annotated[Optional[str], typer.Option("--labels-file", help="A file with one label per line.")]
@@ -66,6 +67,7 @@ def classify(
     overrides = parse_label_thresholds(label_threshold, label_list)
     with CatalogRef(db, db_url).collection(model, device, create=False if all_photos else None,
                                            runtime=runtime, precision=precision) as coll:
+        warn_if_not_english(coll.encoder.info.name, label_list)
         result = coll.classify(label_list, None if all_photos else paths, template_list, k=k,
                                label_thresholds=overrides, closed_set=closed_set)
         if coll.notice:
@@ -115,6 +117,7 @@ def tag(
     overrides = parse_label_thresholds(label_threshold, label_list)
     by_label = parse_examples(examples, label_list)
     with CatalogRef(db, db_url).collection(create=False) as coll:
+        warn_if_not_english(coll.encoder.info.name, label_list)
         learned = coll.thresholds_from_examples(by_label, label_list, template_list)
         for label, value in learned.items():
             err_console.print(escape(f"{label}: threshold {value:.3f} learned from {plural(len(by_label[label]), 'example photo')}"))

@@ -25,8 +25,8 @@ from vsearch.fsutil import display_path
 __all__ = [
     "CatalogRef", "DbOpt", "DbUrlOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "OutputPathError", "PrecisionOpt",
     "RuntimeOpt", "check_output_file", "check_output_folder",
-    "console", "err_console", "escape", "handle_errors", "json_flag", "loading", "plural", "print_error", "print_json",
-    "print_rows", "print_warning", "resolve_device", "setup_logging",
+    "console", "err_console", "escape", "handle_errors", "json_flag", "loading", "note_once", "plural", "print_error", "print_json",
+    "print_rows", "print_warning", "resolve_device", "setup_logging", "warn_if_not_english",
 ]
 
 
@@ -202,6 +202,40 @@ def print_error(message: str) -> None:
 def print_warning(message: str) -> None:
     """``warning: MESSAGE`` on stderr: the one way a command, and a library's log warning, warns."""
     err_console.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+def warn_if_not_english(model_name: str, texts: Sequence[str | None]) -> None:
+    """One warning when ``texts`` (a query and its terms, or a command's labels) do not look like
+    English while the model understands English only (:mod:`vsearch.encoders.language`)."""
+    from vsearch.encoders.language import looks_non_english, model_languages
+
+    texts = [t for t in texts if t]
+    if texts and model_languages(model_name) == "English" and looks_non_english(texts):
+        shown = ", ".join(f'"{t}"' for t in texts[:3]) + (", ..." if len(texts) > 3 else "")
+        print_warning(f"{shown} does not look like English, and the model {model_name} understands English only: "
+                      "expect poor results (see Languages in the README)")
+
+
+def state_dir() -> str:
+    """Where vsearch remembers small things between runs: ``$XDG_STATE_HOME/vsearch``, else
+    ``~/.local/state/vsearch``."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "vsearch")
+
+
+def note_once(key: str, message: str) -> None:
+    """``note: MESSAGE`` on stderr the first time only: a fact about the installation, not about
+    this call, is said once, not on every run (remembered in :func:`state_dir`)."""
+    marker = os.path.join(state_dir(), "notes", key)
+    if os.path.exists(marker):
+        return
+    err_console.print(f"[cyan]note:[/] {escape(message)}")
+    try:
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
+        with open(marker, "w", encoding="utf-8") as fh:
+            fh.write(message + "\n")
+    except OSError:  # a read-only home: the note comes again next time, nothing worse
+        pass
 
 
 def plural(n: int, noun: str, many: str | None = None) -> str:
