@@ -248,3 +248,20 @@ def test_a_query_not_in_english_on_an_english_model_is_said_once(photos, tmp_pat
     warn_if_not_english("clip:xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k", ["eine Katze"])  # multilingual
     warn_if_not_english("packaged:effnet-lite0+minilm", ["кошка"])  # another script
     assert capsys.readouterr().err.count("warning: ") == 1
+
+
+def test_long_commands_show_progress_piped_as_plain_lines(photos, tmp_path, tiny_clip_spec, monkeypatch):
+    import vsearch.commands.common as common
+
+    db = tmp_path / "db"
+    invoke("index", photos, "--db", db, "--model", tiny_clip_spec, "--workers", "0", "-q")
+    r = invoke("classify", photos, "--labels", "cat,dog", "--db", db)
+    assert r.exit_code == 0 and "classifying:" not in r.output  # quick work: no progress lines
+    monkeypatch.setattr(common, "PLAIN_PROGRESS_SECONDS", 0.0)  # as if every step took seconds
+    r = invoke("classify", photos, "--labels", "cat,dog", "--db", db)
+    lines = [line for line in r.output.splitlines() if line.startswith("classifying: ")]
+    assert lines == [f"classifying: {i}/10 photos" for i in range(1, 11)], r.output
+    r = invoke("search", "a cat", "--explain", "-k", "3", "--db", db)
+    assert r.exit_code == 0, r.output
+    assert [line for line in r.output.splitlines() if line.startswith("explaining: ")] == [
+        "explaining: 1/3 results", "explaining: 2/3 results", "explaining: 3/3 results"]

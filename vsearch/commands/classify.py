@@ -8,7 +8,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt,
-                                     console, err_console, escape, handle_errors, json_flag, plural, print_json,
+                                     console, err_console, escape, handle_errors, json_flag, plural, print_json, progress,
                                      warn_if_not_english)
 
 LabelsOpt = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels, e.g. \"cat,dog,car\".")]
@@ -68,8 +68,10 @@ def classify(
     with CatalogRef(db, db_url).collection(model, device, create=False if all_photos else None,
                                            runtime=runtime, precision=precision) as coll:
         warn_if_not_english(coll.encoder.info.name, label_list)
-        result = coll.classify(label_list, None if all_photos else paths, template_list, k=k,
-                               label_thresholds=overrides, closed_set=closed_set)
+        with progress("classifying") as steps:
+            result = coll.classify(label_list, None if all_photos else paths, template_list, k=k,
+                                   label_thresholds=overrides, closed_set=closed_set, on_start=steps.start,
+                                   on_done=steps)
         if coll.notice:
             err_console.print(escape(coll.notice))
     if as_json:
@@ -123,7 +125,10 @@ def tag(
             err_console.print(escape(f"{label}: threshold {value:.3f} learned from {plural(len(by_label[label]), 'example photo')}"))
         overrides.update(learned)
         config = TaggingConfig(label_list, template_list, threshold, label_thresholds=tuple(overrides.items()))
-        summary = tag_collection(coll, config)
+        from vsearch.catalog import IMAGE_SPACE
+
+        with progress("tagging", coll.catalog.vector_count(IMAGE_SPACE)) as advance:
+            summary = tag_collection(coll, config, on_batch=advance)
     if as_json:
         print_json(summary.to_json())
         return

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
-from typing import Annotated, Any, Iterator, Optional, Sequence
+from typing import Annotated, Any, Callable, Iterator, Optional, Sequence
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -25,7 +25,7 @@ from vsearch.fsutil import display_path
 __all__ = [
     "CatalogRef", "DbOpt", "DbUrlOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "OutputPathError", "PrecisionOpt",
     "RuntimeOpt", "check_output_file", "check_output_folder",
-    "console", "err_console", "escape", "handle_errors", "json_flag", "loading", "note_once", "plural", "print_error", "print_json",
+    "console", "err_console", "escape", "handle_errors", "json_flag", "loading", "note_once", "plural", "print_error", "progress", "print_json",
     "print_rows", "print_warning", "resolve_device", "setup_logging", "warn_if_not_english",
 ]
 
@@ -185,6 +185,70 @@ def loading(what: str) -> Iterator[None]:
         return
     with err_console.status(f"{escape(what)}…", spinner="dots"):
         yield
+
+PLAIN_PROGRESS_SECONDS = 2.0  # off a terminal: a progress line at most this often, none for quick work
+
+
+class _Steps:
+    """What :func:`progress` yields: ``steps.start(total)`` (when not known at once), then
+    ``steps(n)`` as n more steps are done."""
+
+    def __init__(self, what: str, unit: str):
+        self.what, self.unit = what, unit
+        self.total = self.done = 0
+        self._bar = self._task = None
+        self._last = self._shown = None
+
+    def start(self, total: int) -> None:
+        import time
+
+        self.total, self.done = total, 0
+        if err_console.is_terminal:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self._bar = Progress(TextColumn(f"[bold]{escape(self.what)}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
+                                 transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.what, total=total)
+        else:
+            self._last, self._shown = time.monotonic(), False
+
+    def __call__(self, n: int = 1) -> None:
+        import time
+
+        self.done += n
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+        elif self._last is not None and self.done < self.total and time.monotonic() - self._last >= PLAIN_PROGRESS_SECONDS:
+            self._line()
+            self._last, self._shown = time.monotonic(), True
+
+    def _line(self) -> None:
+        err_console.print(f"{self.what}: {self.done}/{self.total} {self.unit}", highlight=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        elif self._shown:
+            self._line()
+
+
+@contextlib.contextmanager
+def progress(what: str, total: int | None = None, unit: str = "photos") -> Iterator[_Steps]:
+    """Progress of work in steps: on a terminal a bar like `index`'s; piped, a plain line
+    ``WHAT: DONE/TOTAL UNIT`` every couple of seconds and a last one, and nothing at all for work
+    that is over sooner. Yields ``steps``: ``steps.start(total)`` unless ``total`` is given here,
+    then ``steps(n)`` as n more are done."""
+    steps = _Steps(what, unit)
+    if total is not None:
+        steps.start(total)
+    try:
+        yield steps
+    finally:
+        steps.close()
+
 
 def resolve_device(device: str) -> str:
     if device == "auto":

@@ -7,7 +7,7 @@ from typing import Annotated, Optional, Sequence
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, check_output_file, console, err_console, escape,
-                                     handle_errors, json_flag, print_json)
+                                     handle_errors, json_flag, print_json, progress)
 
 
 def check_weighted_terms(plus: Sequence[str], minus: Sequence[str]) -> None:
@@ -102,7 +102,8 @@ def explain_search(coll, hits, query, image, plus, minus, face) -> list:
     if face is not None:
         raise QueryError("--explain works with text and image queries, not --face")
     vector = query_vector_for(coll, query, image, plus, minus)
-    explanations = explain_hits(coll, hits, vector)
+    with progress("explaining", len(hits), "results") as advance:
+        explanations = explain_hits(coll, hits, vector, on_hit=advance)
     return [(e, explained_thumbnail_jpeg(h.path, e)) for h, e in zip(hits, explanations)]
 
 
