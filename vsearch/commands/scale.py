@@ -133,7 +133,8 @@ def build_index_cmd(
     check: Annotated[int, typer.Option("--check", min=0, help="Measure Recall@10 against exact search with this many queries (0: skip).")] = 200,
     as_json: Annotated[bool, json_flag("Print the build as JSON: kind, vectors, parameters, seconds, recall_at_10.")] = False,
 ) -> None:
-    """Rebuild a vector space's index: IVF-PQ for large catalogs, or back to the default kind."""
+    """Rebuild a vector space's index: IVF-PQ for a large catalog (25,000 vectors or more; fewer
+    stop with exit 2, since the exact index is fast there), or back to the catalog's own kind."""
     ondisk = check_output_file(ondisk, "--ondisk")
     # closed without saving: the build writes its own files; only the connections go
     with CatalogRef(db, db_url).catalog(save=False) as catalog:
