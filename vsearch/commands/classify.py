@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-
 from typing import Annotated, List, Optional
 
 import typer
@@ -125,9 +124,7 @@ def tag(
             err_console.print(escape(f"{label}: threshold {value:.3f} learned from {plural(len(by_label[label]), 'example photo')}"))
         overrides.update(learned)
         config = TaggingConfig(label_list, template_list, threshold, label_thresholds=tuple(overrides.items()))
-        from vsearch.catalog import IMAGE_SPACE
-
-        with progress("tagging", coll.catalog.vector_count(IMAGE_SPACE)) as advance:
+        with progress("tagging", coll.catalog.vector_count()) as advance:  # the image space's photos
             summary = tag_collection(coll, config, on_batch=advance)
     if as_json:
         print_json(summary.to_json())

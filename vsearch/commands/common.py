@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Iterator, Optional, Sequence
+from typing import Annotated, Any, Iterator, Optional, Sequence
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -25,8 +25,8 @@ from vsearch.fsutil import display_path
 __all__ = [
     "CatalogRef", "DbOpt", "DbUrlOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "OutputPathError", "PrecisionOpt",
     "RuntimeOpt", "check_output_file", "check_output_folder",
-    "console", "err_console", "escape", "handle_errors", "json_flag", "loading", "note_once", "plural", "print_error", "progress", "print_json",
-    "print_rows", "print_warning", "resolve_device", "setup_logging", "warn_if_not_english",
+    "console", "err_console", "escape", "handle_errors", "json_flag", "loading", "note_once", "plural", "print_error",
+    "print_json", "print_rows", "print_warning", "progress", "resolve_device", "setup_logging", "warn_if_not_english",
 ]
 
 
@@ -185,6 +185,7 @@ def loading(what: str) -> Iterator[None]:
         return
     with err_console.status(f"{escape(what)}…", spinner="dots"):
         yield
+
 
 PLAIN_PROGRESS_SECONDS = 2.0  # off a terminal: a progress line at most this often, none for quick work
 

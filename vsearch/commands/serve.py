@@ -10,7 +10,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, err_console, escape, handle_errors, loading,
-                                     print_warning, resolve_device)
+                                     plural, print_warning, resolve_device)
 from vsearch.errors import VSearchError
 
 
@@ -94,7 +94,7 @@ def serve(
         app = create_app(where.directory, db_url=db_url, device=resolve_device(device),
                          token_file=token_file, settings=settings)
     service = app.state.service
-    err_console.print(f"model {service.encoder.info.name}, {len(service.reader.current())} photos in the index",
+    err_console.print(f"model {service.encoder.info.name}, {plural(len(service.reader.current()), 'photo')} in the index",
                       highlight=False)
     if app.state.token_file:
         verb = "created a new token in" if app.state.token_created else "token in"
