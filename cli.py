@@ -14,7 +14,8 @@ import typer
 
 from vsearch.commands.common import (
     CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt, check_output_file, console,
-    err_console, escape, handle_errors, json_flag, print_json, print_names_as_bytes, print_rows, setup_logging,
+    err_console, escape, handle_errors, json_flag, plural, print_json, print_names_as_bytes, print_rows, setup_logging,
+    warn_if_not_english,
 )
 from vsearch.commands.captions import captions_app
 from vsearch.commands.classify import classify, tag, tags_list
@@ -127,6 +128,15 @@ def index(
     from vsearch.fsutil import display_path
 
     check_index_options(regions, max_regions)
+    if not prune_missing:  # a mistyped path fails here, before any model loads
+        from indexer.scan import root_state
+
+        unavailable = [(p, why) for p in paths if (why := root_state(p)) is not None]
+        if len(unavailable) == len(paths):
+            for root, why in unavailable:
+                err_console.print(f"[red]unavailable:[/] {escape(display_path(root))}: {escape(why)}",
+                                  highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
     excludes = tuple(exclude)
     if exclude_from:
         from indexer.scan import read_exclude_file
@@ -166,7 +176,7 @@ def index(
         + (f", retried {summary.retried}" if summary.retried else "")
         + (f", revisited {summary.revisited} for --faces/--regions" if summary.revisited else "")
         + (f"; left out {summary.skipped} hidden/system/excluded" if summary.skipped else "")
-        + (f"; {summary.skipped_by_extension} non-image files" if summary.skipped_by_extension else "")
+        + (f"; {plural(summary.skipped_by_extension, 'non-image file')}" if summary.skipped_by_extension else "")
         + (f" — {summary.images_per_second:.1f} img/s" if summary.added else ""),
         highlight=False,
     )
@@ -243,6 +253,8 @@ def search(
         coll = stack.enter_context(CatalogRef(db, db_url).collection(model, device, create=False,
                                                                      load_model=face is None, runtime=runtime,
                                                                      precision=precision))
+        if face_file is None:
+            warn_if_not_english(coll.encoder.info.name, [query, *plus, *minus])
         with loading("loading the face models") if face_file is not None else nullcontext():
             hits = coll.search(text=query, image=image_file, plus=plus, minus=minus, k=k, tags=tags, regions=regions,
                                face=face_file, text_in=text_in)
@@ -353,7 +365,7 @@ def _verify(cat, repair: bool, wait: bool) -> None:
 def doctor(db: DbOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt = False) -> None:
     """Versions, devices, FAISS CPU/GPU, models available offline, and catalog stats."""
     from vsearch.commands.common import loading
-    from vsearch.doctor import collect
+    from vsearch.doctor import as_text, collect
 
     with loading("looking at the installation and the catalog"):
         report = collect(db, db_url)
@@ -363,7 +375,7 @@ def doctor(db: DbOpt = None, db_url: DbUrlOpt = None, as_json: JsonOpt = False) 
     for section, items in report.items():
         console.print(f"[bold]{escape(section)}[/]")
         for key, value in items.items():
-            console.print(f"  {escape(str(key))}: {escape(str(value))}")
+            console.print(f"  {escape(str(key))}: {escape(as_text(value, str(key)))}")
 
 
 app.command("classify")(classify)

@@ -18,7 +18,7 @@ import socket
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
@@ -74,6 +74,13 @@ class EmbedReport:
     @property
     def images_per_second(self) -> float:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict:
+        """What `vsearch embed-shards --json` prints: the run, the shards it wrote, the totals."""
+        return {"out_dir": self.out_dir, "model": self.model, "total_shards": self.total_shards,
+                "shards": [asdict(s) for s in self.shards], "skipped_shards": self.skipped_shards,
+                "files": self.files, "embedded": self.embedded, "failed": self.failed,
+                "seconds": round(self.seconds, 3), "images_per_second": round(self.images_per_second, 3)}
 
 
 class ShardEmbedder:

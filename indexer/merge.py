@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from indexer.shards import read_run, read_shard, read_shard_meta, shard_paths
 from vsearch.catalog import IMAGE_SPACE, Catalog
@@ -33,6 +33,13 @@ class MergeSummary:
     failed_known: int = 0  # failures for files the catalog already holds at that size and mtime
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) recorded now
+
+    def to_json(self) -> dict:
+        """What `vsearch merge-shards --json` prints: every field, failures as {path, reason}."""
+        d = asdict(self)
+        d["failures"] = [{"path": path, "reason": reason} for path, reason in self.failures]
+        d["seconds"] = round(self.seconds, 3)
+        return d
 
 
 def merge_shards(catalog: Catalog, shard_dir: str, space: str = IMAGE_SPACE, chunk: int = 1000,

@@ -133,4 +133,5 @@ def pg_url():
 def _isolated_home(tmp_path, monkeypatch):
     """No test writes to the real ~/.local/share/vsearch; the label cache stays shared."""
     monkeypatch.setenv("VSEARCH_DB", str(tmp_path / "default-db"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # notes said once (vsearch.commands.common)
     monkeypatch.setenv("VSEARCH_CACHE", os.environ.get("VSEARCH_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "vsearch")))

@@ -90,7 +90,7 @@ def test_thresholds_from_examples_is_what_tag_example_learns(photo_dir, tmp_path
         learned = coll.thresholds_from_examples({"horse": [str(photo_dir / "horse.jpg")]}, ["cat", "horse"])
         assert coll.thresholds_from_examples({}, ["cat"]) == {}
     assert set(learned) == {"horse"} and learned["horse"] < 0.40  # examples only loosen the default
-    assert f"horse: threshold {learned['horse']:.3f} learned from 1 example photo(s)" in r.output
+    assert f"horse: threshold {learned['horse']:.3f} learned from 1 example photo" in r.output
 
 
 def test_manifest_gather_and_for_catalog(photo_dir, tmp_path, tiny_clip_spec):

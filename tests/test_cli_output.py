@@ -70,7 +70,8 @@ def test_detect_defaults_shown_without_torch_match_the_library():
     from vsearch.commands import regions as cmd
     from vsearch.regions import detect
 
-    assert (cmd.DEFAULT_THRESHOLD, cmd.DETECT_PROPOSALS) == (detect.DEFAULT_THRESHOLD, detect.DETECT_PROPOSALS)
+    assert (cmd.DEFAULT_THRESHOLD, cmd.DETECT_PROPOSALS, cmd.DEFAULT_PER_LABEL) == (
+        detect.DEFAULT_THRESHOLD, detect.DETECT_PROPOSALS, detect.DEFAULT_PER_LABEL)
 
 
 def test_error_messages_keep_brackets(tmp_path):

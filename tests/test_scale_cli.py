@@ -19,13 +19,13 @@ def test_embed_merge_search_verify(photos, tmp_path, tiny_clip_spec):
     r = invoke("embed-shards", photos, "--out", shards, "--model", tiny_clip_spec, "--shard-size", "4",
                "--decode-threads", "2")
     assert r.exit_code == 0, r.output
-    assert "3 shard(s) written, 0 already done, of 3" in r.output and "10 embedded, 1 failed" in r.output
+    assert "3 shards written, 0 already done, of 3" in r.output and "10 embedded, 1 failed" in r.output
     r = invoke("embed-shards", photos, "--out", shards, "--model", tiny_clip_spec, "--shard-size", "4")
-    assert r.exit_code == 0 and "0 shard(s) written, 3 already done" in r.output
+    assert r.exit_code == 0 and "0 shards written, 3 already done" in r.output
 
     r = invoke("merge-shards", shards, "--db", db)
     assert r.exit_code == 0, r.output
-    assert "merged 3 shard(s)" in r.output and "added 10, replaced 0, unchanged 0, stale 0, failed 1" in r.output
+    assert "merged 3 shards" in r.output and "added 10, replaced 0, unchanged 0, stale 0, failed 1" in r.output
     assert "broken.jpg: not a recognised image format" in r.output
     r = invoke("merge-shards", shards, "--db", db)
     assert "added 0, replaced 0, unchanged 10, stale 0, failed 0 (+1 known)" in r.output
@@ -43,7 +43,7 @@ def test_embed_merge_search_verify(photos, tmp_path, tiny_clip_spec):
     r = invoke("embed-shards", "--list", listing, "--out", tmp_path / "more", "--db", db)
     assert r.exit_code == 0, r.output
     assert "gone.jpg: cannot stat" in r.output and "1 embedded, 0 failed" in r.output
-    assert "1 files already in the catalog" in r.output
+    assert "1 file already in the catalog" in r.output
     r = invoke("merge-shards", tmp_path / "more", "--db", db)
     assert "added 1," in r.output
     r = invoke("embed-shards", photos, "--out", tmp_path / "x", "--db", db, "--model", "packaged")
@@ -88,7 +88,7 @@ def test_build_index(tmp_path):
     assert r.exit_code == 2 and "must divide the dimension 16" in r.output
     r = invoke("build-index", "--db", db, "--ondisk", out, "--part-size", "250")
     assert r.exit_code == 0, r.output
-    assert "IVF-PQ over 600 vectors" in r.output and "m 2 (2 bytes/vector)" in r.output and "3 part(s)" in r.output
+    assert "IVF-PQ over 600 vectors" in r.output and "m 2 (2 bytes/vector)" in r.output and "3 parts" in r.output
     assert ivfpq.load_ondisk(str(out)).ntotal == 600
     assert not ivfpq.is_pq(Catalog(db).index("image").index)  # --ondisk leaves the catalog's index alone
 

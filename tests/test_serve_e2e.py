@@ -38,7 +38,7 @@ def cli_env() -> dict:
 
 
 class Server:
-    def __init__(self, db, token_file, log_path, *extra: str):
+    def __init__(self, db, token_file, log_path, *extra: str, own_group: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -46,7 +46,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "serve", "--db", str(db), "--port", str(self.port),
              "--token-file", str(token_file), *extra],
-            cwd=REPO, env=cli_env(), stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=REPO, env=cli_env(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=own_group)
 
     def output(self) -> str:
         self._log.flush()
@@ -149,6 +149,50 @@ def test_real_server_limits_and_media_over_sockets(served):
         assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
         # a non-loopback Host header is refused even on the loopback socket
         assert c.get("/healthz", headers={"host": "attacker.example"}).status_code == 400
+
+
+def test_ctrl_c_stops_the_server_and_its_face_workers_in_one_line(tmp_path, photo_dir, tiny_clip_spec):
+    if not faces_installed():
+        pytest.skip("the faces feature is not installed")
+    with vsearch.open(tmp_path / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(photo_dir / "chelsea.jpg"), str(photo_dir / "astronaut.jpg")], workers=0)
+    server = Server(tmp_path / "db", tmp_path / "serve.token", tmp_path / "server.log", "--face-processes", "1",
+                    own_group=True)
+    try:
+        server.wait_ready(timeout=300)
+        os.killpg(server.proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: every process of the group
+        code = server.proc.wait(timeout=60)
+        output = server.output()
+    finally:
+        server.stop()
+    after = output.split("Ctrl-C stops", 1)[1].strip().splitlines()
+    assert code == 0 and after == ["stopped serving"], output
+
+
+def test_a_heic_original_opens_in_the_browser_as_a_jpeg(tmp_path, photo_dir, tiny_clip_spec):
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from vsearch.serve import ServeSettings, create_app
+
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    (tmp_path / "lib").mkdir()
+    Image.open(photo_dir / "chelsea.jpg").save(tmp_path / "lib" / "cat.heic", quality=90)
+    shutil.copy(photo_dir / "coffee.jpg", tmp_path / "lib" / "coffee.jpg")
+    with vsearch.open(tmp_path / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(tmp_path / "lib")], workers=0)
+    app = create_app(tmp_path / "db", token="t" * 32, settings=ServeSettings(workers=1, queue_depth=4, face_processes=0))
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        hits = {h["name"]: h["media_id"] for h in c.get("/v1/search", params={"q": "a photo", "k": 5}).json()["results"]}
+        r = c.get(f"/v1/media/{hits['cat.heic']}/original")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        assert "attachment" not in r.headers.get("content-disposition", "")
+        assert Image.open(io.BytesIO(r.content)).size == Image.open(photo_dir / "chelsea.jpg").size
+        r = c.get(f"/v1/media/{hits['coffee.jpg']}/original")  # what browsers show is sent as it is
+        assert r.headers["content-type"] == "image/jpeg" and r.content == (photo_dir / "coffee.jpg").read_bytes()
 
 
 def enroll_collins(url: str, token: str) -> None:
@@ -471,3 +515,60 @@ def photos_path(root, name):
     found = [p for p in (root / "photos").rglob(name)]
     assert len(found) == 1, found
     return found[0]
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} missing: apt-get install chromium")
+def test_web_page_dates_tag_from_the_url_and_a_stopped_server(tmp_path, photo_dir, tiny_clip_spec):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    from PIL import Image
+
+    from vsearch.tags import TaggingConfig, tag_collection
+
+    shutil.copytree(photo_dir, tmp_path / "photos")
+    with Image.open(photo_dir / "rocket.jpg") as im:  # a capture date in its EXIF
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x9003] = "2021:06:05 14:30:00"
+        im.save(tmp_path / "photos" / "rocket.jpg", exif=exif.tobytes())
+    with vsearch.open(tmp_path / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(tmp_path / "photos")], workers=0)
+        tag_collection(coll, TaggingConfig(("a cat", "a machine"), ("a photo of {}.",), 0.0, 1))
+    server = Server(tmp_path / "db", tmp_path / "serve.token", tmp_path / "server.log", "--face-processes", "0")
+    try:
+        server.wait_ready(timeout=300)
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                # the tag menu shows the URL's tag, whatever its case
+                page.goto(server.url + "/?q=a+photo&tag=A+MACHINE")
+                expect(page.locator("#status")).to_contain_text("tagged A MACHINE")
+                expect(page.locator("#tag-label")).to_be_visible()
+                expect(page.locator("#tag")).to_have_value("a machine")
+
+                # one local format for the capture date and the file's date
+                page.goto(server.url + "/?q=a+rocket&k=10")
+                page.locator("#grid .hit", has_text="rocket.jpg").click()
+                facts = page.locator("#viewer-facts")
+                expect(facts).to_contain_text("Taken")
+                taken = facts.locator("dt:text-is('Taken') + dd").text_content()
+                modified = facts.locator("dt:text-is('Modified') + dd").text_content()
+                fmt = "new Intl.DateTimeFormat(undefined, {dateStyle: 'medium', timeStyle: 'short'}).format"
+                assert taken == page.evaluate(f"{fmt}(new Date('2021-06-05T14:30:00'))")
+                mtime = os.stat(tmp_path / "photos" / "rocket.jpg").st_mtime
+                assert modified == page.evaluate(f"{fmt}(new Date({mtime * 1000}))")
+                page.keyboard.press("Escape")
+                expect(page.locator("#viewer")).to_be_hidden()
+
+                # the server stops: the page says so and keeps what it showed
+                shown = names(page)
+                assert server.stop() == 0
+                page.fill("#q", "a cup of coffee")
+                page.press("#q", "Enter")
+                expect(page.locator("#status")).to_contain_text("server is not answering")
+                assert "Failed to fetch" not in page.locator("#status").text_content()
+                assert names(page) == shown
+            finally:
+                browser.close()
+    finally:
+        server.stop()

@@ -207,8 +207,9 @@ class Collection:
             return []
         allowed = None
         if tags:
-            from vsearch.tags import vector_ids_with_tags
+            from vsearch.tags import check_known_tags, vector_ids_with_tags
 
+            check_known_tags(self.catalog, tags)
             allowed = vector_ids_with_tags(self.catalog, tags)
             if len(allowed) == 0:
                 return []
@@ -250,13 +251,16 @@ class Collection:
         """(N, D) vectors of image files (stored ones when a file is already in the catalog)."""
         return np.stack([self.embed_image_file(p) for p in paths]) if paths else np.zeros((0, self.encoder.info.dim), np.float32)
 
-    def embed_files(self, paths: Sequence[str]) -> EmbeddedFiles:
+    def embed_files(self, paths: Sequence[str], on_start=None, on_file=None) -> EmbeddedFiles:
         """The image files under ``paths`` (folders scanned as :meth:`index` scans them), embedded
         one by one (a file the catalog holds unchanged brings its stored vector); a file that
-        cannot be read is reported in ``failures`` and the others go on."""
+        cannot be read is reported in ``failures`` and the others go on. ``on_start(n)`` once the
+        n files are found, ``on_file(1)`` after each (a progress bar)."""
         from indexer.scan import scan_paths
 
         scan = scan_paths(paths)
+        if on_start is not None:
+            on_start(len(scan.files))
         failures = list(scan.problems)
         names, vectors = [], []
         for f in scan.files:
@@ -265,11 +269,14 @@ class Collection:
                 names.append(f.path)
             except Exception as exc:  # noqa: BLE001 - reported per file, the rest still embedded
                 failures.append((f.path, str(exc)))
+            if on_file is not None:
+                on_file(1)
         stacked = np.stack(vectors) if vectors else np.zeros((0, self.encoder.info.dim), np.float32)
         return EmbeddedFiles(names, stacked, failures)
 
     def classify(self, labels: Sequence[str], paths: Sequence[str] | None = None, templates: Sequence[str] | None = None,
-                 k: int = 3, label_thresholds: dict[str, float] | None = None, closed_set: bool = False):
+                 k: int = 3, label_thresholds: dict[str, float] | None = None, closed_set: bool = False,
+                 on_start=None, on_done=None):
         """Zero-shot labels (``vsearch classify``) for the image files under ``paths``, or for every
         photo of the catalog when ``paths`` is None: a :class:`vsearch.zeroshot.Classification`
         whose ``to_json()`` is what ``--json`` prints.
@@ -277,19 +284,29 @@ class Collection:
         Open set: a label is chosen only when it reaches its cosine threshold (the model's
         calibrated one, or ``label_thresholds[label]``), else the image is "none of these";
         ``closed_set`` always picks one of the labels. ``templates``: prompt templates with ``{}``
-        (default: the CLIP prompt ensemble)."""
+        (default: the CLIP prompt ensemble). ``on_start(n)`` when the n images are known,
+        ``on_done(m)`` as m more are classified (a progress bar)."""
         from vsearch.zeroshot import (DEFAULT_TEMPLATES, Classification, ClassifierCache, calibration_for,
                                       classify_vectors)
 
+        labels = list(labels)
+        classifier = ClassifierCache().get(self.encoder, labels, tuple(templates or DEFAULT_TEMPLATES))
         if paths is None:
             names, vectors = self.catalog.media_vectors(IMAGE_SPACE)
             failures: list[tuple[str, str]] = []
+            if on_start is not None:
+                on_start(len(names))
+            step = 4096  # stored vectors: classified in blocks, each reported
         else:
-            names, vectors, failures = self.embed_files(paths)
-        labels = list(labels)
-        classifier = ClassifierCache().get(self.encoder, labels, tuple(templates or DEFAULT_TEMPLATES))
-        images = classify_vectors(names, vectors, classifier, labels, calibration_for(self.encoder), k=k,
-                                  overrides=label_thresholds, closed_set=closed_set)
+            names, vectors, failures = self.embed_files(paths, on_start, on_done)
+            step, on_done = max(1, len(names)), None  # reported file by file while embedding
+        images = []
+        for i in range(0, len(names), step):
+            images += classify_vectors(names[i:i + step], vectors[i:i + step], classifier, labels,
+                                       calibration_for(self.encoder), k=k, overrides=label_thresholds,
+                                       closed_set=closed_set)
+            if on_done is not None:
+                on_done(len(names[i:i + step]))
         return Classification(images, failures)
 
     def thresholds_from_examples(self, examples: dict[str, Sequence[str]], labels: Sequence[str],

@@ -90,6 +90,23 @@ def _export_line(meta: dict) -> str:
     return f"{head}: min cosine vs torch {' '.join(towers) or 'not recorded'}"
 
 
+def as_text(value, key: str = "") -> str:
+    """A report value as `vsearch doctor` prints it: yes/no, "image 10, face 3", "NAME (512-d)";
+    never a Python repr ("{'image': 10}", "True", "('clip:...', 512)")."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {as_text(v, key)}" if key == "vectors" else f"{k}: {as_text(v, key)}"
+                         for k, v in value.items()) or "none"
+    if isinstance(value, (tuple, list)):
+        if key == "models" and len(value) == 2 and isinstance(value[1], int):
+            return f"{value[0]} ({value[1]}-d)"
+        return ", ".join(as_text(v, key) for v in value) or "none"
+    return str(value)
+
+
 def collect(db: str | None = None, db_url: str | None = None) -> dict[str, dict]:
     import torch
 

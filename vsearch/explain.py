@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -98,9 +98,11 @@ def region_explanation(catalog, media_id: int, query: np.ndarray) -> Explanation
     return None if found is None else Explanation("region", *found)
 
 
-def explain_hits(collection, hits: Sequence, query: np.ndarray, grid: int = DEFAULT_GRID) -> list[Explanation]:
+def explain_hits(collection, hits: Sequence, query: np.ndarray, grid: int = DEFAULT_GRID,
+                 on_hit: Callable[[int], None] | None = None) -> list[Explanation]:
     """One explanation per hit: its region box (region search), else its best stored region,
-    else an occlusion map."""
+    else an occlusion map (an encoder pass per grid cell: seconds a photo). ``on_hit(1)`` after
+    each hit (a progress bar)."""
     from vsearch.errors import ImageDecodeError
 
     out = []
@@ -116,6 +118,8 @@ def explain_hits(collection, hits: Sequence, query: np.ndarray, grid: int = DEFA
             except (ImageDecodeError, OSError):
                 found = Explanation("none", (0.0, 0.0, 0.0, 0.0), float(hit.score))
         out.append(found)
+        if on_hit is not None:
+            on_hit(1)
     return out
 
 

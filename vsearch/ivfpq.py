@@ -101,6 +101,13 @@ class BuildReport:
     timings: dict[str, float] = field(default_factory=dict)  # sample, train, fill, merge (seconds)
     ondisk_path: str | None = None
 
+    def to_json(self) -> dict:
+        """What `vsearch build-index --json` prints (the index itself stays out)."""
+        p = self.params
+        return {"kind": "ivfpq", "vectors": self.n, "nlist": p.nlist, "m": p.m, "nbits": p.nbits, "nprobe": p.nprobe,
+                "code_bytes": p.code_bytes, "sample_size": self.sample_size, "parts": self.parts,
+                "seconds": {k: round(v, 3) for k, v in self.timings.items()}, "ondisk_path": self.ondisk_path}
+
 
 def is_pq(index: faiss.Index) -> bool:
     """Whether ``index`` stores lossy PQ codes (and so should be re-ranked)."""

@@ -106,3 +106,20 @@ def test_eval_detect_names_the_file_of_unusable_ground_truth(tmp_path):
     _write(gt, [{"image": "a", "label": "cat", "box": [0, 0, 5, 5], "difficult": "TRUE"}])
     r = invoke("eval", "detect", gt, pred)
     assert r.exit_code == 0 and "undefined (every ground-truth box is marked difficult)" in " ".join(r.output.split())
+
+
+def test_detect_shows_the_best_box_of_each_label_and_notes_the_packaged_model_once(photo_dir):
+    args = ("detect", photo_dir / "coffee.jpg", "--labels", "cup,spoon,cat", "--model", "packaged", "--proposals", 24)
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    labels = [line.split("\t")[0] for line in r.stdout.splitlines()]
+    assert labels and len(labels) == len(set(labels)) <= 3  # one box per label, not a pile of nested cups
+    assert r.output.count("note: ") == 1 and "localises better" in r.output
+    again = invoke(*args)
+    assert again.exit_code == 0 and "note: " not in again.output and again.stdout == r.stdout
+
+
+def test_detect_per_label_0_keeps_every_box_nms_keeps(photo_dir, tiny_clip_spec):
+    base = ("detect", photo_dir / "coffee.jpg", "--labels", "cup", "--model", tiny_clip_spec, "--threshold", -1, "--json")
+    assert len(json.loads(invoke(*base).stdout)) == 1
+    assert len(json.loads(invoke(*base, "--per-label", 0).stdout)) > 1

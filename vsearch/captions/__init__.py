@@ -52,6 +52,10 @@ class AddCaptionsSummary:
     skipped_empty: int = 0
     missing_images: list[str] = field(default_factory=list)
 
+    def to_json(self) -> dict:
+        """What `vsearch captions add --json` prints."""
+        return {"added": self.added, "skipped_empty": self.skipped_empty, "missing_images": list(self.missing_images)}
+
 
 _TEXT_KEYS = ("caption", "text", "sentence")
 _IMAGE_KEYS = ("image", "image_path", "path", "file", "filename")

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, console, err_console, escape, handle_errors, json_flag,
-                                     print_json)
+                                     plural, print_json, print_rows, print_warning)
 
 captions_app = typer.Typer(help="Caption sets: add them, find the best captions for an image, search captions.",
                            no_args_is_help=True)
@@ -22,8 +22,9 @@ def _print_hits(hits, as_json: bool) -> None:
         return
     if not hits:
         err_console.print("no captions found")
-    for h in hits:
-        console.print(escape(f"{h.rank:>3}  {h.score:.3f}  {h.text}"))
+    # a table on a terminal; piped, rank<TAB>score<TAB>caption as `vsearch search` writes its hits
+    print_rows(["#", "score", "caption"], [[str(h.rank), f"{h.score:.3f}", h.text] for h in hits],
+               justify=["right", "right", "left"])
 
 
 @captions_app.command("add")
@@ -33,16 +34,22 @@ def add(
     caption_set: SetOpt = None,
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
+    as_json: Annotated[bool, json_flag("Print JSON: {added, skipped_empty, missing_images}.")] = False,
 ) -> None:
     """Store and embed a caption file as a caption set."""
     from vsearch.captions import add_captions
 
     with CatalogRef(db, db_url).collection() as coll:
         summary = add_captions(coll, file, caption_set)
-    console.print(f"added {summary.added} captions" + (f", skipped {summary.skipped_empty} empty lines" if summary.skipped_empty else ""))
+    if as_json:
+        print_json(summary.to_json())
+    (err_console if as_json else console).print(
+        f"added {plural(summary.added, 'caption')}"
+        + (f", skipped {plural(summary.skipped_empty, 'empty line')}" if summary.skipped_empty else ""))
     if summary.missing_images:
-        err_console.print(f"warning: {len(summary.missing_images)} captions refer to images that do not exist, e.g. "
-                          f"{escape(summary.missing_images[0])} (captions kept)")
+        n = len(summary.missing_images)
+        print_warning(f"{plural(n, 'caption')} {'refers' if n == 1 else 'refer'} to images that do not exist, e.g. "
+                      f"{summary.missing_images[0]} (captions kept)")
 
 
 @captions_app.command("for-image")
@@ -73,14 +80,17 @@ def search(text: Annotated[str, typer.Argument(help="Text to match captions agai
 
 @captions_app.command("list")
 @handle_errors
-def list_sets(db: DbOpt = None, db_url: DbUrlOpt = None) -> None:
+def list_sets(db: DbOpt = None, db_url: DbUrlOpt = None,
+              as_json: Annotated[bool, json_flag("Print JSON: [{set, captions}].")] = False) -> None:
     """Caption sets in the catalog, with their sizes."""
     from vsearch.captions import caption_sets
 
     with CatalogRef(db, db_url).catalog() as catalog:
         sets = caption_sets(catalog)
-    for name, n in sets:
-        console.print(f"{escape(name)}: {n}")
+    if as_json:
+        print_json([{"set": name, "captions": n} for name, n in sets])
+        return
+    print_rows(["set", "captions"], [[name, str(n)] for name, n in sets], justify=["left", "right"])
 
 
 @captions_app.command("remove")
@@ -91,6 +101,6 @@ def remove(caption_set: Annotated[str, typer.Argument(help="Set name.")], db: Db
 
     with CatalogRef(db, db_url).catalog() as catalog:
         n = remove_caption_set(catalog, caption_set)
-    console.print(f"removed {n} captions")
+    console.print(f"removed {plural(n, 'caption')}")
     if n == 0:
         raise typer.Exit(1)

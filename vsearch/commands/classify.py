@@ -1,12 +1,14 @@
 """`vsearch classify` and `vsearch tag`: zero-shot labels for photos."""
 from __future__ import annotations
 
+import os
 from typing import Annotated, List, Optional
 
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt,
-                                     console, err_console, escape, handle_errors, json_flag, print_json)
+                                     console, err_console, escape, handle_errors, json_flag, plural, print_json, progress,
+                                     warn_if_not_english)
 
 LabelsOpt = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels, e.g. \"cat,dog,car\".")]
 LabelsFileOpt = Annotated[Optional[str], typer.Option("--labels-file", help="A file with one label per line.")]
@@ -57,11 +59,18 @@ def classify(
     template_list = load_templates(templates)
     if not paths and not all_photos:
         raise QueryError("give image paths or --all")
+    if paths and not all_photos:  # a mistyped path fails here, before the model loads
+        missing = [p for p in paths if not os.path.lexists(p)]
+        if missing:
+            raise QueryError(f"not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     overrides = parse_label_thresholds(label_threshold, label_list)
     with CatalogRef(db, db_url).collection(model, device, create=False if all_photos else None,
                                            runtime=runtime, precision=precision) as coll:
-        result = coll.classify(label_list, None if all_photos else paths, template_list, k=k,
-                               label_thresholds=overrides, closed_set=closed_set)
+        warn_if_not_english(coll.encoder.info.name, label_list)
+        with progress("classifying") as steps:
+            result = coll.classify(label_list, None if all_photos else paths, template_list, k=k,
+                                   label_thresholds=overrides, closed_set=closed_set, on_start=steps.start,
+                                   on_done=steps)
         if coll.notice:
             err_console.print(escape(coll.notice))
     if as_json:
@@ -73,6 +82,9 @@ def classify(
     for path, reason in result.failures:
         err_console.print(f"  [red]skipped[/] {escape(path)}: {escape(reason)}")
     if not result.images:
+        if not result.failures:
+            err_console.print("[red]no photos in the catalog[/]" if all_photos else
+                              f"[red]no image files found under[/] {escape(' '.join(paths or []))}")
         raise typer.Exit(1)
 
 
@@ -106,16 +118,18 @@ def tag(
     overrides = parse_label_thresholds(label_threshold, label_list)
     by_label = parse_examples(examples, label_list)
     with CatalogRef(db, db_url).collection(create=False) as coll:
+        warn_if_not_english(coll.encoder.info.name, label_list)
         learned = coll.thresholds_from_examples(by_label, label_list, template_list)
         for label, value in learned.items():
-            err_console.print(escape(f"{label}: threshold {value:.3f} learned from {len(by_label[label])} example photo(s)"))
+            err_console.print(escape(f"{label}: threshold {value:.3f} learned from {plural(len(by_label[label]), 'example photo')}"))
         overrides.update(learned)
         config = TaggingConfig(label_list, template_list, threshold, label_thresholds=tuple(overrides.items()))
-        summary = tag_collection(coll, config)
+        with progress("tagging", coll.catalog.vector_count()) as advance:  # the image space's photos
+            summary = tag_collection(coll, config, on_batch=advance)
     if as_json:
         print_json(summary.to_json())
         return
-    console.print(f"tagged {summary.tagged} photos, {summary.labels_stored} tags stored")
+    console.print(f"tagged {plural(summary.tagged, 'photo')}, {plural(summary.labels_stored, 'tag')} stored")
     for label, n in summary.most_common():
         console.print(f"  {escape(label)}: {n}")
 

@@ -24,9 +24,9 @@ from vsearch.fsutil import display_path
 
 __all__ = [
     "CatalogRef", "DbOpt", "DbUrlOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "OutputPathError", "PrecisionOpt",
-    "RuntimeOpt", "check_output_file",
-    "console", "err_console", "escape", "handle_errors", "json_flag", "loading", "print_error", "print_json",
-    "print_rows", "resolve_device", "setup_logging",
+    "RuntimeOpt", "check_output_file", "check_output_folder",
+    "console", "err_console", "escape", "handle_errors", "json_flag", "loading", "note_once", "plural", "print_error",
+    "print_json", "print_rows", "print_warning", "progress", "resolve_device", "setup_logging", "warn_if_not_english",
 ]
 
 
@@ -112,6 +112,18 @@ def check_output_file(path: str | None, option: str) -> str | None:
     return path
 
 
+def check_output_folder(path: str, option: str) -> str:
+    """The same rule for a folder a command fills (``embed-shards --out``): it may be new, but
+    the folder it goes into must exist, and it must not be a file. Returns it, ``~`` expanded."""
+    path = os.path.expanduser(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputPathError(f"{option} {path} is a file, not a folder")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise OutputPathError(f"{option} {path}: the folder {parent} does not exist (create it first)")
+    return path
+
+
 def print_json(value) -> None:
     """One JSON document on stdout: no rich console (it would wrap and colour), UTF-8 kept as is;
     a file name's undecodable bytes appear as ``\\xNN`` (valid UTF-8, as the server writes them)."""
@@ -174,6 +186,71 @@ def loading(what: str) -> Iterator[None]:
     with err_console.status(f"{escape(what)}…", spinner="dots"):
         yield
 
+
+PLAIN_PROGRESS_SECONDS = 2.0  # off a terminal: a progress line at most this often, none for quick work
+
+
+class _Steps:
+    """What :func:`progress` yields: ``steps.start(total)`` (when not known at once), then
+    ``steps(n)`` as n more steps are done."""
+
+    def __init__(self, what: str, unit: str):
+        self.what, self.unit = what, unit
+        self.total = self.done = 0
+        self._bar = self._task = None
+        self._last = self._shown = None
+
+    def start(self, total: int) -> None:
+        import time
+
+        self.total, self.done = total, 0
+        if err_console.is_terminal:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self._bar = Progress(TextColumn(f"[bold]{escape(self.what)}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
+                                 transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.what, total=total)
+        else:
+            self._last, self._shown = time.monotonic(), False
+
+    def __call__(self, n: int = 1) -> None:
+        import time
+
+        self.done += n
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+        elif self._last is not None and self.done < self.total and time.monotonic() - self._last >= PLAIN_PROGRESS_SECONDS:
+            self._line()
+            self._last, self._shown = time.monotonic(), True
+
+    def _line(self) -> None:
+        err_console.print(f"{self.what}: {self.done}/{self.total} {self.unit}", highlight=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        elif self._shown:
+            self._line()
+
+
+@contextlib.contextmanager
+def progress(what: str, total: int | None = None, unit: str = "photos") -> Iterator[_Steps]:
+    """Progress of work in steps: on a terminal a bar like `index`'s; piped, a plain line
+    ``WHAT: DONE/TOTAL UNIT`` every couple of seconds and a last one, and nothing at all for work
+    that is over sooner. Yields ``steps``: ``steps.start(total)`` unless ``total`` is given here,
+    then ``steps(n)`` as n more are done."""
+    steps = _Steps(what, unit)
+    if total is not None:
+        steps.start(total)
+    try:
+        yield steps
+    finally:
+        steps.close()
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
         import torch
@@ -185,6 +262,50 @@ def resolve_device(device: str) -> str:
 def print_error(message: str) -> None:
     """``error: MESSAGE`` on stderr; the message is text, not markup ("[x1, y1, x2, y2]" stays)."""
     err_console.print(f"[bold red]error:[/] {escape(message)}")
+
+
+def print_warning(message: str) -> None:
+    """``warning: MESSAGE`` on stderr: the one way a command, and a library's log warning, warns."""
+    err_console.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+def warn_if_not_english(model_name: str, texts: Sequence[str | None]) -> None:
+    """One warning when ``texts`` (a query and its terms, or a command's labels) do not look like
+    English while the model understands English only (:mod:`vsearch.encoders.language`)."""
+    from vsearch.encoders.language import looks_non_english, model_languages
+
+    texts = [t for t in texts if t]
+    if texts and model_languages(model_name) == "English" and looks_non_english(texts):
+        shown = ", ".join(f'"{t}"' for t in texts[:3]) + (", ..." if len(texts) > 3 else "")
+        print_warning(f"{shown} does not look like English, and the model {model_name} understands English only: "
+                      "expect poor results (see Languages in the README)")
+
+
+def state_dir() -> str:
+    """Where vsearch remembers small things between runs: ``$XDG_STATE_HOME/vsearch``, else
+    ``~/.local/state/vsearch``."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "vsearch")
+
+
+def note_once(key: str, message: str) -> None:
+    """``note: MESSAGE`` on stderr the first time only: a fact about the installation, not about
+    this call, is said once, not on every run (remembered in :func:`state_dir`)."""
+    marker = os.path.join(state_dir(), "notes", key)
+    if os.path.exists(marker):
+        return
+    err_console.print(f"[cyan]note:[/] {escape(message)}")
+    try:
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
+        with open(marker, "w", encoding="utf-8") as fh:
+            fh.write(message + "\n")
+    except OSError:  # a read-only home: the note comes again next time, nothing worse
+        pass
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``"1 photo"``, ``"3 photos"``; ``many`` for a noun whose plural is not noun + s."""
+    return f"{n} {noun if n == 1 else (many or noun + 's')}"
 
 
 def handle_errors(fn):
@@ -205,28 +326,28 @@ def handle_errors(fn):
     return wrapper
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Plain log lines on the ``sys.stderr`` of the moment (tests and callers swap it)."""
+class _ConsoleLogHandler(logging.Handler):
+    """Log records as the commands' own lines: ``warning: message`` (as :func:`print_warning`),
+    ``error: message``, ``info: message``; no timestamp, no padding, one line each."""
 
-    @property  # type: ignore[override]
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+        except Exception:  # noqa: BLE001 - a bad log call must not stop a command
+            self.handleError(record)
+            return
+        if record.levelno >= logging.ERROR:
+            print_error(message)
+        elif record.levelno >= logging.WARNING:
+            print_warning(message)
+        else:
+            err_console.print(f"{record.levelname.lower()}: {escape(message)}")
 
 
 def setup_logging(verbose: bool) -> None:
-    """Rich log lines on a terminal; elsewhere plain ``LEVEL: message`` lines (never padded)."""
-    if err_console.is_terminal:
-        from rich.logging import RichHandler
-
-        handler: logging.Handler = RichHandler(console=err_console, show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    """Log records in the commands' style (``warning: message``) on stderr, terminal or not."""
+    handler = _ConsoleLogHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional, Sequence
 import typer
 
 from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, check_output_file, console, err_console, escape,
-                                     handle_errors, json_flag, print_json)
+                                     handle_errors, json_flag, print_json, progress)
 
 
 def check_weighted_terms(plus: Sequence[str], minus: Sequence[str]) -> None:
@@ -141,13 +141,16 @@ def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: i
         for path, reason in s.failed:
             err_console.print(f"  [red]failed[/] {escape(path)}: {escape(reason)}", highlight=False)
 
-    with CatalogRef(db, db_url).collection(model, device, create=True) as coll:
-        err_console.print(f"watching {', '.join(paths)} for changes (Ctrl-C to stop)", highlight=False)
-        # catch_up: one more (stat-only) pass once events are being watched, so that nothing
-        # written between the first run's scan and the watcher's start is missed
-        watch(coll, paths, on_batch=report, debounce=debounce, catch_up=True, batch_size=batch_size,
-              faces=faces, regions=regions, max_regions=max_regions, workers=0, include_hidden=include_hidden,
-              exclude=tuple(exclude), on_notice=_print_notice)
+    try:
+        with CatalogRef(db, db_url).collection(model, device, create=True) as coll:
+            err_console.print(f"watching {', '.join(paths)} for changes (Ctrl-C to stop)", highlight=False)
+            # catch_up: one more (stat-only) pass once events are being watched, so that nothing
+            # written between the first run's scan and the watcher's start is missed
+            watch(coll, paths, on_batch=report, debounce=debounce, catch_up=True, batch_size=batch_size,
+                  faces=faces, regions=regions, max_regions=max_regions, workers=0, include_hidden=include_hidden,
+                  exclude=tuple(exclude), on_notice=_print_notice)
+    except KeyboardInterrupt:  # Ctrl-C is how watching ends: the catalog is closed (saved) by now
+        err_console.print("stopped watching; everything indexed is saved", highlight=False)
 
 
 def explain_search(coll, hits, query, image, plus, minus, face) -> list:
@@ -158,7 +161,8 @@ def explain_search(coll, hits, query, image, plus, minus, face) -> list:
     if face is not None:
         raise QueryError("--explain works with text and image queries, not --face")
     vector = query_vector_for(coll, query, image, plus, minus)
-    explanations = explain_hits(coll, hits, vector)
+    with progress("explaining", len(hits), "results") as advance:
+        explanations = explain_hits(coll, hits, vector, on_hit=advance)
     return [(e, explained_thumbnail_jpeg(h.path, e)) for h, e in zip(hits, explanations)]
 
 

@@ -12,11 +12,13 @@ from typing import Annotated, Optional
 import typer
 
 from vsearch.commands.common import (DeviceOpt, ModelOpt, check_output_file, console, err_console, escape,
-                                     handle_errors, json_flag, loading, print_json, print_rows, resolve_device)
+                                     handle_errors, json_flag, loading, note_once, print_json, print_rows, resolve_device,
+                                     warn_if_not_english)
 
 # Defaults of vsearch.regions.detect, repeated so that `--help` needs no torch (a test checks they agree).
 DEFAULT_THRESHOLD = 0.3
 DETECT_PROPOSALS = 64
+DEFAULT_PER_LABEL = 1
 
 
 @handle_errors
@@ -27,6 +29,8 @@ def detect(
     threshold: Annotated[float, typer.Option("--threshold", "-t",
                          help="Lowest cosine similarity kept (0.3 suits the packaged model; use less with CLIP).")] = DEFAULT_THRESHOLD,
     max_detections: Annotated[int, typer.Option("--max", "-n", min=1, help="At most this many boxes.")] = 20,
+    per_label: Annotated[int, typer.Option("--per-label", min=0, help="At most this many boxes of each label "
+                         "(0: every box NMS keeps).")] = DEFAULT_PER_LABEL,
     proposals: Annotated[int, typer.Option("--proposals", min=1,
                          help="Region proposals to classify (fewer: faster, may miss small things).")] = DETECT_PROPOSALS,
     as_json: Annotated[bool, json_flag("Print a JSON list of {image, label, score, box} "
@@ -35,7 +39,7 @@ def detect(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Open-vocabulary detection in one image: region proposals scored against the label texts,
-    per-label NMS, a score threshold. Prints the boxes ([x1, y1, x2, y2] in image pixels)."""
+    per-label NMS, a score threshold, the best box of each label (--per-label). Prints the boxes ([x1, y1, x2, y2] in image pixels)."""
     from vsearch.encoders import resolve_encoder
     from vsearch.fetch import local_image
     from vsearch.images import decode_image
@@ -51,10 +55,14 @@ def detect(
         encoder, notice = resolve_encoder(model, device)
     if notice:
         err_console.print(escape(notice))
+    warn_if_not_english(encoder.info.name, names)
+    if encoder.info.name.startswith("packaged"):
+        note_once("detect-packaged-model", f"{encoder.info.name} names what is in a photo better than where: its "
+                  "boxes often miss the object; a CLIP model (--model clip:ARCH@WEIGHTS.pt) localises better")
     from vsearch.regions.proposals import ProposalConfig, ProposalSource
 
     found = run_detect(encoder, picture, names, threshold=threshold, max_detections=max_detections,
-                       proposals=ProposalSource(ProposalConfig(max_regions=proposals)))
+                       proposals=ProposalSource(ProposalConfig(max_regions=proposals)), per_label=per_label or None)
     if out:
         write_annotated(picture, found, out)
         err_console.print(f"wrote {escape(out)}")

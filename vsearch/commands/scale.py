@@ -11,8 +11,9 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, check_output_file, err_console,
-                                     escape, handle_errors, resolve_device)
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, ModelOpt, check_output_file, check_output_folder,
+                                     err_console, escape, handle_errors, json_flag, plural, print_json, print_warning,
+                                     resolve_device)
 
 scale_app = typer.Typer()
 SpaceOpt = Annotated[str, typer.Option("--space", help="Vector space (image, face, region, ...).")]
@@ -36,6 +37,7 @@ def embed_shards_cmd(
     device: DeviceOpt = "cpu",
     decode_threads: Annotated[int, typer.Option("--decode-threads", min=0, help="Without --ray: decoding threads (0: decode between batches).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete shards of another run found in --out.")] = False,
+    as_json: Annotated[bool, json_flag("Print the run as JSON: shards written, embedded, failed, seconds.")] = False,
 ) -> None:
     """Embed image files into shard files (shard-NNNNN.npz) for `vsearch merge-shards`.
 
@@ -47,6 +49,7 @@ def embed_shards_cmd(
 
     if not paths and not from_list:
         raise typer.BadParameter("give folders/files to embed, or --list FILE")
+    out = check_output_folder(out, "--out")
     found = mf.gather(paths or (), from_list)
     if db or db_url:
         with CatalogRef(db, db_url).catalog(save=False) as catalog:
@@ -55,7 +58,9 @@ def embed_shards_cmd(
         err_console.print(f"  [red]skipped[/] {escape(path)}: {escape(reason)}")
     if not found.entries:
         if found.skipped:
-            err_console.print(f"nothing to embed: the catalog already holds all {found.skipped} files")
+            err_console.print(f"nothing to embed: the catalog already holds all {plural(found.skipped, 'file')}")
+            if as_json:
+                print_json({"out_dir": out, "shards": [], "embedded": 0, "failed": 0, "in_catalog": found.skipped})
             return
         err_console.print("[red]no image files found[/]")
         raise typer.Exit(1)
@@ -68,12 +73,14 @@ def embed_shards_cmd(
             f"  shard {s.index}: {s.embedded} embedded, {s.failed} failed, {s.seconds:.1f}s", highlight=False))
     report = embed_shards(found.entries, out, model, shard_size, executor, overwrite=overwrite)
     err_console.print(
-        f"[green]done[/]: {len(report.shards)} shard(s) written, {report.skipped_shards} already done, "
+        f"[green]done[/]: {plural(len(report.shards), 'shard')} written, {report.skipped_shards} already done, "
         f"of {report.total_shards} in {report.out_dir} — {report.embedded} embedded, {report.failed} failed "
         f"in {report.seconds:.1f}s ({report.images_per_second:.1f} img/s) with {report.model}"
-        + (f"; {found.skipped} files already in the catalog" if found.skipped else ""),
+        + (f"; {plural(found.skipped, 'file')} already in the catalog" if found.skipped else ""),
         highlight=False,
     )
+    if as_json:
+        print_json({**report.to_json(), "in_catalog": found.skipped})
     if report.shards and report.embedded == 0:
         err_console.print("[red]nothing could be embedded[/] (the failures are recorded by merge-shards)")
         raise typer.Exit(1)
@@ -86,6 +93,7 @@ def merge_shards_cmd(
     db: DbOpt = None,
     db_url: DbUrlOpt = None,
     space: SpaceOpt = "image",
+    as_json: Annotated[bool, json_flag("Print the counts as JSON (added, replaced, unchanged, stale, failed, ...).")] = False,
 ) -> None:
     """Put shard files into the catalog (safe to repeat: what is there already is skipped)."""
     from indexer.merge import merge_shards
@@ -96,17 +104,19 @@ def merge_shards_cmd(
     with CatalogRef(db, db_url).catalog(create=True) as catalog:
         s = merge_shards(catalog, shard_dir, space=space)
     err_console.print(
-        f"[green]merged[/] {s.shards} shard(s) in {s.seconds:.1f}s: added {s.added}, replaced {s.replaced}, "
+        f"[green]merged[/] {plural(s.shards, 'shard')} in {s.seconds:.1f}s: added {s.added}, replaced {s.replaced}, "
         f"unchanged {s.unchanged}, stale {s.stale}, failed {s.failed}"
         + (f" (+{s.failed_known} known)" if s.failed_known else ""),
         highlight=False,
     )
     for path, reason in s.failures:
         err_console.print(f"  [red]failed[/] {escape(path)}: {escape(reason)}")
+    if as_json:
+        print_json(s.to_json())
     if s.missing_shards:
         shown = ", ".join(map(str, s.missing_shards[:10])) + (" …" if len(s.missing_shards) > 10 else "")
-        err_console.print(f"[yellow]{len(s.missing_shards)} planned shard(s) not written yet[/] ({shown}): "
-                          "merge again when embed-shards has finished", highlight=False)
+        print_warning(f"{plural(len(s.missing_shards), 'planned shard')} not written yet ({shown}): "
+                      "merge again when embed-shards has finished")
 
 
 @scale_app.command("build-index")
@@ -121,8 +131,10 @@ def build_index_cmd(
     part_size: Annotated[int, typer.Option("--part-size", min=1, help="Vectors per part filled and written separately.")] = 500_000,
     ondisk: Annotated[Optional[str], typer.Option("--ondisk", help="Write an on-disk (memory-mapped) index to this file instead of installing it in the catalog.")] = None,
     check: Annotated[int, typer.Option("--check", min=0, help="Measure Recall@10 against exact search with this many queries (0: skip).")] = 200,
+    as_json: Annotated[bool, json_flag("Print the build as JSON: kind, vectors, parameters, seconds, recall_at_10.")] = False,
 ) -> None:
-    """Rebuild a vector space's index: IVF-PQ for large catalogs, or back to the default kind."""
+    """Rebuild a vector space's index: IVF-PQ for a large catalog (25,000 vectors or more; fewer
+    stop with exit 2, since the exact index is fast there), or back to the catalog's own kind."""
     ondisk = check_output_file(ondisk, "--ondisk")
     # closed without saving: the build writes its own files; only the connections go
     with CatalogRef(db, db_url).catalog(save=False) as catalog:
@@ -130,6 +142,8 @@ def build_index_cmd(
             catalog.rebuild(space)
             catalog.save()
             err_console.print(f"[green]rebuilt[/] {space}: {catalog.index(space).kind} index", highlight=False)
+            if as_json:
+                print_json({"kind": catalog.index(space).kind, "space": space, "vectors": catalog.vector_count(space)})
             return
         if kind != "ivfpq":
             raise typer.BadParameter(f"unknown --kind {kind!r}: use ivfpq or default")
@@ -137,11 +151,15 @@ def build_index_cmd(
         p = report.params
         err_console.print(
             f"[green]built[/] IVF-PQ over {report.n} vectors: nlist {p.nlist}, m {p.m} ({p.code_bytes} bytes/vector), "
-            f"trained on {report.sample_size}, {report.parts} part(s); "
+            f"trained on {report.sample_size}, {plural(report.parts, 'part')}; "
             + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
             + (f" → {ondisk}" if ondisk else f" → {catalog.index_path(space)}"),
             highlight=False,
         )
+        recall = None
         if check and not ondisk:
             recall = catalog.recall_against_exact(space, n_queries=check)
             err_console.print(f"Recall@10 against exact search ({check} stored vectors as queries): {recall:.3f}")
+        if as_json:
+            print_json({**report.to_json(), "space": space, "index_file": ondisk or catalog.index_path(space),
+                        "recall_at_10": None if recall is None else round(recall, 4)})

@@ -9,7 +9,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from vsearch.commands.common import CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, err_console, escape, handle_errors, loading, resolve_device
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, err_console, escape, handle_errors, loading,
+                                     plural, print_warning, resolve_device)
 from vsearch.errors import VSearchError
 
 
@@ -93,23 +94,28 @@ def serve(
         app = create_app(where.directory, db_url=db_url, device=resolve_device(device),
                          token_file=token_file, settings=settings)
     service = app.state.service
-    err_console.print(f"model {service.encoder.info.name}, {len(service.reader.current())} photos in the index",
+    err_console.print(f"model {service.encoder.info.name}, {plural(len(service.reader.current()), 'photo')} in the index",
                       highlight=False)
     if app.state.token_file:
         verb = "created a new token in" if app.state.token_created else "token in"
         err_console.print(f"face endpoints need 'Authorization: Bearer <token>': {verb} {escape(str(app.state.token_file))}")
     if not loopback:
-        err_console.print(f"[yellow]warning[/]: listening on {host}: other machines can reach this service, "
-                          "and HTTP is not encrypted (put it behind a TLS proxy)", highlight=False)
+        print_warning(f"listening on {host}: other machines can reach this service, "
+                      "and HTTP is not encrypted (put it behind a TLS proxy)")
     shown = f"[{host}]" if ":" in host else host
     err_console.print(escape(f"serving on http://{shown}:{port}/ (API docs at /docs); Ctrl-C stops"))
     if watch:
         from vsearch.commands.library import start_background_watch
 
         stop_watching = start_background_watch(db, db_url, resolve_device(device), watch)
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
-    if watch:
-        stop_watching()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    except KeyboardInterrupt:  # uvicorn shuts down first, then hands Ctrl-C on: the normal way to stop
+        pass
+    finally:
+        if watch:
+            stop_watching()
+    err_console.print("stopped serving", highlight=False)
 
 
 def _share_cores(workers: int) -> None:

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict
 
 import numpy as np
@@ -89,7 +90,10 @@ def _export(module, args: tuple, path: str, input_names: list[str], dynamic: dic
     module = module.eval().float().cpu()
     # with gradients on, nn.MultiheadAttention takes its plain path; its inference fast path
     # (aten::_native_multi_head_attention) has no ONNX export
-    with torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad(), warnings.catch_warnings():
+        # the exporter's own notes (TracerWarning, opset remarks) are not the user's to act on:
+        # the export is checked against torch right after, and refused if it differs
+        warnings.simplefilter("ignore")
         try:
             torch.onnx.export(module, args, path, input_names=input_names, output_names=["output"],
                               dynamic_axes={**dynamic, "output": {0: "batch"}}, opset_version=OPSET, dynamo=False)
@@ -308,13 +312,9 @@ def export_face_model(model, directory: str, name: str) -> dict:
     try:
         chips = np.stack(face_fidelity_chips())
         path = os.path.join(tmp, "face.onnx")
-        import warnings
-
-        with warnings.catch_warnings():
-            # shapes traced as constants (dlib's zero-padded skip sums) depend on the chip size,
-            # which is fixed; only the batch axis is dynamic
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            _export(model, (torch.from_numpy(chips[:2]),), path, ["chips"], {"chips": {0: "batch"}})
+        # shapes traced as constants (dlib's zero-padded skip sums) depend on the chip size, which
+        # is fixed; only the batch axis is dynamic
+        _export(model, (torch.from_numpy(chips[:2]),), path, ["chips"], {"chips": {0: "batch"}})
         with torch.inference_mode():
             ref = model(torch.from_numpy(chips)).float().numpy()
         got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"chips": chips})[0]

@@ -28,6 +28,10 @@ _service = None  # this worker process's FaceService
 
 def _init(directory: str, url: str, device: str) -> None:
     global _service
+    import signal
+
+    # Ctrl-C in a terminal reaches every process of the group: the server stops its workers itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import cv2
     import torch
 

@@ -26,6 +26,8 @@ MediaId = Annotated[int, Path(ge=1, le=MAX_ID, description="The photo's catalog 
 FaceSize = Annotated[int, Query(ge=32, le=512, description="Longest side in pixels.")]
 JPEG = {200: {"content": {"image/jpeg": {}}, "description": "A JPEG."}}
 # An original is shown as an image and nothing else: no scripts even if a file claims to be HTML or SVG.
+# what browsers show inline; other originals (HEIC, TIFF, camera RAW) are converted to JPEG
+BROWSER_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/avif", "image/bmp"})
 ORIGINAL_HEADERS = {"Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
                     "Cache-Control": "private, max-age=60"}
 
@@ -77,7 +79,8 @@ def photo_router(catalog, queue: WorkQueue) -> APIRouter:
                 responses={200: {"content": {"image/*": {}}, "description": "The photo's file as indexed."},
                            **error_responses(404, 422, 503)})
     async def original(request: Request, media_id: MediaId):
-        """The original file of a catalog photo, as it is on disk now."""
+        """The original file of a catalog photo, as it is on disk now; one a browser cannot show
+        (HEIC, TIFF, camera RAW) comes as a JPEG of the whole photo."""
         def find():
             media = photo_info.indexed_media(catalog, media_id)
             photo_info.existing_file(media)
@@ -85,8 +88,11 @@ def photo_router(catalog, queue: WorkQueue) -> APIRouter:
 
         media = await queue.run(find, request=request)
         kind = mimetypes.guess_type(media.path)[0] or ""
-        if not kind.startswith("image/") or kind == "image/svg+xml":
-            kind = "application/octet-stream"  # downloaded, never rendered as a page
+        if kind not in BROWSER_IMAGE_TYPES:
+            data = await queue.run(photo_info.original_jpeg, media.path, request=request)
+            if data is not None:
+                return Response(data, media_type="image/jpeg", headers=ORIGINAL_HEADERS)
+            kind = "application/octet-stream"  # downloaded, never rendered as a page (SVG, HTML, ...)
         return FileResponse(media.path, media_type=kind, filename=os.path.basename(display_path(media.path)),
                             content_disposition_type="inline", headers=ORIGINAL_HEADERS)
 

@@ -114,6 +114,18 @@ def face_crop_jpeg(catalog, face_id: int, size: int) -> bytes:
     return crop_jpeg(media.path, found[1], size)
 
 
+def original_jpeg(path: str) -> bytes | None:
+    """The whole photo at ``path`` as a JPEG (upright, full size), for originals a browser cannot
+    show (HEIC, TIFF, camera RAW); None when it cannot be decoded any more."""
+    try:
+        image = decode_image(path).image
+    except ImageDecodeError:
+        return None
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
 def crop_jpeg(path: str, box: Sequence[float], size: int) -> bytes:
     try:
         image = decode_image(path).image

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -78,16 +78,18 @@ class TagCount(NamedTuple):
 
 
 @writes_catalog(lambda collection, *a, **k: collection.catalog)
-def tag_collection(collection, config: TaggingConfig, batch_size: int = 4096) -> TagSummary:
-    """Store ``config`` and (re)tag every photo of the collection with it."""
+def tag_collection(collection, config: TaggingConfig, batch_size: int = 4096,
+                   on_batch: Callable[[int], None] | None = None) -> TagSummary:
+    """Store ``config`` and (re)tag every photo of the collection with it; ``on_batch(n)`` after
+    each batch of ``n`` photos (a progress bar)."""
     catalog = collection.catalog
     catalog.set_meta(TAGGING_META, config.to_json())
     with catalog.transaction() as tx:  # a new label set replaces the old tags
         store.clear(tx)
-    return tag_pending(collection, batch_size)
+    return tag_pending(collection, batch_size, on_batch)
 
 
-def tag_pending(collection, batch_size: int = 4096) -> TagSummary:
+def tag_pending(collection, batch_size: int = 4096, on_batch: Callable[[int], None] | None = None) -> TagSummary:
     """Tag image vectors not yet tagged under the stored config (no-op without one)."""
     catalog = collection.catalog
     raw = catalog.get_meta(TAGGING_META)
@@ -115,6 +117,8 @@ def tag_pending(collection, batch_size: int = 4096) -> TagSummary:
             store.add_tags(tx, ids, tags)
         stored += len(tags)
         tagged += len(ids)
+        if on_batch is not None:
+            on_batch(len(ids))
     return TagSummary(tagged, stored, counts)
 
 
@@ -152,6 +156,20 @@ def tag_counts(catalog) -> list[TagCount]:
         for label in TaggingConfig.from_json(raw).labels:
             counts.setdefault(label, 0)
     return sorted((TagCount(label, int(n)) for label, n in counts.items()), key=lambda t: (-t.photos, t.label.casefold()))
+
+
+def check_known_tags(catalog, tags: Sequence[str]) -> None:
+    """:class:`QueryError` for the first of ``tags`` (case-insensitive) that no photo carries and
+    no ``vsearch tag`` run named, listing the tags there are: a typo is not "no results"."""
+    from vsearch.errors import QueryError
+
+    known = tag_counts(catalog)
+    names = {t.label.casefold() for t in known}
+    unknown = [t for t in tags if t.casefold() not in names]
+    if unknown:
+        there = (f"the tags are {', '.join(t.label for t in known)}" if known
+                 else 'no photo is tagged yet (vsearch tag --labels "cat,dog,beach")')
+        raise QueryError(f"no tag \"{unknown[0]}\" in this catalog: {there}")
 
 
 def tagging_config(catalog) -> TaggingConfig | None:

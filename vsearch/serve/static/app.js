@@ -8,8 +8,17 @@ const TABS = ["search", "faces", "duplicates"];
 let facesAvailable = false; // from /healthz: whether this server has the face endpoints
 
 // -- helpers -----------------------------------------------------------------------------------
+const NOT_ANSWERING = "The server is not answering: is vsearch serve still running? The last results are kept.";
+
 async function api(url, options = {}) {
-  const response = await fetch(url, options);
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch (_) { // no HTTP answer at all (the browser says "Failed to fetch"): the server is down or unreachable
+    const error = new Error(NOT_ANSWERING);
+    error.offline = true;
+    throw error;
+  }
   let body = null;
   try { body = await response.json(); } catch (_) { /* not JSON: handled below */ }
   if (!response.ok) {
@@ -44,6 +53,14 @@ function humanBytes(n) {
   let value = n / 1024, unit = 0;
   while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+// one local format for every date the page shows (a Date, seconds since 1970, or an ISO text)
+const DATE_FORMAT = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+function formatDate(value) {
+  if (value === null || value === undefined || value === "") return "";
+  const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
+  return Number.isNaN(date.getTime()) ? String(value) : DATE_FORMAT.format(date);
 }
 
 const splitTerms = (text) => text.split(",").map((t) => t.trim()).filter(Boolean);
@@ -98,7 +115,7 @@ function applyState(state) {
   $("q").value = state.q;
   $("plus").value = state.plus.join(", ");
   $("minus").value = state.minus.join(", ");
-  $("tag").value = state.tag[0] || "";
+  showTagChoice(state.tag[0] || "");
   $("min").value = state.min === null ? "" : String(state.min);
   $("k").value = state.k || "24";
   const key = searchKey(state);
@@ -212,9 +229,11 @@ async function run(label, request, key) {
     renderHits();
   } catch (error) {
     if (serial !== searchSerial) return;
-    lastResult = null;
-    shownSearch = null;
-    grid.replaceChildren();
+    shownSearch = null; // searching again asks again
+    if (!error.offline) { // a server that is down may come back: its last answer stays on screen
+      lastResult = null;
+      grid.replaceChildren();
+    }
     setStatus(searchStatus, error.message, true);
   }
 }
@@ -273,8 +292,23 @@ async function loadTags() {
       select.append(option);
     }
     $("tag-label").hidden = tags.length === 0;
-    select.value = readState().tag[0] || "";
+    showTagChoice(readState().tag[0] || "");
   } catch (_) { /* an older server: no tag filter */ }
+}
+
+// the tag menu shows the tag of the URL, also one the list does not hold (yet, or in another case)
+function showTagChoice(tag) {
+  const select = $("tag");
+  select.querySelectorAll("option[data-from-url]").forEach((o) => o.remove());
+  let option = [...select.options].find((o) => o.value.toLowerCase() === tag.toLowerCase()); // tags ignore case
+  if (!option) { // not listed (yet): shown as the URL has it
+    option = el("option", "", tag);
+    option.value = tag;
+    option.dataset.fromUrl = "1";
+    select.append(option);
+  }
+  select.value = option.value;
+  if (tag) $("tag-label").hidden = false;
 }
 
 // -- search by an example image (drop or choose) -------------------------------------------------
@@ -372,8 +406,8 @@ async function openViewer(id) {
   fact(facts, "Folder", photo.folder);
   fact(facts, "Path", photo.path);
   fact(facts, "Size", `${humanBytes(photo.bytes)}${photo.width ? ` · ${photo.width} × ${photo.height} px` : ""}`);
-  fact(facts, "Taken", photo.taken_at);
-  fact(facts, "Modified", new Date(photo.modified_at * 1000).toLocaleString());
+  fact(facts, "Taken", formatDate(photo.taken_at));
+  fact(facts, "Modified", formatDate(photo.modified_at));
   if (photo.tags.length) {
     const tags = el("span", "tags");
     for (const t of photo.tags) {
