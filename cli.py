@@ -197,7 +197,7 @@ def index(
         from vsearch.commands.library import watch_forever
 
         return watch_forever(db, db_url, model, device, paths, batch_size, debounce, faces=faces, regions=regions,
-                             max_regions=max_regions, include_hidden=include_hidden, exclude=excludes)
+                             max_regions=max_regions, include_hidden=include_hidden, exclude=excludes, ocr=ocr)
     if summary.indexed_ok == 0 and summary.removed == 0:
         err_console.print("[red]nothing could be indexed[/]" if summary.failed else
                           f"[red]no image files found under[/] {escape(' '.join(paths))}")

@@ -158,3 +158,40 @@ def test_photos_without_text_store_no_text(tmp_path, tiny_clip_spec):
             continue
         assert reader.read(skimage_rgb(name)).lines == (), name
         assert reader.read(skimage_rgb(name), gate=False).lines == (), name
+
+
+
+def test_index_watch_ocr_reads_the_text_of_a_new_photo(tmp_path, tiny_clip_spec):
+    """`index --watch --ocr`: a sign saved while watching is found by its words, with no second command."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    skimage_rgb("chelsea").save(lib / "cat.jpg")
+    db = tmp_path / "db"
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    proc = subprocess.Popen([sys.executable, "-c", "from cli import app; app()", "index", str(lib), "--db", str(db),
+                             "--model", tiny_clip_spec, "--workers", "0", "-q", "--watch", "--debounce", "0.3", "--ocr"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+    def found():
+        r = invoke("search", "--text-in", "sunflower", "--db", db, "--json")
+        return r.exit_code == 0 and [os.path.basename(h["path"]) for h in json.loads(r.stdout)] == ["wifi.jpg"]
+
+    try:
+        deadline = time.monotonic() + 120
+        while not (db / "image.faiss").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # the observer is running once the first run has saved
+        draw(lib / "wifi.jpg", ["WiFi password:", "sunflower42"], font="DejaVuSerif.ttf")
+        deadline = time.monotonic() + 90
+        while not found() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert found()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in out, out

@@ -123,7 +123,7 @@ def _print_notice(message: str) -> None:
 
 def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: int, debounce: float,
                   faces: bool = False, regions: str | None = None, max_regions: int | None = None,
-                  include_hidden: bool = False, exclude: Sequence[str] = ()) -> None:
+                  include_hidden: bool = False, exclude: Sequence[str] = (), ocr: bool = False) -> None:
     """`vsearch index PATHS --watch`: after the first run, re-index what changes until Ctrl-C,
     leaving out what the first run left out (hidden and system folders, ``--exclude``)."""
     from vsearch.watch import watch
@@ -148,7 +148,7 @@ def watch_forever(db, db_url, model, device, paths: Sequence[str], batch_size: i
             # written between the first run's scan and the watcher's start is missed
             watch(coll, paths, on_batch=report, debounce=debounce, catch_up=True, batch_size=batch_size,
                   faces=faces, regions=regions, max_regions=max_regions, workers=0, include_hidden=include_hidden,
-                  exclude=tuple(exclude), on_notice=_print_notice)
+                  exclude=tuple(exclude), ocr=ocr, on_notice=_print_notice)
     except KeyboardInterrupt:  # Ctrl-C is how watching ends: the catalog is closed (saved) by now
         err_console.print("stopped watching; everything indexed is saved", highlight=False)
 
