@@ -44,8 +44,6 @@ class Explanation:
 
 def occlusion_map(encoder, image: Image.Image, query: np.ndarray, grid: int = DEFAULT_GRID) -> tuple[float, np.ndarray]:
     """(score of the whole image, (grid, grid) drop in score when each cell is hidden)."""
-    import torch
-
     w, h = image.size
     arr = np.asarray(image.convert("RGB"))
     fill = arr.reshape(-1, 3).mean(axis=0).astype(np.uint8)
@@ -57,7 +55,13 @@ def occlusion_map(encoder, image: Image.Image, query: np.ndarray, grid: int = DE
             hidden = arr.copy()
             hidden[ys[r] : ys[r + 1], xs[c] : xs[c + 1]] = fill
             variants.append(Image.fromarray(hidden))
-    pixels = torch.stack([encoder.preprocess(v) for v in variants])
+    pixels = [encoder.preprocess(v) for v in variants]
+    if isinstance(pixels[0], np.ndarray):  # an ONNX encoder without torch in the process
+        pixels = np.stack(pixels)
+    else:
+        import torch
+
+        pixels = torch.stack(pixels)
     scores = encoder.encode_pixels(pixels) @ np.asarray(query, np.float32).reshape(-1)
     return float(scores[0]), (scores[0] - scores[1:]).reshape(grid, grid)
 

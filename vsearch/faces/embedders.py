@@ -135,6 +135,11 @@ def load_dlib_resnet(device: str = "cpu", runtime: str | None = None) -> FaceEmb
         from vsearch.faces.dlib_torch import TorchDlibResNetEmbedder
 
         return TorchDlibResNetEmbedder(device)
+    from vsearch.encoders.model_dir import find_model, torch_installed
+
+    exported = find_model(DLIB_RESNET)  # the model folder ($VSEARCH_MODEL_DIR), digests checked
+    if exported is not None:
+        return OnnxDlibResNetEmbedder(exported.folder)
     directory = export_dir(DLIB_RESNET, "fp32", [dlib_model_path(RESNET)])
     try:
         with open(os.path.join(directory, "meta.json")) as fh:
@@ -143,6 +148,12 @@ def load_dlib_resnet(device: str = "cpu", runtime: str | None = None) -> FaceEmb
         meta = None
     if meta is not None and not meta.get("refused"):
         return OnnxDlibResNetEmbedder(directory)
+    if not torch_installed():  # the same network through dlib itself: slower, no export needed
+        native = DlibResNetEmbedder()
+        native.runtime_notice = (f"runtime: dlib for {DLIB_RESNET} (no ONNX export of it here; `vsearch models "
+                                 "export DIR` on an install with torch makes one, several times faster)")
+        logging.getLogger(__name__).warning("%s", native.runtime_notice)
+        return native
     from vsearch.faces.dlib_torch import TorchDlibResNetEmbedder
 
     torch_embedder = TorchDlibResNetEmbedder("cpu")

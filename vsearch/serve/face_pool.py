@@ -28,15 +28,19 @@ _service = None  # this worker process's FaceService
 
 def _init(directory: str, url: str, device: str) -> None:
     global _service
+    import importlib.util
+
     import cv2
-    import torch
 
     import vsearch
     from vsearch.faces.service import FaceService
 
     # One thread per worker for everything: the workers are the parallelism. Pools of their own
     # (torch's OpenMP, OpenCV's) would only make the workers compete for the same cores.
-    torch.set_num_threads(1)
+    if importlib.util.find_spec("torch") is not None:  # the core install has none
+        import torch
+
+        torch.set_num_threads(1)
     cv2.setNumThreads(1)
 
     # the catalog opened as the server opens it (`vsearch.open`, never created here); the model
