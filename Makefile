@@ -17,15 +17,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(VENV)/bin/pip install -q -e '.[dev]' 2>&1 | grep -v 'is ignored: it is neither' || true
 	touch $@
 
-# the core install alone (`pip install .`), plus pytest and httpx for its own tests
+# the core install alone (`pip install .`: its own requirements, nothing else)
 $(CORE_VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(CORE_VENV)
 	$(CORE_VENV)/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(CORE_VENV)/bin/pip install -q -e '.[test-core]' 2>&1 | grep -v 'is ignored: it is neither' || true
+	$(CORE_VENV)/bin/pip install -q -e . 2>&1 | grep -v 'is ignored: it is neither' || true
 	$(CORE_VENV)/bin/python -c "import vsearch, faiss, onnxruntime, dlib"
 	touch $@
 
-.PHONY: install install-dev install-core demo test device-wheels
+.PHONY: install install-dev install-core demo test test-core device-wheels
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 install-core: $(CORE_VENV)/.installed
@@ -37,6 +37,12 @@ demo: install
 
 test: install-dev
 	$(VENV)/bin/python -m pytest
+
+# the core install's commands against the full install's, with models the full install exports
+test-core: install-dev install-core
+	models=$$(mktemp -d) && $(VENV)/bin/vsearch models export "$$models" && \
+	VSEARCH_CORE_PYTHON=$(CURDIR)/$(CORE_VENV)/bin/python VSEARCH_CORE_MODELS="$$models" \
+	$(VENV)/bin/python -m pytest tests/core_install -q; status=$$?; rm -rf "$$models"; exit $$status
 
 # .whl/: wheels the offline GPU machine lacks (Python 3.12), carried with the checkout
 device-wheels:
