@@ -87,8 +87,15 @@ def _export_encoder(directory: str, spec: str, precision: str) -> ModelExport:
 
     spec = canonical_spec(spec)
     if spec == "auto":
-        raise ExportError("name the model to export (packaged, clip:ARCH/TAG, clip:ARCH@FILE), not auto")
-    encoder = load_encoder(spec, "cpu", runtime="onnx", precision=precision)
+        raise ExportError("name the model to export (packaged, clip:ARCH/TAG, clip:ARCH@FILE, trained:FILE), not auto")
+    if spec.startswith("trained:"):
+        # exported here only: on an install with torch, trained models keep running on torch
+        from vsearch.encoders import _torch_factory
+        from vsearch.encoders.onnx_loader import load_onnx
+
+        encoder = load_onnx(spec, _torch_factory(spec), precision)
+    else:
+        encoder = load_encoder(spec, "cpu", runtime="onnx", precision=precision)
     if not isinstance(encoder, OnnxEncoder) or encoder.precision != precision:
         reason = getattr(encoder, "runtime_notice", None) or f"{type(encoder).__name__} models run on torch only"
         return ModelExport(spec, precision, "refused", reason)

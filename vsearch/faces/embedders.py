@@ -76,10 +76,11 @@ class EncoderFaceEmbedder:
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         if len(chips) == 0:
             return np.zeros((0, self.dim), np.float32)
-        import torch
         from PIL import Image
 
-        pixels = torch.stack([self.encoder.preprocess(Image.fromarray(np.asarray(c, np.uint8))) for c in chips])
+        from vsearch.encoders.base import stack_pixels
+
+        pixels = stack_pixels([self.encoder.preprocess(Image.fromarray(np.asarray(c, np.uint8))) for c in chips])
         return l2_normalize(self.encoder.encode_pixels(pixels))
 
 
