@@ -100,7 +100,7 @@ def test_without_torch_a_missing_model_says_what_to_run(models_env, monkeypatch)
     assert "vsearch[torch]" in message and "\n" not in message
     monkeypatch.delenv(md.MODEL_DIR_ENV)
     with pytest.raises(ModelUnavailableError, match="VSEARCH_MODEL_DIR=DIR"):
-        load_encoder("packaged", runtime="onnx")
+        md.require_model("packaged:effnet-lite0+minilm")
 
 
 def test_without_torch_runtime_torch_and_cuda_say_which_extra(monkeypatch):

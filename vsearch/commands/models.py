@@ -16,8 +16,8 @@ models_app = typer.Typer(help="Models as files: export them on an install with t
 def export(
     directory: Annotated[str, typer.Argument(help="Folder to write the models and manifest.json into (created if missing).")],
     model: Annotated[Optional[List[str]], typer.Option(
-        "--model", "-m", help="A model to export (repeat for several): packaged | clip:ARCH/TAG | clip:ARCH@WEIGHTS.pt. "
-        "Default: the packaged model, and the CLIP model whose weights are here.")] = None,
+        "--model", "-m", help="A model to export (repeat for several): packaged | clip:ARCH/TAG | "
+        "clip:ARCH@WEIGHTS.pt | trained:FILE. Default: the packaged model, and the CLIP model whose weights are here.")] = None,
     faces: Annotated[bool, typer.Option("--faces/--no-faces", help="Also export dlib's face embedder and files.")] = True,
     precision: Annotated[str, typer.Option("--precision", help="fp32 | int8 (CLIP models only).")] = "fp32",
     as_json: JsonOpt = False,
