@@ -5,7 +5,7 @@ Runs where ``VSEARCH_CORE_PYTHON`` names the Python of a core virtual environmen
 exports the models (``vsearch models export``, or takes ``VSEARCH_CORE_MODELS``), indexes real
 photos and answers searches on ONNX Runtime (its CPU default); the core install, given only the
 exported folder and an empty cache, must give the same results (same order, cosines within 1e-5)
-and run every CPU command, each behind an import guard (``guarded_cli.py``) that fails the test if
+and run every CPU command (``index --watch`` included), each behind an import guard (``guarded_cli.py``) that fails the test if
 torch or a library built on it is ever imported.
 """
 from __future__ import annotations
@@ -221,3 +221,31 @@ def test_doctor_lists_the_exported_models(sides):
     assert models["model folder ($VSEARCH_MODEL_DIR)"] == core.env["VSEARCH_MODEL_DIR"]
     assert "packaged:effnet-lite0+minilm" in models and "dlib:resnet_v1" in models
     assert report["environment"]["torch"].startswith("not installed")
+
+
+def test_index_watch_adds_a_new_photo(sides, photo_dir, tmp_path):
+    _, core = sides
+    folder, db = tmp_path / "watched", str(tmp_path / "watch-db")
+    folder.mkdir()
+    shutil.copy(photo_dir / "chelsea.jpg", folder / "chelsea.jpg")
+    watcher = subprocess.Popen(core.argv + ["index", str(folder), "--db", db, "--watch"], env=core.env, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in watcher.stderr:  # the first pass is done when it starts watching
+            if line.startswith("watching"):
+                break
+        shutil.copy(photo_dir / "coffee.jpg", folder / "coffee.jpg")
+        deadline = time.time() + 120
+        while True:
+            hits = core.json("search", "a cup of coffee", "-k", "1", "--db", db)
+            if hits and hits[0]["path"].endswith("coffee.jpg"):
+                break
+            assert watcher.poll() is None and time.time() < deadline, "the new photo was not indexed"
+            time.sleep(1)
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        try:
+            watcher.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+    core.check_guard()
