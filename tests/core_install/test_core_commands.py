@@ -5,8 +5,8 @@ Runs where ``VSEARCH_CORE_PYTHON`` names the Python of a core virtual environmen
 exports the models (``vsearch models export``, or takes ``VSEARCH_CORE_MODELS``), indexes real
 photos and answers searches on ONNX Runtime (its CPU default); the core install, given only the
 exported folder and an empty cache, must give the same results (same order, cosines within 1e-5)
-and run every CPU command (``index --watch`` included), each behind an import guard (``guarded_cli.py``) that fails the test if
-torch or a library built on it is ever imported.
+and run every CPU command (``index --watch`` included), each behind an import guard
+(``guarded_cli.py``) that fails the test if torch or a library built on it is ever imported.
 """
 from __future__ import annotations
 
