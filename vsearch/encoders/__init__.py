@@ -179,6 +179,11 @@ def resolve_auto(device: str = "cpu", runtime: str | None = None, precision: str
             return enc, f"model: {AUTO_CLIP} (downloaded)"
         except ModelUnavailableError:
             pass
+    if not torch_installed():  # the core install runs CLIP only from the model folder
+        return load_encoder(PACKAGED, device, runtime, None), (
+            f"model: {PACKAGED} (no CLIP model in the model folder; weaker than CLIP — add one with "
+            "`vsearch models export DIR --model clip:ViT-B-32@/path/to/weights.pt` on an install with torch)"
+        )
     return load_encoder(PACKAGED, device, runtime, None), (
         f"model: {PACKAGED} (no CLIP weights available offline; weaker than CLIP — pass "
         "--model clip:ViT-B-32@/path/to/weights.pt or set VSEARCH_CLIP_WEIGHTS to use CLIP)"
