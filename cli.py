@@ -24,6 +24,7 @@ from vsearch.commands.faces import faces_app
 from vsearch.commands.regions import detect, detect_eval
 from vsearch.commands.library import duplicates
 from vsearch.commands.ocr import TextProgress, ocr_cmd, print_text_summary
+from vsearch.commands.models import models_app
 from vsearch.commands.scale import scale_app
 from vsearch.commands.serve import serve
 from vsearch.commands.train import train_cmd
@@ -50,8 +51,12 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_print_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
+    models: Annotated[Optional[str], typer.Option("--models", help="Folder of exported models (vsearch models "
+                                                  "export), as $VSEARCH_MODEL_DIR.", show_default=False)] = None,
 ) -> None:
     setup_logging(verbose)
+    if models:
+        os.environ["VSEARCH_MODEL_DIR"] = os.path.abspath(os.path.expanduser(models))
     print_names_as_bytes()
 
 
@@ -386,6 +391,7 @@ app.command("ocr")(ocr_cmd)
 app.add_typer(captions_app, name="captions")
 app.add_typer(eval_app, name="eval")
 app.add_typer(faces_app, name="faces")
+app.add_typer(models_app, name="models")
 app.command("serve")(serve)
 
 app.command("detect")(detect)

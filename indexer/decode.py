@@ -10,9 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
-import torch
+import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
 
 from indexer.scan import FileEntry
 from vsearch.catalog import MediaRecord
@@ -42,15 +41,16 @@ class DecodedFile:
 
     entry: FileEntry
     record: MediaRecord | None
-    pixels: torch.Tensor | None
+    pixels: "torch.Tensor | np.ndarray | None"  # a torch tensor where torch runs the loader
     error: str | None
     extract_input: ExtractInput | None = None
     media_id: int | None = None  # set for already-indexed photos that only extractors need
     row: int | None = None  # this item's row in the batch's stacked pixel tensor
 
 
-class DecodeDataset(Dataset):
-    """Reads each file once: hashes its bytes and decodes them. Runs in loader workers."""
+class DecodeDataset:
+    """Reads each file once: hashes its bytes and decodes them. Runs in loader workers (a map-style
+    dataset for torch's ``DataLoader``, or :func:`indexer.batches.iterate_batches` without torch)."""
 
     def __init__(self, entries: Sequence[FileEntry], preprocess, draft_size: int,
                  extract_side: int = 0, media_ids: Sequence[int | None] | None = None):
@@ -118,12 +118,19 @@ def with_decoded(record: MediaRecord, decoded) -> MediaRecord:
                                orientation=decoded.orientation)
 
 
-def collate_decoded(items: list[DecodedFile]) -> tuple[list[DecodedFile], torch.Tensor | None]:
+def collate_decoded(items: list[DecodedFile]):
     """Stack the pixels in the worker (off the encoder's thread); items keep their row number.
+    Returns ``(items, pixels)``: a torch tensor for torch pixels, else a numpy array (or None).
 
     A (list, tensor) tuple is also what DataLoader's ``pin_memory`` knows how to page-lock."""
     rows = [i for i in items if i.pixels is not None]
-    stacked = torch.stack([i.pixels for i in rows]) if rows else None
+    stacked = None
+    if rows and isinstance(rows[0].pixels, np.ndarray):
+        stacked = np.stack([i.pixels for i in rows])
+    elif rows:
+        import torch
+
+        stacked = torch.stack([i.pixels for i in rows])
     out, row = [], 0
     for item in items:
         if item.pixels is not None:

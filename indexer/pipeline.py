@@ -13,11 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, Sequence
 
-import torch
-from torch.utils.data import DataLoader
-
 from indexer.decode import VANISHED, DecodeDataset, DecodedFile, ExtractInput, collate_decoded  # noqa: F401  (ExtractInput re-exported)
-from indexer.gpu_decode import select_decoder
 from indexer.scan import FileEntry, ScanOptions, scan_paths
 from indexer.sweep import kept_rows
 from vsearch.catalog import IMAGE_SPACE, Catalog, MediaRecord, Transaction, rows_refused
@@ -106,7 +102,40 @@ class IndexSummary:
 
 
 def init_decode_worker(_worker_id: int) -> None:
+    import torch
+
     torch.set_num_threads(1)  # decode workers must not fight the encoder for cores
+
+
+def _torch_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def _batches(dataset: DecodeDataset, encoder, batch_size: int, workers: int):
+    """(items, pixels) batches of ``dataset``: torch's DataLoader where torch is installed (and
+    nvJPEG on CUDA), else the torch-free loader of :mod:`indexer.batches`."""
+    if not _torch_installed():
+        from indexer.batches import iterate_batches
+
+        yield from iterate_batches(dataset, batch_size, workers, collate_decoded)
+        return
+    from torch.utils.data import DataLoader
+
+    from indexer.gpu_decode import select_decoder
+
+    # JPEGs decoded a batch at a time on the GPU (nvJPEG) when the encoder is on CUDA
+    decoder = select_decoder(encoder, extract_side=dataset.extract_side)
+    loader = DataLoader(
+        decoder.wrap(dataset) if decoder else dataset, batch_size=batch_size, num_workers=workers,
+        collate_fn=decoder.collate if decoder else collate_decoded,
+        worker_init_fn=init_decode_worker if workers else None, prefetch_factor=4 if workers else None,
+        # page-locked batches let the host→GPU copy overlap the previous batch's encoding
+        pin_memory=str(getattr(encoder, "device", "cpu")).startswith("cuda"),
+    )
+    for batch, pixels in loader:
+        yield decoder.finish(batch, pixels) if decoder else (batch, pixels)
 
 
 def index_paths(
@@ -195,21 +224,10 @@ def _index_paths(catalog, encoder, paths, batch_size, workers, progress, checkpo
         extract_side=max((x.max_side for x in extractors), default=0),
         media_ids=[None] * len(todo) + [m for _, m in revisit],
     )
-    # JPEGs decoded a batch at a time on the GPU (nvJPEG) when the encoder is on CUDA
-    decoder = select_decoder(encoder, extract_side=dataset.extract_side)
-    loader = DataLoader(
-        decoder.wrap(dataset) if decoder else dataset, batch_size=batch_size, num_workers=workers,
-        collate_fn=decoder.collate if decoder else collate_decoded,
-        worker_init_fn=init_decode_worker if workers else None, prefetch_factor=4 if workers else None,
-        # page-locked batches let the host→GPU copy overlap the previous batch's encoding
-        pin_memory=str(getattr(encoder, "device", "cpu")).startswith("cuda"),
-    )
     last_save = time.perf_counter()
     try:
         wait_start = time.perf_counter()
-        for batch, pixels in loader:
-            if decoder:
-                batch, pixels = decoder.finish(batch, pixels)
+        for batch, pixels in _batches(dataset, encoder, batch_size, workers):
             summary.timings["decode_wait"] += time.perf_counter() - wait_start
             _process_batch(catalog, encoder, batch, pixels, known, gone_ids, summary, extractors)
             progress.advance(len(batch))
@@ -252,7 +270,7 @@ def _write_extracted(tx: Transaction, extractors, media_ids: Sequence[int], payl
             extractor.write(tx, media_id, per_item[extractor.name])
 
 
-def _process_batch(catalog: Catalog, encoder, batch: list[DecodedFile], pixels: torch.Tensor | None, known,
+def _process_batch(catalog: Catalog, encoder, batch: list[DecodedFile], pixels, known,
                    gone_ids: set[int], summary: IndexSummary, extractors: Sequence[RegionExtractor] = ()) -> None:
     revisits = [i for i in batch if i.media_id is not None and not i.error]
     if revisits:  # already indexed: only the extractors have work to do
@@ -298,7 +316,7 @@ def _process_batch(catalog: Catalog, encoder, batch: list[DecodedFile], pixels: 
         return
     t1 = time.perf_counter()
     rows = [i.row for i in to_encode]
-    selected = pixels if len(rows) == pixels.shape[0] else pixels[torch.as_tensor(rows)]
+    selected = pixels if len(rows) == pixels.shape[0] else pixels[rows]  # a list indexes torch and numpy alike
     vectors = encoder.encode_pixels(selected)
     summary.timings["encode"] += time.perf_counter() - t1
     payloads = [{} for _ in to_encode]

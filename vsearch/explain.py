@@ -48,8 +48,6 @@ def occlusion_map(encoder, image: Image.Image, query: np.ndarray, grid: int = DE
     The cells divide the whole image; the encoder is shown only its centre at most
     :data:`~vsearch.images.MAX_ASPECT`:1 (as when indexing), so a thin strip costs what a normal
     photo does, and a cell outside that centre drops nothing and is not encoded."""
-    import torch
-
     w, h = image.size
     left, top, right, bottom = aspect_window(w, h)
     shown = limit_aspect(image)
@@ -67,7 +65,13 @@ def occlusion_map(encoder, image: Image.Image, query: np.ndarray, grid: int = DE
             hidden[ys[r] : ys[r + 1], xs[c] : xs[c + 1]] = fill
             pixels.append(encoder.preprocess(Image.fromarray(hidden)))  # (C, S, S): one variant at a time
             cells.append((r, c))
-    scores = encoder.encode_pixels(torch.stack(pixels)) @ np.asarray(query, np.float32).reshape(-1)
+    if isinstance(pixels[0], np.ndarray):  # an ONNX encoder without torch in the process
+        batch = np.stack(pixels)
+    else:
+        import torch
+
+        batch = torch.stack(pixels)
+    scores = encoder.encode_pixels(batch) @ np.asarray(query, np.float32).reshape(-1)
     drop = np.zeros((grid, grid), np.float32)
     for (r, c), score in zip(cells, scores[1:]):
         drop[r, c] = scores[0] - score

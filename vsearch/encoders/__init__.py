@@ -65,7 +65,15 @@ def canonical_spec(spec: str) -> str:
 
 
 def local_clip_spec() -> str | None:
-    """A CLIP ViT-B-32 spec whose weights are on this machine, or None."""
+    """A CLIP spec whose weights are on this machine, or None: the first CLIP model of the model
+    folder ($VSEARCH_MODEL_DIR), else ViT-B-32 from $VSEARCH_CLIP_WEIGHTS or open_clip's download cache."""
+    from vsearch.encoders.model_dir import model_dir, read_manifest
+
+    folder = model_dir()
+    if folder:
+        for entry in read_manifest(folder):
+            if entry.name.startswith("clip:") and entry.precision == "fp32":
+                return entry.name
     env = os.environ.get("VSEARCH_CLIP_WEIGHTS")
     if env and os.path.isfile(env):
         return f"clip:ViT-B-32@{os.path.abspath(env)}"
@@ -122,7 +130,9 @@ def load_encoder(spec: str, device: str = "cpu", runtime: str | None = None, pre
                                "their rankings in int8")
         if chosen != "onnx":
             raise VSearchError("--precision int8 runs on ONNX Runtime: use it with --runtime onnx on a CPU")
-    return _load_canonical(spec, str(device), chosen, precision)
+    from vsearch.encoders.model_dir import model_dir
+
+    return _load_canonical(spec, str(device), chosen, precision, model_dir())
 
 
 def _torch_factory(spec: str):
@@ -136,7 +146,18 @@ def _torch_factory(spec: str):
 
 
 @functools.lru_cache(maxsize=8)
-def _load_canonical(spec: str, device: str, runtime: str = "torch", precision: str = "fp32"):
+def _load_canonical(spec: str, device: str, runtime: str = "torch", precision: str = "fp32",
+                    models: str | None = None):
+    """``models``: the model folder of the moment ($VSEARCH_MODEL_DIR), part of the cache key;
+    a model it holds runs from there, with no torch in the process."""
+    if runtime == "onnx":
+        from vsearch.encoders.model_dir import require_model
+
+        entry = require_model(spec, precision)
+        if entry is not None:
+            from vsearch.encoders.onnx_encoder import OnnxEncoder
+
+            return OnnxEncoder(entry.folder)
     make_torch = _torch_factory(spec)
     if runtime == "onnx" and EncoderSpec(spec).family in ("packaged", "clip"):
         from vsearch.encoders.onnx_loader import load_onnx
@@ -150,12 +171,19 @@ def resolve_auto(device: str = "cpu", runtime: str | None = None, precision: str
     local = local_clip_spec()
     if local:
         return load_encoder(local, device, runtime, precision), f"model: {local} (CLIP weights found locally)"
-    if downloads_allowed():
+    from vsearch.encoders.model_dir import torch_installed
+
+    if torch_installed() and downloads_allowed():  # open_clip downloads, and needs torch
         try:
             enc = load_encoder(AUTO_CLIP, device, runtime, precision)
             return enc, f"model: {AUTO_CLIP} (downloaded)"
         except ModelUnavailableError:
             pass
+    if not torch_installed():  # the core install runs CLIP only from the model folder
+        return load_encoder(PACKAGED, device, runtime, None), (
+            f"model: {PACKAGED} (no CLIP model in the model folder; weaker than CLIP — add one with "
+            "`vsearch models export DIR --model clip:ViT-B-32@/path/to/weights.pt` on an install with torch)"
+        )
     return load_encoder(PACKAGED, device, runtime, None), (
         f"model: {PACKAGED} (no CLIP weights available offline; weaker than CLIP — pass "
         "--model clip:ViT-B-32@/path/to/weights.pt or set VSEARCH_CLIP_WEIGHTS to use CLIP)"

@@ -1,7 +1,8 @@
 """An exported model run by ONNX Runtime, with no torch, open_clip or transformers in the process.
 
 An export folder (written by :mod:`vsearch.encoders.onnx_export`) holds ``image.onnx`` and
-``text.onnx``, the preprocessing and tokenizer they need, and ``meta.json``. Each tower's session
+``text.onnx`` (a model trained by ``vsearch train``, kind ``image``, has no text tower), the
+preprocessing and tokenizer they need, and ``meta.json``. Each tower's session
 is opened on first use, so a text query never loads the image model and the other way round.
 """
 from __future__ import annotations
@@ -88,7 +89,7 @@ class OnnxEncoder:
         return p / p.sum(axis=1, keepdims=True)
 
     def encode_pixels(self, pixels) -> np.ndarray:
-        if self.kind == "clip":
+        if self.kind in ("clip", "image"):
             return l2_normalize(self._session("image").run(None, {"pixels": _numpy(pixels)})[0])
         labels, centre = self._conse_arrays()
         probs = self.class_probabilities(pixels)
@@ -113,6 +114,12 @@ class OnnxEncoder:
         return {"tokens": out} if isinstance(out, np.ndarray) else out
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        if self.kind == "image":
+            from vsearch.errors import QueryError
+
+            raise QueryError(f"{self.info.name} is an image-only embedding model (trained by `vsearch train`): it "
+                             "cannot embed text. Search its catalog with --image, or index with a CLIP or packaged "
+                             "model for text queries")
         if len(texts) == 0:
             return np.zeros((0, self.info.dim), np.float32)
         session = self._session("text")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from vsearch.encoders.onnx_encoder import OnnxEncoder
-from vsearch.encoders.pixels import UnsupportedTransform, transform_from_torchvision
+from vsearch.encoders.pixels import ImageTransform, UnsupportedTransform, transform_from_torchvision
 from vsearch.errors import VSearchError
 
 log = logging.getLogger(__name__)
@@ -120,14 +120,21 @@ def export_model(spec: str, encoder, directory: str, precision: str = "fp32") ->
     os.makedirs(tmp)
     started = time.perf_counter()
     try:
+        image_only = spec.startswith("trained:")  # `vsearch train` models: an image tower, no text
         try:
-            transform = transform_from_torchvision(encoder._preprocess)
+            transform = (_trained_transform(encoder.preprocess) if image_only
+                         else transform_from_torchvision(encoder._preprocess))
         except UnsupportedTransform as exc:
             raise ExportRefused(f"preprocessing step {exc} has no numpy equivalent here") from None
         pixels = torch.zeros(2, 3, *transform.crop)
         meta: dict = {"format": 1, "spec": spec, "precision": precision, "info": asdict(encoder.info),
                       "transform": transform.to_dict(), "torch": torch.__version__}
-        if isinstance(encoder, ConseEncoder):
+        if image_only:
+            if precision != "fp32":
+                raise ExportRefused("int8 is offered for CLIP towers only")
+            meta.update(kind="image")
+            _export(encoder.model, (pixels,), os.path.join(tmp, "image.onnx"), ["pixels"], {"pixels": {0: "batch"}})
+        elif isinstance(encoder, ConseEncoder):
             if precision != "fp32":
                 raise ExportRefused("int8 is offered for CLIP towers only")
             meta.update(kind="conse", top_t=encoder.top_t, classnames=encoder.classnames)
@@ -168,6 +175,17 @@ def export_model(spec: str, encoder, directory: str, precision: str = "fp32") ->
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _trained_transform(preprocessing) -> ImageTransform:
+    """The numpy equal of a trained model's preprocessing (training.preprocess.Preprocessing: the
+    short side resized bicubic to size / crop_pct, a centre crop, mean and std)."""
+    try:
+        size, crop_pct = int(preprocessing.image_size), float(preprocessing.crop_pct)
+        return ImageTransform(int(round(size / crop_pct)), (size, size), tuple(preprocessing.mean),
+                              tuple(preprocessing.std), "bicubic")
+    except AttributeError as exc:
+        raise UnsupportedTransform(type(preprocessing).__name__) from exc
 
 
 def quantize_int8(path: str) -> None:
@@ -231,9 +249,13 @@ def check_fidelity(encoder, onnx: OnnxEncoder, int8: bool = False) -> dict:
             raise ExportRefused("the torch-free tokenizer gives other token ids than open_clip's")
     ref_img = encoder.encode_pixels(torch.stack(torch_pixels))
     got_img = onnx.encode_pixels(np.stack(numpy_pixels))
+    image_cos = float(np.min(np.sum(ref_img * got_img, axis=1)))
+    if onnx.kind == "image":  # no text tower to compare
+        if image_cos < MIN_COSINE:
+            raise ExportRefused(f"ONNX output differs from torch (min cosine image {image_cos:.5f}; needs {MIN_COSINE})")
+        return {"image_min_cosine": round(image_cos, 7), "max_pixel_diff": pixel_diff, "photos": len(images)}
     ref_txt = encoder.encode_text(list(FIDELITY_TEXTS))
     got_txt = onnx.encode_text(list(FIDELITY_TEXTS))
-    image_cos = float(np.min(np.sum(ref_img * got_img, axis=1)))
     text_cos = float(np.min(np.sum(ref_txt * got_txt, axis=1)))
     result = {"image_min_cosine": round(image_cos, 7), "text_min_cosine": round(text_cos, 7),
               "max_pixel_diff": pixel_diff, "photos": len(images), "texts": len(FIDELITY_TEXTS)}

@@ -12,6 +12,7 @@ imports no torch: finding and loading a cached export is part of the torch-free 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -27,8 +28,6 @@ INT8_REVISION = 2
 
 
 def onnxruntime_available() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("onnxruntime") is not None
 
 
@@ -41,7 +40,10 @@ def choose_runtime(device: str = "cpu", runtime: str | None = None) -> str:
     if asked not in RUNTIMES + ("auto",):
         raise VSearchError(f"unknown runtime {asked!r}: use torch, onnx or auto")
     if asked == "auto":
-        return "onnx" if not str(device).startswith("cuda") and onnxruntime_available() else "torch"
+        asked = "onnx" if not str(device).startswith("cuda") and onnxruntime_available() else "torch"
+    if asked == "torch" and importlib.util.find_spec("torch") is None:
+        why = "CUDA" if str(device).startswith("cuda") else "runtime torch"
+        raise VSearchError(f"{why} needs torch, which this install lacks: pip install 'vsearch[torch]'")
     if asked == "onnx" and not onnxruntime_available():
         raise VSearchError("runtime onnx needs the onnxruntime package (pip install onnxruntime)")
     return asked

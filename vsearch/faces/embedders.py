@@ -76,10 +76,11 @@ class EncoderFaceEmbedder:
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         if len(chips) == 0:
             return np.zeros((0, self.dim), np.float32)
-        import torch
         from PIL import Image
 
-        pixels = torch.stack([self.encoder.preprocess(Image.fromarray(np.asarray(c, np.uint8))) for c in chips])
+        from vsearch.encoders.base import stack_pixels
+
+        pixels = stack_pixels([self.encoder.preprocess(Image.fromarray(np.asarray(c, np.uint8))) for c in chips])
         return l2_normalize(self.encoder.encode_pixels(pixels))
 
 
@@ -135,6 +136,11 @@ def load_dlib_resnet(device: str = "cpu", runtime: str | None = None) -> FaceEmb
         from vsearch.faces.dlib_torch import TorchDlibResNetEmbedder
 
         return TorchDlibResNetEmbedder(device)
+    from vsearch.encoders.model_dir import find_model, torch_installed
+
+    exported = find_model(DLIB_RESNET)  # the model folder ($VSEARCH_MODEL_DIR), digests checked
+    if exported is not None:
+        return OnnxDlibResNetEmbedder(exported.folder)
     directory = export_dir(DLIB_RESNET, "fp32", [dlib_model_path(RESNET)])
     try:
         with open(os.path.join(directory, "meta.json")) as fh:
@@ -143,6 +149,12 @@ def load_dlib_resnet(device: str = "cpu", runtime: str | None = None) -> FaceEmb
         meta = None
     if meta is not None and not meta.get("refused"):
         return OnnxDlibResNetEmbedder(directory)
+    if not torch_installed():  # the same network through dlib itself: slower, no export needed
+        native = DlibResNetEmbedder()
+        native.runtime_notice = (f"runtime: dlib for {DLIB_RESNET} (no ONNX export of it here; `vsearch models "
+                                 "export DIR` on an install with torch makes one, several times faster)")
+        logging.getLogger(__name__).warning("%s", native.runtime_notice)
+        return native
     from vsearch.faces.dlib_torch import TorchDlibResNetEmbedder
 
     torch_embedder = TorchDlibResNetEmbedder("cpu")

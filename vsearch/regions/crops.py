@@ -10,9 +10,9 @@ import io
 from typing import Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
+from vsearch.encoders.base import stack_pixels
 from vsearch.images import limit_aspect
 from vsearch.regions.base import Regions
 
@@ -89,7 +89,7 @@ def embed_regions(encoder, image: Image.Image, regions: Regions, batch_size: int
     out = []
     for start in range(0, len(crops), batch_size):
         # a thin box (a pole, a strip photo's proposal) must not become a huge resize: see limit_aspect
-        pixels = torch.stack([encoder.preprocess(limit_aspect(c)) for c in crops[start : start + batch_size]])
+        pixels = stack_pixels([encoder.preprocess(limit_aspect(c)) for c in crops[start : start + batch_size]])
         out.append(encoder.encode_pixels(pixels))
     if not out:
         return np.zeros((0, encoder.info.dim), np.float32)

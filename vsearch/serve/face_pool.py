@@ -32,15 +32,19 @@ def _init(directory: str, url: str, device: str) -> None:
 
     # Ctrl-C in a terminal reaches every process of the group: the server stops its workers itself
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import importlib.util
+
     import cv2
-    import torch
 
     import vsearch
     from vsearch.faces.service import FaceService
 
     # One thread per worker for everything: the workers are the parallelism. Pools of their own
     # (torch's OpenMP, OpenCV's) would only make the workers compete for the same cores.
-    torch.set_num_threads(1)
+    if importlib.util.find_spec("torch") is not None:  # the core install has none
+        import torch
+
+        torch.set_num_threads(1)
     cv2.setNumThreads(1)
 
     # the catalog opened as the server opens it (`vsearch.open`, never created here); the model
