@@ -702,3 +702,105 @@ def test_a_non_utf8_file_name_is_shown_and_served(tmp_path, photo_dir, tiny_clip
         assert [(h["path"], h["name"]) for h in r.json()["results"]] == [(display_path(path), "caf\\xe9.jpg")]
         r = c.get(f"/v1/media/{mid}/original")
         assert r.status_code == 200 and r.content == open(path, "rb").read()
+
+
+# -- what one request may cost -------------------------------------------------------------------------
+def test_thousands_of_terms_are_refused_at_once(client):
+    import time
+
+    started = time.perf_counter()
+    r = client.get("/v1/search", params={"q": "cat", "plus": [f"t{i}" for i in range(5000)]})  # a 60 kB URL
+    elapsed = time.perf_counter() - started
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "plus" and "16" in r.json()["detail"]
+    assert elapsed < 1.0  # refused while parsing, before any text is encoded
+    assert client.get("/healthz").json()["queue"]["rejected"] == 0  # never reached the work queue
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"q": "cat", "minus": ["x"] * 17}, "minus"),
+    ({"plus": ["a" * 201]}, "plus.0"),
+    ({"q": "a" * 1001}, "q"),
+    ({"q": "cat", "k": 201}, "k"),
+    ({"q": "cat", "tag": ["t"] * 17}, "tag"),
+])
+def test_search_bounds_are_422_naming_the_parameter(client, params, field):
+    r = client.get("/v1/search", params=params)
+    assert r.status_code == 422 and r.json()["error"] == "invalid_request"
+    assert r.json()["fields"][0]["field"] == field
+
+
+def test_the_most_a_search_may_ask_is_served(client):
+    r = client.get("/v1/search", params={"q": "a" * 1000, "plus": [f"{i} " + "b" * 190 for i in range(16)],
+                                         "minus": [f"{i} " + "c" * 190 + "=0.5" for i in range(16)], "k": 200})
+    assert r.status_code == 200, r.text
+
+
+def test_server_bounds_are_within_the_library_limits():
+    """What the OpenAPI document lets through, the library's limits let through too."""
+    from vsearch.search import QUERY_LIMITS
+    from vsearch.serve import app as server
+
+    assert 2 * server.MAX_TERMS_EACH <= QUERY_LIMITS.max_terms
+    assert server.MAX_TERM_CHARS <= QUERY_LIMITS.max_text_chars and server.MAX_K <= QUERY_LIMITS.max_k
+    assert QUERY_LIMITS.max_text_chars + 2 * server.MAX_TERMS_EACH * server.MAX_TERM_CHARS <= QUERY_LIMITS.max_total_chars
+
+
+@pytest.mark.parametrize("term", ["snow=nan", "snow=inf", "snow=-inf", "snow=NaN", "snow=1e9", "snow=100", "snow=abc"])
+@pytest.mark.parametrize("field", ["plus", "minus"])
+def test_weights_that_are_not_numbers_are_422(client, term, field):
+    r = client.get("/v1/search", params={"q": "cat", field: term})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["error"] == "invalid_request" and body["fields"] == [{"field": field, "message": body["fields"][0]["message"]}]
+    assert "must be a number" in body["detail"] and term in body["detail"]
+
+
+def test_ordinary_weights_still_work(client):
+    for term in ("snow=0.5", "snow=-2", "snow=99.5", "snow= .5 ", "E=mc=1"):
+        r = client.get("/v1/search", params={"q": "cat", "plus": term})
+        assert r.status_code == 200, (term, r.text)
+
+
+def test_classify_label_texts_are_bounded(client):
+    one = {"image": ("a.png", png_bytes(), "image/png")}
+    labels = ",".join(f"l{i}" for i in range(65))
+    r = client.post("/v1/classify", files=one, data={"labels": labels})  # 65 labels × 8 templates
+    assert r.status_code == 400 and r.json()["error"] == "too_many_labels" and "520 texts" in r.json()["detail"]
+    r = client.post("/v1/classify", files=one, data={"labels": labels, "templates": "plain"})
+    assert r.status_code == 200, r.text
+
+
+# -- the OpenAPI document says what the server answers ------------------------------------------------
+def test_405_names_every_method_the_path_serves(client):
+    r = client.options("/v1/search")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST" and r.json()["error"] == "method_not_allowed"
+    paths = client.get("/openapi.json").json()["paths"]
+    if "/v1/faces/clusters" in paths:  # beside DELETE /v1/faces/{name}, which matches this path too
+        r = client.options("/v1/faces/clusters")
+        assert r.status_code == 405 and r.headers["allow"] == "GET"
+        # a path without parameters is matched first, for every method, as OpenAPI reads paths:
+        # DELETE /v1/faces/{name} does not answer for it
+        r = client.delete("/v1/faces/enroll", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
+def test_every_422_is_documented_with_the_error_shape(client):
+    doc = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            if op.get("parameters") or op.get("requestBody"):
+                assert op["responses"]["422"]["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/ValidationErrorBody"}, (method, path)
+            if op.get("requestBody"):
+                assert {"400", "408", "413"} <= set(op["responses"]), (method, path)
+    fields = doc["components"]["schemas"]["ValidationErrorBody"]["properties"]
+    assert {"error", "detail", "fields"} <= set(fields)
+    r = client.get("/v1/media/1/thumbnail", params={"size": 5})
+    assert r.status_code == 422 and set(r.json()) == {"error", "detail", "fields"}
+
+
+def test_malformed_multipart_is_a_documented_400(client):
+    r = client.post("/v1/search", content=b"--x\r\nnot a part", headers={"content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 400 and r.json()["error"] == "bad_request"
+    assert "400" in client.get("/openapi.json").json()["paths"]["/v1/search"]["post"]["responses"]

@@ -13,7 +13,8 @@ from vsearch.catalog import IMAGE_SPACE, SearchHit
 from vsearch.encoders import canonical_spec, load_encoder, resolve_encoder
 from vsearch.errors import ModelMismatchError, QueryError
 from vsearch.images import decode_image, limit_aspect
-from vsearch.search import QueryTerm, SpaceSearcher, catalog_searcher, compose_query, parse_weighted, top_media
+from vsearch.search import (QUERY_LIMITS, QueryTerm, SpaceSearcher, catalog_searcher, compose_query, parse_weighted,
+                             top_media)
 
 if TYPE_CHECKING:
     from vsearch.catalog import Catalog, CatalogReader
@@ -156,13 +157,15 @@ class Collection:
         ``tags`` keeps only photos carrying all those tags (see ``vsearch tag``).
         ``regions``: rank photos by their best region too and return ``RegionHit``s with its box.
         ``face``: a photo of a person; the photos showing that person (needs ``index --faces``),
-        alone: it does not combine with the other terms."""
+        alone: it does not combine with the other terms. A query beyond
+        :data:`vsearch.search.QUERY_LIMITS` (terms, text lengths, ``k``) is a :class:`QueryError`."""
         if face is not None:
             if text is not None or image is not None or plus or minus or tags or regions:
                 raise QueryError("--face finds photos of a person; it does not combine with text, --image or --tag")
             from vsearch.faces.service import photos_with_face
 
             return photos_with_face(self.catalog, face, k=k, device=self.device)
+        QUERY_LIMITS.check(text, plus, minus, k)  # before any text is encoded
         terms: list[QueryTerm] = []
         if text is not None:
             terms.append(QueryTerm(text_weight, text=text))
