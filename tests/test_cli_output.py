@@ -223,9 +223,11 @@ def test_term_pattern_accepts_exactly_what_the_parser_accepts():
 
 def test_thousands_of_terms_are_refused_before_the_model_loads(tmp_path):
     r = invoke("search", "a cat", *[a for i in range(5000) for a in ("--plus", f"concept {i}")], "--db", tmp_path / "db")
-    assert r.exit_code == 2 and "5000 plus/minus terms" in r.output and "at most 32" in r.output
-    r = invoke("search", "a" * 1001, "--db", tmp_path / "db")
-    assert r.exit_code == 2 and "1001 characters" in r.output
+    assert r.exit_code == 2 and "5000 plus/minus terms" in r.output and "at most 16" in r.output
+    r = invoke("search", "a" * 501, "--db", tmp_path / "db")
+    assert r.exit_code == 2 and "501 characters" in r.output
+    r = invoke("search", "a" * 400, "--plus", "b" * 400, "--plus", "c" * 400, "--minus", "d" * 400, "--db", tmp_path / "db")
+    assert r.exit_code == 2 and "1600 characters together" in r.output
     r = invoke("search", "a cat", "-k", "10001", "--db", tmp_path / "db")
     assert r.exit_code == 2 and "at most 10000 results" in r.output
     assert not (tmp_path / "db").exists()

@@ -711,15 +711,34 @@ def test_thousands_of_terms_are_refused_at_once(client):
     started = time.perf_counter()
     r = client.get("/v1/search", params={"q": "cat", "plus": [f"t{i}" for i in range(5000)]})  # a 60 kB URL
     elapsed = time.perf_counter() - started
-    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "plus" and "16" in r.json()["detail"]
-    assert elapsed < 1.0  # refused while parsing, before any text is encoded
-    assert client.get("/healthz").json()["queue"]["rejected"] == 0  # never reached the work queue
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "query"
+    assert r.json()["detail"] == "the query string has 5001 parameters; this server reads at most 64 parameters"
+    assert elapsed < 1.0  # refused before the query string is parsed, before any text is encoded
+    r = client.get("/v1/search", params={"q": "cat", "plus": [f"t{i}" for i in range(40)]})
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "plus" and "at most 8" in r.json()["detail"]
+    assert client.get("/healthz").json()["queue"]["rejected"] == 0  # neither reached the work queue
+
+
+def test_query_string_bounds_are_checked_before_parsing():
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from vsearch.serve.limits import QueryStringLimit
+
+    inner = Starlette(routes=[Route("/", lambda request: PlainTextResponse(str(len(request.query_params.multi_items()))))])
+    with TestClient(QueryStringLimit(inner, max_params=3, max_bytes=20)) as c:
+        assert c.get("/?a=1&b=2&c=3").text == "3"
+        r = c.get("/?a=1&b=2&c=3&d=4")
+        assert r.status_code == 422 and r.json()["detail"].endswith("at most 3 parameters")
+        r = c.get("/", params={"a": "x" * 30})
+        assert r.status_code == 422 and r.json()["detail"] == "the query string has 32 bytes; this server reads at most 20 bytes"
 
 
 @pytest.mark.parametrize("params, field", [
-    ({"q": "cat", "minus": ["x"] * 17}, "minus"),
-    ({"plus": ["a" * 201]}, "plus.0"),
-    ({"q": "a" * 1001}, "q"),
+    ({"q": "cat", "minus": ["x"] * 9}, "minus"),
+    ({"plus": ["a" * 61]}, "plus.0"),
+    ({"q": "a" * 501}, "q"),
     ({"q": "cat", "k": 201}, "k"),
     ({"q": "cat", "tag": ["t"] * 17}, "tag"),
 ])
@@ -730,8 +749,8 @@ def test_search_bounds_are_422_naming_the_parameter(client, params, field):
 
 
 def test_the_most_a_search_may_ask_is_served(client):
-    r = client.get("/v1/search", params={"q": "a" * 1000, "plus": [f"{i} " + "b" * 190 for i in range(16)],
-                                         "minus": [f"{i} " + "c" * 190 + "=0.5" for i in range(16)], "k": 200})
+    r = client.get("/v1/search", params={"q": "a" * 500, "plus": [f"{i} " + "b" * 57 for i in range(8)],
+                                         "minus": [f"{i} " + "c" * 53 + "=0.5" for i in range(8)], "k": 200})
     assert r.status_code == 200, r.text
 
 
@@ -804,3 +823,35 @@ def test_malformed_multipart_is_a_documented_400(client):
     r = client.post("/v1/search", content=b"--x\r\nnot a part", headers={"content-type": "multipart/form-data; boundary=x"})
     assert r.status_code == 400 and r.json()["error"] == "bad_request"
     assert "400" in client.get("/openapi.json").json()["paths"]["/v1/search"]["post"]["responses"]
+
+
+def test_costly_calls_leave_a_worker_to_ordinary_ones():
+    """Back-to-back costly searches take at most workers - 1 threads: an ordinary call runs at once."""
+    queue = WorkQueue(workers=2, depth=8)
+    release = threading.Event()
+
+    async def scenario():
+        heavy = [asyncio.create_task(queue.run(release.wait, 10, heavy=True)) for _ in range(3)]
+        await asyncio.sleep(0.2)
+        running_heavy = queue.stats()["running"]
+        ordinary = await asyncio.wait_for(queue.run(lambda: "served"), 5)
+        release.set()
+        await asyncio.gather(*heavy)
+        return running_heavy, ordinary
+
+    running_heavy, ordinary = asyncio.run(scenario())
+    assert running_heavy == 1 and ordinary == "served"
+
+
+def test_a_costly_search_runs_in_the_lane_for_costly_calls(client, monkeypatch):
+    seen = []
+    real_run = WorkQueue.run
+
+    async def spy(self, fn, *args, request=None, heavy=False):
+        seen.append(heavy)
+        return await real_run(self, fn, *args, request=request, heavy=heavy)
+
+    monkeypatch.setattr(WorkQueue, "run", spy)
+    assert client.get("/v1/search", params={"q": "a cat", "plus": "snow"}).status_code == 200
+    assert client.get("/v1/search", params={"q": "a cat " * 50}).status_code == 200
+    assert seen == [False, True]

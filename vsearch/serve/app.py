@@ -24,7 +24,7 @@ from vsearch.fsutil import display_path
 from vsearch.search import NOT_BLANK_PATTERN, QUERY_LIMITS, SPACE_CHARS, TERM_PATTERN, parse_weighted
 from vsearch.serve.auth import TOKEN_FILENAME, BearerToken, load_or_create_token
 from vsearch.serve.errors import ApiError, error_response, install_error_handlers
-from vsearch.serve.limits import BodySizeLimit, WorkQueue
+from vsearch.serve.limits import BodySizeLimit, QueryStringLimit, WorkQueue
 from vsearch.serve.models import ClassifyResult, Health, Hit, SearchResult, error_responses
 from vsearch.serve.openapi import install as install_openapi
 from vsearch.serve.service import ServeSettings, SearchService
@@ -33,13 +33,18 @@ log = logging.getLogger("vsearch.serve")
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_K = 200
-# One search: q (up to QUERY_LIMITS.max_text_chars) and up to 16 plus and 16 minus terms of up to
-# 200 characters. Within QUERY_LIMITS by construction (a test keeps them in step), so a request
+# One search: q (up to QUERY_LIMITS.max_text_chars) and up to 8 plus and 8 minus terms of up to
+# 60 characters. Within QUERY_LIMITS by construction (a test keeps them in step), so a request
 # that the OpenAPI document accepts is one the search accepts.
-MAX_TERMS_EACH = 16
-MAX_TERM_CHARS = 200
+MAX_TERMS_EACH = 8
+MAX_TERM_CHARS = 60
 MAX_TAGS = 16
+ORDINARY_TEXT_CHARS = 256  # a search of longer texts together runs in the work queue's lane for costly calls
 NOT_BLANK = {"pattern": NOT_BLANK_PATTERN}  # in the document; the server's own check says "empty"
+# The raw query string, before it is parsed: a search takes at most 35 parameters (q, like, k,
+# 8 plus, 8 minus, 16 tags), each character of its texts at most 12 bytes percent-encoded.
+MAX_QUERY_PARAMS = 64
+MAX_QUERY_BYTES = 12 * (QUERY_LIMITS.max_text_chars + 2 * MAX_TERMS_EACH * MAX_TERM_CHARS) + 4096
 Term = Annotated[str, Field(min_length=1, max_length=MAX_TERM_CHARS, json_schema_extra={"pattern": TERM_PATTERN})]
 # The page's own files only: no inline script, nothing from other origins.
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
@@ -139,6 +144,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
     install_error_handlers(app)
     install_openapi(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes, timeout_s=settings.body_timeout_s)
+    app.add_middleware(QueryStringLimit, max_params=MAX_QUERY_PARAMS, max_bytes=MAX_QUERY_BYTES)
     if settings.allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
     app.add_middleware(SafetyHeaders)
@@ -217,7 +223,8 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
             return [(service.media_vector(like), 1.0)] if like is not None else []
 
         started = time.perf_counter()
-        hits, n = await queue.run(run_search, texts, vectors, k, tag, like, request=request)
+        heavy = sum(len(t) for t, _ in texts) > ORDINARY_TEXT_CHARS
+        hits, n = await queue.run(run_search, texts, vectors, k, tag, like, request=request, heavy=heavy)
         return SearchResult(results=[hit_json(h) for h in hits], k=k, photos_in_index=n,
                             took_ms=round((time.perf_counter() - started) * 1000, 2))
 
@@ -269,7 +276,8 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
             return service.classify(vector, labels, k, templates, closed_set)
 
         started = time.perf_counter()
-        result = await queue.run(work, request=request)
+        heavy = len(labels.split(",")) * (1 if templates == "plain" else 8) > 64  # texts to encode (8 default templates)
+        result = await queue.run(work, request=request, heavy=heavy)
         return ClassifyResult(**result, took_ms=round((time.perf_counter() - started) * 1000, 2))
 
     @app.get("/v1/media/{media_id}/thumbnail", tags=["media"], response_class=Response,

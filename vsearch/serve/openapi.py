@@ -4,7 +4,8 @@ FastAPI writes the document from the routes' signatures; a few things it writes 
 the server does, whichever route they come from, so they are corrected here once for all routes
 (``tests/test_serve_openapi.py`` runs Schemathesis against the result):
 
-* every 422 has the service's error shape (:class:`~vsearch.serve.models.ValidationErrorBody`),
+* every operation may answer 422 (a query string over the server's bounds is refused before
+  routing), and every 422 has the service's error shape (:class:`~vsearch.serve.models.ValidationErrorBody`),
   never FastAPI's ``{"detail": [...]}``, which no answer of this server has;
 * an operation with a request body may answer 400 (a malformed multipart or form body), 408 (a
   body that stops arriving) and 413 (a body over the limit): the middlewares and the form parser
@@ -86,8 +87,9 @@ def corrected(doc: dict[str, Any]) -> dict[str, Any]:
     for path, operations in doc.get("paths", {}).items():
         for method, op in operations.items():
             responses = op.setdefault("responses", {})
-            if "422" in responses:
-                responses["422"]["content"] = {"application/json": {"schema": dict(error_ref)}}
+            responses.setdefault("422", {"description": "Invalid parameters (also: a query string of more "
+                                                        "parameters or bytes than the server reads)"})
+            responses["422"]["content"] = {"application/json": {"schema": dict(error_ref)}}
             for param in op.get("parameters", []):
                 param["schema"] = _without_null(param.get("schema", {}))
             body = op.get("requestBody")

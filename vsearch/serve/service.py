@@ -100,8 +100,22 @@ class SearchService:
         """Σ weight·vector over the texts (encoded in one batch) and the given vectors,
         renormalised (:func:`vsearch.search.compose_query`, as for the CLI)."""
         terms = [QueryTerm(w, text=t) for t, w in texts] + [QueryTerm(w, vector=v) for v, w in vectors]
-        return compose_query(terms, self.encoder.encode_text,
+        return compose_query(terms, self.encode_texts,
                              empty_message="empty query: give q (text), like (a photo id) or an image")
+
+    def encode_texts(self, texts: Sequence[str], short: int = 64) -> np.ndarray:
+        """(N, D) rows in order: the short texts in one batch, each longer one alone. A batch pads
+        every text to its longest, so one long q would make each short term cost as much as it
+        (measured: 33 texts padded to 1,000 characters, 9 s; apart, about a tenth of that)."""
+        out: list[np.ndarray | None] = [None] * len(texts)
+        batch = [i for i, t in enumerate(texts) if len(t) <= short]
+        if batch:
+            for i, row in zip(batch, self.encoder.encode_text([texts[i] for i in batch])):
+                out[i] = row
+        for i, t in enumerate(texts):
+            if out[i] is None:
+                out[i] = self.encoder.encode_text([t])[0]
+        return np.stack(out)
 
     # -- search ----------------------------------------------------------------------------------
     def search(self, query: np.ndarray, k: int, tags: Sequence[str] = (), exclude_media: int | None = None) -> list[SearchHit]:
