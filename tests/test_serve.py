@@ -3,6 +3,7 @@ index reloads while the catalog changes underneath."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import os
 import shutil
@@ -109,6 +110,7 @@ def test_text_search_ranks_all_photos_by_score(client, catalog_dir):
     scores = [h["score"] for h in hits]
     assert scores == sorted(scores, reverse=True)
     assert {h["name"] for h in hits} == {p.name for p in (catalog_dir / "photos").iterdir()}
+    assert not any("path_bytes" in h for h in hits)  # UTF-8 names: "path" is exact
     assert all(h["thumbnail"] == f"/v1/media/{h['media_id']}/thumbnail" for h in hits)
 
 
@@ -700,6 +702,8 @@ def test_a_non_utf8_file_name_is_shown_and_served(tmp_path, photo_dir, tiny_clip
         r = c.get("/v1/search", params={"q": "a photo"})
         assert r.status_code == 200, r.text
         assert [(h["path"], h["name"]) for h in r.json()["results"]] == [(display_path(path), "caf\\xe9.jpg")]
+        # a real backslash reads the same as that text: the exact bytes come apart
+        assert base64.b64decode(r.json()["results"][0]["path_bytes"]) == os.fsencode(path)
         r = c.get(f"/v1/media/{mid}/original")
         assert r.status_code == 200 and r.content == open(path, "rb").read()
 

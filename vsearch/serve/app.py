@@ -6,6 +6,7 @@ its query and searches. CPU-heavy work (decoding, inference, FAISS, thumbnails) 
 """
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import time
@@ -20,7 +21,7 @@ from pydantic import Field
 
 import vsearch
 from vsearch.errors import QueryError
-from vsearch.fsutil import display_path
+from vsearch.fsutil import display_path, undecodable_name
 from vsearch.search import NOT_BLANK_PATTERN, QUERY_LIMITS, SPACE_CHARS, TERM_PATTERN, parse_weighted
 from vsearch.serve.auth import TOKEN_FILENAME, BearerToken, load_or_create_token
 from vsearch.serve.errors import ApiError, error_response, install_error_handlers
@@ -156,9 +157,11 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         return data
 
     def hit_json(hit) -> Hit:
-        path = display_path(hit.path)  # JSON cannot carry a file name's undecodable bytes
+        path = display_path(hit.path)  # JSON cannot carry a file name's undecodable bytes: shown as \xNN
+        raw = undecodable_name(hit.path)  # and given exactly, since a real backslash reads the same
         return Hit(media_id=hit.media_id, path=path, name=os.path.basename(path), score=round(hit.score, 6),
-                   rank=hit.rank, thumbnail=f"/v1/media/{hit.media_id}/thumbnail")
+                   rank=hit.rank, thumbnail=f"/v1/media/{hit.media_id}/thumbnail",
+                   path_bytes=base64.b64encode(raw).decode("ascii") if raw is not None else None)
 
     faces_router = None
     if faces is not False:
@@ -183,7 +186,8 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         hits = service.search(query, k, tags, exclude_media=exclude)
         return hits, len(service.reader.current())
 
-    @app.get("/v1/search", response_model=SearchResult, tags=["search"], responses=error_responses(400, 404, 422, 503))
+    @app.get("/v1/search", response_model=SearchResult, response_model_exclude_none=True, tags=["search"],
+             responses=error_responses(400, 404, 422, 503))
     async def search_get(
         request: Request,
         q: Annotated[Optional[str], Query(min_length=1, max_length=QUERY_LIMITS.max_text_chars, json_schema_extra=NOT_BLANK,
@@ -228,7 +232,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         return SearchResult(results=[hit_json(h) for h in hits], k=k, photos_in_index=n,
                             took_ms=round((time.perf_counter() - started) * 1000, 2))
 
-    @app.post("/v1/search", response_model=SearchResult, tags=["search"],
+    @app.post("/v1/search", response_model=SearchResult, response_model_exclude_none=True, tags=["search"],
               responses=error_responses(400, 413, 422, 503))
     async def search_post(
         request: Request,

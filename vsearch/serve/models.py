@@ -24,7 +24,10 @@ class ValidationErrorBody(ErrorBody):
 
 class Hit(BaseModel):
     media_id: int = Field(description="The photo's catalog id: fetch it with /v1/media/{media_id}/thumbnail.")
-    path: str
+    path: str = Field(description="The file's path as UTF-8 text; a byte that is not UTF-8 shows as \\xNN "
+                                  "(then path_bytes has the exact bytes).")
+    path_bytes: Optional[str] = Field(None, description="Base64 of the path's bytes, only when they are not "
+                                      "UTF-8 text; absent: path is exact.")
     name: str = Field(description="The file name, for display.")
     score: float = Field(description="Cosine similarity to the query (higher is closer).")
     rank: int
