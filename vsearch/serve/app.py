@@ -203,8 +203,9 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
     ) -> SearchResult:
         """Photos ranked by similarity to a text, to a catalog photo (`like`), or a combination.
 
-        Give at least one of `q`, `like` and `plus` (otherwise 400 `bad_query`: OpenAPI cannot
-        state a rule across query parameters). Each text is one pass of the text encoder, so the
+        Give at least one of `q`, `like` and `plus`, whose weights do not cancel out (`plus=cat=0`,
+        or `q=cat&minus=cat`): otherwise 400 `bad_query` (OpenAPI cannot state a rule across query
+        parameters). Each text is one pass of the text encoder, so the
         terms are bounded in number and length; a weight that is not a number below 100 (`nan`,
         `inf`, `1e9`) is a 422."""
         if q is None and like is None and not plus:
