@@ -223,6 +223,8 @@ def search(
     k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
     as_json: Annotated[bool, json_flag("Print a JSON list of {path, score}.")] = False,
     bare_paths: Annotated[bool, typer.Option("--paths", help="Print only the paths, one a line (for xargs, xdg-open).")] = False,
+    null: Annotated[bool, typer.Option("--null", help="With --paths: end each path with a NUL byte instead of a "
+                    "newline, for xargs -0 (a file name may hold a newline).")] = False,
     html_out: Annotated[Optional[str], typer.Option("--html", help="Write a self-contained gallery page here (its folder must exist).")] = None,
     regions: Annotated[bool, typer.Option("--regions", help="Match regions too (see index --regions); results carry the best box.")] = False,
     explain: Annotated[bool, typer.Option("--explain", help="For each hit, the part of the photo that matched best (its region, "
@@ -250,7 +252,12 @@ def search(
         raise QueryError("give a text query, --image FILE, --face FILE, --text-in WORD, or --plus terms")
     if as_json and bare_paths:
         raise QueryError("choose one of --json and --paths")
+    if null and not bare_paths:
+        raise QueryError("--null goes with --paths (NUL-separated paths for xargs -0)")
     check_weighted_terms(plus, minus)
+    from vsearch.search import QUERY_LIMITS
+
+    QUERY_LIMITS.check(query, plus, minus, k)  # thousands of --plus terms: refused before the model loads
     html_out = check_output_file(html_out, "--html")
     with ExitStack() as stack:
         image_file = stack.enter_context(local_image(image)) if image is not None else None
@@ -280,11 +287,16 @@ def search(
     if as_json:
         from vsearch.regions.report import hit_json
 
-        print_json([{**hit_json(h), **({"explain": explained[i][0].to_json()} if explained else {})}
+        print_json([{**hit_json(h), **_exact_name(h.path), **({"explain": explained[i][0].to_json()} if explained else {})}
                     for i, h in enumerate(hits)])
         return
     if bare_paths:
-        sys.stdout.write("".join(h.path + "\n" for h in hits))
+        end = "\0" if null else "\n"
+        sys.stdout.write("".join(h.path + end for h in hits))
+        sys.stdout.flush()
+        if not null and any("\n" in h.path for h in hits):
+            err_console.print("warning: a path holds a newline, so lines do not match files: use --paths --null "
+                              "with xargs -0", highlight=False)
         return
     if not hits:
         err_console.print("no results (is the catalog empty?)")
@@ -297,6 +309,19 @@ def search(
                      *(["[" + ", ".join(f"{v:.0f}" for v in box) + "]" if box is not None else ""]
                        if regions or explained else [])])
     print_rows(columns, rows, justify=["right", "right", "left", "left"])
+
+
+def _exact_name(path: str) -> dict:
+    """``{"path_bytes": base64}`` for a file name that is not UTF-8: its "path" shows the
+    undecodable bytes as ``\\xNN``, as a name with a real backslash could read; the bytes say which."""
+    from vsearch.fsutil import undecodable_name
+
+    raw = undecodable_name(path)
+    if raw is None:
+        return {}
+    import base64
+
+    return {"path_bytes": base64.b64encode(raw).decode("ascii")}
 
 
 @app.command()

@@ -15,9 +15,16 @@ model, Eileen Collins from the astronaut photo enrolled), starts `vsearch serve`
 and stops it at the end. ``--db DIR`` serves an existing catalog instead; ``--url`` loads a server
 already running (loopback only) and ``--token-file`` gives its token.
 
+``--flood terms`` adds a few more clients (``--flood-clients``) that send, back to back for the
+whole scenario, searches of ``--flood-terms`` plus terms (5,000 by default: refused by the
+server's bounds); ``--flood max-terms`` sends the most a search may ask instead (q of 500
+characters, 8 plus and 8 minus terms of 60): whether ordinary searches keep their latency
+while one caller sends costly requests.
+
 usage: python benchmarks/service_load.py [--clients 50] [--duration 20] [--rate 25]
            [--scenario verify --scenario search] [--db DIR | --url URL --token-file F]
-           [--person NAME --probe IMAGE] [--server-workers N] [--json]
+           [--person NAME --probe IMAGE] [--server-workers N]
+           [--flood terms|max-terms --flood-clients 4 --flood-terms 5000] [--json]
 """
 from __future__ import annotations
 
@@ -105,11 +112,59 @@ def make_call(scenario: str, args, token: str | None, probe: bytes | None):
     raise SystemExit(f"unknown scenario {scenario!r}: verify, search or search-image")
 
 
+def flood_query(kind: str, terms: int) -> str:
+    """The query string of one costly search (encoded once: building it is not the load)."""
+    from urllib.parse import urlencode
+
+    if kind == "terms":
+        params = [("q", "a cat")] + [("plus", f"t{i}") for i in range(terms)]
+    elif kind == "max-terms":  # the most a search may ask: q of 500 characters, 8 + 8 terms of 60
+        params = ([("q", "a photo of " + "a cat " * 81), ("k", "200")]
+                  + [("plus", f"concept {i} " + "snow " * 9) for i in range(8)]
+                  + [("minus", f"concept {i} " + "night " * 7 + "=0.5") for i in range(8)])
+    else:
+        raise SystemExit(f"unknown flood {kind!r}: terms or max-terms")
+    return urlencode(params)
+
+
+def flood_process(url: str, query: str, clients: int, seconds: float, out) -> None:
+    """In a process of its own (so that its work does not delay the measured clients' event
+    loop): ``clients`` connections send the search back to back for ``seconds``; puts
+    (answers by status, latencies in ms) on ``out``."""
+    import httpx
+
+    answers: dict[str, int] = {}
+    latencies: list[float] = []
+
+    async def loop(client, end: float) -> None:
+        while time.perf_counter() < end:
+            started = time.perf_counter()
+            try:
+                r = await asyncio.wait_for(client.get("/v1/search?" + query), max(0.001, end + 5.0 - started))
+                status = str(r.status_code)
+            except asyncio.TimeoutError:
+                status = "timeout"
+            except Exception as exc:  # noqa: BLE001 - counted, not fatal
+                status = type(exc).__name__
+            answers[status] = answers.get(status, 0) + 1
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    async def main() -> None:
+        end = time.perf_counter() + seconds
+        async with httpx.AsyncClient(base_url=url, timeout=60.0) as client:
+            await asyncio.gather(*(loop(client, end) for _ in range(clients)))
+
+    asyncio.run(main())
+    out.put((answers, latencies))
+
+
 async def run_scenario(url: str, call, clients: int, duration: float, rate: float, warmup: float,
-                       server_pid: int | None = None) -> dict:
+                       server_pid: int | None = None, flood: str | None = None, flood_clients: int = 0) -> dict:
     """One scenario: ``warmup`` seconds unrecorded, then ``duration`` seconds recorded. Calls still
     unanswered ``duration`` seconds after the end (a server far behind an open-loop schedule) are
-    cancelled and counted as "timeout" errors, so a run always ends in bounded time."""
+    cancelled and counted as "timeout" errors, so a run always ends in bounded time. ``flood``:
+    the query string that ``flood_clients`` more clients, in another process, send back to back
+    meanwhile (:func:`flood_process`), tallied apart by answer status."""
     import httpx
 
     tally = Tally()
@@ -153,6 +208,15 @@ async def run_scenario(url: str, call, clients: int, duration: float, rate: floa
         if warmup > 0:  # connections opened, caches and thread pools warm; not recorded
             t0 = time.perf_counter()
             await asyncio.gather(*(client_loop(c, t0, t0 + warmup, False) for c in range(clients)))
+        flooding = None
+        if flood and flood_clients:
+            import multiprocessing
+
+            flood_results = multiprocessing.get_context("spawn").Queue()
+            flooding = multiprocessing.get_context("spawn").Process(
+                target=flood_process, args=(url, flood, flood_clients, duration + 2.0, flood_results), daemon=True)
+            flooding.start()
+            await asyncio.sleep(1.0)  # the process started and flooding before the measure starts
         cpu0 = process_tree_cpu(server_pid) if server_pid else None
         client_cpu0 = time.process_time()
         t0 = time.perf_counter()
@@ -164,6 +228,12 @@ async def run_scenario(url: str, call, clients: int, duration: float, rate: floa
     if out["ok"] + out["errors"]:
         # this load generator shares the machine with the server: its own cost per call
         out["client_cpu_ms_per_call"] = round(client_cpu * 1000 / (out["ok"] + out["errors"]), 1)
+    if flooding is not None:
+        flood_answers, flood_ms = flood_results.get(timeout=duration + 60)
+        flooding.join(timeout=10)
+        ms = sorted(flood_ms)
+        out["flood"] = {"calls": len(ms), "answers": flood_answers,
+                        "p50_ms": round(ms[len(ms) // 2], 1) if ms else None, "max_ms": round(ms[-1], 1) if ms else None}
     if cpu is not None and out["ok"]:
         # CPU time the server (and its face workers) spent per answered call: unlike latency, this
         # does not depend on what else the machine is running
@@ -282,8 +352,13 @@ def main(argv=None) -> int:
     ap.add_argument("--person", help="enrolled name to verify against (demo: eileen)")
     ap.add_argument("--probe", help="probe image for verify and search-image (demo: Eileen Collins, 360×270)")
     ap.add_argument("--server-workers", type=int, help="--workers for the server this script starts")
+    ap.add_argument("--flood", choices=["terms", "max-terms"], help="meanwhile, costly searches from more clients")
+    ap.add_argument("--flood-clients", type=int, default=4, help="clients sending the flood, back to back")
+    ap.add_argument("--flood-terms", type=int, default=5000, help="plus terms per flood search (--flood terms)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = ap.parse_args(argv)
+    if not 0 <= args.flood_clients <= 64 or not 1 <= args.flood_terms <= 100_000:
+        raise SystemExit("--flood-clients must be 0..64 and --flood-terms 1..100000")
     if not 1 <= args.clients <= MAX_CLIENTS or not 0 < args.duration <= MAX_DURATION:
         raise SystemExit(f"--clients must be 1..{MAX_CLIENTS} and --duration 0..{MAX_DURATION:.0f} s")
     scenarios = args.scenario or ["verify", "search"]
@@ -323,14 +398,18 @@ def main(argv=None) -> int:
                 print("skipping search-image: needs --probe", file=sys.stderr)
                 continue
             call = make_call(scenario, args, token, probe)
+            flood = flood_query(args.flood, args.flood_terms) if args.flood else None
             results[scenario] = asyncio.run(run_scenario(url, call, args.clients, args.duration, args.rate,
-                                                         args.warmup, proc.pid if proc else None))
+                                                         args.warmup, proc.pid if proc else None, flood,
+                                                         args.flood_clients))
         after = httpx.get(url + "/healthz").json()
         report = {"machine": machine(), "server": {"model": health["model"], "photos": health["photos_in_index"],
                                                    "workers": health["queue"]["workers"],
                                                    "queue_capacity": health["queue"]["capacity"],
                                                    "rejected_503": after["queue"]["rejected"]},
                   "clients": args.clients, "rate_per_s": args.rate or "closed loop", "duration_s": args.duration,
+                  "flood": args.flood and {"kind": args.flood, "clients": args.flood_clients,
+                                           **({"terms": args.flood_terms} if args.flood == "terms" else {})},
                   "load_average_before": load_before, "load_average_after": os.getloadavg()[0], "results": results}
         if args.json:
             print(json.dumps(report, indent=2))
@@ -348,6 +427,10 @@ def main(argv=None) -> int:
                       f"{cpu if cpu is not None else '-':>18} {r.get('client_cpu_ms_per_call', '-'):>6}"
                       + (f"  errors: {r['error_kinds']}" if r["errors"] else "")
                       + (f"  unexpected answers: {r['unexpected']}" if r["unexpected"] else ""))
+                if "flood" in r:
+                    f = r["flood"]
+                    print(f"  meanwhile {args.flood_clients} clients sent {f['calls']} '{args.flood}' searches: answers "
+                          f"{f['answers']}, p50 {f['p50_ms']} ms, max {f['max_ms']} ms")
         return 0 if all(r["errors"] == 0 for r in results.values()) else 1
     finally:
         if proc is not None:

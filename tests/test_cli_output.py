@@ -191,3 +191,95 @@ def test_a_weight_that_is_not_a_number_is_an_error_everywhere(tmp_path):
         parse_weighted("night=abc")  # the Python API and the server, not only the CLI
     r = invoke("search", "a cat", "--minus", "night=abc", "--db", tmp_path / "db")
     assert r.exit_code == 2 and "--minus" in r.output and "must be a number" in r.output
+
+
+@pytest.mark.parametrize("term", ["snow=nan", "snow=inf", "snow=-inf", "snow=1e9"])
+def test_a_weight_that_is_not_a_finite_number_is_an_error(tmp_path, term):
+    from vsearch.api import parse_weighted
+    from vsearch.errors import QueryError
+
+    with pytest.raises(QueryError, match="must be a number"):
+        parse_weighted(term)
+    r = invoke("search", "a cat", "--plus", term, "--db", tmp_path / "db")
+    assert r.exit_code == 2 and "--plus" in r.output and "must be a number" in r.output and "Traceback" not in r.output
+
+
+def test_term_pattern_accepts_exactly_what_the_parser_accepts():
+    """The HTTP API's OpenAPI document states the rule for a term as a regular expression."""
+    import re
+
+    from vsearch.errors import QueryError
+    from vsearch.search import TERM_PATTERN, parse_weighted
+
+    cases = ["snow", "snow=0.5", "snow=-2", " snow = .5 ", "snow=99.99", "snow=100", "snow=1e3", "snow=nan", "=0.5",
+             "   ", "", "a=b", "E=mc=1", "snow=0.5\x1f", "\x1fsnow", "snow=", "a\nb=1", "==1", "x=+.5", "x=5.", "x=."]
+    for term in cases:
+        try:
+            text, _ = parse_weighted(term)
+            accepted = bool(text.strip())
+        except QueryError:
+            accepted = False
+        assert bool(re.search(TERM_PATTERN, term)) == accepted, term
+
+
+def test_thousands_of_terms_are_refused_before_the_model_loads(tmp_path):
+    r = invoke("search", "a cat", *[a for i in range(5000) for a in ("--plus", f"concept {i}")], "--db", tmp_path / "db")
+    assert r.exit_code == 2 and "5000 plus/minus terms" in r.output and "at most 16" in r.output
+    r = invoke("search", "a" * 501, "--db", tmp_path / "db")
+    assert r.exit_code == 2 and "501 characters" in r.output
+    r = invoke("search", "a" * 400, "--plus", "b" * 400, "--plus", "c" * 400, "--minus", "d" * 400, "--db", tmp_path / "db")
+    assert r.exit_code == 2 and "1600 characters together" in r.output
+    r = invoke("search", "a cat", "-k", "10001", "--db", tmp_path / "db")
+    assert r.exit_code == 2 and "at most 10000 results" in r.output
+    assert not (tmp_path / "db").exists()
+
+
+@pytest.fixture
+def awkward_names(photo_dir, tmp_path, tiny_clip_spec):
+    """A catalog of photos named with a newline, with a byte that is not UTF-8, and with a real
+    backslash that reads like that byte escaped."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = {"newline": "two\nlines.jpg", "backslash": "caf\\xe9.jpg"}
+    if os.fsencode("\udce9") == b"\xe9":
+        names["byte"] = os.fsdecode(b"caf\xe9.jpg")
+    made = {}
+    for (key, name), src in zip(names.items(), ["horse.jpg", "coffee.jpg", "chelsea.jpg"]):
+        try:
+            shutil.copy(photo_dir / src, folder / name)
+        except (OSError, UnicodeEncodeError):
+            continue
+        made[key] = str(folder / name)
+    r = invoke("index", folder, "--db", tmp_path / "db", "--model", tiny_clip_spec, "--workers", "0", "-q")
+    assert r.exit_code == 0, r.output
+    return tmp_path / "db", made
+
+
+def test_search_paths_null_keeps_a_name_with_a_newline_whole(awkward_names):
+    db, made = awkward_names
+    r = invoke("search", "a photo", "--db", db, "--paths", "--null")
+    assert r.exit_code == 0, r.output
+    out = r.stdout_bytes.split(b"\0")
+    assert out[-1] == b"" and sorted(out[:-1]) == sorted(os.fsencode(p) for p in made.values())
+    r = invoke("search", "a photo", "--db", db, "--paths")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == len(made) + 1  # the newline splits one path
+    assert "--null" in r.stderr
+    r = invoke("search", "a photo", "--db", db, "--null")
+    assert r.exit_code == 2 and "--null goes with --paths" in r.output
+
+
+def test_search_json_tells_an_undecodable_byte_from_a_backslash(awkward_names):
+    import base64
+
+    db, made = awkward_names
+    if "byte" not in made:
+        pytest.skip("needs a file system that takes any byte in names")
+    r = invoke("search", "a photo", "--db", db, "--json")
+    assert r.exit_code == 0, r.output
+    hits = json.loads(r.stdout)
+    shown = [h for h in hits if h["path"].endswith("caf\\xe9.jpg")]
+    assert len(shown) == 2 and shown[0]["path"] == shown[1]["path"]  # the same text for both files
+    exact = {base64.b64decode(h["path_bytes"]) if "path_bytes" in h else h["path"].encode() for h in shown}
+    assert exact == {os.fsencode(made["byte"]), made["backslash"].encode()}
+    assert [h for h in hits if "\n" in h["path"]][0]["path"] == made["newline"] and all(
+        "path_bytes" not in h for h in hits if h["path"] != shown[0]["path"])

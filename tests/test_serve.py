@@ -3,6 +3,7 @@ index reloads while the catalog changes underneath."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import os
 import shutil
@@ -109,6 +110,7 @@ def test_text_search_ranks_all_photos_by_score(client, catalog_dir):
     scores = [h["score"] for h in hits]
     assert scores == sorted(scores, reverse=True)
     assert {h["name"] for h in hits} == {p.name for p in (catalog_dir / "photos").iterdir()}
+    assert not any("path_bytes" in h for h in hits)  # UTF-8 names: "path" is exact
     assert all(h["thumbnail"] == f"/v1/media/{h['media_id']}/thumbnail" for h in hits)
 
 
@@ -700,5 +702,160 @@ def test_a_non_utf8_file_name_is_shown_and_served(tmp_path, photo_dir, tiny_clip
         r = c.get("/v1/search", params={"q": "a photo"})
         assert r.status_code == 200, r.text
         assert [(h["path"], h["name"]) for h in r.json()["results"]] == [(display_path(path), "caf\\xe9.jpg")]
+        # a real backslash reads the same as that text: the exact bytes come apart
+        assert base64.b64decode(r.json()["results"][0]["path_bytes"]) == os.fsencode(path)
         r = c.get(f"/v1/media/{mid}/original")
         assert r.status_code == 200 and r.content == open(path, "rb").read()
+
+
+# -- what one request may cost -------------------------------------------------------------------------
+def test_thousands_of_terms_are_refused_at_once(client):
+    import time
+
+    started = time.perf_counter()
+    r = client.get("/v1/search", params={"q": "cat", "plus": [f"t{i}" for i in range(5000)]})  # a 60 kB URL
+    elapsed = time.perf_counter() - started
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "query"
+    assert r.json()["detail"] == "the query string has 5001 parameters; this server reads at most 64 parameters"
+    assert elapsed < 1.0  # refused before the query string is parsed, before any text is encoded
+    r = client.get("/v1/search", params={"q": "cat", "plus": [f"t{i}" for i in range(40)]})
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "plus" and "at most 8" in r.json()["detail"]
+    assert client.get("/healthz").json()["queue"]["rejected"] == 0  # neither reached the work queue
+
+
+def test_query_string_bounds_are_checked_before_parsing():
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from vsearch.serve.limits import QueryStringLimit
+
+    inner = Starlette(routes=[Route("/", lambda request: PlainTextResponse(str(len(request.query_params.multi_items()))))])
+    with TestClient(QueryStringLimit(inner, max_params=3, max_bytes=20)) as c:
+        assert c.get("/?a=1&b=2&c=3").text == "3"
+        r = c.get("/?a=1&b=2&c=3&d=4")
+        assert r.status_code == 422 and r.json()["detail"].endswith("at most 3 parameters")
+        r = c.get("/", params={"a": "x" * 30})
+        assert r.status_code == 422 and r.json()["detail"] == "the query string has 32 bytes; this server reads at most 20 bytes"
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"q": "cat", "minus": ["x"] * 9}, "minus"),
+    ({"plus": ["a" * 61]}, "plus.0"),
+    ({"q": "a" * 501}, "q"),
+    ({"q": "cat", "k": 201}, "k"),
+    ({"q": "cat", "tag": ["t"] * 17}, "tag"),
+])
+def test_search_bounds_are_422_naming_the_parameter(client, params, field):
+    r = client.get("/v1/search", params=params)
+    assert r.status_code == 422 and r.json()["error"] == "invalid_request"
+    assert r.json()["fields"][0]["field"] == field
+
+
+def test_the_most_a_search_may_ask_is_served(client):
+    r = client.get("/v1/search", params={"q": "a" * 500, "plus": [f"{i} " + "b" * 57 for i in range(8)],
+                                         "minus": [f"{i} " + "c" * 53 + "=0.5" for i in range(8)], "k": 200})
+    assert r.status_code == 200, r.text
+
+
+def test_server_bounds_are_within_the_library_limits():
+    """What the OpenAPI document lets through, the library's limits let through too."""
+    from vsearch.search import QUERY_LIMITS
+    from vsearch.serve import app as server
+
+    assert 2 * server.MAX_TERMS_EACH <= QUERY_LIMITS.max_terms
+    assert server.MAX_TERM_CHARS <= QUERY_LIMITS.max_text_chars and server.MAX_K <= QUERY_LIMITS.max_k
+    assert QUERY_LIMITS.max_text_chars + 2 * server.MAX_TERMS_EACH * server.MAX_TERM_CHARS <= QUERY_LIMITS.max_total_chars
+
+
+@pytest.mark.parametrize("term", ["snow=nan", "snow=inf", "snow=-inf", "snow=NaN", "snow=1e9", "snow=100", "snow=abc"])
+@pytest.mark.parametrize("field", ["plus", "minus"])
+def test_weights_that_are_not_numbers_are_422(client, term, field):
+    r = client.get("/v1/search", params={"q": "cat", field: term})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["error"] == "invalid_request" and body["fields"] == [{"field": field, "message": body["fields"][0]["message"]}]
+    assert "must be a number" in body["detail"] and term in body["detail"]
+
+
+def test_ordinary_weights_still_work(client):
+    for term in ("snow=0.5", "snow=-2", "snow=99.5", "snow= .5 ", "E=mc=1"):
+        r = client.get("/v1/search", params={"q": "cat", "plus": term})
+        assert r.status_code == 200, (term, r.text)
+
+
+def test_classify_label_texts_are_bounded(client):
+    one = {"image": ("a.png", png_bytes(), "image/png")}
+    labels = ",".join(f"l{i}" for i in range(65))
+    r = client.post("/v1/classify", files=one, data={"labels": labels})  # 65 labels × 8 templates
+    assert r.status_code == 400 and r.json()["error"] == "too_many_labels" and "520 texts" in r.json()["detail"]
+    r = client.post("/v1/classify", files=one, data={"labels": labels, "templates": "plain"})
+    assert r.status_code == 200, r.text
+
+
+# -- the OpenAPI document says what the server answers ------------------------------------------------
+def test_405_names_every_method_the_path_serves(client):
+    r = client.options("/v1/search")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST" and r.json()["error"] == "method_not_allowed"
+    paths = client.get("/openapi.json").json()["paths"]
+    if "/v1/faces/clusters" in paths:  # beside DELETE /v1/faces/{name}, which matches this path too
+        r = client.options("/v1/faces/clusters")
+        assert r.status_code == 405 and r.headers["allow"] == "GET"
+        # a path without parameters is matched first, for every method, as OpenAPI reads paths:
+        # DELETE /v1/faces/{name} does not answer for it
+        r = client.delete("/v1/faces/enroll", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
+def test_every_422_is_documented_with_the_error_shape(client):
+    doc = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            if op.get("parameters") or op.get("requestBody"):
+                assert op["responses"]["422"]["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/ValidationErrorBody"}, (method, path)
+            if op.get("requestBody"):
+                assert {"400", "408", "413"} <= set(op["responses"]), (method, path)
+    fields = doc["components"]["schemas"]["ValidationErrorBody"]["properties"]
+    assert {"error", "detail", "fields"} <= set(fields)
+    r = client.get("/v1/media/1/thumbnail", params={"size": 5})
+    assert r.status_code == 422 and set(r.json()) == {"error", "detail", "fields"}
+
+
+def test_malformed_multipart_is_a_documented_400(client):
+    r = client.post("/v1/search", content=b"--x\r\nnot a part", headers={"content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 400 and r.json()["error"] == "bad_request"
+    assert "400" in client.get("/openapi.json").json()["paths"]["/v1/search"]["post"]["responses"]
+
+
+def test_costly_calls_leave_a_worker_to_ordinary_ones():
+    """Back-to-back costly searches take at most workers - 1 threads: an ordinary call runs at once."""
+    queue = WorkQueue(workers=2, depth=8)
+    release = threading.Event()
+
+    async def scenario():
+        heavy = [asyncio.create_task(queue.run(release.wait, 10, heavy=True)) for _ in range(3)]
+        await asyncio.sleep(0.2)
+        running_heavy = queue.stats()["running"]
+        ordinary = await asyncio.wait_for(queue.run(lambda: "served"), 5)
+        release.set()
+        await asyncio.gather(*heavy)
+        return running_heavy, ordinary
+
+    running_heavy, ordinary = asyncio.run(scenario())
+    assert running_heavy == 1 and ordinary == "served"
+
+
+def test_a_costly_search_runs_in_the_lane_for_costly_calls(client, monkeypatch):
+    seen = []
+    real_run = WorkQueue.run
+
+    async def spy(self, fn, *args, request=None, heavy=False):
+        seen.append(heavy)
+        return await real_run(self, fn, *args, request=request, heavy=heavy)
+
+    monkeypatch.setattr(WorkQueue, "run", spy)
+    assert client.get("/v1/search", params={"q": "a cat", "plus": "snow"}).status_code == 200
+    assert client.get("/v1/search", params={"q": "a cat " * 50}).status_code == 200
+    assert seen == [False, True]

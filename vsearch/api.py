@@ -14,7 +14,8 @@ from vsearch.encoders import canonical_spec, load_encoder, resolve_encoder
 from vsearch.errors import ModelMismatchError, QueryError
 from vsearch.images import decode_image, limit_aspect
 from vsearch.ocr import HAS_TEXT_KEY
-from vsearch.search import QueryTerm, SpaceSearcher, catalog_searcher, compose_query, parse_weighted, top_media
+from vsearch.search import (QUERY_LIMITS, QueryTerm, SpaceSearcher, catalog_searcher, compose_query, parse_weighted,
+                             top_media)
 
 if TYPE_CHECKING:
     from vsearch.catalog import Catalog, CatalogReader
@@ -183,13 +184,16 @@ class Collection:
         alone: it does not combine with the other terms.
         ``text_in``: only photos whose read text (``index --ocr``) contains every one of these,
         ignoring case, accents and spaces; alone, it lists them newest first. A plain ``text``
-        ranks photos whose read text holds its words first (see :mod:`vsearch.ocr.search`)."""
+        ranks photos whose read text holds its words first (see :mod:`vsearch.ocr.search`).
+        A query beyond :data:`vsearch.search.QUERY_LIMITS` (terms, text lengths, ``k``) is a
+        :class:`QueryError`."""
         if face is not None:
             if text is not None or image is not None or plus or minus or tags or regions or text_in:
                 raise QueryError("--face finds photos of a person; it does not combine with text, --image or --tag")
             from vsearch.faces.service import photos_with_face
 
             return photos_with_face(self.catalog, face, k=k, device=self.device)
+        QUERY_LIMITS.check(text, plus, minus, k)  # before any text is encoded
         terms: list[QueryTerm] = []
         if text is not None:
             terms.append(QueryTerm(text_weight, text=text))

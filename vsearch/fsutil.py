@@ -57,6 +57,23 @@ def display_path(path: str) -> str:
         return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def undecodable_name(path: str) -> bytes | None:
+    """The bytes of a file name that is not UTF-8 text (so :func:`display_path` shows some of
+    them as ``\\xNN``, which a name holding a real backslash can show too); None for any name
+    that is UTF-8 text, which JSON carries exactly."""
+    if path.isascii():
+        return None
+    try:
+        raw = os.fsencode(path)
+    except UnicodeError:  # a lone surrogate that is no escaped byte (not from the file system)
+        return None
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+    return None
+
+
 # -- one writer at a time ---------------------------------------------------------------------------
 class FolderLock:
     """An exclusive ``flock`` on a file in a folder, held until :meth:`release` (or process exit).

@@ -15,6 +15,7 @@ search all go through here.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -44,19 +45,68 @@ class QueryTerm:
     vector: np.ndarray | None = field(default=None, compare=False)
 
 
+# Python's whitespace (what str.strip removes), spelled out: "\\s" means other sets in other
+# regular-expression engines, and these patterns are also read by OpenAPI clients (ECMA-262).
+SPACE_CHARS = "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+NOT_BLANK_PATTERN = f"[^{SPACE_CHARS}]"  # somewhere in a text that is not blank
+# A term's weight: a plain decimal below 100 either way. No nan, inf or exponent: a weight that is
+# not a finite number would turn the whole query vector into nan and every result into noise.
+WEIGHT_PATTERN = r"[-+]?(?:[0-9]{1,2}(?:\.[0-9]*)?|\.[0-9]+)"
+_WEIGHT = re.compile(WEIGHT_PATTERN)
+# What parse_weighted accepts, as one regular expression (for the HTTP API's OpenAPI document): a
+# text without '=' that is not blank, or a text that is not blank, '=', and a weight.
+TERM_PATTERN = (f"^(?:[^=]*[^={SPACE_CHARS}][^=]*|[\\s\\S]*{NOT_BLANK_PATTERN}[\\s\\S]*=[{SPACE_CHARS}]*"
+                f"{WEIGHT_PATTERN}[{SPACE_CHARS}]*)$")
+
+
 def parse_weighted(term: str, default: float = 1.0) -> tuple[str, float]:
     """'snow=0.5' -> ('snow', 0.5); 'snow' -> ('snow', default). 'night=abc' is a mistyped weight,
-    not a text to search for: a :class:`QueryError`."""
+    not a text to search for: a :class:`QueryError`; so are 'snow=nan', 'snow=inf' and weights
+    of 100 or more (:data:`WEIGHT_PATTERN`)."""
     head, sep, tail = term.rpartition("=")
     if not sep:
         return term, default
-    try:
-        weight = float(tail)
-    except ValueError:
-        raise QueryError(f"{term!r}: the weight after '=' must be a number, e.g. {head.strip() or 'night'}=0.5") from None
+    if not _WEIGHT.fullmatch(tail.strip()):
+        raise QueryError(f"{term!r}: the weight after '=' must be a number such as 0.5 or -2 (below 100 either "
+                         f"way; no nan, inf or exponent), e.g. {head.strip() or 'night'}=0.5")
     if not head.strip():
         raise QueryError(f"{term!r}: no text before '='")
-    return head, weight
+    return head, float(tail.strip())  # float() strips fewer characters than str.strip()
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """How much one search may ask for. Each text is one pass of the text encoder, so the number
+    of texts bounds the work as much as their length does; ``check`` counts before it reads, so
+    a query of thousands of terms is refused at once."""
+
+    # measured on the packaged model (benchmarks/RESULTS.md, "Service"): 33 texts of up to 1,000
+    # characters took 9 s to encode; these bounds keep the costliest search under half a second
+    max_terms: int = 16  # plus and minus terms together
+    max_text_chars: int = 500  # the query text, and each term
+    max_total_chars: int = 1500  # all of them together
+    max_k: int = 10_000
+
+    def check(self, text: str | None, plus: Sequence[str] = (), minus: Sequence[str] = (),
+              k: int | None = None) -> None:
+        """Raise :class:`QueryError` for a query beyond these limits (the message says which)."""
+        terms = len(plus) + len(minus)
+        if terms > self.max_terms:
+            raise QueryError(f"{terms} plus/minus terms given; one search takes at most {self.max_terms}")
+        texts = ([text] if text is not None else []) + list(plus) + list(minus)
+        for t in texts:
+            if len(t) > self.max_text_chars:
+                raise QueryError(f"a query text of {len(t)} characters ({t[:30]!r}...); one text may have at most "
+                                 f"{self.max_text_chars}")
+        total = sum(len(t) for t in texts)
+        if total > self.max_total_chars:
+            raise QueryError(f"the query's texts have {total} characters together; one search takes at most "
+                             f"{self.max_total_chars}")
+        if k is not None and k > self.max_k:
+            raise QueryError(f"k={k}: one search returns at most {self.max_k} results")
+
+
+QUERY_LIMITS = QueryLimits()
 
 
 def compose_query(terms: Sequence[QueryTerm], encode_texts: Callable[[list[str]], np.ndarray] | None = None,
@@ -166,4 +216,4 @@ def top_media(searcher: SpaceSearcher, catalog: Catalog | CatalogReader, query: 
     return [SearchHit(h.media_id, h.path, h.score, rank, h.vector_id) for rank, h in enumerate(hits[:k], 1)]
 
 
-__all__ = ["QueryTerm", "parse_weighted", "compose_query", "SpaceSearcher", "catalog_searcher", "top_media"]
+__all__ = ["QueryTerm", "QueryLimits", "QUERY_LIMITS", "TERM_PATTERN", "NOT_BLANK_PATTERN", "parse_weighted", "compose_query", "SpaceSearcher", "catalog_searcher", "top_media"]

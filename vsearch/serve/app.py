@@ -6,6 +6,7 @@ its query and searches. CPU-heavy work (decoding, inference, FAISS, thumbnails) 
 """
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import time
@@ -16,20 +17,36 @@ from typing import Annotated, Literal, Optional
 from fastapi import Depends, FastAPI, File, Form, Path as PathParam, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import Field
 
 import vsearch
-from vsearch.api import parse_weighted
-from vsearch.fsutil import display_path
+from vsearch.errors import QueryError
+from vsearch.fsutil import display_path, undecodable_name
+from vsearch.search import NOT_BLANK_PATTERN, QUERY_LIMITS, SPACE_CHARS, TERM_PATTERN, parse_weighted
 from vsearch.serve.auth import TOKEN_FILENAME, BearerToken, load_or_create_token
 from vsearch.serve.errors import ApiError, error_response, install_error_handlers
-from vsearch.serve.limits import BodySizeLimit, WorkQueue
+from vsearch.serve.limits import BodySizeLimit, QueryStringLimit, WorkQueue
 from vsearch.serve.models import ClassifyResult, Health, Hit, SearchResult, error_responses
+from vsearch.serve.openapi import install as install_openapi
 from vsearch.serve.service import ServeSettings, SearchService
 
 log = logging.getLogger("vsearch.serve")
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_K = 200
+# One search: q (up to QUERY_LIMITS.max_text_chars) and up to 8 plus and 8 minus terms of up to
+# 60 characters. Within QUERY_LIMITS by construction (a test keeps them in step), so a request
+# that the OpenAPI document accepts is one the search accepts.
+MAX_TERMS_EACH = 8
+MAX_TERM_CHARS = 60
+MAX_TAGS = 16
+ORDINARY_TEXT_CHARS = 256  # a search of longer texts together runs in the work queue's lane for costly calls
+NOT_BLANK = {"pattern": NOT_BLANK_PATTERN}  # in the document; the server's own check says "empty"
+# The raw query string, before it is parsed: a search takes at most 35 parameters (q, like, k,
+# 8 plus, 8 minus, 16 tags), each character of its texts at most 12 bytes percent-encoded.
+MAX_QUERY_PARAMS = 64
+MAX_QUERY_BYTES = 12 * (QUERY_LIMITS.max_text_chars + 2 * MAX_TERMS_EACH * MAX_TERM_CHARS) + 4096
+Term = Annotated[str, Field(min_length=1, max_length=MAX_TERM_CHARS, json_schema_extra={"pattern": TERM_PATTERN})]
 # The page's own files only: no inline script, nothing from other origins.
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
             "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
@@ -126,7 +143,9 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
     app.state.service, app.state.queue, app.state.settings = service, queue, settings
     app.state.token_file, app.state.token_created = token_path, token_created
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes, timeout_s=settings.body_timeout_s)
+    app.add_middleware(QueryStringLimit, max_params=MAX_QUERY_PARAMS, max_bytes=MAX_QUERY_BYTES)
     if settings.allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
     app.add_middleware(SafetyHeaders)
@@ -138,9 +157,11 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         return data
 
     def hit_json(hit) -> Hit:
-        path = display_path(hit.path)  # JSON cannot carry a file name's undecodable bytes
+        path = display_path(hit.path)  # JSON cannot carry a file name's undecodable bytes: shown as \xNN
+        raw = undecodable_name(hit.path)  # and given exactly, since a real backslash reads the same
         return Hit(media_id=hit.media_id, path=path, name=os.path.basename(path), score=round(hit.score, 6),
-                   rank=hit.rank, thumbnail=f"/v1/media/{hit.media_id}/thumbnail")
+                   rank=hit.rank, thumbnail=f"/v1/media/{hit.media_id}/thumbnail",
+                   path_bytes=base64.b64encode(raw).decode("ascii") if raw is not None else None)
 
     faces_router = None
     if faces is not False:
@@ -160,62 +181,77 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         return Health(status="ok", faces=faces_router is not None, queue=queue.stats(), **service.health())
 
     # -- search ----------------------------------------------------------------------------------
-    def run_search(parts_fn, k: int, tags, exclude=None) -> tuple[list, int]:
-        query = service.combine(parts_fn())
+    def run_search(texts, vectors_fn, k: int, tags, exclude=None) -> tuple[list, int]:
+        query = service.compose(texts, vectors_fn())
         hits = service.search(query, k, tags, exclude_media=exclude)
         return hits, len(service.reader.current())
 
-    @app.get("/v1/search", response_model=SearchResult, tags=["search"], responses=error_responses(400, 404, 422, 503))
+    @app.get("/v1/search", response_model=SearchResult, response_model_exclude_none=True, tags=["search"],
+             responses=error_responses(400, 404, 422, 503))
     async def search_get(
         request: Request,
-        q: Annotated[Optional[str], Query(max_length=1000, description="Text query, e.g. 'a dog on the beach'.")] = None,
+        q: Annotated[Optional[str], Query(min_length=1, max_length=QUERY_LIMITS.max_text_chars, json_schema_extra=NOT_BLANK,
+                                          description="Text query, e.g. 'a dog on the beach'.")] = None,
         like: Annotated[Optional[int], Query(ge=0, le=MAX_ID, description="A photo's catalog id: find photos similar to it "
                                              "(the photo itself is left out).")] = None,
-        plus: Annotated[list[str], Query(description="Text concepts to add; 'snow=0.5' sets a weight.")] = [],  # noqa: B006
-        minus: Annotated[list[str], Query(description="Text concepts to subtract; 'night=0.5' sets a weight.")] = [],  # noqa: B006
-        tag: Annotated[list[str], Query(description="Only photos carrying every one of these tags.")] = [],  # noqa: B006
+        plus: Annotated[list[Term], Query(max_length=MAX_TERMS_EACH, description=(
+            "Text concepts to add; 'snow=0.5' sets a weight (a number below 100 either way)."))] = [],  # noqa: B006
+        minus: Annotated[list[Term], Query(max_length=MAX_TERMS_EACH, description=(
+            "Text concepts to subtract; 'night=0.5' sets a weight."))] = [],  # noqa: B006
+        tag: Annotated[list[str], Query(max_length=MAX_TAGS, description="Only photos carrying every one of these tags.")] = [],  # noqa: B006
         k: Annotated[int, Query(ge=1, le=MAX_K, description="Number of results.")] = 10,
     ) -> SearchResult:
-        """Photos ranked by similarity to a text, to a catalog photo (`like`), or a combination."""
+        """Photos ranked by similarity to a text, to a catalog photo (`like`), or a combination.
+
+        Give at least one of `q`, `like` and `plus`, whose weights do not cancel out (`plus=cat=0`,
+        or `q=cat&minus=cat`): otherwise 400 `bad_query` (OpenAPI cannot state a rule across query
+        parameters). Each text is one pass of the text encoder, so the
+        terms are bounded in number and length; a weight that is not a number below 100 (`nan`,
+        `inf`, `1e9`) is a 422."""
         if q is None and like is None and not plus:
             raise ApiError(400, "bad_query", "give q (a text), like (a photo id) or plus terms")
+        texts = [(q, 1.0)] if q is not None else []
+        for field, terms, sign in (("plus", plus, 1.0), ("minus", minus, -1.0)):
+            for term in terms:
+                try:
+                    text, weight = parse_weighted(term)
+                except QueryError as exc:
+                    raise ApiError(422, "invalid_request", f"{field}: {exc}",
+                                   fields=[{"field": field, "message": str(exc)}]) from None
+                texts.append((text, sign * weight))
+        try:
+            QUERY_LIMITS.check(q, plus, minus, k)  # implied by the parameters' bounds; kept in step by a test
+        except QueryError as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from None
 
-        def parts():
-            out = []
-            if q is not None:
-                out.append((service.text_vector(q), 1.0))
-            if like is not None:
-                out.append((service.media_vector(like), 1.0))
-            for term, sign in [(p, 1.0) for p in plus] + [(m, -1.0) for m in minus]:
-                text, weight = parse_weighted(term)
-                out.append((service.text_vector(text), sign * weight))
-            return out
+        def vectors():
+            return [(service.media_vector(like), 1.0)] if like is not None else []
 
         started = time.perf_counter()
-        hits, n = await queue.run(run_search, parts, k, tag, like, request=request)
+        heavy = sum(len(t) for t, _ in texts) > ORDINARY_TEXT_CHARS
+        hits, n = await queue.run(run_search, texts, vectors, k, tag, like, request=request, heavy=heavy)
         return SearchResult(results=[hit_json(h) for h in hits], k=k, photos_in_index=n,
                             took_ms=round((time.perf_counter() - started) * 1000, 2))
 
-    @app.post("/v1/search", response_model=SearchResult, tags=["search"],
+    @app.post("/v1/search", response_model=SearchResult, response_model_exclude_none=True, tags=["search"],
               responses=error_responses(400, 413, 422, 503))
     async def search_post(
         request: Request,
         image: Annotated[UploadFile, File(description="The example image (JPEG, PNG, WebP, ...).")],
-        q: Annotated[Optional[str], Form(max_length=1000, description="Optional text added to the image query.")] = None,
+        q: Annotated[Optional[str], Form(max_length=QUERY_LIMITS.max_text_chars, json_schema_extra=NOT_BLANK,
+                                         description="Optional text added to the image query.")] = None,
         k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
-        tag: Annotated[list[str], Form(description="Only photos carrying every one of these tags.")] = [],  # noqa: B006
+        tag: Annotated[list[str], Form(max_length=MAX_TAGS, description="Only photos carrying every one of these tags.")] = [],  # noqa: B006
     ) -> SearchResult:
         """Photos ranked by similarity to an uploaded image (plus an optional text)."""
         data = await read_upload(image)
+        texts = [(q, 1.0)] if q else []
 
-        def parts():
-            out = [(service.image_vector(data), 1.0)]
-            if q:
-                out.append((service.text_vector(q), 1.0))
-            return out
+        def vectors():
+            return [(service.image_vector(data), 1.0)]
 
         started = time.perf_counter()
-        hits, n = await queue.run(run_search, parts, k, tag, request=request)
+        hits, n = await queue.run(run_search, texts, vectors, k, tag, request=request)
         return SearchResult(results=[hit_json(h) for h in hits], k=k, photos_in_index=n,
                             took_ms=round((time.perf_counter() - started) * 1000, 2))
 
@@ -223,7 +259,9 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
               responses=error_responses(400, 404, 413, 422, 503))
     async def classify(
         request: Request,
-        labels: Annotated[str, Form(max_length=20000, description="Comma-separated labels, e.g. 'cat,dog,car'.")],
+        labels: Annotated[str, Form(max_length=20000, json_schema_extra={"pattern": f"[^,{SPACE_CHARS}]"},
+                                    description="Comma-separated labels, e.g. 'cat,dog,car' (at most 512 texts to "
+                                    "encode: labels × templates).")],
         image: Annotated[Optional[UploadFile], File(description="The image to classify.")] = None,
         media_id: Annotated[Optional[int], Form(ge=0, le=MAX_ID, description="Or a catalog photo's id instead of an upload.")] = None,
         k: Annotated[int, Form(ge=1, le=100, description="Labels to return, best first.")] = 3,
@@ -243,7 +281,8 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
             return service.classify(vector, labels, k, templates, closed_set)
 
         started = time.perf_counter()
-        result = await queue.run(work, request=request)
+        heavy = len(labels.split(",")) * (1 if templates == "plain" else 8) > 64  # texts to encode (8 default templates)
+        result = await queue.run(work, request=request, heavy=heavy)
         return ClassifyResult(**result, took_ms=round((time.perf_counter() - started) * 1000, 2))
 
     @app.get("/v1/media/{media_id}/thumbnail", tags=["media"], response_class=Response,

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from vsearch.errors import CatalogError, ImageDecodeError, ModelMismatchError, QueryError, VSearchError
 
@@ -21,9 +22,11 @@ log = logging.getLogger("vsearch.serve")
 class ApiError(Exception):
     """An error answered as-is: its status, a short machine-readable code and a sentence for people."""
 
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None,
+                 fields: list[dict] | None = None):
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
+        self.fields = fields  # for 422: [{"field": name, "message": why}], as validation errors have
 
 
 def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
@@ -59,10 +62,26 @@ def _field_messages(exc: RequestValidationError) -> list[dict]:
     return out
 
 
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(app, scope: dict) -> list[str]:
+    """The methods the app serves at this request's path, asked of its router method by method.
+    (Starlette's 405 names those of the first route that matched the path alone: for
+    /v1/faces/clusters that is DELETE /v1/faces/{name}, not the GET that serves it.)"""
+    allowed = []
+    for method in METHODS:
+        probe = {**scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
-        return error_response(exc.status, exc.code, exc.detail, exc.headers)
+        extra = {"fields": exc.fields} if exc.fields is not None else {}
+        return error_response(exc.status, exc.code, exc.detail, exc.headers, **extra)
 
     @app.exception_handler(VSearchError)
     async def _library_error(_request: Request, exc: VSearchError):
@@ -81,10 +100,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request", detail, fields=fields)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException):
+    async def _http_error(request: Request, exc: StarletteHTTPException):
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), detail,
-                              getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            allowed = allowed_methods(request.app, request.scope)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            detail = f"{request.method} is not served at {request.url.path}; it answers {', '.join(allowed)}"
+        return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), detail, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception):

@@ -11,9 +11,23 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="What went wrong, in a sentence for people.")
 
 
+class FieldError(BaseModel):
+    field: str = Field(description="The parameter or form field, e.g. k, plus, image.")
+    message: str
+
+
+class ValidationErrorBody(ErrorBody):
+    """The 422 answer: a parameter out of its bounds, or an upload that is not a usable image."""
+    fields: Optional[list[FieldError]] = Field(None, description="Each invalid parameter, when parameters "
+                                               "were invalid (absent for an unusable image).")
+
+
 class Hit(BaseModel):
     media_id: int = Field(description="The photo's catalog id: fetch it with /v1/media/{media_id}/thumbnail.")
-    path: str
+    path: str = Field(description="The file's path as UTF-8 text; a byte that is not UTF-8 shows as \\xNN "
+                                  "(then path_bytes has the exact bytes).")
+    path_bytes: Optional[str] = Field(None, description="Base64 of the path's bytes, only when they are not "
+                                      "UTF-8 text; absent: path is exact.")
     name: str = Field(description="The file name, for display.")
     score: float = Field(description="Cosine similarity to the query (higher is closer).")
     rank: int
@@ -68,7 +82,8 @@ def error_responses(*statuses: int) -> dict:
     text = {400: "Bad request", 401: "Missing or wrong bearer token", 404: "Unknown id",
             409: "Conflict", 413: "Upload too large (bytes or pixels)", 422: "Invalid parameters or not an image",
             503: "Server busy: the work queue is full; retry after the Retry-After seconds"}
-    return {s: {"model": ErrorBody, "description": text.get(s, "Error")} for s in statuses}
+    return {s: {"model": ValidationErrorBody if s == 422 else ErrorBody, "description": text.get(s, "Error")}
+            for s in statuses}
 
 
 # -- faces -------------------------------------------------------------------------------------------
