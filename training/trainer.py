@@ -18,6 +18,7 @@ from typing import Protocol
 
 import torch
 
+from training.augment import random_shift
 from training.config import TrainConfig
 from training.data import ImageSet, check_trainable
 from training.errors import CheckpointError, TrainingConfigError
@@ -88,10 +89,17 @@ class FitResult:
     seconds: float  # wall time of this process's part of the run
     resumed_from: int | None = None
     train_classes: list[str] = field(default_factory=list)
+    best_epoch: int | None = None  # the epoch whose weights the model holds (best held-out MAP@R)
+    stopped_early: bool = False  # ``patience`` epochs passed without a better held-out MAP@R
 
 
 def model_spec(cfg: TrainConfig) -> ModelSpec:
     return ModelSpec(cfg.backbone, cfg.embedding_dim, default_preprocessing(cfg.backbone, cfg.image_size))
+
+
+def max_shift(cfg: TrainConfig, spec: ModelSpec) -> int:
+    """Largest random shift of a training image in pixels: ``cfg.shift`` of the input size."""
+    return int(round(cfg.shift * spec.preprocessing.image_size))
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -102,11 +110,27 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     return base * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    # no decay on biases and normalisation scales: shrinking them to 0 regularises nothing useful
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def _param_groups(model: EmbeddingNet, weight_decay: float, head_lr_scale: float = 1.0) -> list[dict]:
+    """Backbone and head apart (the new head may learn faster than the pretrained backbone), each
+    split into decayed weights and undecayed biases and normalisation scales (shrinking those to 0
+    regularises nothing useful). ``lr_scale`` multiplies the scheduled rate of a group."""
+    groups = []
+    for part, scale in ((model.backbone, 1.0), (model.head, head_lr_scale)):
+        params = [p for p in part.parameters() if p.requires_grad]
+        groups.append({"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay, "lr_scale": scale})
+        groups.append({"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr_scale": scale})
+    return [g for g in groups if g["params"]]
+
+
+def set_train_mode(model: EmbeddingNet, freeze_batchnorm: bool) -> EmbeddingNet:
+    """Training mode; with ``freeze_batchnorm`` the backbone's batch-norm layers keep their
+    (pretrained) running statistics and normalise with them, as at inference."""
+    model.train()
+    if freeze_batchnorm:
+        for module in model.backbone.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    return model
 
 
 def resolve_device(device: str) -> torch.device:
@@ -138,6 +162,7 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
     With ``cfg.resume`` the run continues from ``cfg.checkpoint_path``. Ctrl-C saves a checkpoint
     and raises :class:`TrainingInterrupted`.
     """
+    cfg = cfg.with_recipe()  # settings left to ``auto`` by a caller that did not look at the data
     cfg.validate()
     check_trainable(train)
     progress = progress or NoProgress()
@@ -149,9 +174,9 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
                                   f"than {spec.backbone} at {spec.preprocessing.image_size}px")
 
     torch.manual_seed(cfg.seed)  # model init (and dropout) draw from the global generator
-    model = build_model(spec, cfg.weights).to(device).train()
+    model = set_train_mode(build_model(spec, cfg.weights).to(device), cfg.freeze_batchnorm)
     criterion = MetricCriterion(cfg.loss, cfg.miner, cfg.margin, seed=cfg.seed)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.head_lr_scale), lr=cfg.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     sampler = PKSampler(train.targets, cfg.classes_per_batch, cfg.samples_per_class, cfg.steps_per_epoch, cfg.seed)
     if sampler.p < cfg.classes_per_batch:
@@ -165,6 +190,8 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
     fingerprint = train.fingerprint()
 
     step, history, stats, resumed_from = 0, [], _EpochStats(), None
+    # early stopping: the weights of the epoch with the best held-out MAP@R, and whether to stop
+    best: dict = {"epoch": None, "map_at_r": None, "model": None, "stopped": False}
     ckpt_path = cfg.checkpoint_path
     if cfg.resume:
         state = load_checkpoint(ckpt_path)
@@ -181,6 +208,7 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
         step = resumed_from = int(state["step"])
         history = [EpochLog(**h) for h in state["history"]]
         stats = _EpochStats(state["epoch_stats"])
+        best = dict(state.get("best") or best)
         log.info("resumed from %s at step %d/%d", ckpt_path, step, total_steps)
 
     def save(rng: tuple[torch.Tensor, dict] | None = None) -> None:
@@ -190,7 +218,7 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "torch_rng": torch_rng, "criterion_rng": criterion_rng,
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "bank": bank.state_dict() if bank is not None else {},
+            "bank": bank.state_dict() if bank is not None else {}, "best": best,
             "history": [asdict(h) for h in history], "epoch_stats": stats.state(),
         }, ckpt_path)
 
@@ -207,7 +235,7 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
     buffers: dict[str, torch.Tensor] = {}
     progress.start(total_steps, step)
     try:
-        while step < total_steps:
+        while step < total_steps and not best["stopped"]:
             snapshot = (torch.get_rng_state(), criterion.rng_state())
             buffers = {k: v.detach().clone() for k, v in model.named_buffers()}  # small: BN statistics
             phase = "started"
@@ -219,11 +247,11 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
             index = list(batches[i])
             if bank is not None:
                 index += bank.extra(index)
-            pixels = train.batch(index).to(device, non_blocking=True)
+            pixels = random_shift(train.batch(index), max_shift(cfg, spec), cfg.seed, step).to(device, non_blocking=True)
             labels = labels_all[index].to(device)
             lr = lr_at(step, total_steps, cfg.lr, warmup)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
 
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
                 embeddings = model(pixels)  # (B, D), float32 (the model normalises in float32)
@@ -260,6 +288,7 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
                     r = retrieval_metrics(embed_image_set(model, val, str(device)), val.targets.numpy(), ks=(1,))
                     entry.val_recall_at_1, entry.val_map_at_r = r.recall_at[1], r.map_at_r
                 history.append(entry)
+                _keep_best(best, entry, model, cfg.patience)
                 progress.epoch_end(entry)
                 stats, epoch_started = _EpochStats(), time.perf_counter()
                 save()
@@ -281,10 +310,25 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
     finally:
         progress.stop()
 
+    if best["model"] is not None:
+        model.load_state_dict(best["model"])
     model.eval()
     return FitResult(model=model, spec=spec, history=history, steps=step,
                      empty_batches=sum(h.empty_batches for h in history), seconds=time.perf_counter() - started,
-                     resumed_from=resumed_from, train_classes=list(train.class_names))
+                     resumed_from=resumed_from, train_classes=list(train.class_names),
+                     best_epoch=best["epoch"], stopped_early=best["stopped"])
+
+
+def _keep_best(best: dict, entry: EpochLog, model: EmbeddingNet, patience: int) -> None:
+    """Early stopping on the held-out MAP@R: remember the best epoch's weights (so more epochs never
+    make the written model worse) and stop after ``patience`` epochs without a better one."""
+    if entry.val_map_at_r is None or entry.val_map_at_r != entry.val_map_at_r:  # no held-out figure (or NaN)
+        return
+    if best["map_at_r"] is None or entry.val_map_at_r > best["map_at_r"]:
+        best.update(epoch=entry.epoch, map_at_r=entry.val_map_at_r,
+                    model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+    elif patience and entry.epoch - best["epoch"] >= patience:
+        best["stopped"] = True
 
 
 def load_checkpoint(path: str) -> dict:

@@ -114,13 +114,16 @@ def _resized_copy(src, dst, size: int, classes=None):
 
 
 def test_input_size_is_chosen_from_the_data(tmp_path, digits_root):
-    from training.data import choose_image_size, discover
+    from training.data import choose_image_size, discover, median_short_side
 
-    paths = discover(str(_resized_copy(digits_root, tmp_path / "d", 40, classes={"0", "1"}))).paths
-    assert choose_image_size(paths, largest=224) == 40
-    assert choose_image_size(paths, largest=32) == 32  # capped by the backbone
-    assert choose_image_size(discover(str(digits_root)).paths, largest=224) == 32  # 8 px: not below 32
-    assert choose_image_size([str(tmp_path / "missing.png")], largest=224) is None
+    side = median_short_side(discover(str(_resized_copy(digits_root, tmp_path / "d", 40, classes={"0", "1"}))).paths)
+    assert side == 40
+    assert choose_image_size(side, largest=224) == 40
+    assert choose_image_size(side, largest=32) == 32  # capped by the backbone
+    digits_side = median_short_side(discover(str(digits_root)).paths)
+    assert digits_side == 8 and choose_image_size(digits_side, largest=224) == 32  # 8 px: not below 32
+    assert median_short_side([str(tmp_path / "missing.png")]) is None
+    assert choose_image_size(None, largest=224) is None
 
 
 def test_held_out_warnings():
