@@ -55,6 +55,15 @@ def raw_pixel_vectors(pixels: torch.Tensor) -> np.ndarray:
     return l2_normalize(x.reshape(len(x), -1)) if len(x) else np.zeros((0, 3 * RAW_SIDE**2), np.float32)
 
 
+def raw_pixel_vectors_of_files(paths: Sequence[str]) -> np.ndarray:
+    """:func:`raw_pixel_vectors` of image files, each resized as ``eval embeddings`` resizes it."""
+    from training.preprocess import Preprocessing
+
+    thumbnail = Preprocessing(RAW_SIDE).to_uint8
+    return raw_pixel_vectors(torch.stack([thumbnail(decode_image(p).image) for p in paths])
+                             if paths else torch.zeros((0, 3, RAW_SIDE, RAW_SIDE), dtype=torch.uint8))
+
+
 def chance_recall_at_1(labels: Sequence | np.ndarray) -> float:
     """Recall@1 of a random ranking: a query's first result is of its class with probability
     (other images of its class) / (all other images), averaged over the queries that have one."""

@@ -12,7 +12,7 @@ from training.data import (ImageSet, LabelledPaths, choose_image_size, discover,
                            split_by_class)
 from training.errors import CollapsedEmbeddingError
 from training.evaluate import (Baseline, EvalReport, baseline, collapse_reason, embed_image_set, plot_curves,
-                               raw_pixel_vectors, score, write_json)
+                               raw_pixel_vectors_of_files, score, write_json)
 from training.export import save_model
 from training.model import initial_model
 from training.trainer import FitResult, TrainProgress, fit, model_spec
@@ -179,7 +179,7 @@ def held_out_baselines(cfg: TrainConfig, result: FitResult, val: ImageSet) -> li
     """Raw pixels and the network as it started, on the held-out images the model is scored on."""
     labels = val.targets.numpy()
     untrained = initial_model(result.spec, cfg.weights, cfg.seed).to(next(result.model.parameters()).device)
-    return [baseline("raw pixels", raw_pixel_vectors(val.pixels), labels),
+    return [baseline("raw pixels", raw_pixel_vectors_of_files(val.paths), labels),
             baseline("untrained model", embed_image_set(untrained, val, str(next(untrained.parameters()).device)), labels)]
 
 

@@ -1,0 +1,87 @@
+"""The trainer against doing nothing: defaults chosen from the data, baselines in every report,
+early stopping that keeps the best epoch, and a collapsed embedding refused."""
+import numpy as np
+import pytest
+import torch
+
+from tests.training.conftest import tiny_config
+from training.config import RECIPES, TrainConfig
+from training.data import discover, load_images, split_by_class
+from training.evaluate import (chance_recall_at_1, collapse_reason, embed_image_set, raw_pixel_vectors, score)
+from training.trainer import NoProgress, fit, model_spec
+from vsearch.metrics.retrieval import retrieval_metrics
+
+
+def test_auto_settings_follow_the_image_size_and_never_override_given_ones():
+    small, photos = TrainConfig().with_recipe(8), TrainConfig().with_recipe(480)
+    assert (small.backbone, small.lr, small.margin, small.shift, small.epochs) == \
+        ("vsearch_tiny_cnn", 3e-3, 0.5, 1 / 16, 15)
+    assert (photos.backbone, photos.lr, photos.margin, photos.shift, photos.epochs) == \
+        ("efficientnet_lite0", 3e-4, None, 0.0, 10)
+    assert TrainConfig().with_recipe(None).backbone == RECIPES["photos"].backbone  # sizes unknown
+    given = TrainConfig(backbone="resnet18", lr=1e-4, margin=0.1, shift=0.0, epochs=3).with_recipe(8)
+    assert (given.backbone, given.lr, given.margin, given.shift, given.epochs) == ("resnet18", 1e-4, 0.1, 0.0, 3)
+    assert TrainConfig(loss="contrastive").with_recipe(8).margin is None  # the small-image margin is the triplet's
+
+
+def test_chance_recall_at_1_is_the_mean_share_of_same_class_images():
+    labels = [0, 0, 0, 1, 1, 2]  # the single "2" is no query
+    brute = np.mean([(sum(m == labels[q] for m in labels) - 1) / (len(labels) - 1)
+                     for q in range(5)])
+    assert chance_recall_at_1(labels) == pytest.approx(brute)
+    assert chance_recall_at_1([0, 0, 1, 1]) == pytest.approx(1 / 3)
+
+
+def test_raw_pixel_vectors_are_unit_thumbnails():
+    pixels = torch.randint(0, 256, (5, 3, 64, 64), dtype=torch.uint8)
+    raw = raw_pixel_vectors(pixels)
+    assert raw.shape == (5, 3 * 32 * 32) and np.allclose(np.linalg.norm(raw, axis=1), 1, atol=1e-5)
+    same = raw_pixel_vectors(pixels[:, :, ::2, ::2].contiguous())  # 32 px is used as it is
+    assert same.shape == (5, 3 * 32 * 32)
+
+
+def test_a_constant_embedding_is_a_collapse_and_a_real_one_is_not(digits_root):
+    labels = np.repeat(np.arange(3), 20)
+    constant = np.tile(np.ones((1, 8), np.float32) / np.sqrt(8), (60, 1))
+    assert "nearly the same similarity" in collapse_reason(score(constant, labels))
+    pixels = load_images(discover(str(digits_root)).subset(range(60)), model_spec(tiny_config("", "x")).preprocessing)
+    assert collapse_reason(score(raw_pixel_vectors(pixels.pixels), pixels.targets.numpy())) is None
+
+
+@pytest.fixture(scope="module")
+def digit_sets(digits_root):
+    cfg = tiny_config(digits_root, "unused.pt")
+    train_paths, val_paths = split_by_class(discover(str(digits_root)), cfg.val_classes)
+    pre = model_spec(cfg).preprocessing
+    return load_images(train_paths, pre, min_per_class=2), load_images(val_paths, pre)
+
+
+def test_early_stopping_keeps_the_best_epoch(digit_sets, tmp_path):
+    train, val = digit_sets
+    cfg = tiny_config("", tmp_path / "m.pt", epochs=8, steps_per_epoch=3, patience=2, lr=1e-2)
+    result = fit(cfg, train, val, NoProgress())
+    maps = [h.val_map_at_r for h in result.history]
+    best = int(np.argmax(maps)) + 1
+    assert result.best_epoch == best
+    # the model holds the best epoch's weights: its held-out MAP@R is that epoch's
+    r = retrieval_metrics(embed_image_set(result.model, val), val.targets.numpy(), ks=(1,))
+    assert r.map_at_r == pytest.approx(maps[best - 1], abs=1e-6)
+    if result.stopped_early:
+        assert len(result.history) == best + 2 and result.steps == 3 * len(result.history)
+    else:
+        assert len(result.history) == 8
+
+
+def test_without_patience_every_epoch_runs(digit_sets, tmp_path):
+    train, val = digit_sets
+    result = fit(tiny_config("", tmp_path / "m.pt", epochs=3, steps_per_epoch=2, patience=0), train, val)
+    assert len(result.history) == 3 and not result.stopped_early
+
+
+def test_held_out_report_carries_baselines_and_chance(trained):
+    d = trained.report.to_dict()
+    assert set(d["baselines"]) == {"raw pixels", "untrained model"}
+    assert d["chance_recall_at_1"] == pytest.approx(59 / 179)  # 3 held-out classes of 60 images
+    for figures in d["baselines"].values():
+        assert 0 < figures["recall_at_1"] <= 1 and 0 < figures["map_at_r"] <= 1
+    assert trained.to_json()["held_out"]["baselines"] == d["baselines"]
