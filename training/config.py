@@ -43,7 +43,7 @@ def recipe_for(median_side: int | None) -> Recipe:
 # into an identical run, so --resume refuses it; the rest (paths, workers, logging) may change.
 RESUME_MUST_MATCH = (
     "backbone", "weights", "embedding_dim", "image_size", "loss", "miner", "margin", "epochs",
-    "steps_per_epoch", "classes_per_batch", "samples_per_class", "lr", "head_lr_scale", "freeze_batchnorm", "shift", "weight_decay", "warmup_fraction",
+    "steps_per_epoch", "classes_per_batch", "samples_per_class", "lr", "shift", "weight_decay", "warmup_fraction",
     "grad_clip", "seed", "val_classes", "val_fraction", "cross_batch_negatives", "refresh_every", "patience",
 )
 
@@ -64,9 +64,7 @@ class TrainConfig:
     classes_per_batch: int = 16  # P
     samples_per_class: int = 4  # K
     lr: float | None = None  # None: the recipe's
-    head_lr_scale: float = 1.0  # the projection head's rate is lr times this
     shift: float | None = None  # None: the recipe's. Training images move by up to this fraction of the input size (augmentation)
-    freeze_batchnorm: bool = False  # keep the backbone's batch-norm statistics (small P x K batches)
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05  # of all steps, linear warm-up before the cosine decay
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
@@ -103,8 +101,6 @@ class TrainConfig:
             raise TrainingConfigError(f"patience must be at least 0, got {self.patience}")
         if self.shift is not None and not 0 <= self.shift < 0.5:
             raise TrainingConfigError(f"shift must be in [0, 0.5), got {self.shift}")
-        if self.head_lr_scale <= 0:
-            raise TrainingConfigError(f"head lr scale must be positive, got {self.head_lr_scale}")
         if (self.lr is not None and self.lr <= 0) or self.weight_decay < 0 or self.grad_clip < 0:
             raise TrainingConfigError("lr must be positive; weight decay and grad clip non-negative")
         if not 0 <= self.warmup_fraction < 1:

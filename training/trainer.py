@@ -115,27 +115,11 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     return base * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
-def _param_groups(model: EmbeddingNet, weight_decay: float, head_lr_scale: float = 1.0) -> list[dict]:
-    """Backbone and head apart (the new head may learn faster than the pretrained backbone), each
-    split into decayed weights and undecayed biases and normalisation scales (shrinking those to 0
-    regularises nothing useful). ``lr_scale`` multiplies the scheduled rate of a group."""
-    groups = []
-    for part, scale in ((model.backbone, 1.0), (model.head, head_lr_scale)):
-        params = [p for p in part.parameters() if p.requires_grad]
-        groups.append({"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay, "lr_scale": scale})
-        groups.append({"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr_scale": scale})
-    return [g for g in groups if g["params"]]
-
-
-def set_train_mode(model: EmbeddingNet, freeze_batchnorm: bool) -> EmbeddingNet:
-    """Training mode; with ``freeze_batchnorm`` the backbone's batch-norm layers keep their
-    (pretrained) running statistics and normalise with them, as at inference."""
-    model.train()
-    if freeze_batchnorm:
-        for module in model.backbone.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.eval()
-    return model
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    # no decay on biases and normalisation scales: shrinking them to 0 regularises nothing useful
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -201,9 +185,9 @@ def _fit(cfg: TrainConfig, model: EmbeddingNet, train: ImageSet, val: ImageSet |
         raise TrainingConfigError("the training images were preprocessed for another input size/normalisation "
                                   f"than {spec.backbone} at {spec.preprocessing.image_size}px")
 
-    model = set_train_mode(model, cfg.freeze_batchnorm)
+    model.train()
     criterion = MetricCriterion(cfg.loss, cfg.miner, cfg.margin, seed=cfg.seed)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.head_lr_scale), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     sampler = PKSampler(train.targets, cfg.classes_per_batch, cfg.samples_per_class, cfg.steps_per_epoch, cfg.seed)
     if sampler.p < cfg.classes_per_batch:
@@ -278,7 +262,7 @@ def _fit(cfg: TrainConfig, model: EmbeddingNet, train: ImageSet, val: ImageSet |
             labels = labels_all[index].to(device)
             lr = lr_at(step, total_steps, cfg.lr, warmup)
             for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]
+                group["lr"] = lr
 
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
                 embeddings = model(pixels)  # (B, D), float32 (the model normalises in float32)
@@ -343,7 +327,7 @@ def _fit(cfg: TrainConfig, model: EmbeddingNet, train: ImageSet, val: ImageSet |
     return FitResult(model=model, spec=spec, history=history, steps=step,
                      empty_batches=sum(h.empty_batches for h in history), seconds=time.perf_counter() - started,
                      resumed_from=resumed_from, train_classes=list(train.class_names),
-                     best_epoch=best["epoch"], stopped_early=best["stopped"])
+                     best_epoch=best["epoch"], stopped_early=best["stopped"] and step < total_steps)
 
 
 def _keep_best(best: dict, entry: EpochLog, model: EmbeddingNet, patience: int) -> None:
