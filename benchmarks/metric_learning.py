@@ -12,6 +12,8 @@ number of P x K batches (P = 7 classes, K = 8 images, AdamW 1e-3, cosine); only 
 * ``all``        every valid triplet of the batch, plain mean (= the expected random-triplet loss)
 * ``semi-hard``  FaceNet's semi-hard triplets
 * ``batch-hard`` each anchor's farthest positive and nearest negative
+* ``small-recipe`` batch-hard with the rest of ``vsearch train``'s small-image recipe (its lr,
+  triplet margin and random shifts), at the same budget
 
 Each budget (``--steps``) is run for several seeds, reported as mean ± standard deviation, with a
 paired count of the seeds where a hard miner beat ``random`` on held-out Recall@1. Runs are
@@ -41,7 +43,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from training.config import TrainConfig  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+from training.config import RECIPES, TrainConfig  # noqa: E402
 from training.data import ImageSet, LabelledPaths, load_images  # noqa: E402
 from training.evaluate import embed_image_set, raw_pixel_vectors  # noqa: E402
 from vsearch.metrics.retrieval import retrieval_metrics  # noqa: E402
@@ -49,7 +53,7 @@ from training.model import build_model  # noqa: E402
 from training.trainer import NoProgress, fit, model_spec  # noqa: E402
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
-METHODS = ("raw-pixels", "packaged", "untrained", "random", "all", "semi-hard", "batch-hard")
+METHODS = ("raw-pixels", "packaged", "untrained", "random", "all", "semi-hard", "batch-hard", "small-recipe")
 NO_TRAINING = ("raw-pixels", "packaged", "untrained")  # measured once per set: no budget, no seed
 
 
@@ -98,17 +102,22 @@ def textile_sets(pre, seed: int, val_per_class: int = 100) -> tuple[ImageSet, Im
 
 
 def packaged_embeddings(images: ImageSet) -> np.ndarray:
-    """The packaged model's embeddings of decoded images (uint8 pixels back to PIL, then its own
-    preprocessing)."""
+    """The packaged model's embeddings, through its own preprocessing: of the original files where
+    there are some (the textile photos), else of the decoded pixels (MNIST arrays)."""
     from PIL import Image
 
     from vsearch.encoders import resolve_encoder
+    from vsearch.images import decode_image
 
     encoder, _ = resolve_encoder("packaged", "cpu")
+    from_files = all(os.path.isfile(p) for p in images.paths)
     out = []
     for a in range(0, len(images), 64):
-        chunk = images.pixels[a:a + 64].permute(0, 2, 3, 1).numpy()
-        out.append(encoder.encode_pixels(torch.stack([torch.as_tensor(encoder.preprocess(Image.fromarray(x))) for x in chunk])))
+        if from_files:
+            pil = [decode_image(p).image for p in images.paths[a:a + 64]]
+        else:
+            pil = [Image.fromarray(x) for x in images.pixels[a:a + 64].permute(0, 2, 3, 1).numpy()]
+        out.append(encoder.encode_pixels(torch.stack([torch.as_tensor(encoder.preprocess(im)) for im in pil])))
     return np.concatenate(out)
 
 
@@ -118,8 +127,12 @@ def run_methods(name: str, base: TrainConfig, train: ImageSet, val: ImageSet, se
         for method in methods:
             if method in ("raw-pixels", "packaged") and seed != seeds[0]:
                 continue  # no seed in them
-            cfg = TrainConfig(**{**base.to_dict(), "seed": seed, "miner": "batch-hard" if method == "untrained" else method,
+            miner = method if method in ("random", "all", "semi-hard", "batch-hard") else "batch-hard"
+            cfg = TrainConfig(**{**base.to_dict(), "seed": seed, "miner": miner,
                                  "checkpoint": os.path.join(OUT_DIR, f"{name}-{method}-{seed}.ckpt")})
+            if method == "small-recipe":
+                recipe = RECIPES["small"]
+                cfg = replace(cfg, lr=recipe.lr, margin=recipe.triplet_margin, shift=recipe.shift)
             started = time.perf_counter()
             active = ActiveFraction()
             if method in ("raw-pixels", "packaged"):

@@ -85,3 +85,24 @@ def test_held_out_report_carries_baselines_and_chance(trained):
     for figures in d["baselines"].values():
         assert 0 < figures["recall_at_1"] <= 1 and 0 < figures["map_at_r"] <= 1
     assert trained.to_json()["held_out"]["baselines"] == d["baselines"]
+
+
+@pytest.mark.slow
+def test_defaults_beat_raw_pixels_on_held_out_digits(tmp_path):
+    """`vsearch train DIGITS --val-classes 8,9` with no other option: all 1,797 digits as 32 px PNGs
+    (about 3 minutes on 2 busy cores; benchmarks/RESULTS.md, *Trainer defaults*)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from training.run import run
+
+    d = load_digits()
+    for i, (img, y) in enumerate(zip(d.images, d.target)):
+        (tmp_path / "digits" / str(y)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img * (255 / 16)).astype(np.uint8)).resize((32, 32)).save(tmp_path / "digits" / str(y) / f"{i:04d}.png")
+    outcome = run(TrainConfig(data=str(tmp_path / "digits"), out=str(tmp_path / "m.pt"), val_classes=["8", "9"]))
+    report = outcome.report.to_dict()
+    raw = report["baselines"]["raw pixels"]
+    assert report["recall_at"]["1"] >= 0.98 and report["map_at_r"] >= 0.70
+    assert report["map_at_r"] > raw["map_at_r"] > report["baselines"]["untrained model"]["map_at_r"]
+    assert report["recall_at"]["1"] > report["chance_recall_at_1"] + 0.4

@@ -242,3 +242,18 @@ def test_a_trained_model_finds_the_same_digit_first(trained, digits_root, tmp_pa
         assert r.exit_code == 0, r.output
         first = r.stdout.splitlines()[0]
         assert f"/{label}/" in first, (label, r.stdout)
+
+
+def test_eval_classify_and_retrieval_report_progress_in_plain_lines_when_piped(photo_dir, tmp_path, packaged_encoder):
+    root = tmp_path / "ds"
+    for label, name in {"cat": "chelsea", "coffee": "coffee", "rocket": "rocket"}.items():
+        (root / label).mkdir(parents=True)
+        shutil.copy(photo_dir / f"{name}.jpg", root / label / f"{name}.jpg")
+    r = invoke("eval", "classify", root, "--model", "packaged", "--json", "--db", tmp_path / "nodb")
+    assert r.exit_code == 0, r.output
+    assert "embedding: 3/3 images" in r.stderr and json.loads(r.stdout)["images"] == 3
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"image,caption\n{photo_dir}/chelsea.jpg,a cat\n{photo_dir}/rocket.jpg,a rocket\n")
+    r = invoke("eval", "retrieval", pairs, "--model", "packaged", "--json", "--db", tmp_path / "nodb")
+    assert r.exit_code == 0, r.output
+    assert "embedding: 2/2 images" in r.stderr and json.loads(r.stdout)["images"] == 2
