@@ -104,6 +104,10 @@ class EvalReport:
     chance_recall_at_1: float = float("nan")
     baselines: tuple[Baseline, ...] = ()
 
+    def not_beaten(self) -> list[Baseline]:
+        """The baselines whose held-out MAP@R is at least the model's: what training did not beat."""
+        return [b for b in self.baselines if b.map_at_r == b.map_at_r and b.map_at_r >= self.retrieval.map_at_r]
+
     def to_dict(self, curve_points: int = 200) -> dict:
         out = {
             "model": self.model, "data": self.data, "images": self.images, "classes": self.classes,

@@ -106,3 +106,18 @@ def test_defaults_beat_raw_pixels_on_held_out_digits(tmp_path):
     assert report["recall_at"]["1"] >= 0.98 and report["map_at_r"] >= 0.70
     assert report["map_at_r"] > raw["map_at_r"] > report["baselines"]["untrained model"]["map_at_r"]
     assert report["recall_at"]["1"] > report["chance_recall_at_1"] + 0.4
+
+
+def test_a_model_that_does_not_beat_raw_pixels_is_named(digits_root):
+    from vsearch.commands.train import warn_if_not_better  # noqa: F401 - the command's line uses it
+
+    pixels = load_images(discover(str(digits_root)).subset(range(120)), model_spec(tiny_config("", "x")).preprocessing)
+    labels = pixels.targets.numpy()
+    raw = raw_pixel_vectors(pixels.pixels)
+    noise = np.random.default_rng(0).standard_normal(raw.shape).astype(np.float32)
+    from training.evaluate import baseline
+
+    report = score(noise / np.linalg.norm(noise, axis=1, keepdims=True), labels,
+                   baselines=[baseline("raw pixels", raw, labels)])
+    assert [b.name for b in report.not_beaten()] == ["raw pixels"]
+    assert score(raw, labels, baselines=[baseline("raw pixels", raw, labels)]).not_beaten()  # a tie is no win

@@ -133,7 +133,7 @@ def embeddings(
     from training.evaluate import baseline, embed_with_encoder, plot_curves, score, write_json
     from vsearch.encoders import resolve_encoder
 
-    from vsearch.commands.train import print_report
+    from vsearch.commands.train import print_report, warn_if_not_better
 
     report = check_output_file(report, "--report")
     plot = check_output_file(plot, "--plot")
@@ -172,5 +172,6 @@ def embeddings(
         print_json(d)
     else:
         print_report(result, what=os.path.basename(os.path.normpath(data)) or data)
+    warn_if_not_better(result)
     for path in filter(None, (report, plot)):
         err_console.print(f"wrote {path}", highlight=False)

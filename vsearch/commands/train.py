@@ -205,6 +205,8 @@ def train_cmd(
     elif outcome.report is not None:
         print_report(outcome.report)
     if outcome.report is not None:
+        warn_if_not_better(outcome.report)
+    if outcome.report is not None:
         err_console.print(f"report: {escape(outcome.report_paths[0])}, curves: {escape(outcome.report_paths[1])}")
 
 
@@ -227,3 +229,12 @@ def print_report(report, what: str = "held-out") -> None:
         return
     print_rows(columns, [row], title=title, justify=["right"] * len(columns))
     print_rows(("compared with", "R@1", "MAP@R"), compared, justify=["left", "right", "right"])
+
+
+def warn_if_not_better(report) -> None:
+    """One line on stderr when the model's MAP@R does not beat a baseline on the same images."""
+    lost = report.not_beaten()
+    if lost:
+        names = ", ".join(f"{b.name} ({b.map_at_r:.3f})" for b in lost)
+        err_console.print(f"[yellow]warning[/]: MAP@R {report.retrieval.map_at_r:.3f} does not beat {names}",
+                          highlight=False)
