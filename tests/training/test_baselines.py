@@ -121,3 +121,16 @@ def test_a_model_that_does_not_beat_raw_pixels_is_named(digits_root):
                    baselines=[baseline("raw pixels", raw, labels)])
     assert [b.name for b in report.not_beaten()] == ["raw pixels"]
     assert score(raw, labels, baselines=[baseline("raw pixels", raw, labels)]).not_beaten()  # a tie is no win
+
+
+def test_random_shifts_are_a_pure_function_of_seed_and_step():
+    from training.augment import random_shift
+
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    a, b = random_shift(x, 2, seed=0, step=5), random_shift(x, 2, seed=0, step=5)
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert not torch.equal(random_shift(x, 2, seed=0, step=6), a)
+    assert random_shift(x, 0, seed=0, step=5) is x
+    # a shift moves pixels, it makes none up: every value comes from the same image
+    for i in range(2):
+        assert set(a[i].unique().tolist()) <= set(x[i].unique().tolist())
