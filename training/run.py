@@ -31,6 +31,7 @@ class TrainPlan:
     backbone: str
     lr: float
     epochs: int
+    miner: str
     train_images: int
     train_classes: int
     val_images: int
@@ -117,7 +118,7 @@ def _load(cfg: TrainConfig, on_plan: Callable[[TrainPlan], None] | None = None):
     cfg, backbone_size, reason = resolve_settings(cfg, listed)
     train_paths, val_paths = split_by_class(listed, cfg.val_classes, cfg.val_fraction, cfg.seed)
     plan = TrainPlan(image_size=cfg.image_size, backbone_size=backbone_size, size_reason=reason, recipe=recipe,
-                     backbone=cfg.backbone, lr=cfg.lr, epochs=cfg.epochs,
+                     backbone=cfg.backbone, lr=cfg.lr, epochs=cfg.epochs, miner=cfg.miner,
                      train_images=len(train_paths), train_classes=len(train_paths.classes),
                      val_images=len(val_paths), val_classes=len(val_paths.classes),
                      warnings=held_out_warnings(val_paths))

@@ -14,13 +14,14 @@ from vsearch.metrics.retrieval import retrieval_metrics
 
 def test_auto_settings_follow_the_image_size_and_never_override_given_ones():
     small, photos = TrainConfig().with_recipe(8), TrainConfig().with_recipe(480)
-    assert (small.backbone, small.lr, small.margin, small.shift, small.epochs) == \
-        ("vsearch_tiny_cnn", 3e-3, 0.5, 1 / 16, 15)
-    assert (photos.backbone, photos.lr, photos.margin, photos.shift, photos.epochs) == \
-        ("efficientnet_lite0", 3e-4, None, 0.0, 10)
+    assert (small.backbone, small.lr, small.margin, small.shift, small.epochs, small.miner) == \
+        ("vsearch_tiny_cnn", 3e-3, 0.5, 1 / 16, 15, "batch-hard")
+    assert (photos.backbone, photos.lr, photos.margin, photos.shift, photos.epochs, photos.miner) == \
+        ("efficientnet_lite0", 3e-4, None, 0.0, 10, "semi-hard")
     assert TrainConfig().with_recipe(None).backbone == RECIPES["photos"].backbone  # sizes unknown
-    given = TrainConfig(backbone="resnet18", lr=1e-4, margin=0.1, shift=0.0, epochs=3).with_recipe(8)
-    assert (given.backbone, given.lr, given.margin, given.shift, given.epochs) == ("resnet18", 1e-4, 0.1, 0.0, 3)
+    given = TrainConfig(backbone="resnet18", lr=1e-4, margin=0.1, shift=0.0, epochs=3, miner="all").with_recipe(8)
+    assert (given.backbone, given.lr, given.margin, given.shift, given.epochs, given.miner) == \
+        ("resnet18", 1e-4, 0.1, 0.0, 3, "all")
     assert TrainConfig(loss="contrastive").with_recipe(8).margin is None  # the small-image margin is the triplet's
 
 

@@ -109,7 +109,7 @@ class _RichTrainProgress:
 
 
 def _print_plan(plan) -> None:
-    err_console.print(f"{plan.recipe}: backbone {escape(plan.backbone)}, lr {plan.lr:g}, up to {plan.epochs} epochs "
+    err_console.print(f"{plan.recipe}: backbone {escape(plan.backbone)}, lr {plan.lr:g}, miner {plan.miner}, up to {plan.epochs} epochs "
                       "(options given override)", highlight=False)
     size = f"input {plan.image_size} px, from {plan.size_reason}"
     if plan.size_reason != "--image-size" and plan.image_size < plan.backbone_size:
@@ -127,7 +127,7 @@ def train_cmd(
     backbone: Annotated[str, typer.Option("--backbone", help="Any timm architecture, or auto: vsearch_tiny_cnn (a small CNN) for images of 64 px or less, efficientnet_lite0 otherwise.")] = D.backbone,
     weights: Annotated[str, typer.Option("--weights", help="Initial backbone weights: auto (ImageNet for efficientnet_lite0, shipped offline), imagenet, none, or a timm state-dict FILE.")] = D.weights,
     loss: Annotated[LossName, typer.Option("--loss", help="triplet (margin), contrastive (pairs), or ranking (hinge on cosine: query, good, bad).")] = LossName(D.loss),
-    miner: Annotated[MinerName, typer.Option("--miner", help="Which tuples of a batch train: hardest per anchor, semi-hard, all, or one random per anchor.")] = MinerName(D.miner),
+    miner: Annotated[Optional[MinerName], typer.Option("--miner", help="Which tuples of a batch train: hardest per anchor, semi-hard, all, or one random per anchor. Default: batch-hard on small images, semi-hard on photos.")] = None,
     margin: Annotated[Optional[float], typer.Option("--margin", min=0, help="Loss margin (default: triplet 0.5 on small images, else 0.2; contrastive 1.0, ranking 0.2).")] = D.margin,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Default: 15 on small images, 10 on photos.")] = D.epochs,
     patience: Annotated[int, typer.Option("--patience", min=0, help="Stop after this many epochs without a better held-out MAP@R (0: never); the best epoch's model is written.")] = D.patience,
@@ -167,7 +167,7 @@ def train_cmd(
     checkpoint = check_output_file(checkpoint, "--checkpoint")
     report = check_output_file(report, "--report")
     given = dict(locals())
-    given.update(loss=loss.value, miner=miner.value,
+    given.update(loss=loss.value, miner=miner.value if miner is not None else None,
                  val_classes=[c.strip() for c in val_classes.split(",") if c.strip()] if val_classes else [])
     cfg = TrainConfig(**{f.name: given[f.name] for f in fields(TrainConfig) if f.name in given})
     bar = _RichTrainProgress(enabled=not quiet, epochs=epochs)
