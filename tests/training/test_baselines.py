@@ -15,7 +15,7 @@ from vsearch.metrics.retrieval import retrieval_metrics
 def test_auto_settings_follow_the_image_size_and_never_override_given_ones():
     small, photos = TrainConfig().with_recipe(8), TrainConfig().with_recipe(480)
     assert (small.backbone, small.lr, small.margin, small.shift, small.epochs, small.miner) == \
-        ("vsearch_tiny_cnn", 3e-3, 0.5, 1 / 16, 15, "batch-hard")
+        ("vsearch_tiny_cnn", 3e-3, 0.3, 1 / 16, 15, "batch-hard")
     assert (photos.backbone, photos.lr, photos.margin, photos.shift, photos.epochs, photos.miner) == \
         ("efficientnet_lite0", 3e-4, None, 0.0, 10, "semi-hard")
     assert TrainConfig().with_recipe(None).backbone == RECIPES["photos"].backbone  # sizes unknown

@@ -128,7 +128,7 @@ def train_cmd(
     weights: Annotated[str, typer.Option("--weights", help="Initial backbone weights: auto (ImageNet for efficientnet_lite0, shipped offline), imagenet, none, or a timm state-dict FILE.")] = D.weights,
     loss: Annotated[LossName, typer.Option("--loss", help="triplet (margin), contrastive (pairs), or ranking (hinge on cosine: query, good, bad).")] = LossName(D.loss),
     miner: Annotated[Optional[MinerName], typer.Option("--miner", help="Which tuples of a batch train: hardest per anchor, semi-hard, all, or one random per anchor. Default: batch-hard on small images, semi-hard on photos.")] = None,
-    margin: Annotated[Optional[float], typer.Option("--margin", min=0, help="Loss margin (default: triplet 0.5 on small images, else 0.2; contrastive 1.0, ranking 0.2).")] = D.margin,
+    margin: Annotated[Optional[float], typer.Option("--margin", min=0, help="Loss margin (default: triplet 0.3 on small images, else 0.2; contrastive 1.0, ranking 0.2).")] = D.margin,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Default: 15 on small images, 10 on photos.")] = D.epochs,
     patience: Annotated[int, typer.Option("--patience", min=0, help="Stop after this many epochs without a better held-out MAP@R (0: never); the best epoch's model is written.")] = D.patience,
     steps_per_epoch: Annotated[Optional[int], typer.Option("--steps-per-epoch", min=1, help="Default: enough batches to see the training set once.")] = D.steps_per_epoch,
