@@ -7,7 +7,8 @@ import torch
 from tests.training.conftest import tiny_config
 from training.config import RECIPES, TrainConfig
 from training.data import discover, load_images, split_by_class
-from training.evaluate import (chance_recall_at_1, collapse_reason, embed_image_set, raw_pixel_vectors, score)
+from training.evaluate import (baseline, chance_recall_at_1, collapse_reason, embed_image_set, raw_pixel_vectors,
+                               score)
 from training.trainer import NoProgress, fit, model_spec
 from vsearch.metrics.retrieval import retrieval_metrics
 
@@ -110,14 +111,10 @@ def test_defaults_beat_raw_pixels_on_held_out_digits(tmp_path):
 
 
 def test_a_model_that_does_not_beat_raw_pixels_is_named(digits_root):
-    from vsearch.commands.train import warn_if_not_better  # noqa: F401 - the command's line uses it
-
     pixels = load_images(discover(str(digits_root)).subset(range(120)), model_spec(tiny_config("", "x")).preprocessing)
     labels = pixels.targets.numpy()
     raw = raw_pixel_vectors(pixels.pixels)
     noise = np.random.default_rng(0).standard_normal(raw.shape).astype(np.float32)
-    from training.evaluate import baseline
-
     report = score(noise / np.linalg.norm(noise, axis=1, keepdims=True), labels,
                    baselines=[baseline("raw pixels", raw, labels)])
     assert [b.name for b in report.not_beaten()] == ["raw pixels"]
