@@ -16,7 +16,7 @@ SMALL_IMAGE_SIDE = 64  # a median short side up to this many pixels gets the sma
 class Recipe:
     """The settings ``auto`` stands for, by kind of data. Measured on held-out classes (figures in
     ``benchmarks/RESULTS.md``): on 8x8 digits an ImageNet EfficientNet-Lite0 fed 32 px has a 1x1
-    map left after its stride of 32, learns slowly and costs ~30x a small CNN's step; the small CNN
+    map left after its stride of 32, learns little (upsampled to 64 or 96 px too) and costs ~15x a small CNN's epoch; the small CNN
     trained from scratch beats raw pixels in a minute once the triplet margin is wide enough (at 0.2
     every triplet is satisfied within a few epochs and learning stops) and images move a little.
     On photos (the textile set) semi-hard triplets trained the ImageNet backbone where batch-hard
