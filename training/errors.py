@@ -17,3 +17,7 @@ class CheckpointError(VSearchError):
 
 class NoTextSideError(VSearchError):
     """A trained image-embedding model was asked to embed text."""
+
+
+class CollapsedEmbeddingError(VSearchError):
+    """Training produced an embedding that tells nothing apart; no model file is written (exit 1)."""

@@ -26,7 +26,7 @@ PACKAGED_IMAGENET = "efficientnet_lite0"  # the one backbone whose ImageNet weig
 
 # timm's register_model appends to the module's __all__ (and would create one holding only itself)
 __all__ = ["DEFAULT_BACKBONE", "TINY_BACKBONE", "TinyCNN", "ModelSpec", "EmbeddingNet", "build_model",
-           "create_backbone", "default_preprocessing", "resolve_weights"]
+           "create_backbone", "default_preprocessing", "initial_model", "resolve_weights"]
 
 
 class TinyCNN(nn.Module):
@@ -186,6 +186,14 @@ def build_model(spec: ModelSpec, weights: str = "auto") -> EmbeddingNet:
         if weights != "none":
             _load_backbone_file(backbone, weights)
     return EmbeddingNet(backbone, spec.embedding_dim)
+
+
+def initial_model(spec: ModelSpec, weights: str, seed: int) -> EmbeddingNet:
+    """The network as a run with this seed starts it (the untrained baseline of its reports),
+    built without touching the caller's random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(spec, weights).eval()
 
 
 def _load_backbone_file(backbone: nn.Module, path: str) -> None:

@@ -9,15 +9,17 @@ the uninterrupted run would have (tests check the weights are bit-identical).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import torch
 
+from training.augment import random_shift
 from training.config import TrainConfig
 from training.data import ImageSet, check_trainable
 from training.errors import CheckpointError, TrainingConfigError
@@ -33,6 +35,10 @@ from vsearch.errors import VSearchError
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "vsearch.train-checkpoint"
+# Below this many parameters a model trains on one CPU thread: its convolutions are too small to
+# split, and on busy cores two OpenMP threads spin-wait on each other (the small CNN on digits,
+# load 13 on 2 cores: 1.29 s a step on torch's 2 threads, about 0.1 s on one).
+ONE_THREAD_PARAMS = 1_000_000
 MIN_LR_RATIO = 0.01  # the cosine decays to 1% of the base rate, not to 0: the last steps still learn
 
 
@@ -88,10 +94,17 @@ class FitResult:
     seconds: float  # wall time of this process's part of the run
     resumed_from: int | None = None
     train_classes: list[str] = field(default_factory=list)
+    best_epoch: int | None = None  # the epoch whose weights the model holds (best held-out MAP@R)
+    stopped_early: bool = False  # ``patience`` epochs passed without a better held-out MAP@R
 
 
 def model_spec(cfg: TrainConfig) -> ModelSpec:
     return ModelSpec(cfg.backbone, cfg.embedding_dim, default_preprocessing(cfg.backbone, cfg.image_size))
+
+
+def max_shift(cfg: TrainConfig, spec: ModelSpec) -> int:
+    """Largest random shift of a training image in pixels: ``cfg.shift`` of the input size."""
+    return int(round(cfg.shift * spec.preprocessing.image_size))
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -131,6 +144,20 @@ class _EpochStats:
         return dict(vars(self))
 
 
+@contextlib.contextmanager
+def _threads_for(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
+    """One intra-op thread while a small model trains on the CPU (see ONE_THREAD_PARAMS)."""
+    before = torch.get_num_threads()
+    small = device.type == "cpu" and sum(p.numel() for p in model.parameters()) < ONE_THREAD_PARAMS
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(before)
+
+
 def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
         progress: TrainProgress | None = None) -> FitResult:
     """Train an embedding model on ``train`` (classes of 2+ images); evaluate on ``val`` per epoch.
@@ -138,8 +165,18 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
     With ``cfg.resume`` the run continues from ``cfg.checkpoint_path``. Ctrl-C saves a checkpoint
     and raises :class:`TrainingInterrupted`.
     """
+    cfg = cfg.with_recipe()  # settings left to ``auto`` by a caller that did not look at the data
     cfg.validate()
     check_trainable(train)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # model init (and dropout) draw from the global generator
+    model = build_model(model_spec(cfg), cfg.weights).to(device)
+    with _threads_for(model, device):
+        return _fit(cfg, model, train, val, progress)
+
+
+def _fit(cfg: TrainConfig, model: EmbeddingNet, train: ImageSet, val: ImageSet | None,
+         progress: TrainProgress | None) -> FitResult:
     progress = progress or NoProgress()
     device = resolve_device(cfg.device)
     amp = cfg.amp and device.type == "cuda"
@@ -148,8 +185,7 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
         raise TrainingConfigError("the training images were preprocessed for another input size/normalisation "
                                   f"than {spec.backbone} at {spec.preprocessing.image_size}px")
 
-    torch.manual_seed(cfg.seed)  # model init (and dropout) draw from the global generator
-    model = build_model(spec, cfg.weights).to(device).train()
+    model.train()
     criterion = MetricCriterion(cfg.loss, cfg.miner, cfg.margin, seed=cfg.seed)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -165,6 +201,8 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
     fingerprint = train.fingerprint()
 
     step, history, stats, resumed_from = 0, [], _EpochStats(), None
+    # early stopping: the weights of the epoch with the best held-out MAP@R, and whether to stop
+    best: dict = {"epoch": None, "map_at_r": None, "model": None, "stopped": False}
     ckpt_path = cfg.checkpoint_path
     if cfg.resume:
         state = load_checkpoint(ckpt_path)
@@ -181,6 +219,7 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
         step = resumed_from = int(state["step"])
         history = [EpochLog(**h) for h in state["history"]]
         stats = _EpochStats(state["epoch_stats"])
+        best = dict(state.get("best") or best)
         log.info("resumed from %s at step %d/%d", ckpt_path, step, total_steps)
 
     def save(rng: tuple[torch.Tensor, dict] | None = None) -> None:
@@ -190,7 +229,7 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "torch_rng": torch_rng, "criterion_rng": criterion_rng,
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "bank": bank.state_dict() if bank is not None else {},
+            "bank": bank.state_dict() if bank is not None else {}, "best": best,
             "history": [asdict(h) for h in history], "epoch_stats": stats.state(),
         }, ckpt_path)
 
@@ -207,7 +246,7 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
     buffers: dict[str, torch.Tensor] = {}
     progress.start(total_steps, step)
     try:
-        while step < total_steps:
+        while step < total_steps and not best["stopped"]:
             snapshot = (torch.get_rng_state(), criterion.rng_state())
             buffers = {k: v.detach().clone() for k, v in model.named_buffers()}  # small: BN statistics
             phase = "started"
@@ -219,7 +258,7 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
             index = list(batches[i])
             if bank is not None:
                 index += bank.extra(index)
-            pixels = train.batch(index).to(device, non_blocking=True)
+            pixels = random_shift(train.batch(index), max_shift(cfg, spec), cfg.seed, step).to(device, non_blocking=True)
             labels = labels_all[index].to(device)
             lr = lr_at(step, total_steps, cfg.lr, warmup)
             for group in optimizer.param_groups:
@@ -260,6 +299,7 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
                     r = retrieval_metrics(embed_image_set(model, val, str(device)), val.targets.numpy(), ks=(1,))
                     entry.val_recall_at_1, entry.val_map_at_r = r.recall_at[1], r.map_at_r
                 history.append(entry)
+                _keep_best(best, entry, model, cfg.patience)
                 progress.epoch_end(entry)
                 stats, epoch_started = _EpochStats(), time.perf_counter()
                 save()
@@ -281,10 +321,25 @@ def fit(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None,
     finally:
         progress.stop()
 
+    if best["model"] is not None:
+        model.load_state_dict(best["model"])
     model.eval()
     return FitResult(model=model, spec=spec, history=history, steps=step,
                      empty_batches=sum(h.empty_batches for h in history), seconds=time.perf_counter() - started,
-                     resumed_from=resumed_from, train_classes=list(train.class_names))
+                     resumed_from=resumed_from, train_classes=list(train.class_names),
+                     best_epoch=best["epoch"], stopped_early=best["stopped"] and step < total_steps)
+
+
+def _keep_best(best: dict, entry: EpochLog, model: EmbeddingNet, patience: int) -> None:
+    """Early stopping on the held-out MAP@R: remember the best epoch's weights (so more epochs never
+    make the written model worse) and stop after ``patience`` epochs without a better one."""
+    if entry.val_map_at_r is None or entry.val_map_at_r != entry.val_map_at_r:  # no held-out figure (or NaN)
+        return
+    if best["map_at_r"] is None or entry.val_map_at_r > best["map_at_r"]:
+        best.update(epoch=entry.epoch, map_at_r=entry.val_map_at_r,
+                    model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+    elif patience and entry.epoch - best["epoch"] >= patience:
+        best["stopped"] = True
 
 
 def load_checkpoint(path: str) -> dict:

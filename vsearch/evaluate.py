@@ -48,30 +48,55 @@ class RetrievalEval:
                 "text_to_image": self.text_to_image, "model": self.model}
 
 
-def _embed_files(encoder, paths, batch_size=32):
-    images, kept, skipped = [], [], []
-    for p in paths:
-        try:
-            images.append(decode_image(p, draft_size=encoder.info.image_size).image)
-            kept.append(p)
-        except ImageDecodeError as exc:
-            skipped.append((p, str(exc)))
-    return (encode_images(encoder, images, batch_size) if images else np.zeros((0, encoder.info.dim), np.float32)), kept, skipped
+class _Silent:
+    """The progress of a caller that shows none."""
+
+    def __init__(self, what: str, total: int):
+        pass
+
+    def __enter__(self) -> "_Silent":
+        return self
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def _embed_files(encoder, paths, batch_size=32, progress=_Silent):
+    """Decode and embed ``paths`` a batch at a time; ``progress(what, total)`` is a context manager
+    whose ``advance(n)`` hears each batch (the commands pass a progress bar)."""
+    vectors, kept, skipped = [], [], []
+    with progress("embedding", len(paths)) as bar:
+        for start in range(0, len(paths), batch_size):
+            images = []
+            for p in paths[start:start + batch_size]:
+                try:
+                    images.append(decode_image(p, draft_size=encoder.info.image_size).image)
+                    kept.append(p)
+                except ImageDecodeError as exc:
+                    skipped.append((p, str(exc)))
+            if images:
+                vectors.append(encode_images(encoder, images, batch_size))
+            bar.advance(len(paths[start:start + batch_size]))
+    return (np.concatenate(vectors) if vectors else np.zeros((0, encoder.info.dim), np.float32)), kept, skipped
 
 
 def label_from_folder(name: str) -> str:
     return name.replace("_", " ").replace("-", " ").strip()
 
 
-def evaluate_classification(encoder, root: str, templates=DEFAULT_TEMPLATES) -> ClassifyEval:
-    """Zero-shot top-1/top-5 on ``root/<class>/*.jpg``; class names come from folder names."""
+def evaluate_classification(encoder, root: str, templates=DEFAULT_TEMPLATES, progress=_Silent) -> ClassifyEval:
+    """Zero-shot top-1/top-5 on ``root/<class>/*.jpg``; class names come from folder names.
+    ``progress``: see :func:`_embed_files`."""
     listed = folder_per_class(root)
     classes = listed.folders
     if len(classes) < 2:
         raise DatasetError(f"{root} needs at least two class sub-folders, found {len(classes)}")
     index = {c: i for i, c in enumerate(classes)}
     paths, targets = list(listed.paths), [index[c] for c in listed.labels]
-    vectors, kept, skipped = _embed_files(encoder, paths)
+    vectors, kept, skipped = _embed_files(encoder, paths, progress=progress)
     skipped = list(listed.problems) + skipped
     if not kept:
         raise DatasetError(f"no readable images under {root}")
@@ -111,9 +136,10 @@ def read_pairs(path: str) -> list[tuple[str, str]]:
     return rows
 
 
-def evaluate_retrieval(encoder, pairs: list[tuple[str, str]], ks=(1, 5, 10)) -> RetrievalEval:
+def evaluate_retrieval(encoder, pairs: list[tuple[str, str]], ks=(1, 5, 10), progress=_Silent) -> RetrievalEval:
+    """Image->text and text->image Recall@K; ``progress``: see :func:`_embed_files`."""
     images = list(dict.fromkeys(p for p, _ in pairs))
-    vectors, kept, skipped = _embed_files(encoder, images)
+    vectors, kept, skipped = _embed_files(encoder, images, progress=progress)
     if not kept:
         raise DatasetError("none of the images could be read")
     index_of = {p: i for i, p in enumerate(kept)}

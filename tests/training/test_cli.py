@@ -114,13 +114,16 @@ def _resized_copy(src, dst, size: int, classes=None):
 
 
 def test_input_size_is_chosen_from_the_data(tmp_path, digits_root):
-    from training.data import choose_image_size, discover
+    from training.data import choose_image_size, discover, median_short_side
 
-    paths = discover(str(_resized_copy(digits_root, tmp_path / "d", 40, classes={"0", "1"}))).paths
-    assert choose_image_size(paths, largest=224) == 40
-    assert choose_image_size(paths, largest=32) == 32  # capped by the backbone
-    assert choose_image_size(discover(str(digits_root)).paths, largest=224) == 32  # 8 px: not below 32
-    assert choose_image_size([str(tmp_path / "missing.png")], largest=224) is None
+    side = median_short_side(discover(str(_resized_copy(digits_root, tmp_path / "d", 40, classes={"0", "1"}))).paths)
+    assert side == 40
+    assert choose_image_size(side, largest=224) == 40
+    assert choose_image_size(side, largest=32) == 32  # capped by the backbone
+    digits_side = median_short_side(discover(str(digits_root)).paths)
+    assert digits_side == 8 and choose_image_size(digits_side, largest=224) == 32  # 8 px: not below 32
+    assert median_short_side([str(tmp_path / "missing.png")]) is None
+    assert choose_image_size(None, largest=224) is None
 
 
 def test_held_out_warnings():
@@ -173,3 +176,84 @@ def test_train_outcome_carries_what_train_json_prints(digits, tmp_path):
         d.pop("seconds")  # the only figures that differ between two runs of a seeded training
     assert json.loads(json.dumps(got)) == printed
     assert printed["model"] == str(out) and printed["train_classes"] == [str(c) for c in range(7)]
+
+
+def test_eval_report_and_train_checkpoint_follow_the_output_rule_before_any_work(digits, tmp_path):
+    (tmp_path / "out").mkdir()
+    for args in (["eval", "embeddings", digits, "--model", tmp_path / "absent.pt", "--report", tmp_path / "out"],
+                 ["eval", "embeddings", digits, "--model", tmp_path / "absent.pt", "--report", tmp_path / "no" / "r.json"],
+                 ["train", digits, "--out", tmp_path / "m.pt", "--checkpoint", tmp_path / "no" / "c.ckpt", *TINY]):
+        r = invoke(*args)
+        # the output option is refused first: not the missing model, not after training
+        assert r.exit_code == 2 and ("--report" in r.output or "--checkpoint" in r.output), r.output
+        assert "no such model file" not in r.output and "Traceback" not in r.output
+        assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "no").exists() and not (tmp_path / "m.pt").exists()
+
+
+def test_a_collapsed_training_is_an_error_and_writes_no_model(digits, tmp_path):
+    out = tmp_path / "m.pt"
+    args = [a if a != "3e-3" else "1.0" for a in TINY]  # a rate that sends every image to one point
+    r = invoke("train", digits, "--out", out, "--epochs", "1", "--patience", "0", *args)
+    assert r.exit_code == 1, r.output
+    assert "training collapsed" in r.output and "--lr" in r.output and "done" not in r.output
+    assert not out.exists() and not (tmp_path / "m.eval.json").exists()
+
+
+def test_eval_embeddings_compares_with_raw_pixels_the_untrained_model_and_chance(trained, digits_root, tmp_path):
+    held_out = tmp_path / "held_out"
+    for label in ("7", "8", "9"):
+        shutil.copytree(digits_root / label, held_out / label)
+    r = invoke("eval", "embeddings", held_out, "--model", trained.model_path, "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    # the same held-out images as the trainer's own report: the same baselines
+    ours = trained.report.to_dict()["baselines"]
+    assert set(d["baselines"]) == set(ours)
+    for name, figures in ours.items():
+        assert d["baselines"][name] == pytest.approx(figures, abs=1e-6)
+    assert d["chance_recall_at_1"] == pytest.approx(59 / 179)
+    # piped, the progress is plain lines on stderr
+    assert "embedding: 180/180 images" in r.stderr
+
+    r = invoke("eval", "embeddings", held_out, "--model", trained.model_path)
+    assert r.exit_code == 0
+    lines = dict(line.split("\t") for line in r.stdout.splitlines() if "\t" in line)
+    assert {"R@1", "MAP@R", "R@1 raw pixels", "MAP@R raw pixels", "R@1 untrained model", "R@1 chance"} <= set(lines)
+
+    r = invoke("eval", "embeddings", held_out, "--model", trained.model_path, "--json", "--no-baselines", "-q")
+    assert json.loads(r.stdout)["baselines"] == {} and "embedding:" not in r.stderr
+
+
+def test_a_trained_model_finds_the_same_digit_first(trained, digits_root, tmp_path):
+    """Index held-out digits with the trained model, then search with other images of each class."""
+    photos, queries = tmp_path / "photos", {}
+    for label in ("7", "8", "9"):
+        files = sorted((digits_root / label).glob("*.png"))
+        (photos / label).mkdir(parents=True)
+        for f in files[:-1]:
+            shutil.copy(f, photos / label / f.name)
+        queries[label] = files[-1]  # never indexed
+    db = tmp_path / "db"
+    r = invoke("index", photos, "--db", db, "--model", f"trained:{trained.model_path}", "--workers", "0", "--quiet")
+    assert r.exit_code == 0, r.output
+    for label, query in queries.items():
+        r = invoke("search", "--image", query, "--db", db, "-k", "3", "--paths")
+        assert r.exit_code == 0, r.output
+        first = r.stdout.splitlines()[0]
+        assert f"/{label}/" in first, (label, r.stdout)
+
+
+def test_eval_classify_and_retrieval_report_progress_in_plain_lines_when_piped(photo_dir, tmp_path, packaged_encoder):
+    root = tmp_path / "ds"
+    for label, name in {"cat": "chelsea", "coffee": "coffee", "rocket": "rocket"}.items():
+        (root / label).mkdir(parents=True)
+        shutil.copy(photo_dir / f"{name}.jpg", root / label / f"{name}.jpg")
+    r = invoke("eval", "classify", root, "--model", "packaged", "--json", "--db", tmp_path / "nodb")
+    assert r.exit_code == 0, r.output
+    assert "embedding: 3/3 images" in r.stderr and json.loads(r.stdout)["images"] == 3
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"image,caption\n{photo_dir}/chelsea.jpg,a cat\n{photo_dir}/rocket.jpg,a rocket\n")
+    r = invoke("eval", "retrieval", pairs, "--model", "packaged", "--json", "--db", tmp_path / "nodb")
+    assert r.exit_code == 0, r.output
+    assert "embedding: 2/2 images" in r.stderr and json.loads(r.stdout)["images"] == 2

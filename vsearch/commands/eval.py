@@ -13,6 +13,47 @@ from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, Mod
 eval_app = typer.Typer(help="Evaluate models: zero-shot classification, image-text retrieval, embeddings, detection.",
                        no_args_is_help=True)
 JsonOpt = Annotated[bool, json_flag("Print the figures as JSON.")]
+PLAIN_EVERY_S = 5.0  # seconds between progress lines when stderr is not a terminal
+
+
+class _Progress:
+    """Images done, with rate and ETA: a rich bar on a terminal, a plain line every few seconds
+    (and at the end) when stderr is piped or logged; nothing with ``enabled=False``."""
+
+    def __init__(self, what: str, total: int, enabled: bool = True):
+        self.what, self.total, self.done = what, total, 0
+        self.enabled = enabled and total > 0
+        self.started = self.last = time.perf_counter()
+        self.bar = self.task = None
+        if self.enabled and err_console.is_terminal:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.bar = Progress(TextColumn(f"[bold]{escape(what)}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console)
+
+    def __enter__(self) -> "_Progress":
+        if self.bar is not None:
+            self.bar.start()
+            self.task = self.bar.add_task(self.what, total=self.total)
+        return self
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+            return
+        now = time.perf_counter()
+        if self.enabled and (now - self.last >= PLAIN_EVERY_S or self.done >= self.total):
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            left = (self.total - self.done) / rate if rate else 0.0
+            err_console.print(f"{self.what}: {self.done}/{self.total} images, {rate:.1f}/s, {left:.0f}s left",
+                              highlight=False, soft_wrap=True)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 @eval_app.command("classify")
@@ -28,7 +69,7 @@ def eval_classify(
     from vsearch.zeroshot import load_templates
 
     with CatalogRef(db, db_url).collection(model, device, create=None) as coll:
-        r = evaluate_classification(coll.encoder, root, load_templates(templates))
+        r = evaluate_classification(coll.encoder, root, load_templates(templates), progress=_Progress)
     if as_json:
         print_json(r.to_json())
     else:
@@ -51,7 +92,7 @@ def eval_retrieval(
     from vsearch.evaluate import evaluate_retrieval, read_pairs
 
     with CatalogRef(db, db_url).collection(model, device, create=None) as coll:
-        r = evaluate_retrieval(coll.encoder, read_pairs(pairs_file))
+        r = evaluate_retrieval(coll.encoder, read_pairs(pairs_file), progress=_Progress)
     if as_json:
         print_json(r.to_json())
     else:
@@ -76,6 +117,8 @@ def embeddings(
     data: Annotated[str, typer.Argument(help="Labelled images: a folder per class, or a CSV with path,label columns.")],
     model: Annotated[str, typer.Option("--model", "-m", help="A file from `vsearch train --out`, or any --model spec (packaged, clip:...).")],
     report: Annotated[Optional[str], typer.Option("--report", help="Write the metrics (and a ROC curve) as JSON here.")] = None,
+    baselines: Annotated[bool, typer.Option("--baselines/--no-baselines", help="Also score raw pixels and, for a trained model, the network before training, on the same images.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of the ROC curve and score histograms here.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 64,
     workers: Annotated[int, typer.Option("--workers", "-w", min=0, help="Decode worker processes.")] = 0,
@@ -87,25 +130,35 @@ def embeddings(
     Every image queries all the others; images of a class are the relevant results.
     """
     from training.data import discover
-    from training.evaluate import embed_with_encoder, plot_curves, score, write_json
+    from training.evaluate import baseline, embed_with_encoder, plot_curves, score, write_json
     from vsearch.encoders import resolve_encoder
 
-    from vsearch.commands.train import print_report
+    from vsearch.commands.train import print_report, warn_if_not_better
 
+    report = check_output_file(report, "--report")
     plot = check_output_file(plot, "--plot")
+    listed = discover(data)  # a missing or empty folder costs no model load
     spec = _model_spec(model)
     encoder, notice = resolve_encoder(spec, resolve_device(device))
     if notice:
         err_console.print(escape(notice))
-    listed = discover(data)
+    untrained = encoder.untrained() if baselines and hasattr(encoder, "untrained") else None
     started = time.perf_counter()
-    emb, labels, skipped = embed_with_encoder(encoder, listed, batch_size=batch_size, workers=workers)
+    with _Progress("embedding", len(listed.paths), enabled=not quiet) as bar:
+        encoded = embed_with_encoder(encoder, listed, batch_size=batch_size, workers=workers,
+                                     baseline_encoders={"untrained model": untrained} if untrained else None,
+                                     on_batch=bar.advance)
+    labels, skipped = encoded.labels, encoded.skipped
     if len(labels) < 2:
         from training.errors import TrainingDataError
 
         raise TrainingDataError(f"{data}: fewer than 2 readable images ({len(skipped)} skipped)")
-    result = score(emb, labels, model=encoder.info.name, data=data, skipped=skipped,
-                   seconds=time.perf_counter() - started)
+    compared = []
+    if baselines:
+        compared = [baseline("raw pixels", encoded.raw_pixels, labels)]
+        compared += [baseline(name, emb, labels) for name, emb in encoded.baselines.items()]
+    result = score(encoded.embeddings, labels, model=encoder.info.name, data=data, skipped=skipped,
+                   seconds=time.perf_counter() - started, baselines=compared)
     for path, reason in skipped:
         err_console.print(f"  [red]skipped[/] {path}: {reason}", highlight=False, soft_wrap=True)
     if report:
@@ -119,5 +172,6 @@ def embeddings(
         print_json(d)
     else:
         print_report(result, what=os.path.basename(os.path.normpath(data)) or data)
+    warn_if_not_better(result)
     for path in filter(None, (report, plot)):
         err_console.print(f"wrote {path}", highlight=False)

@@ -10,7 +10,7 @@ import typer
 
 from training.config import TrainConfig
 from vsearch.commands.common import (JsonOpt, check_output_file, console, err_console, escape, handle_errors,
-                                     print_json, print_rows)
+                                     print_error, print_json, print_rows)
 
 D = TrainConfig()  # the defaults shown by --help are the dataclass's: one place to change them
 ETA_AFTER_STEPS = 5  # steps timed (after the first, which warms up) before an ETA is printed
@@ -42,7 +42,7 @@ class _RichTrainProgress:
     """Steps, loss and the fraction of active (non-zero loss) tuples, with a line per epoch, and
     once a few steps are timed, one line with the time per step and the ETA (also with --quiet)."""
 
-    def __init__(self, enabled: bool, epochs: int):
+    def __init__(self, enabled: bool, epochs: int | None):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.progress = Progress(
@@ -72,7 +72,7 @@ class _RichTrainProgress:
     def start(self, total_steps: int, done_steps: int) -> None:
         self.end_decoding()
         self.total = total_steps
-        per_epoch = total_steps // max(1, self.epochs)
+        per_epoch = total_steps // max(1, self.epochs or 1)
         err_console.print(f"{per_epoch} steps per epoch, {total_steps} in all"
                           + (f" ({done_steps} done, resuming)" if done_steps else ""))
         self.progress.start()
@@ -109,6 +109,8 @@ class _RichTrainProgress:
 
 
 def _print_plan(plan) -> None:
+    err_console.print(f"{plan.recipe}: backbone {escape(plan.backbone)}, lr {plan.lr:g}, miner {plan.miner}, up to {plan.epochs} epochs "
+                      "(options given override)", highlight=False)
     size = f"input {plan.image_size} px, from {plan.size_reason}"
     if plan.size_reason != "--image-size" and plan.image_size < plan.backbone_size:
         size += f" (the backbone takes up to {plan.backbone_size}; --image-size overrides)"
@@ -122,18 +124,20 @@ def _print_plan(plan) -> None:
 def train_cmd(
     data: Annotated[str, typer.Argument(help="A folder with one sub-folder per class (identity), or a CSV with path,label columns.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Where to write the model (use it as --model trained:OUT).")] = D.out,
-    backbone: Annotated[str, typer.Option("--backbone", help="Any timm architecture; vsearch_tiny_cnn is a small CNN for small images.")] = D.backbone,
+    backbone: Annotated[str, typer.Option("--backbone", help="Any timm architecture, or auto: vsearch_tiny_cnn (a small CNN) for images of 64 px or less, efficientnet_lite0 otherwise.")] = D.backbone,
     weights: Annotated[str, typer.Option("--weights", help="Initial backbone weights: auto (ImageNet for efficientnet_lite0, shipped offline), imagenet, none, or a timm state-dict FILE.")] = D.weights,
     loss: Annotated[LossName, typer.Option("--loss", help="triplet (margin), contrastive (pairs), or ranking (hinge on cosine: query, good, bad).")] = LossName(D.loss),
-    miner: Annotated[MinerName, typer.Option("--miner", help="Which tuples of a batch train: hardest per anchor, semi-hard, all, or one random per anchor.")] = MinerName(D.miner),
-    margin: Annotated[Optional[float], typer.Option("--margin", min=0, help="Loss margin (default: triplet 0.2, contrastive 1.0, ranking 0.2).")] = D.margin,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = D.epochs,
+    miner: Annotated[Optional[MinerName], typer.Option("--miner", help="Which tuples of a batch train: hardest per anchor, semi-hard, all, or one random per anchor. Default: batch-hard on small images, semi-hard on photos.")] = None,
+    margin: Annotated[Optional[float], typer.Option("--margin", min=0, help="Loss margin (default: triplet 0.3 on small images, else 0.2; contrastive 1.0, ranking 0.2).")] = D.margin,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Default: 15 on small images, 10 on photos.")] = D.epochs,
+    patience: Annotated[int, typer.Option("--patience", min=0, help="Stop after this many epochs without a better held-out MAP@R (0: never); the best epoch's model is written.")] = D.patience,
     steps_per_epoch: Annotated[Optional[int], typer.Option("--steps-per-epoch", min=1, help="Default: enough batches to see the training set once.")] = D.steps_per_epoch,
     embedding_dim: Annotated[int, typer.Option("--dim", min=2, help="Embedding size.")] = D.embedding_dim,
     image_size: Annotated[Optional[int], typer.Option("--image-size", min=4, help="Input size in pixels. Default: the median short side of the images, at most the backbone's.")] = D.image_size,
     classes_per_batch: Annotated[int, typer.Option("--classes-per-batch", "-P", min=2, help="P: classes in a batch.")] = D.classes_per_batch,
     samples_per_class: Annotated[int, typer.Option("--samples-per-class", "-K", min=2, help="K: images per class in a batch.")] = D.samples_per_class,
-    lr: Annotated[float, typer.Option("--lr", min=0, help="Peak AdamW learning rate (cosine schedule).")] = D.lr,
+    lr: Annotated[Optional[float], typer.Option("--lr", min=0, help="Peak AdamW learning rate (cosine schedule). Default: 3e-3 for the small CNN, 3e-4 otherwise.")] = D.lr,
+    shift: Annotated[Optional[float], typer.Option("--shift", min=0, max=0.49, help="Move training images by up to this fraction of their size (default: 1/16 on small images, 0 on photos).")] = D.shift,
     weight_decay: Annotated[float, typer.Option("--weight-decay", min=0)] = D.weight_decay,
     grad_clip: Annotated[float, typer.Option("--grad-clip", min=0, help="Max gradient norm (0: off).")] = D.grad_clip,
     seed: Annotated[int, typer.Option("--seed")] = D.seed,
@@ -155,6 +159,7 @@ def train_cmd(
     Classes are split into training and held-out classes; the held-out ones are scored at the end
     (Recall@1/5, MAP@R, ROC AUC, EER, TAR@FAR). Ctrl-C keeps a checkpoint; rerun with --resume.
     """
+    from training.errors import CollapsedEmbeddingError
     from training.run import run
     from training.trainer import TrainingInterrupted
 
@@ -162,12 +167,13 @@ def train_cmd(
     checkpoint = check_output_file(checkpoint, "--checkpoint")
     report = check_output_file(report, "--report")
     given = dict(locals())
-    given.update(loss=loss.value, miner=miner.value,
+    given.update(loss=loss.value, miner=miner.value if miner is not None else None,
                  val_classes=[c.strip() for c in val_classes.split(",") if c.strip()] if val_classes else [])
     cfg = TrainConfig(**{f.name: given[f.name] for f in fields(TrainConfig) if f.name in given})
     bar = _RichTrainProgress(enabled=not quiet, epochs=epochs)
 
     def on_plan(plan) -> None:
+        bar.epochs = plan.epochs
         _print_plan(plan)
         bar.decoding(plan.train_images + plan.val_images)
 
@@ -176,6 +182,9 @@ def train_cmd(
     except TrainingInterrupted as exc:
         err_console.print(f"[yellow]{escape(str(exc))}[/]")
         raise typer.Exit(130) from None
+    except CollapsedEmbeddingError as exc:  # training ran but its result is useless: a failure, not bad input
+        print_error(str(exc))
+        raise typer.Exit(1) from None
     finally:
         bar.end_decoding()
 
@@ -188,11 +197,15 @@ def train_cmd(
     err_console.print(
         f"[green]done[/]: {fit.steps} steps in {fit.seconds:.1f}s on {len(outcome.train)} images of "
         f"{len(outcome.train.class_names)} classes; {fit.empty_batches} batch(es) had no valid tuple; "
-        f"wrote {escape(outcome.model_path)} (use --model trained:{escape(outcome.model_path)})")
+        + (f"kept epoch {fit.best_epoch} (best held-out MAP@R{', stopped early' if fit.stopped_early else ''}); "
+           if fit.best_epoch is not None else "")
+        + f"wrote {escape(outcome.model_path)} (use --model trained:{escape(outcome.model_path)})")
     if as_json:
         print_json(outcome.to_json())
     elif outcome.report is not None:
         print_report(outcome.report)
+    if outcome.report is not None:
+        warn_if_not_better(outcome.report)
     if outcome.report is not None:
         err_console.print(f"report: {escape(outcome.report_paths[0])}, curves: {escape(outcome.report_paths[1])}")
 
@@ -205,8 +218,23 @@ def print_report(report, what: str = "held-out") -> None:
            *(("-",) * 4 if v is None else (fmt(v.roc_auc), fmt(v.eer), fmt(v.tar_at_far.get(1e-3)),
                                            fmt(v.tar_at_far.get(1e-2))))]
     title = f"{what}: {report.images} images, {report.classes} classes, {r.queries} queries"
+    compared = [("this model", fmt(r.recall_at.get(1)), fmt(r.map_at_r))]
+    compared += [(b.name, fmt(b.recall_at_1), fmt(b.map_at_r)) for b in report.baselines]
+    compared.append(("chance", fmt(report.chance_recall_at_1), "-"))
     if not console.is_terminal:  # plain lines: the title, then name<TAB>value, for grep
         console.print(escape(title))
-        print_rows(("metric", "value"), list(zip(columns, row)))
+        extra = [(f"{metric} {name}", value) for name, r1, mapr in compared[1:]
+                 for metric, value in (("R@1", r1), ("MAP@R", mapr)) if value != "-"]
+        print_rows(("metric", "value"), list(zip(columns, row)) + extra)
         return
     print_rows(columns, [row], title=title, justify=["right"] * len(columns))
+    print_rows(("compared with", "R@1", "MAP@R"), compared, justify=["left", "right", "right"])
+
+
+def warn_if_not_better(report) -> None:
+    """One line on stderr when the model's MAP@R does not beat a baseline on the same images."""
+    lost = report.not_beaten()
+    if lost:
+        names = ", ".join(f"{b.name} ({b.map_at_r:.3f})" for b in lost)
+        err_console.print(f"[yellow]warning[/]: MAP@R {report.retrieval.map_at_r:.3f} does not beat {names}",
+                          highlight=False)
