@@ -87,6 +87,19 @@ class _RichProgress:
         self.progress.stop()
 
 
+def _holds_photos_under(ref: CatalogRef, paths) -> bool:
+    """Whether the catalog keeps photos under any of ``paths`` (SQL only, no model): a vanished
+    root it holds photos under gets the full run's report (kept, unavailable); a mistyped one
+    fails at once."""
+    if not ref.exists():
+        return False
+    try:
+        with ref.catalog(save=False) as cat:
+            return bool(cat.media_under([os.path.abspath(os.path.expanduser(p)) for p in paths]))
+    except Exception:  # noqa: BLE001 - the full run reports a catalog it cannot open, in its own words
+        return True
+
+
 @app.command()
 @handle_errors
 def index(
@@ -137,7 +150,7 @@ def index(
         from indexer.scan import root_state
 
         unavailable = [(p, why) for p in paths if (why := root_state(p)) is not None]
-        if len(unavailable) == len(paths):
+        if len(unavailable) == len(paths) and not _holds_photos_under(CatalogRef(db, db_url), paths):
             for root, why in unavailable:
                 err_console.print(f"[red]unavailable:[/] {escape(display_path(root))}: {escape(why)}",
                                   highlight=False, soft_wrap=True)
