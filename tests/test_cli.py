@@ -218,7 +218,10 @@ def test_the_one_time_onnx_export_says_one_line_and_no_exporter_warnings(photo_d
                                                                          monkeypatch):
     import warnings
 
+    from vsearch.encoders import _load_canonical
+
     monkeypatch.setenv("VSEARCH_ONNX_CACHE", str(tmp_path / "onnx"))
+    _load_canonical.cache_clear()  # an encoder an earlier test loaded in this process would skip the export
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         r = invoke("index", photo_dir / "chelsea.jpg", "--db", tmp_path / "db", "--model", tiny_clip_spec,
