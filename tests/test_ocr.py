@@ -195,3 +195,14 @@ def test_index_watch_ocr_reads_the_text_of_a_new_photo(tmp_path, tiny_clip_spec)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Traceback" not in out, out
+
+
+def test_explain_draws_the_box_of_the_words_that_matched(indexed, tmp_path):
+    db, _ = indexed
+    for args in (("--text-in", "sunflower"), ("wifi password",)):  # text alone needs no query vector
+        r = invoke("search", *args, "--db", db, "--explain", "--json", "--html", tmp_path / "out.html", "-k", "1")
+        assert r.exit_code == 0, r.output
+        hit = json.loads(r.stdout)[0]
+        assert os.path.basename(hit["path"]) == "wifi.jpg"
+        assert hit["explain"]["source"] == "text" and hit["explain"]["box"] == hit["box"]
+        assert "sunflower" in hit["text"].lower() or "password" in hit["text"].lower()

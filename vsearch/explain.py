@@ -1,7 +1,9 @@
 """Why a photo matched a query: the part of it that matched best (``vsearch search --explain``).
 
-Two sources, best first:
+Three sources, best first:
 
+* **text** — a photo found through the words read in it (``index --ocr``): the box of the line
+  that matched, at no encoding cost.
 * **regions** — when the photo was indexed with ``--regions``, its region vectors are already in
   the catalog: the region closest to the query is the answer, at no encoding cost.
 * **occlusion** — otherwise the photo is re-encoded with each cell of a ``grid × grid`` raster
@@ -30,7 +32,7 @@ class Explanation:
     """``box``: [x1, y1, x2, y2] in pixels of the upright photo. ``heatmap``: rows of cells in
     [0, 1] (occlusion only). ``score``: the region's cosine to the query, or the whole photo's."""
 
-    source: str  # "region" | "occlusion" | "none" (photo unreadable)
+    source: str  # "text" (the words that matched) | "region" | "occlusion" | "none" (photo unreadable, or no query vector)
     box: tuple[float, float, float, float]
     score: float
     heatmap: tuple[tuple[float, ...], ...] | None = None
@@ -104,16 +106,26 @@ def region_explanation(catalog, media_id: int, query: np.ndarray) -> Explanation
 
 def explain_hits(collection, hits: Sequence, query: np.ndarray, grid: int = DEFAULT_GRID,
                  on_hit: Callable[[int], None] | None = None) -> list[Explanation]:
-    """One explanation per hit: its region box (region search), else its best stored region,
-    else an occlusion map (an encoder pass per grid cell: seconds a photo). ``on_hit(1)`` after
-    each hit (a progress bar)."""
+    """One explanation per hit: the box of the words that matched (a hit found through its read
+    text), its region box (region search), else its best stored region, else an occlusion map (an
+    encoder pass per grid cell: seconds a photo). ``query`` None (a search by read text alone):
+    only the text boxes explain. ``on_hit(1)`` after each hit (a progress bar)."""
     from vsearch.errors import ImageDecodeError
+    from vsearch.ocr.search import TextHit
 
     out = []
     for hit in hits:
         box = getattr(hit, "box", None)
         if box is not None and not getattr(hit, "whole_image", False):
-            out.append(Explanation("region", tuple(float(v) for v in box), float(hit.score)))
+            source = "text" if isinstance(hit, TextHit) else "region"
+            out.append(Explanation(source, tuple(float(v) for v in box), float(hit.score)))
+            if on_hit is not None:
+                on_hit(1)
+            continue
+        if query is None:
+            out.append(Explanation("none", (0.0, 0.0, 0.0, 0.0), float(hit.score)))
+            if on_hit is not None:
+                on_hit(1)
             continue
         found = region_explanation(collection.catalog, hit.media_id, query)
         if found is None:

@@ -160,7 +160,8 @@ def explain_search(coll, hits, query, image, plus, minus, face) -> list:
 
     if face is not None:
         raise QueryError("--explain works with text and image queries, not --face")
-    vector = query_vector_for(coll, query, image, plus, minus)
+    # a search by read text alone (--text-in) has no query vector: its hits explain by their text boxes
+    vector = query_vector_for(coll, query, image, plus, minus) if (query or image or plus or minus) else None
     with progress("explaining", len(hits), "results") as advance:
         explanations = explain_hits(coll, hits, vector, on_hit=advance)
     return [(e, explained_thumbnail_jpeg(h.path, e)) for h, e in zip(hits, explanations)]
