@@ -223,9 +223,11 @@ def faces_installed() -> bool:
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory, photo_dir, tiny_clip_spec):
-    """The 10 photos plus two of Eileen Collins in a subfolder, tagged, with their faces indexed
-    and grouped (when the faces feature is installed), served by a real `vsearch serve`."""
-    from PIL import ImageOps
+    """The 10 photos, two of Eileen Collins in a subfolder, and in ``copies/`` a half-size copy
+    of coffee.jpg and a zoomed re-shoot of chelsea.jpg (its middle two thirds, enlarged): tagged,
+    with their faces indexed and grouped (when the faces feature is installed), served by a real
+    `vsearch serve`."""
+    from PIL import Image, ImageOps
 
     from tests.conftest import skimage_rgb
     from vsearch.tags import TaggingConfig, tag_collection
@@ -237,6 +239,14 @@ def gallery(tmp_path_factory, photo_dir, tiny_clip_spec):
     collins = skimage_rgb("astronaut").crop((40, 0, 440, 300))  # the face, not the suit's badge
     collins.save(photos / "people" / "collins.jpg", quality=90)
     ImageOps.mirror(collins).resize((300, 225)).save(photos / "people" / "collins-small.jpg", quality=90)
+    (photos / "copies").mkdir()
+    coffee = skimage_rgb("coffee")
+    coffee.resize((coffee.width // 2, coffee.height // 2), Image.LANCZOS).save(photos / "copies" / "coffee-small.jpg",
+                                                                                quality=85)
+    cat = skimage_rgb("chelsea")
+    w, h = cat.size
+    cat.crop((w // 6, h // 6, w - w // 6, h - h // 6)).resize((w, h), Image.LANCZOS).save(
+        photos / "copies" / "chelsea-zoomed.jpg", quality=92)
     faces = faces_installed()
     with vsearch.open(root / "db", model=tiny_clip_spec) as coll:
         extractors = []
@@ -275,7 +285,7 @@ def test_web_page_in_headless_chromium(gallery):
     expect = sync_api.expect
     root, server, faces = gallery
     n = httpx.get(server.url + "/healthz").json()["photos_in_index"]
-    assert n == 12 and httpx.get(server.url + "/healthz").json()["faces"] == faces
+    assert n == 14 and httpx.get(server.url + "/healthz").json()["faces"] == faces
     token = (root / "secret" / "serve.token").read_text().strip()
     tags = httpx.get(server.url + "/v1/tags").json()["tags"]
     errors: list[str] = []
@@ -447,38 +457,81 @@ def test_web_page_in_headless_chromium(gallery):
                 expect(page.locator("#faces-status")).to_contain_text("not available")
                 shoot(page, "desktop-faces.png")
 
-            # the duplicates tab: groups as rows of thumbnails, the copy to keep first. The random
-            # tiny model finds every photo alike at its default threshold (one group of all); at a
-            # threshold of 1 only byte copies would group, and the gallery has none.
+            # the duplicates tab: rows of thumbnails, the groups of copies first (the copy to keep
+            # first in each), then the similar shots, where nothing is marked to keep. At the model's
+            # threshold the page shows what the server found: the half-size coffee and the Collins
+            # crop (all inside astronaut.jpg) are copies, the zoomed cat shows less of the scene with
+            # fewer pixels, so it is a similar shot. The tiny random model puts different photos
+            # 0.92-0.99 apart, and the motion-blurred clock.jpg has too few keypoints to be checked,
+            # so here the vectors alone may pair it with another photo.
+            answer = httpx.get(server.url + "/v1/duplicates", timeout=120).json()
+            found, alike = api_rows(answer["groups"]), api_rows(answer["similar"])
+            assert ["coffee.jpg", "coffee-small.jpg"] in found and ["astronaut.jpg", "collins.jpg"] in found
+            assert ["chelsea.jpg", "chelsea-zoomed.jpg"] in alike
             page.goto(server.url + "/")
             page.click("#tab-duplicates")
             assert "tab=duplicates" in page.url
-            group = page.locator("#dups .dup-group")
-            expect(group).to_have_count(1)
-            expect(group.locator(".hit")).to_have_count(n)
-            expect(group.locator(".hit").first.locator(".badge")).to_have_text("keep")
-            expect(page.locator("#dups-status")).to_contain_text(f"1 group among {n} photos")
+            status = page.locator("#dups-status")
+            groups = page.locator("#dups .dup-group:not(.similar)")
+            shots = page.locator("#dups .dup-group.similar")
+            expect(status).to_contain_text(f"{len(found)} groups among {n} photos")
+            shots_text = f"{len(alike)} group{'s' if len(alike) > 1 else ''} of similar shots (keep all)"
+            expect(status).to_contain_text(shots_text)
             assert page.input_value("#dups-threshold") == "0.92"  # the model's default, filled in
-            dims = group.locator(".hit .dims").first.text_content()
+            assert dup_rows(groups) == found and dup_rows(shots) == alike
+            kinds = page.locator("#dups .dup-group").evaluate_all("rs => rs.map(r => r.classList.contains('similar'))")
+            assert kinds == sorted(kinds)  # the similar shots below every group of copies
+            for row in groups.all():
+                expect(row.locator(".hit").first.locator(".badge")).to_have_text("keep")
+                expect(row.locator(".badge.keep")).to_have_count(1)
+                expect(row.locator("h3")).to_contain_text("besides the copy to keep")
+            for row in shots.all():
+                expect(row.locator("h3")).to_contain_text("Similar shots — keep all")
+                expect(row.locator("h3")).not_to_contain_text("besides")
+                expect(row.locator(".badge")).to_have_count(0)
+                expect(row.locator(".hit .score")).to_have_count(row.locator(".hit").count() - 1)
+            outline = "e => getComputedStyle(e).borderTopColor"  # the copy to keep stands out; no shot does
+            first_card = [rows.first.locator(".hit").first.evaluate(outline) for rows in (groups, shots)]
+            assert first_card[0] != first_card[1]
+            dims = groups.locator(".hit .dims").first.text_content()
             assert " px · " in dims
             shoot(page, "desktop-duplicates.png")
+
+            # above what the random model gives different photos: exactly the copy, the crop and
+            # the zoomed shot
+            page.fill("#dups-threshold", "0.98")
+            page.click("#dups-form button[type=submit]")
+            expect(status).to_contain_text("similarity ≥ 0.98")
+            assert "threshold=0.98" in page.url
+            expect(status).to_contain_text(f"2 groups among {n} photos")
+            expect(status).to_contain_text("1 group of similar shots (keep all)")
+            exact = [["astronaut.jpg", "collins.jpg"], ["coffee.jpg", "coffee-small.jpg"]]
+            assert dup_rows(groups) == exact and dup_rows(shots) == [["chelsea.jpg", "chelsea-zoomed.jpg"]]
+            # at 1 no vectors are alike (and the gallery has no byte copies): nothing at all
             page.fill("#dups-threshold", "1")
             page.click("#dups-form button[type=submit]")
-            expect(page.locator("#dups-status")).to_contain_text(f"no duplicates among {n} photos")
-            expect(group).to_have_count(0)
+            expect(status).to_contain_text(f"no duplicates among {n} photos")
+            expect(status).not_to_contain_text("similar shots")
+            expect(page.locator("#dups .dup-group")).to_have_count(0)
             assert "threshold=1" in page.url
             page.go_back()
-            expect(group).to_have_count(1)
+            expect(status).to_contain_text("similarity ≥ 0.98")
+            assert dup_rows(groups) == exact and page.input_value("#dups-threshold") == "0.98"
+            page.go_forward()
+            expect(status).to_contain_text(f"no duplicates among {n} photos")
+            expect(page.locator("#dups .dup-group")).to_have_count(0)
+            page.go_back()
+            expect(status).to_contain_text("similarity ≥ 0.98")
             # a thumbnail opens the full view over the tab; closing it returns to the groups
-            other = group.locator(".hit").nth(1)
-            other_name = other.locator(".name").text_content()
-            other.click()
+            zoomed = shots.locator(".hit").nth(1)
+            expect(zoomed.locator(".name")).to_have_text("chelsea-zoomed.jpg")
+            zoomed.click()
             expect(page.locator("#viewer")).to_be_visible()
-            expect(page.locator("#viewer-name")).to_have_text(other_name)
+            expect(page.locator("#viewer-name")).to_have_text("chelsea-zoomed.jpg")
             assert "tab=duplicates" in page.url and "photo=" in page.url
             page.click("#viewer-close")
             expect(page.locator("#viewer")).to_be_hidden()
-            expect(group).to_have_count(1)
+            assert dup_rows(groups) == exact and dup_rows(shots) == [["chelsea.jpg", "chelsea-zoomed.jpg"]]
             context.close()
 
             # a phone's width: the same page, readable
@@ -502,13 +555,24 @@ def test_web_page_in_headless_chromium(gallery):
             assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
             shoot(page, "phone-faces.png")
             page.goto(server.url + "/?tab=duplicates")
-            expect(page.locator("#dups .dup-group .hit")).to_have_count(n)
+            expect(page.locator("#dups .dup-group .hit")).to_have_count(sum(map(len, found + alike)))
+            expect(page.locator("#dups .dup-group.similar")).to_have_count(len(alike))
             assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
             shoot(page, "phone-duplicates.png")
             phone.close()
         finally:
             browser.close()
     assert not errors, errors
+
+
+def api_rows(groups: list[dict]) -> list[list[str]]:
+    """The file names of each group of a `/v1/duplicates` answer, the first photo first."""
+    return [[copy["name"] for copy in (g["best"], *g["others"])] for g in groups]
+
+
+def dup_rows(rows) -> list[list[str]]:
+    """The file names in each row of the duplicates tab that ``rows`` (a locator) finds."""
+    return [row.locator(".hit .name").all_text_contents() for row in rows.all()]
 
 
 def photos_path(root, name):

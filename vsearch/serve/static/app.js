@@ -473,35 +473,42 @@ let shownDuplicates = null; // the threshold whose groups are shown ("" for the 
 let duplicatesDefault = null; // the model's threshold, from the first answer
 let duplicatesSerial = 0;
 
-function duplicateCard(copy, isBest) {
+function duplicateCard(copy, isBest, similar = false) {
   let badge;
-  if (isBest) badge = el("span", "badge keep", "keep");
+  if (isBest) badge = similar ? el("span") : el("span", "badge keep", "keep");
   else if (copy.same_bytes_as_best) badge = el("span", "badge same", "same bytes");
   else badge = el("span", "score", copy.similarity.toFixed(3));
-  if (!isBest && !copy.same_bytes_as_best) badge.title = "similarity to the copy to keep";
+  const to = similar ? "the first photo" : "the copy to keep";
+  if (!isBest && !copy.same_bytes_as_best) badge.title = `similarity to ${to}`;
   if (!isBest && copy.same_bytes_as && !copy.same_bytes_as_best) badge.title += ` · same bytes as ${copy.same_bytes_as}`;
   const pixels = copy.width && copy.height ? `${copy.width} × ${copy.height} px · ` : "";
   return photoCard(copy, badge, (c) => go({ ...readState(), photo: String(c.media_id) }),
     { className: "hit dup", extra: [el("span", "dims", `${pixels}${humanBytes(copy.size)}`)] });
 }
 
-function duplicateGroup(group) {
-  const box = el("section", "dup-group");
+// A group of copies (the one to keep first, the others redundant), or a group of similar shots:
+// each shows something the others lack, so none is called redundant and none is marked to keep.
+function duplicateGroup(group, similar) {
+  const box = el("section", similar ? "dup-group similar" : "dup-group");
   const files = 1 + group.others.length;
-  box.append(el("h3", "", `${group.kind === "exact" ? "Identical files" : "Same picture"} · ${files} files · `
-    + `${humanBytes(group.redundant_bytes)} besides the copy to keep`));
+  box.append(el("h3", "", similar ? `Similar shots — keep all · ${files} photos`
+    : `${group.kind === "exact" ? "Identical files" : "Same picture"} · ${files} files · `
+      + `${humanBytes(group.redundant_bytes)} besides the copy to keep`));
   const row = el("div", "dup-row");
-  row.append(duplicateCard(group.best, true), ...group.others.map((m) => duplicateCard(m, false)));
+  row.append(duplicateCard(group.best, true, similar),
+    ...group.others.map((m) => duplicateCard(m, false, similar)));
   box.append(row);
   return box;
 }
 
+// the groups of copies, then the similar shots below them, drawn DUP_PAGE at a time
 function renderDuplicates(body, from = 0) {
   const list = $("dups");
   if (from === 0) list.replaceChildren();
   list.querySelector(".more")?.remove();
-  list.append(...body.groups.slice(from, from + DUP_PAGE).map(duplicateGroup));
-  const left = body.groups.length - from - DUP_PAGE;
+  const rows = [...body.groups.map((g) => [g, false]), ...(body.similar || []).map((g) => [g, true])];
+  list.append(...rows.slice(from, from + DUP_PAGE).map(([g, similar]) => duplicateGroup(g, similar)));
+  const left = rows.length - from - DUP_PAGE;
   if (left > 0) {
     const more = el("button", "more", `Show ${Math.min(left, DUP_PAGE)} more of ${left} groups`);
     more.type = "button";
@@ -540,11 +547,13 @@ async function showDuplicates(state) {
   const n = body.groups.length;
   const kinds = body.exact_groups && body.near_groups
     ? ` (${body.exact_groups} of identical files, ${body.near_groups} of the same picture)` : "";
+  const alike = body.similar ? body.similar.length : 0;
+  const shots = alike ? ` · ${alike} group${alike === 1 ? "" : "s"} of similar shots (keep all)` : "";
   setStatus(dupsStatus, n
     ? `${n} group${n === 1 ? "" : "s"} among ${body.photos} photos${kinds} · ${body.redundant_files} `
-      + `file${body.redundant_files === 1 ? "" : "s"}, ${humanBytes(body.redundant_bytes)} besides the copies to keep `
-      + `· ${how} · ${when}`
-    : `no duplicates among ${body.photos} photos · ${how} · ${when}`);
+      + `file${body.redundant_files === 1 ? "" : "s"}, ${humanBytes(body.redundant_bytes)} besides the copies to keep`
+      + `${shots} · ${how} · ${when}`
+    : `no duplicates among ${body.photos} photos${shots} · ${how} · ${when}`);
   renderDuplicates(body);
 }
 
