@@ -285,3 +285,22 @@ def test_keypoints_decide_with_a_clip_model_too(tmp_path, tiny_clip_spec):
     assert groups == {"left.png": ["left_q40.jpg"], "middle.png": ["inside_middle.png"]}
     unchecked = json.loads(invoke("duplicates", "--db", db, "--json", "--threshold", "-1", "--no-geometric").stdout)
     assert unchecked["geometric_check"] is False and unchecked["redundant_files"] == 5  # one star: all of them
+
+
+def test_a_pair_the_keypoints_cannot_check_is_similar_never_redundant(tmp_path, tiny_clip_spec, monkeypatch):
+    """A blurred or texture-less photo has too few keypoints to check: however close its vector is
+    to another photo's, the pair is shown as similar shots (keep all), never as a redundant file."""
+    import vsearch.duplicates as dups
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    skimage_rgb("chelsea").save(d / "chelsea.jpg")
+    skimage_rgb("coffee").save(d / "coffee.jpg")
+    db = tmp_path / "db"
+    assert invoke("index", d, "--db", db, "--model", tiny_clip_spec, "--workers", "0", "-q").exit_code == 0
+    monkeypatch.setattr(dups.GeometricCheck, "compare", lambda self, a, b: None)  # neither can be checked
+    monkeypatch.setattr(dups, "UNCHECKABLE_THRESHOLD", -1.0)  # and the vectors call them close
+    out = json.loads(invoke("duplicates", "--db", db, "--json", "--threshold", "-1").stdout)
+    assert out["redundant_files"] == 0 and out["groups"] == []
+    assert sorted(p["path"].rsplit("/", 1)[-1] for g in out["similar"] for p in [g["best"], *g["others"]]) == [
+        "chelsea.jpg", "coffee.jpg"]

@@ -70,10 +70,16 @@ MIN_SCALE = 1 / 8
 MIN_COVERAGE = 0.995
 MIN_DETAIL = 0.9
 MAX_CHANGE = 0.9
-# An image with fewer keypoints than this (a smooth, texture-less picture) cannot be checked; such
-# a pair is kept only when the vectors are at least this close.
+# An image with fewer keypoints than this (a smooth, texture-less or blurred picture) cannot be
+# checked; such a pair is at most "similar shots" (keep all), when the vectors are at least this
+# close: a vector alone cannot tell a copy from a different photo of the same kind (the packaged
+# model put coins and a clock 0.96 apart, a random model a blurred clock and a portrait 0.97).
 MIN_KEYPOINTS = 100
 UNCHECKABLE_THRESHOLD = 0.97
+# ... unless it is the same frame with the same grey values (see same_frame): the largest mean
+# difference over a block, in grey levels of 255; a JPEG re-encode at quality 40 or a half-size copy
+# of a smooth picture stays within a few levels
+SAME_FRAME_LEVELS = 6.0
 # Content compared on grey copies this long, in blocks of this many pixels a side.
 THUMB = 192
 CHANGE_BLOCK = 8
@@ -398,6 +404,34 @@ def content_change(kept: Keypoints, other: Keypoints, homography: np.ndarray) ->
     return float((total[full] / count[full]).max()) if full.any() else 0.0
 
 
+def same_frame(kept: Keypoints, other: Keypoints) -> PairCheck | None:
+    """For photos with too few keypoints to match (smooth, blurred, a thin strip): ``same`` when
+    ``other`` is the kept copy's whole frame again (same aspect, no more pixels) with the same grey
+    values everywhere, block by block on blurred thumbnails (a re-encode or a resize); else None,
+    unsure. No tone matching here, unlike :func:`content_change`: without keypoints to anchor it,
+    matching tones would make any two featureless pictures look alike."""
+    import cv2
+
+    if kept.thumb is None or other.thumb is None or min(kept.size) <= 0 or min(other.size) <= 0:
+        return None
+    (kw, kh), (w, h) = kept.size, other.size
+    if abs(np.log((kw / kh) / (w / h))) > 0.01:  # not the same frame
+        return None
+    detail = (kw * kh) / float(w * h)
+    if detail < MIN_DETAIL:
+        return None
+    th, tw = kept.thumb.shape
+    a = cv2.GaussianBlur(kept.thumb.astype(np.float32), (0, 0), 1.5)
+    b = cv2.GaussianBlur(cv2.resize(other.thumb, (tw, th), interpolation=cv2.INTER_AREA).astype(np.float32), (0, 0), 1.5)
+    diff = np.abs(a - b)
+    blocks = [diff[y:y + CHANGE_BLOCK, x:x + CHANGE_BLOCK].mean()
+              for y in range(0, th, CHANGE_BLOCK) for x in range(0, tw, CHANGE_BLOCK)]
+    change = float(max(blocks))
+    if change > SAME_FRAME_LEVELS:
+        return None
+    return PairCheck(SAME, 0, 1.0, round(detail, 4), round(change, 3))
+
+
 class GeometricCheck:
     """Do two photos show the same picture? ORB keypoints, ratio-tested matches, and a RANSAC
     homography with at least ``min_inliers`` inliers. Keypoints are computed once per file, on an
@@ -444,14 +478,14 @@ class GeometricCheck:
         to_photo = np.array([[fx * part.width / width, 0, fx * left],
                              [0, fy * part.height / height, fy * top], [0, 0, 1]], np.float64)
         size = (decoded.width, decoded.height)
-        if descriptors is None or not found:
-            return Keypoints(NO_KEYPOINTS.points, None, to_photo, size)
-        strongest = np.argsort([-k.response for k in found], kind="stable")
-        points = np.float32([found[k].pt for k in strongest])
         shrink = THUMB / max(width, height)
         tw, th = max(1, round(width * shrink)), max(1, round(height * shrink))
         thumb = cv2.resize(grey, (tw, th), interpolation=cv2.INTER_AREA)
         thumb_to_photo = to_photo @ np.diag([width / tw, height / th, 1.0])
+        if descriptors is None or not found:
+            return Keypoints(NO_KEYPOINTS.points, None, to_photo, size, thumb, thumb_to_photo)
+        strongest = np.argsort([-k.response for k in found], kind="stable")
+        points = np.float32([found[k].pt for k in strongest])
         return Keypoints(points, descriptors[strongest], to_photo, size, thumb, thumb_to_photo)
 
     def _match(self, a: Keypoints, b: Keypoints, limit: int | None) -> tuple[int, np.ndarray | None]:
@@ -494,7 +528,7 @@ class GeometricCheck:
         when either image has too few keypoints to tell."""
         kept, other = self.keypoints(kept_path), self.keypoints(path)
         if not (kept.checkable and other.checkable):
-            return None
+            return same_frame(kept, other)
         inliers, homography = self._match(other, kept, self.quick_features)
         if inliers < self.min_inliers and min(len(kept.points), len(other.points)) > self.quick_features:
             self.matched_all += 1
@@ -597,7 +631,7 @@ def find_duplicates(catalog, threshold: float | None = None, geometric_check: bo
         checked += 1
         found = verifier.compare(paths[kept], paths[other])
         if found is None:
-            return SAME if cosine >= UNCHECKABLE_THRESHOLD else DIFFERENT
+            return SIMILAR if cosine >= UNCHECKABLE_THRESHOLD else DIFFERENT
         return found.verdict
 
     groups, similar = star_groups(order, rows_i, rows_j, sims, verdict,
