@@ -206,3 +206,24 @@ def test_explain_draws_the_box_of_the_words_that_matched(indexed, tmp_path):
         assert os.path.basename(hit["path"]) == "wifi.jpg"
         assert hit["explain"]["source"] == "text" and hit["explain"]["box"] == hit["box"]
         assert "sunflower" in hit["text"].lower() or "password" in hit["text"].lower()
+
+
+def test_the_photo_view_of_the_server_shows_the_text_read_in_it(indexed):
+    """`GET /v1/media/{id}`: the web page's photo view lists each line read and draws its box."""
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from vsearch.serve import ServeSettings, create_app
+
+    db, _ = indexed
+    app_ = create_app(db, token="t" * 32, settings=ServeSettings(workers=1, index_check_seconds=0.0))
+    with TestClient(app_, base_url="http://127.0.0.1") as client:
+        found = {}
+        for hit in client.get("/v1/search", params={"q": "a photo", "k": 10}).json()["results"]:
+            details = client.get(f"/v1/media/{hit['media_id']}")
+            assert details.status_code == 200, details.text
+            found[details.json()["name"]] = details.json()["text"]
+    assert found["chelsea.jpg"] == [] and found["coffee.jpg"] == []
+    wifi = found["wifi.jpg"]
+    assert any("sunflower" in line["text"].lower() for line in wifi)
+    assert all(len(line["box"]) == 4 and 0 < line["score"] <= 1 for line in wifi)

@@ -178,6 +178,12 @@ class TagScore(BaseModel):
     score: float = Field(description="The zero-shot probability stored by `vsearch tag`.")
 
 
+class PhotoTextLine(BaseModel):
+    text: str = Field(description="A line of text as read in the photo (`vsearch index --ocr`).")
+    box: list[float] = Field(description="[x1, y1, x2, y2] in pixels of the upright photo.")
+    score: float = Field(description="The recognizer's confidence, 0 to 1.")
+
+
 class PhotoDetails(BaseModel):
     media_id: int
     path: str
@@ -189,6 +195,8 @@ class PhotoDetails(BaseModel):
     taken_at: str | None = Field(description="EXIF date taken, when the photo has one.")
     modified_at: float = Field(description="File modification time (Unix seconds) when indexed.")
     tags: list[TagScore]
+    text: list[PhotoTextLine] = Field(default_factory=list, description="Text read in the photo, line by line "
+                                      "(empty when none was read: `vsearch index --ocr`).")
     thumbnail: str
     original: str = Field(description="URL of the original file.")
 

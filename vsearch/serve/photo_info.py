@@ -43,8 +43,22 @@ def photo_details(catalog, media_id: int) -> dict:
         "folder": os.path.dirname(path), "bytes": media.size, "width": media.width,
         "height": media.height, "taken_at": media.taken_at, "modified_at": media.mtime,
         "tags": [{"label": label, "score": round(score, 6)} for label, score in tags],
+        "text": photo_text(catalog, media.id),
         "thumbnail": f"/v1/media/{media.id}/thumbnail", "original": f"/v1/media/{media.id}/original",
     }
+
+
+def photo_text(catalog, media_id: int) -> list[dict]:
+    """The lines of text read in a photo (``index --ocr``), in reading order, with their boxes in
+    the upright photo's pixels; none on a catalog where no text was ever read."""
+    from vsearch.ocr import HAS_TEXT_KEY, store
+
+    if not catalog.get_meta(HAS_TEXT_KEY):
+        return []
+    with catalog.reading() as r:
+        lines = store.photo_lines(r, [media_id]).get(media_id, [])
+    return [{"text": line.text, "box": [round(float(v), 1) for v in line.box], "score": round(float(line.score), 4)}
+            for line in lines]
 
 
 def tag_counts(catalog) -> list[dict]:

@@ -384,7 +384,7 @@ async function openViewer(id) {
   viewer.hidden = false;
   document.body.classList.add("viewing");
   const frame = $("viewer-frame");
-  frame.querySelectorAll(".face").forEach((n) => n.remove());
+  frame.querySelectorAll(".face, .text-box").forEach((n) => n.remove());
   $("viewer-img").src = `/v1/media/${encodeURIComponent(id)}/thumbnail?size=1024`;
   $("viewer-name").textContent = "…";
   $("viewer-facts").replaceChildren();
@@ -422,6 +422,21 @@ async function openViewer(id) {
       tags.append(chip);
     }
     fact(facts, "Tags", tags);
+  }
+  if (photo.text && photo.text.length && photo.width && photo.height) {
+    // the words read in the photo (index --ocr): listed, and each line's box drawn over the photo
+    fact(facts, "Text", el("span", "photo-text", photo.text.map((line) => line.text).join("\n")));
+    const frame = $("viewer-frame");
+    for (const line of photo.text) {
+      const [x0, y0, x1, y1] = line.box;
+      const box = el("div", "text-box");
+      box.title = line.text;
+      Object.assign(box.style, {
+        left: `${(100 * x0) / photo.width}%`, top: `${(100 * y0) / photo.height}%`,
+        width: `${(100 * (x1 - x0)) / photo.width}%`, height: `${(100 * (y1 - y0)) / photo.height}%`,
+      });
+      frame.append(box);
+    }
   }
   $("viewer-original").href = photo.original;
   showFaces(id);
