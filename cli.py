@@ -13,7 +13,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from vsearch.commands.common import (
-    CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RuntimeOpt, check_output_file, console,
+    CatalogRef, DbOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, RateProgress, RuntimeOpt, check_output_file, console,
     err_console, escape, handle_errors, json_flag, plural, print_json, print_names_as_bytes, print_rows, setup_logging,
     warn_if_not_english,
 )
@@ -23,7 +23,7 @@ from vsearch.commands.eval import eval_app
 from vsearch.commands.faces import faces_app
 from vsearch.commands.regions import detect, detect_eval
 from vsearch.commands.library import duplicates
-from vsearch.commands.ocr import TextProgress, ocr_cmd, print_text_summary
+from vsearch.commands.ocr import ocr_cmd, print_text_summary, text_progress
 from vsearch.commands.models import models_app
 from vsearch.commands.scale import scale_app
 from vsearch.commands.serve import serve
@@ -58,33 +58,6 @@ def main(
     if models:
         os.environ["VSEARCH_MODEL_DIR"] = os.path.abspath(os.path.expanduser(models))
     print_names_as_bytes()
-
-
-class _RichProgress:
-    """Progress bar with images/s and ETA for the indexer."""
-
-    def __init__(self, enabled: bool):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
-
-        self.progress = Progress(
-            TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=err_console, disable=not enabled or not err_console.is_terminal, transient=False,
-        )
-        self.task = None
-
-    def start(self, total: int) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task("index", total=total, rate="")
-
-    def advance(self, n: int) -> None:
-        self.progress.advance(self.task, n)
-        speed = self.progress.tasks[0].speed
-        self.progress.update(self.task, rate=f"{speed:.1f} img/s" if speed else "")
-
-    def stop(self) -> None:
-        self.progress.stop()
 
 
 def _holds_photos_under(ref: CatalogRef, paths) -> bool:
@@ -171,7 +144,7 @@ def index(
             encoder = coll.encoder
             if coll.notice:
                 err_console.print(coll.notice, highlight=False)
-            bar, text_bar = _RichProgress(enabled=not quiet), TextProgress(enabled=not quiet and ocr)
+            bar, text_bar = RateProgress("indexing", not quiet), text_progress(not quiet and ocr)
             try:
                 summary = coll.index(paths, batch_size=batch_size, workers=workers, progress=bar, faces=faces,
                                      ocr=ocr, ocr_progress=text_bar,

@@ -251,6 +251,35 @@ def progress(what: str, total: int | None = None, unit: str = "photos") -> Itera
         steps.close()
 
 
+class RateProgress:
+    """A pass over photos on a terminal: bar, count, photos/s and ETA (``index``, the text-reading
+    pass); nothing when disabled or piped. ``start(total)``, ``advance(n)``, ``stop()``."""
+
+    def __init__(self, what: str, enabled: bool, rate_digits: int = 1):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.rate_digits = rate_digits
+        self.progress = Progress(
+            TextColumn(f"[bold]{escape(what)}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=err_console, disable=not enabled or not err_console.is_terminal, transient=False,
+        )
+        self.task = None
+
+    def start(self, total: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("pass", total=total, rate="")
+
+    def advance(self, n: int) -> None:
+        self.progress.advance(self.task, n)
+        speed = self.progress.tasks[0].speed
+        self.progress.update(self.task, rate=f"{speed:.{self.rate_digits}f} img/s" if speed else "")
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
         import importlib.util

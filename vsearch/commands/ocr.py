@@ -6,35 +6,13 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, console, err_console, escape, handle_errors,
+from vsearch.commands.common import (CatalogRef, DbOpt, DbUrlOpt, RateProgress, console, err_console, escape, handle_errors,
                                      json_flag, print_json)
 
 
-class TextProgress:
+def text_progress(enabled: bool) -> RateProgress:
     """Progress bar of the text-reading pass: photos read, photos/s, ETA."""
-
-    def __init__(self, enabled: bool):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
-
-        self.progress = Progress(
-            TextColumn("[bold]reading text"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=err_console, disable=not enabled or not err_console.is_terminal, transient=False,
-        )
-        self.task = None
-
-    def start(self, total: int) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task("ocr", total=total, rate="")
-
-    def advance(self, n: int) -> None:
-        self.progress.advance(self.task, n)
-        speed = self.progress.tasks[0].speed
-        self.progress.update(self.task, rate=f"{speed:.2f} img/s" if speed else "")
-
-    def stop(self) -> None:
-        self.progress.stop()
+    return RateProgress("reading text", enabled, rate_digits=2)
 
 
 def print_text_summary(summary: dict) -> None:
@@ -71,7 +49,7 @@ def ocr_cmd(
         _print_photos(photos, gate=not no_gate, as_json=as_json)
         return
     with CatalogRef(db, db_url).collection(create=False, load_model=False) as coll:
-        bar = TextProgress(enabled=not quiet)
+        bar = text_progress(not quiet)
         try:
             summary = coll.read_text(progress=bar, wait=wait, on_wait=lambda who: err_console.print(
                 f"waiting for the catalog: another process is writing to it ({who})", highlight=False))
