@@ -227,3 +227,32 @@ def test_the_photo_view_of_the_server_shows_the_text_read_in_it(indexed):
     wifi = found["wifi.jpg"]
     assert any("sunflower" in line["text"].lower() for line in wifi)
     assert all(len(line["box"]) == 4 and 0 < line["score"] <= 1 for line in wifi)
+
+
+def test_serve_watch_ocr_reads_the_text_of_a_new_photo(tmp_path, tiny_clip_spec):
+    """`serve --watch PATH --ocr`: the server's watcher reads the text of what arrives."""
+    import time
+
+    from vsearch.commands.library import start_background_watch
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    skimage_rgb("coffee").save(lib / "coffee.jpg")
+    db = tmp_path / "db"
+    with vsearch.open(db, model=tiny_clip_spec) as coll:
+        coll.index([str(lib)], workers=0)
+    stop = start_background_watch(str(db), None, "cpu", [str(lib)], ocr=True)
+    try:
+        time.sleep(1.0)
+        draw(lib / "bakery.jpg", ["BAKERY LUMIÈRE", "2croissants 3.50"])
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            r = invoke("search", "--text-in", "croissants", "--db", db, "--json")
+            if r.exit_code == 0 and [os.path.basename(h["path"]) for h in json.loads(r.stdout)] == ["bakery.jpg"]:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the text of a photo that arrived while serving was never read")
+    finally:
+        stop()
+    assert invoke("serve", "--ocr", "--db", db).exit_code == 2  # --ocr reads what a --watch brings

@@ -167,9 +167,10 @@ def explain_search(coll, hits, query, image, plus, minus, face) -> list:
     return [(e, explained_thumbnail_jpeg(h.path, e)) for h, e in zip(hits, explanations)]
 
 
-def start_background_watch(db, db_url, device: str, paths: Sequence[str]):
-    """`serve --watch PATH`: index PATHS in a background thread and keep them current; the
-    server picks new photos up when the watcher saves the index. Returns a function that stops it."""
+def start_background_watch(db, db_url, device: str, paths: Sequence[str], ocr: bool = False):
+    """`serve --watch PATH`: index PATHS in a background thread and keep them current (``ocr``:
+    and read the text of what arrives, after it is searchable); the server picks new photos up
+    when the watcher saves the index. Returns a function that stops it."""
     import threading
     from contextlib import ExitStack
 
@@ -189,7 +190,7 @@ def start_background_watch(db, db_url, device: str, paths: Sequence[str]):
 
     def run() -> None:
         with opened:
-            watch(coll, paths, on_batch=report, stop=stop, workers=0, on_notice=_print_notice)
+            watch(coll, paths, on_batch=report, stop=stop, workers=0, ocr=ocr, on_notice=_print_notice)
 
     thread = threading.Thread(target=run, name="vsearch-watch", daemon=True)
     thread.start()

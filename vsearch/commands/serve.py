@@ -67,12 +67,17 @@ def serve(
     device: DeviceOpt = "cpu",
     watch: Annotated[Optional[List[str]], typer.Option("--watch", help="Also keep these folders indexed while serving "
                      "(as `vsearch index PATH --watch`); repeatable.")] = None,
+    ocr: Annotated[bool, typer.Option("--ocr", help="With --watch: also read the text in photos that arrive "
+                   "(as `vsearch index --ocr`).")] = False,
 ) -> None:
     """Serve search, classification and face verification over HTTP, with a web page at /.
 
     Models and indexes are loaded once. Photos that `vsearch index` adds meanwhile appear once
     it saves its index (every 30 s and at the end). OpenAPI docs at /docs.
     """
+    if ocr and not watch:
+        raise typer.BadParameter("reads the text of photos that arrive while watching: give --watch PATH too",
+                                 param_hint="--ocr")
     check_port(host, port)
     where = CatalogRef(db, db_url)
     with loading("starting the server"):
@@ -107,7 +112,7 @@ def serve(
     if watch:
         from vsearch.commands.library import start_background_watch
 
-        stop_watching = start_background_watch(db, db_url, resolve_device(device), watch)
+        stop_watching = start_background_watch(db, db_url, resolve_device(device), watch, ocr=ocr)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
     except KeyboardInterrupt:  # uvicorn shuts down first, then hands Ctrl-C on: the normal way to stop
