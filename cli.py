@@ -198,7 +198,8 @@ def index(
 @app.command()
 @handle_errors
 def search(
-    query: Annotated[Optional[str], typer.Argument(help="Text to search for, e.g. \"a dog on the beach\".")] = None,
+    query: Annotated[Optional[str], typer.Argument(help="Text to search for, e.g. \"a dog on the beach\", with filters such as "
+                     "year:2019 -tag:cat folder:~/trips type:raw (see README, Query language).")] = None,
     image: Annotated[Optional[str], typer.Option("--image", "-i", help="Search by an example image: a file or an http(s) URL.")] = None,
     face: Annotated[Optional[str], typer.Option("--face", help="Photos containing the person in this photo, a file or URL (needs index --faces).")] = None,
     plus: Annotated[List[str], typer.Option("--plus", help="Add a text concept; \"snow=0.5\" sets its weight.")] = [],  # noqa: B006 - typer needs a list
@@ -244,6 +245,10 @@ def search(
     from vsearch.search import QUERY_LIMITS
 
     QUERY_LIMITS.check(query, plus, minus, k)  # thousands of --plus terms: refused before the model loads
+    from vsearch.query import parse_query
+
+    words = (parse_query(query).text or None) if query is not None else None  # the query without its filters
+    listing = words is None and image is None and not plus and face is None  # filters alone: no score to show
     html_out = check_output_file(html_out, "--html")
     with ExitStack() as stack:
         image_file = stack.enter_context(local_image(image)) if image is not None else None
@@ -252,7 +257,7 @@ def search(
                                                                      load_model=face is None, runtime=runtime,
                                                                      precision=precision))
         if face_file is None:
-            warn_if_not_english(coll.encoder.info.name, [query, *plus, *minus])
+            warn_if_not_english(coll.encoder.info.name, [words, *plus, *minus])
         with loading("loading the face models") if face_file is not None else nullcontext():
             hits = coll.search(text=query, image=image_file, plus=plus, minus=minus, k=k, tags=tags, regions=regions,
                                face=face_file, text_in=text_in)
@@ -260,7 +265,7 @@ def search(
         if explain:
             from vsearch.commands.library import explain_search
 
-            explained = explain_search(coll, hits, query, image_file, plus, minus, face_file)
+            explained = explain_search(coll, hits, words, image_file, plus, minus, face_file)
     if html_out:
         from vsearch.report import GalleryQuery, gallery_html
 
@@ -291,7 +296,7 @@ def search(
     rows = []
     for i, h in enumerate(hits):
         box = explained[i][0].box if explained else getattr(h, "box", None)
-        rows.append([str(h.rank), f"{h.score:.3f}", h.path,
+        rows.append([str(h.rank), "-" if listing else f"{h.score:.3f}", h.path,
                      *(["[" + ", ".join(f"{v:.0f}" for v in box) + "]" if box is not None else ""]
                        if regions or explained else [])])
     print_rows(columns, rows, justify=["right", "right", "left", "left"])

@@ -12,8 +12,10 @@ import numpy as np
 from vsearch.catalog import IMAGE_SPACE, SearchHit
 from vsearch.encoders import canonical_spec, load_encoder, resolve_encoder
 from vsearch.errors import ModelMismatchError, QueryError
+from vsearch.filters import Selection, check_supported, person_lookup, select
 from vsearch.images import decode_image, limit_aspect
 from vsearch.ocr import HAS_TEXT_KEY
+from vsearch.query import ParsedQuery, Term, parse_query
 from vsearch.search import (QUERY_LIMITS, QueryTerm, SpaceSearcher, catalog_searcher, compose_query, parse_weighted,
                              top_media)
 
@@ -55,6 +57,7 @@ class Collection:
         self.notice: str | None = None  # which model `auto` picked, for the CLI to show once
         self._extractors: dict[tuple, list] = {}  # built once per set of options, reused by every index run
         self._text_reader = None  # the OCR engine, built on first use
+        self._faces = None  # the FaceService, built on first use (person: terms)
         # set by open(discard_if_empty=True) on a catalog it created: (folder, url) removed at close
         # unless an index run kept something
         self._discard_if_empty: tuple[str, str | None] | None = None
@@ -178,12 +181,15 @@ class Collection:
                face: str | None = None, text_in: Sequence[str] = ()) -> list[SearchHit]:
         """Ranked photos for a text, an example image, or a combination:
         ``text·w + image·w + Σ plus − Σ minus``, renormalised. Plus/minus terms take ``"snow=0.5"``.
-        ``tags`` keeps only photos carrying all those tags (see ``vsearch tag``).
+        ``text`` is a query of :mod:`vsearch.query`: free text plus filters such as ``year:2019
+        -tag:cat person:anna`` (see :mod:`vsearch.filters`), applied as an id selection inside
+        FAISS; a query of filters alone lists the photos that pass, newest first, with score 0.
+        ``tags`` keeps only photos carrying all those tags (see ``vsearch tag``): ``tag:`` terms.
         ``regions``: rank photos by their best region too and return ``RegionHit``s with its box.
         ``face``: a photo of a person; the photos showing that person (needs ``index --faces``),
         alone: it does not combine with the other terms.
         ``text_in``: only photos whose read text (``index --ocr``) contains every one of these,
-        ignoring case, accents and spaces; alone, it lists them newest first. A plain ``text``
+        ignoring case, accents and spaces (``text:`` terms); alone, it lists them newest first. A plain ``text``
         ranks photos whose read text holds its words first (see :mod:`vsearch.ocr.search`).
         A query beyond :data:`vsearch.search.QUERY_LIMITS` (terms, text lengths, ``k``) is a
         :class:`QueryError`."""
@@ -194,6 +200,10 @@ class Collection:
 
             return photos_with_face(self.catalog, face, k=k, device=self.device)
         QUERY_LIMITS.check(text, plus, minus, k)  # before any text is encoded
+        parsed = parse_query(text) if text is not None else ParsedQuery("")
+        filters = list(parsed.terms) + [Term("tag", t) for t in tags] + [Term("text", w) for w in text_in]
+        check_supported(filters)
+        text = parsed.text or None
         terms: list[QueryTerm] = []
         if text is not None:
             terms.append(QueryTerm(text_weight, text=text))
@@ -207,41 +217,51 @@ class Collection:
             terms.append(QueryTerm(-w, text=t))
         if k < 1:
             raise QueryError("-k must be at least 1")
+        if not terms and not filters:
+            raise QueryError("give a text, an image or plus terms to search for, or filters such as year:2019")
         if self._reads.space_model(IMAGE_SPACE) is None:
             return []
-        allowed = None
-        if tags:
-            from vsearch.tags import check_known_tags, vector_ids_with_tags
-
-            check_known_tags(self.catalog, tags)
-            allowed = vector_ids_with_tags(self.catalog, tags)
-            if len(allowed) == 0:
-                return []
-        if text_in:
-            from vsearch.ocr import search as text_search
-
+        selection, allowed = None, None
+        if filters:
             if regions:
-                raise QueryError("--regions does not combine with --text-in yet")
-            matches, allowed = text_search.text_filter(self.catalog, text_in, allowed)
+                raise QueryError("--regions does not combine with filters (tag:, text:, year:, ...) yet")
+            selection = select(self._reads, lambda: self.catalog, filters, self._person_photos)
+            allowed = selection.vector_ids
             if len(allowed) == 0:
                 return []
             if not terms:
-                return text_search.listing(self.catalog, matches, k)
+                return self._with_lines(selection.listing(k), selection)
         query = self.query_vector(terms)
         if regions:
             from vsearch.regions.search import search_regions
 
-            if allowed is not None:
-                raise QueryError("--regions does not combine with --tag yet")
             return search_regions(self.catalog, query, k=k)
         hits = top_media(self._searcher(), self._reads, query, k, distinct=False, allowed_ids=allowed)
         if text is not None and self._reads.get_meta(HAS_TEXT_KEY):  # a catalog without read text stays read-only
             from vsearch.ocr import search as text_search
 
             hits = text_search.rank_with_words(self.catalog, text, query, hits, k, allowed)
-        if text_in:
-            hits = text_search.with_matched_lines(hits, matches)
-        return hits
+        return self._with_lines(hits, selection)
+
+    def _with_lines(self, hits: list[SearchHit], selection: Selection | None) -> list[SearchHit]:
+        """Hits found through a ``text:`` term carry the read line that matched."""
+        if selection is None or not selection.lines:
+            return hits
+        from vsearch.ocr import search as text_search
+
+        return text_search.with_matched_lines(hits, selection.lines)
+
+    def _person_photos(self, name: str) -> frozenset[int]:
+        """The photos showing the enrolled person ``name`` (for ``person:``)."""
+        return person_lookup(self.faces())(name)
+
+    def faces(self):
+        """The collection's :class:`~vsearch.faces.service.FaceService` (its models load on first use)."""
+        if self._faces is None:
+            from vsearch.faces.service import FaceService
+
+            self._faces = FaceService(self.catalog, device=self.device)
+        return self._faces
 
     def _searcher(self) -> SpaceSearcher:
         """The image space's searcher, chosen once per loaded index (a GPU copy is made once)."""

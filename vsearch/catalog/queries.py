@@ -43,6 +43,8 @@ SPACE_VECTORS = "SELECT id, embedding FROM vectors WHERE space = :space"
 SPACE_VECTORS_WITH_IDS = "SELECT id, embedding FROM vectors WHERE space = :space AND id IN ({ids})"
 MEDIA_OF_VECTORS = ("SELECT vectors.id, media.id, media.path FROM vectors JOIN media ON media.id = vectors.media_id "
                     "WHERE vectors.id IN ({ids})")
+PHOTO_FACTS = ("SELECT vectors.id, media.id, media.path, media.taken_at, media.mtime FROM vectors "
+               "JOIN media ON media.id = vectors.media_id WHERE vectors.space = :space AND media.status = 'indexed'")
 STORED_VECTOR_OF_FILE = ("SELECT vectors.embedding FROM media JOIN vectors ON vectors.media_id = media.id "
                          "WHERE media.path = :path AND media.status = 'indexed' AND media.size = :size "
                          "AND media.mtime = :mtime AND vectors.space = :space")
@@ -253,6 +255,12 @@ class SqlReads:
         return self.hits(scores, ids)
 
     # -- photos of vectors -----------------------------------------------------------------------
+    def photo_facts(self, space: str = IMAGE_SPACE) -> list[tuple[int, int, str, str | None, float]]:
+        """(vector id, media id, path, taken_at, mtime) of every indexed photo with a vector in
+        ``space``: what a search's ``folder:``, ``type:`` and date filters select on."""
+        return [(int(v), int(m), text_to_path(p), t, float(mt or 0.0))
+                for v, m, p, t, mt in self._sql.rows(PHOTO_FACTS, {"space": space})]
+
     def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[SearchHit]]:
         """Turn (scores, vector ids) from any searcher into :class:`SearchHit` lists via SQL;
         ids whose rows are gone from SQL (or -1, an empty slot) are skipped."""

@@ -21,9 +21,11 @@ from pydantic import Field
 
 import vsearch
 from vsearch.errors import QueryError
+from vsearch.filters import check_supported, person_lookup
 from vsearch.fsutil import display_path, undecodable_name
+from vsearch.query import ParsedQuery, Term, parse_query
 from vsearch.search import NOT_BLANK_PATTERN, QUERY_LIMITS, SPACE_CHARS, TERM_PATTERN, parse_weighted
-from vsearch.serve.auth import TOKEN_FILENAME, BearerToken, load_or_create_token
+from vsearch.serve.auth import TOKEN_FILENAME, BearerToken, bearer_scheme, load_or_create_token
 from vsearch.serve.errors import ApiError, error_response, install_error_handlers
 from vsearch.serve.limits import BodySizeLimit, QueryStringLimit, WorkQueue
 from vsearch.serve.models import ClassifyResult, Health, Hit, SearchResult, error_responses
@@ -119,7 +121,8 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
     if token is None:
         token_path = token_file or os.path.join(collection.catalog.directory, TOKEN_FILENAME)
         token, token_created = load_or_create_token(token_path)
-    require_token = Depends(BearerToken(token))
+    token_check = BearerToken(token)
+    require_token = Depends(token_check)
     queue = WorkQueue(settings.workers, settings.queue_depth)
 
     @asynccontextmanager
@@ -181,17 +184,34 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         return Health(status="ok", faces=faces_router is not None, queue=queue.stats(), **service.health())
 
     # -- search ----------------------------------------------------------------------------------
-    def run_search(texts, vectors_fn, k: int, tags, exclude=None) -> tuple[list, int]:
-        query = service.compose(texts, vectors_fn())
-        hits = service.search(query, k, tags, exclude_media=exclude)
+    def run_search(texts, vectors_fn, k: int, filters, exclude=None) -> tuple[list, int]:
+        vectors = vectors_fn()
+        query = service.compose(texts, vectors) if texts or vectors or not filters else None
+        people = person_lookup(app.state.faces) if app.state.faces is not None else None
+        hits = service.search(query, k, filters, exclude_media=exclude, person_photos=people)
         return hits, len(service.reader.current())
+
+    def query_filters(q: str | None, tags: list[str], authorization) -> tuple[str | None, list[Term]]:
+        """q's free text and its filters with the tag parameters; a malformed q is a 422, and
+        person: needs the bearer token as the face endpoints do (401)."""
+        try:
+            parsed = parse_query(q) if q is not None else ParsedQuery("")
+            check_supported(parsed.terms)
+        except QueryError as exc:
+            raise ApiError(422, "invalid_request", f"q: {exc}", fields=[{"field": "q", "message": str(exc)}]) from None
+        if parsed.of("person"):
+            token_check(authorization)
+        return parsed.text or None, [*parsed.terms, *(Term("tag", t) for t in tags)]
 
     @app.get("/v1/search", response_model=SearchResult, response_model_exclude_none=True, tags=["search"],
              responses=error_responses(400, 404, 422, 503))
     async def search_get(
         request: Request,
         q: Annotated[Optional[str], Query(min_length=1, max_length=QUERY_LIMITS.max_text_chars, json_schema_extra=NOT_BLANK,
-                                          description="Text query, e.g. 'a dog on the beach'.")] = None,
+                                          description="Text query, e.g. 'a dog on the beach', with filters such as "
+                                          "'year:2019 -tag:cat type:raw' (README, Query language); 'person:NAME' needs "
+                                          "the bearer token. Filters alone list the photos that pass, newest first, "
+                                          "score 0.")] = None,
         like: Annotated[Optional[int], Query(ge=0, le=MAX_ID, description="A photo's catalog id: find photos similar to it "
                                              "(the photo itself is left out).")] = None,
         plus: Annotated[list[Term], Query(max_length=MAX_TERMS_EACH, description=(
@@ -210,7 +230,8 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
         `inf`, `1e9`) is a 422."""
         if q is None and like is None and not plus:
             raise ApiError(400, "bad_query", "give q (a text), like (a photo id) or plus terms")
-        texts = [(q, 1.0)] if q is not None else []
+        words, filters = query_filters(q, tag, await bearer_scheme(request))
+        texts = [(words, 1.0)] if words is not None else []
         for field, terms, sign in (("plus", plus, 1.0), ("minus", minus, -1.0)):
             for term in terms:
                 try:
@@ -229,7 +250,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
 
         started = time.perf_counter()
         heavy = sum(len(t) for t, _ in texts) > ORDINARY_TEXT_CHARS
-        hits, n = await queue.run(run_search, texts, vectors, k, tag, like, request=request, heavy=heavy)
+        hits, n = await queue.run(run_search, texts, vectors, k, filters, like, request=request, heavy=heavy)
         return SearchResult(results=[hit_json(h) for h in hits], k=k, photos_in_index=n,
                             took_ms=round((time.perf_counter() - started) * 1000, 2))
 
@@ -251,7 +272,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
             return [(service.image_vector(data), 1.0)]
 
         started = time.perf_counter()
-        hits, n = await queue.run(run_search, texts, vectors, k, tag, request=request)
+        hits, n = await queue.run(run_search, texts, vectors, k, [Term("tag", t) for t in tag], request=request)
         return SearchResult(results=[hit_json(h) for h in hits], k=k, photos_in_index=n,
                             took_ms=round((time.perf_counter() - started) * 1000, 2))
 

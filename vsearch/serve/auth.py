@@ -61,7 +61,7 @@ def _read_token(path: str) -> str:
 
 
 # Declared through FastAPI's security scheme so that /docs shows an "Authorize" button.
-_scheme = HTTPBearer(auto_error=False, description="The token in the server's token file (`serve.token`).")
+bearer_scheme = _scheme = HTTPBearer(auto_error=False, description="The token in the server's token file (`serve.token`).")
 
 
 class BearerToken:

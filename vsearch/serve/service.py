@@ -16,7 +16,9 @@ from typing import Sequence
 import numpy as np
 from vsearch.api import Collection
 from vsearch.catalog import IMAGE_SPACE, SearchHit
+from vsearch.filters import PersonPhotos, select
 from vsearch.images import decode_image, limit_aspect
+from vsearch.query import Term
 from vsearch.report import thumbnail_jpeg
 from vsearch.search import QueryTerm, compose_query, top_media
 from vsearch.serve.errors import ApiError
@@ -118,22 +120,25 @@ class SearchService:
         return np.stack(out)
 
     # -- search ----------------------------------------------------------------------------------
-    def search(self, query: np.ndarray, k: int, tags: Sequence[str] = (), exclude_media: int | None = None) -> list[SearchHit]:
-        """Top-k photos of the index as last saved; ids whose rows are gone since are skipped."""
+    def search(self, query: np.ndarray | None, k: int, filters: Sequence[Term] = (), exclude_media: int | None = None,
+               person_photos: PersonPhotos | None = None) -> list[SearchHit]:
+        """Top-k photos of the index as last saved that pass ``filters`` (:mod:`vsearch.filters`);
+        ids whose rows are gone since are skipped. ``query`` None: the photos that pass, newest first."""
         snap = self.reader.current()
         if snap.index is None:
             return []
+        allowed = None
+        if filters:
+            selection = select(self.catalog, lambda: self.catalog, filters, person_photos)
+            if query is None:
+                return selection.listing(k)
+            allowed = selection.vector_ids
+            if len(allowed) == 0:
+                return []
         if snap.index.dim != len(query):
             raise ApiError(409, "model_mismatch",
                            f"the catalog's index now holds {snap.index.dim}-d vectors but this server's model "
                            f"({self.encoder.info.name}) makes {len(query)}-d ones; restart `vsearch serve`")
-        allowed = None
-        if tags:
-            from vsearch.tags import vector_ids_with_tags
-
-            allowed = vector_ids_with_tags(self.catalog, tags)
-            if len(allowed) == 0:
-                return []
         # a few extra candidates make up for rows deleted since the save and the excluded photo;
         # ids map to paths through SQL (one read transaction), where deleted rows drop out
         return top_media(snap.searcher, self.catalog, query, k, distinct=False, fetch=k + 8, allowed_ids=allowed,
