@@ -23,7 +23,8 @@ import vsearch
 from vsearch.errors import QueryError
 from vsearch.filters import check_supported, person_lookup
 from vsearch.fsutil import display_path, undecodable_name
-from vsearch.query import ParsedQuery, Term, parse_query
+from vsearch.query import ParsedQuery, parse_query
+from vsearch.query import Term as Filter
 from vsearch.search import NOT_BLANK_PATTERN, QUERY_LIMITS, SPACE_CHARS, TERM_PATTERN, parse_weighted
 from vsearch.serve.auth import TOKEN_FILENAME, BearerToken, bearer_scheme, load_or_create_token
 from vsearch.serve.errors import ApiError, error_response, install_error_handlers
@@ -201,7 +202,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
             raise ApiError(422, "invalid_request", f"q: {exc}", fields=[{"field": "q", "message": str(exc)}]) from None
         if parsed.of("person"):
             token_check(authorization)
-        return parsed.text or None, [*parsed.terms, *(Term("tag", t) for t in tags)]
+        return parsed.text or None, [*parsed.terms, *(Filter("tag", t) for t in tags)]
 
     @app.get("/v1/search", response_model=SearchResult, response_model_exclude_none=True, tags=["search"],
              responses=error_responses(400, 404, 422, 503))
@@ -272,7 +273,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
             return [(service.image_vector(data), 1.0)]
 
         started = time.perf_counter()
-        hits, n = await queue.run(run_search, texts, vectors, k, [Term("tag", t) for t in tag], request=request)
+        hits, n = await queue.run(run_search, texts, vectors, k, [Filter("tag", t) for t in tag], request=request)
         return SearchResult(results=[hit_json(h) for h in hits], k=k, photos_in_index=n,
                             took_ms=round((time.perf_counter() - started) * 1000, 2))
 
