@@ -64,14 +64,18 @@ class Selection:
 
 def person_lookup(face_service) -> PersonPhotos:
     """``person:`` over a :class:`~vsearch.faces.service.FaceService`: the photos of an enrolled
-    person; a name nobody is enrolled under is a :class:`QueryError`."""
+    person, their name in any case; a name nobody is enrolled under is a :class:`QueryError`."""
     from vsearch.faces.errors import UnknownPersonError
 
     def photos(name: str) -> frozenset[int]:
         try:
             return face_service.person_photos(name).media_ids
         except UnknownPersonError:
-            raise QueryError(f"person:{name}: no one of that name is enrolled (see `vsearch faces list`)") from None
+            pass
+        same = [p.name for p in face_service.people() if p.name.casefold() == name.casefold()]
+        if len(same) == 1:  # names are typed in any case; two names differing only in case must be typed exactly
+            return face_service.person_photos(same[0]).media_ids
+        raise QueryError(f"person:{name}: no one of that name is enrolled (see `vsearch faces list`)")
 
     return photos
 
