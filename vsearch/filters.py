@@ -39,7 +39,7 @@ PersonPhotos = Callable[[str], frozenset[int]]  # an enrolled person's name -> m
 class Photo:
     vector_id: int
     media_id: int
-    path: str
+    path: str  # as stored paths come back from the catalog (str, undecodable bytes as surrogates)
     day: _dt.date
     when: str  # sort key, newest last: the capture time, else the file time, as ISO text
 
@@ -91,8 +91,9 @@ def select(catalog_reads, catalog: Callable[[], object], terms: Sequence[Term],
     """The photos passing every term. ``catalog_reads`` runs the read queries (a catalog or its
     read-only view); ``catalog()`` opens the full catalog, only for tags, read text and faces."""
     check_supported(terms)
-    photos = [_photo(*row) for row in catalog_reads.photo_facts(IMAGE_SPACE)]
-    photos = [p for p in photos if all(_holds(t, p) != t.negated for t in terms if t.key not in _LOOKED_UP)]
+    tests = [(_predicate(t), t.negated) for t in terms if t.key not in _LOOKED_UP]
+    photos = [p for p in (_photo(*row) for row in catalog_reads.photo_facts(IMAGE_SPACE))
+              if all(test(p) != negated for test, negated in tests)]
     lines: dict = {}
     for t in terms:
         if not photos:
@@ -129,16 +130,18 @@ def _photo(vector_id: int, media_id: int, path: str, taken_at: str | None, mtime
     return Photo(vector_id, media_id, path, day, taken_at)
 
 
-def _holds(t: Term, p: Photo) -> bool:
+def _predicate(t: Term) -> Callable[[Photo], bool]:
+    """What a term asks of a photo's facts, worked out once per search (not once per photo)."""
     if t.key in DATE_KEYS:
         first, last = t.day_range()
-        return first <= p.day <= last
+        return lambda p: first <= p.day <= last
     if t.key == "folder":
-        folder = os.path.abspath(os.path.expanduser(t.value)).rstrip(os.sep) or os.sep
-        path = os.fsdecode(p.path)
-        return path.startswith(folder if folder.endswith(os.sep) else folder + os.sep)
+        folder = os.path.abspath(os.path.expanduser(t.value))
+        prefix = folder if folder.endswith(os.sep) else folder + os.sep
+        return lambda p: p.path.startswith(prefix)
     if t.key == "type":
-        return os.path.splitext(os.fsdecode(p.path))[1].lower() in TYPE_FAMILIES[t.value]
+        extensions = TYPE_FAMILIES[t.value]
+        return lambda p: p.path.lower().endswith(extensions)
     raise QueryError(f"{t}: this key does not filter photos")
 
 
