@@ -180,3 +180,11 @@ def test_http_person_needs_the_token(client):
     assert r.status_code == 401
     r = client.get("/v1/search", params={"q": "person:anna"}, headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code != 401 and r.status_code in (400, 422)  # authorised, but no faces to look in
+
+
+def test_cli_explain_leaves_the_filters_out_of_the_query(library, tiny_clip_spec):
+    r = invoke("search", "a cat year:2019", "--explain", "--json", "--db", library / "db", "--model", tiny_clip_spec)
+    assert r.exit_code == 0, r.output
+    assert names(json.loads(r.stdout)) and set(names(json.loads(r.stdout))) <= {"chelsea", "coffee"}
+    r = invoke("search", "year:2019", "--explain", "--json", "--db", library / "db", "--model", tiny_clip_spec)
+    assert r.exit_code in (0, 2) and "Traceback" not in r.output
