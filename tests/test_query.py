@@ -115,3 +115,25 @@ def test_month_range_covers_the_month(year, month):
     first, last = parse_query(f"month:{year}-{month:02d}").terms[0].day_range()
     assert (first.year, first.month, first.day) == (year, month, 1)
     assert last.month == month and (last == dt.date.max or (last + dt.timedelta(days=1)).day == 1)
+
+
+def test_tags_alone_select_from_the_tag_table_without_reading_every_photo():
+    """`--tag` in a ranked search: the ids come from the tags, with no read of every photo's facts
+    (a million photos would cost seconds); the same ids either way."""
+    from unittest import mock
+
+    from vsearch import filters
+    from vsearch.query import parse_query
+
+    tagged = {"beach": {1, 2, 3}, "dog": {2, 3, 4}, "night": {3}}
+
+    class Reads:
+        def photo_facts(self, space):
+            return [(v, v + 100, f"/p/{v}.jpg", "2020-01-01T00:00:00", 0.0) for v in range(1, 6)]
+
+    terms = parse_query("tag:beach tag:dog -tag:night").terms
+    with mock.patch.object(filters, "_tagged", lambda catalog, tag: set(tagged[tag])):
+        full = filters.select(Reads(), lambda: None, terms)
+        with mock.patch.object(Reads, "photo_facts", side_effect=AssertionError("read every photo")):
+            fast = filters.select(Reads(), lambda: None, terms, listing=False)
+    assert fast.vector_ids.tolist() == full.vector_ids.tolist() == [2]

@@ -225,7 +225,7 @@ class Collection:
         if filters:
             if regions:
                 raise QueryError("--regions does not combine with filters (tag:, text:, year:, ...) yet")
-            selection = select(self._reads, lambda: self.catalog, filters, self._person_photos)
+            selection = select(self._reads, lambda: self.catalog, filters, self._person_photos, listing=not terms)
             allowed = selection.vector_ids
             if len(allowed) == 0:
                 return []

@@ -51,9 +51,12 @@ class Selection:
 
     photos: tuple[Photo, ...]
     lines: dict = field(default_factory=dict)
+    ids: tuple[int, ...] | None = None  # the vector ids alone, when no listing was asked for
 
     @property
     def vector_ids(self) -> np.ndarray:
+        if self.ids is not None:
+            return np.asarray(sorted(self.ids), dtype=np.int64)
         return np.asarray(sorted(p.vector_id for p in self.photos), dtype=np.int64)
 
     def listing(self, k: int) -> list[SearchHit]:
@@ -87,10 +90,18 @@ def check_supported(terms: Sequence[Term]) -> None:
 
 
 def select(catalog_reads, catalog: Callable[[], object], terms: Sequence[Term],
-           person_photos: PersonPhotos | None = None) -> Selection:
+           person_photos: PersonPhotos | None = None, listing: bool = True) -> Selection:
     """The photos passing every term. ``catalog_reads`` runs the read queries (a catalog or its
-    read-only view); ``catalog()`` opens the full catalog, only for tags, read text and faces."""
+    read-only view); ``catalog()`` opens the full catalog, only for tags, read text and faces.
+    ``listing=False`` (a search that ranks by a query): only the vector ids are needed, and tags
+    alone (the everyday ``--tag``) are answered from the tag table without reading every photo."""
     check_supported(terms)
+    if not listing and terms and all(t.key == "tag" for t in terms) and any(not t.negated for t in terms):
+        ids: set[int] | None = None
+        for t in sorted(terms, key=lambda t: t.negated):  # the tags a photo must carry first
+            tagged = _tagged(catalog(), t.value)
+            ids = (ids - tagged if t.negated else tagged if ids is None else ids & tagged)
+        return Selection((), {}, tuple(sorted(ids or ())))
     tests = [(_predicate(t), t.negated) for t in terms if t.key not in _LOOKED_UP]
     photos = [p for p in (_photo(*row) for row in catalog_reads.photo_facts(IMAGE_SPACE))
               if all(test(p) != negated for test, negated in tests)]

@@ -129,7 +129,7 @@ class SearchService:
             return []
         allowed = None
         if filters:
-            selection = select(self.catalog, lambda: self.catalog, filters, person_photos)
+            selection = select(self.catalog, lambda: self.catalog, filters, person_photos, listing=query is None)
             if query is None:
                 return selection.listing(k)
             allowed = selection.vector_ids
