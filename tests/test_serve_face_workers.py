@@ -83,3 +83,43 @@ def test_the_first_face_requests_start_the_workers_once(catalog_dir, people):
         workers = list(pool._executor._processes.values())
     assert workers and not any(w.is_alive() for w in workers)  # the server's shutdown ended them
     assert pool.state == "stopped"
+
+
+@pytest.mark.slow  # a real server and one worker start-up: ~40 s
+def test_ctrl_c_while_the_first_face_request_starts_the_workers_stops_in_one_line(tmp_path, photo_dir,
+                                                                                 tiny_clip_spec):
+    """The workers start while the server runs; Ctrl-C reaches them while they import: the request
+    in flight is answered and the server stops with its one line, no worker traceback."""
+    import os
+    import signal
+    import time
+
+    import httpx
+
+    from tests.test_serve_e2e import Server
+
+    with vsearch.open(tmp_path / "db", model=tiny_clip_spec) as coll:
+        coll.index([str(photo_dir / "astronaut.jpg")], workers=0)
+    server = Server(tmp_path / "db", tmp_path / "serve.token", tmp_path / "server.log", "--face-processes", "2",
+                    own_group=True)
+    answers = []
+    try:
+        server.wait_ready(timeout=300)
+        token = (tmp_path / "serve.token").read_text().strip()
+        photo = (photo_dir / "astronaut.jpg").read_bytes()
+
+        def identify():
+            answers.append(httpx.post(server.url + "/v1/faces/identify", headers={"Authorization": f"Bearer {token}"},
+                                      files={"image": ("a.jpg", photo, "image/jpeg")}, timeout=300).status_code)
+
+        caller = threading.Thread(target=identify)
+        caller.start()
+        time.sleep(1.5)  # the workers are importing (their start takes several seconds)
+        os.killpg(server.proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: every process of the group
+        code = server.proc.wait(timeout=120)
+        caller.join()
+        output = server.output()
+    finally:
+        server.stop()
+    after = output.split("Ctrl-C stops", 1)[1].strip().splitlines()
+    assert code == 0 and after == ["stopped serving"] and answers == [200], output

@@ -17,9 +17,11 @@ the next call starts new workers.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -33,10 +35,11 @@ _service = None  # this worker process's FaceService
 
 def _init(directory: str, url: str, device: str) -> None:
     global _service
-    import signal
-
-    # Ctrl-C in a terminal reaches every process of the group: the server stops its workers itself
+    # Ctrl-C in a terminal reaches every process of the group: the server stops its workers itself.
+    # The worker was born with SIGINT blocked (see FacePool._start); ignored now, it can be unblocked.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     import importlib.util
 
     import cv2
@@ -84,6 +87,19 @@ def _enroll(name: str, sources: list[bytes], labels: list[str]):
     return _service.enroll(name, sources, labels=labels)
 
 
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread (where the platform has signal masks; other threads still take it)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 class FacePool:
     """``processes`` workers, each with the face models loaded, started (and warmed) by the first call."""
 
@@ -99,9 +115,14 @@ class FacePool:
         executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_init, initargs=self._initargs)
         # as many pings as workers: every worker is started and has loaded its models before the
-        # first real call (a worker loading its models would add seconds to a later call)
+        # first real call (a worker loading its models would add seconds to a later call).
+        # The workers start while the server runs, so a Ctrl-C may come while they import: they are
+        # spawned from this thread with SIGINT blocked, a mask they keep through exec until _init
+        # ignores the signal (else each would die with a KeyboardInterrupt and its traceback).
+        with _sigint_blocked():
+            futures = [executor.submit(_ping) for _ in range(self.processes)]  # submit spawns the workers
         try:
-            pids = {f.result(timeout=300) for f in [executor.submit(_ping) for _ in range(self.processes)]}
+            pids = {f.result(timeout=300) for f in futures}
         except BaseException:
             executor.shutdown(wait=False, cancel_futures=True)
             raise
