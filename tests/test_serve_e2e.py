@@ -160,6 +160,12 @@ def test_ctrl_c_stops_the_server_and_its_face_workers_in_one_line(tmp_path, phot
                     own_group=True)
     try:
         server.wait_ready(timeout=300)
+        assert httpx.get(server.url + "/healthz").json()["face_workers"] == "not started"
+        token = (tmp_path / "serve.token").read_text().strip()
+        with open(photo_dir / "astronaut.jpg", "rb") as fh:  # the first face request starts the workers
+            httpx.post(server.url + "/v1/faces/identify", headers={"Authorization": f"Bearer {token}"},
+                       files={"image": ("a.jpg", fh.read(), "image/jpeg")}, timeout=300)
+        assert httpx.get(server.url + "/healthz").json()["face_workers"] == "running"
         os.killpg(server.proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: every process of the group
         code = server.proc.wait(timeout=60)
         output = server.output()

@@ -182,7 +182,10 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
     def healthz() -> Health:
         """Liveness and load: model, photos in the loaded index, queue occupancy. Not queued, so
         it answers while the work queue is full."""
-        return Health(status="ok", faces=faces_router is not None, queue=queue.stats(), **service.health())
+        pool = app.state.face_pool
+        workers = None if faces_router is None else pool.state if pool is not None else "none"
+        return Health(status="ok", faces=faces_router is not None, face_workers=workers, queue=queue.stats(),
+                      **service.health())
 
     # -- search ----------------------------------------------------------------------------------
     def run_search(texts, vectors_fn, k: int, filters, exclude=None) -> tuple[list, int]:

@@ -7,14 +7,21 @@ connection to the catalog and takes whole calls: verify reads the person's templ
 identify first brings its copy of the enrolled index level with SQL, enroll writes through SQL
 and saves the index file atomically, as `vsearch faces enroll` would from another process.
 
+The workers start with the first call that needs them, not with the server: a server that
+nobody asks about faces never loads torch or dlib in them (about 1.8 GB of memory for two
+workers). That first call waits for the start (seconds); calls arriving meanwhile wait for the
+same start rather than starting workers of their own.
+
 A worker that dies (a crash in native code) breaks the pool: the call that saw it gets a 503 and
-a new pool is started for the next ones.
+the next call starts new workers.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -28,10 +35,11 @@ _service = None  # this worker process's FaceService
 
 def _init(directory: str, url: str, device: str) -> None:
     global _service
-    import signal
-
-    # Ctrl-C in a terminal reaches every process of the group: the server stops its workers itself
+    # Ctrl-C in a terminal reaches every process of the group: the server stops its workers itself.
+    # The worker was born with SIGINT blocked (see FacePool._start); ignored now, it can be unblocked.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     import importlib.util
 
     import cv2
@@ -79,40 +87,83 @@ def _enroll(name: str, sources: list[bytes], labels: list[str]):
     return _service.enroll(name, sources, labels=labels)
 
 
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread (where the platform has signal masks; other threads still take it)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 class FacePool:
-    """``processes`` workers, each with the face models loaded, started (and warmed) at once."""
+    """``processes`` workers, each with the face models loaded, started (and warmed) by the first call."""
 
     def __init__(self, directory: str, url: str, device: str, processes: int):
         self._initargs = (directory, url, device)
         self.processes = processes
-        self._lock = threading.Lock()
-        self._executor = self._start()
+        self._lock = threading.Lock()  # starts, restarts and the shutdown, one at a time
+        self._executor: ProcessPoolExecutor | None = None
+        self._closed = False
 
     def _start(self) -> ProcessPoolExecutor:
         # spawn, not fork: the server process already runs threads (and torch), which fork copies badly
         executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_init, initargs=self._initargs)
         # as many pings as workers: every worker is started and has loaded its models before the
-        # first real call (a cold worker would add seconds to someone's face unlock)
-        pids = {f.result(timeout=300) for f in [executor.submit(_ping) for _ in range(self.processes)]}
+        # first real call (a worker loading its models would add seconds to a later call).
+        # The workers start while the server runs, so a Ctrl-C may come while they import: they are
+        # spawned from this thread with SIGINT blocked, a mask they keep through exec until _init
+        # ignores the signal (else each would die with a KeyboardInterrupt and its traceback).
+        with _sigint_blocked():
+            futures = [executor.submit(_ping) for _ in range(self.processes)]  # submit spawns the workers
+        try:
+            pids = {f.result(timeout=300) for f in futures}
+        except BaseException:
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
         log.info("face workers ready: %s", sorted(pids))
         return executor
 
+    def _running(self) -> ProcessPoolExecutor:
+        """The workers, started now if no call has started them yet."""
+        with self._lock:  # concurrent first calls: one starts the workers, the others wait for them
+            if self._closed:
+                raise ApiError(503, "shutting_down", "the server is shutting down", headers={"Retry-After": "1"})
+            if self._executor is None:
+                log.info("starting %d face worker process(es)", self.processes)
+                self._executor = self._start()
+            return self._executor
+
+    @property
+    def state(self) -> str:
+        """"not started", "running" or "stopped", for /healthz."""
+        if self._closed:
+            return "stopped"
+        return "running" if self._executor is not None else "not started"
+
     def pids(self) -> list[int]:
-        return sorted(p.pid for p in self._executor._processes.values())  # noqa: SLF001 - for tests and logs
+        executor = self._executor
+        if executor is None:
+            return []
+        return sorted(p.pid for p in (executor._processes or {}).values())  # noqa: SLF001 - for tests and logs
 
     def call(self, fn, *args):
-        executor = self._executor
+        executor = self._running()
         try:
             return executor.submit(fn, *args).result()
         except BrokenProcessPool:
             with self._lock:
-                if self._executor is executor:  # the first caller to notice restarts the pool
-                    log.error("a face worker process died; starting new ones")
+                if self._executor is executor:  # the first caller to notice retires the pool
+                    log.error("a face worker process died; the next face call starts new ones")
                     executor.shutdown(wait=False, cancel_futures=True)
-                    self._executor = self._start()
+                    self._executor = None
             raise ApiError(503, "face_worker_crashed", "the face worker handling this request stopped "
-                           "unexpectedly; it has been restarted, retry the request",
+                           "unexpectedly; retry the request (new workers start with it)",
                            headers={"Retry-After": "1"}) from None
 
     def verify(self, name: str, data: bytes):
@@ -125,4 +176,9 @@ class FacePool:
         return self.call(_enroll, name, sources, labels)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """End the workers, if any started; later calls answer 503."""
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)

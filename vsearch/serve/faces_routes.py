@@ -13,6 +13,7 @@ They adapt :class:`vsearch.faces.service.FaceService`, loaded once at start. Thr
 
 With ``settings.face_processes`` > 0, verify, identify and enroll run in worker processes instead
 (:mod:`vsearch.serve.face_pool`): dlib holds the GIL, so only processes use more than one core.
+The workers start with the first of those calls, not with the server.
 
 Grouping the collection's faces (the faces tab's "find groups") is a job: it runs in one of the
 server's worker threads (it takes a slot of the work queue while it runs), the request that starts

@@ -74,6 +74,9 @@ class Health(BaseModel):
     index_loaded_at: float
     index_reloads: int
     faces: bool = Field(description="Whether the face endpoints are available.")
+    face_workers: str | None = Field(None, description="The face worker processes: \"not started\" (they "
+                                     "start with the first face request), \"running\" or \"stopped\"; "
+                                     "\"none\" when face calls run in the server process; null without faces.")
     queue: QueueState
 
 
