@@ -256,3 +256,19 @@ def test_serve_watch_ocr_reads_the_text_of_a_new_photo(tmp_path, tiny_clip_spec)
     finally:
         stop()
     assert invoke("serve", "--ocr", "--db", db).exit_code == 2  # --ocr reads what a --watch brings
+
+
+def test_a_plain_query_over_http_puts_the_photo_whose_text_matches_first(indexed):
+    """`GET /v1/search?q=wifi password` ranks as `vsearch search "wifi password"` does."""
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from vsearch.serve import ServeSettings, create_app
+
+    db, _ = indexed
+    cli_names, cli_hits = _paths(db, "wifi password")
+    app_ = create_app(db, token="t" * 32, settings=ServeSettings(workers=1, index_check_seconds=0.0))
+    with TestClient(app_, base_url="http://127.0.0.1") as client:
+        results = client.get("/v1/search", params={"q": "wifi password", "k": 10}).json()["results"]
+    assert [r["name"] for r in results][0] == cli_names[0] == "wifi.jpg"
+    assert results[0]["score"] == pytest.approx(cli_hits[0]["score"], abs=1e-5) and results[0]["score"] > 1

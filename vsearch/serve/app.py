@@ -188,11 +188,11 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
                       **service.health())
 
     # -- search ----------------------------------------------------------------------------------
-    def run_search(texts, vectors_fn, k: int, filters, exclude=None) -> tuple[list, int]:
+    def run_search(texts, vectors_fn, k: int, filters, exclude=None, words: str | None = None) -> tuple[list, int]:
         vectors = vectors_fn()
         query = service.compose(texts, vectors) if texts or vectors or not filters else None
         people = person_lookup(app.state.faces) if app.state.faces is not None else None
-        hits = service.search(query, k, filters, exclude_media=exclude, person_photos=people)
+        hits = service.search(query, k, filters, exclude_media=exclude, person_photos=people, text=words)
         return hits, len(service.reader.current())
 
     def query_filters(q: str | None, tags: list[str], authorization) -> tuple[str | None, list[Term]]:
@@ -254,7 +254,7 @@ def create_app(db: str | os.PathLike | None = None, *, model: str | None = None,
 
         started = time.perf_counter()
         heavy = sum(len(t) for t, _ in texts) > ORDINARY_TEXT_CHARS
-        hits, n = await queue.run(run_search, texts, vectors, k, filters, like, request=request, heavy=heavy)
+        hits, n = await queue.run(run_search, texts, vectors, k, filters, like, words, request=request, heavy=heavy)
         return SearchResult(results=[hit_json(h) for h in hits], k=k, photos_in_index=n,
                             took_ms=round((time.perf_counter() - started) * 1000, 2))
 

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+
 from vsearch.api import Collection
 from vsearch.catalog import IMAGE_SPACE, SearchHit
 from vsearch.filters import PersonPhotos, select
 from vsearch.images import decode_image, limit_aspect
+from vsearch.ocr import HAS_TEXT_KEY
 from vsearch.query import Term
 from vsearch.report import thumbnail_jpeg
 from vsearch.search import QueryTerm, compose_query, top_media
@@ -121,9 +123,11 @@ class SearchService:
 
     # -- search ----------------------------------------------------------------------------------
     def search(self, query: np.ndarray | None, k: int, filters: Sequence[Term] = (), exclude_media: int | None = None,
-               person_photos: PersonPhotos | None = None) -> list[SearchHit]:
+               person_photos: PersonPhotos | None = None, text: str | None = None) -> list[SearchHit]:
         """Top-k photos of the index as last saved that pass ``filters`` (:mod:`vsearch.filters`);
-        ids whose rows are gone since are skipped. ``query`` None: the photos that pass, newest first."""
+        ids whose rows are gone since are skipped. ``query`` None: the photos that pass, newest first.
+        ``text``: the query's free text; photos whose read text holds its words come first, as in
+        :meth:`vsearch.Collection.search` (:func:`vsearch.ocr.search.rank_with_words`)."""
         snap = self.reader.current()
         if snap.index is None:
             return []
@@ -141,8 +145,15 @@ class SearchService:
                            f"({self.encoder.info.name}) makes {len(query)}-d ones; restart `vsearch serve`")
         # a few extra candidates make up for rows deleted since the save and the excluded photo;
         # ids map to paths through SQL (one read transaction), where deleted rows drop out
-        return top_media(snap.searcher, self.catalog, query, k, distinct=False, fetch=k + 8, allowed_ids=allowed,
+        hits = top_media(snap.searcher, self.catalog, query, k, distinct=False, fetch=k + 8, allowed_ids=allowed,
                          exclude_media=exclude_media)
+        if text and self.catalog.get_meta(HAS_TEXT_KEY):
+            from vsearch.ocr import search as text_search
+
+            hits = text_search.rank_with_words(self.catalog, text, query, hits, k, allowed)
+            if exclude_media is not None:
+                hits = [h for h in hits if h.media_id != exclude_media]
+        return hits
 
     # -- media -----------------------------------------------------------------------------------
     def thumbnail(self, media_id: int, size: int) -> bytes:
